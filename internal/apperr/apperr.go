@@ -1,0 +1,102 @@
+// Package apperr is the one error vocabulary the domain packages share with
+// the HTTP layers: each error carries a kind (which becomes a status code) and
+// a message that is safe to show a person. Anything else is an internal error
+// whose text never leaves the server.
+package apperr
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Kind says what went wrong in terms a caller can act on.
+type Kind int
+
+const (
+	KindInvalid      Kind = iota + 1 // the input is malformed (422)
+	KindConflict                     // the input clashes with existing data (409)
+	KindNotFound                     // no such thing, or not visible to the caller (404)
+	KindForbidden                    // the caller may not do this (403)
+	KindUnauthorized                 // the caller is not signed in (401)
+	KindTooMany                      // too many attempts (429)
+	KindBadRequest                   // the request itself cannot be understood (400)
+)
+
+// Error is a user-facing error: Message is written for a person, Field names
+// the input it concerns (if any), Code is a stable machine-readable word.
+type Error struct {
+	Kind    Kind
+	Code    string
+	Field   string
+	Message string
+}
+
+func (e *Error) Error() string {
+	if e.Field != "" {
+		return e.Field + ": " + e.Message
+	}
+	return e.Message
+}
+
+// ErrNotFound is the sentinel for a missing (or invisible) record.
+var ErrNotFound = &Error{Kind: KindNotFound, Code: "not_found", Message: "Not found"}
+
+// Invalid reports malformed input for one field.
+func Invalid(field, message string) *Error {
+	return &Error{Kind: KindInvalid, Code: "invalid", Field: field, Message: message}
+}
+
+// Conflict reports input that clashes with existing data.
+func Conflict(code, field, message string) *Error {
+	return &Error{Kind: KindConflict, Code: code, Field: field, Message: message}
+}
+
+// Forbidden reports an action the caller's role does not allow.
+func Forbidden(message string) *Error {
+	return &Error{Kind: KindForbidden, Code: "forbidden", Message: message}
+}
+
+// Unauthorized reports a missing or invalid credential.
+func Unauthorized(message string) *Error {
+	return &Error{Kind: KindUnauthorized, Code: "unauthorized", Message: message}
+}
+
+// TooMany reports a rate limit.
+func TooMany(message string) *Error {
+	return &Error{Kind: KindTooMany, Code: "too_many_attempts", Message: message}
+}
+
+// BadRequest reports a request that cannot be understood at all.
+func BadRequest(code, message string) *Error {
+	return &Error{Kind: KindBadRequest, Code: code, Message: message}
+}
+
+// As returns the user-facing error inside err, if there is one.
+func As(err error) (*Error, bool) {
+	var e *Error
+	if errors.As(err, &e) {
+		return e, true
+	}
+	return nil, false
+}
+
+// IsNotFound reports whether err is (or wraps) a not-found error.
+func IsNotFound(err error) bool {
+	e, ok := As(err)
+	return ok && e.Kind == KindNotFound
+}
+
+// Is reports whether err is (or wraps) a user-facing error of kind k.
+func Is(err error, k Kind) bool {
+	e, ok := As(err)
+	return ok && e.Kind == k
+}
+
+// Wrap adds context to an internal error. It exists so call sites read the
+// same everywhere; it is fmt.Errorf with %w.
+func Wrap(err error, what string) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}

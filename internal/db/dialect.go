@@ -1,0 +1,44 @@
+package db
+
+import (
+	"errors"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// Dialect is the seam between the two engines. Everything that differs
+// between SQLite and PostgreSQL is decided here, nowhere else.
+type Dialect string
+
+const (
+	SQLite   Dialect = "sqlite"
+	Postgres Dialect = "postgres"
+)
+
+// schemaSQL adapts migration text written for PostgreSQL types to the
+// engine. SQLite accepts any type name, but the driver only parses times
+// back from columns declared TIMESTAMP, and stores bytes as BLOB.
+func (d Dialect) schemaSQL(s string) string {
+	if d != SQLite {
+		return s
+	}
+	return strings.NewReplacer("TIMESTAMPTZ", "TIMESTAMP", "BYTEA", "BLOB").Replace(s)
+}
+
+// IsUniqueViolation reports whether err is a unique or primary-key
+// constraint failure.
+func IsUniqueViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code == "23505"
+	}
+	var sqlErr *sqlite.Error
+	if errors.As(err, &sqlErr) {
+		c := sqlErr.Code()
+		return c == sqlite3.SQLITE_CONSTRAINT_UNIQUE || c == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+	}
+	return false
+}
