@@ -91,10 +91,10 @@ type APIToken struct {
 
 // Validation messages people see.
 const (
-	MsgSlugTaken   = "This slug is already taken"
-	MsgSlugInvalid = "Slug must be 2–50 characters: lowercase letters, digits and hyphens, not starting or ending with a hyphen"
+	MsgSlugTaken    = "This slug is already taken"
+	MsgSlugInvalid  = "Slug must be 2–50 characters: lowercase letters, digits and hyphens, not starting or ending with a hyphen"
 	MsgSlugReserved = "This slug is reserved; choose another"
-	MsgNameInvalid = "Name must be 1–100 characters"
+	MsgNameInvalid  = "Name must be 1–100 characters"
 )
 
 var slugPattern = regexp.MustCompile(`^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$`)
