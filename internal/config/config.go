@@ -1,0 +1,147 @@
+// Package config reads TaskJuice's settings from flags and the environment.
+// Every setting has a flag and a TASKJUICE_ variable; a flag given on the
+// command line wins over the variable, which wins over the default.
+// Secrets (the encryption key, the SMTP password) come from the environment
+// only, so they never show in a process listing.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Config is the whole configuration of a TaskJuice process.
+type Config struct {
+	Listen      string
+	DataDir     string
+	DatabaseURL string
+	BaseURL     string
+	SecretKey   string // from TASKJUICE_SECRET_KEY only
+	NoDemo      bool
+	LogLevel    string
+	LogFormat   string
+	SMTP        SMTP
+}
+
+// SMTP is the outgoing mail server.
+type SMTP struct {
+	Host     string
+	Port     int
+	Username string
+	Password string // from TASKJUICE_SMTP_PASSWORD only
+	From     string
+	// TLS is "starttls" (default), "tls" (implicit, port 465) or "none".
+	TLS string
+}
+
+// Setting documents one setting; the README's configuration table is
+// checked against this list.
+type Setting struct {
+	Flag, Env, Default, Help string
+}
+
+// Settings lists every setting in the order the README shows them.
+var Settings = []Setting{
+	{"listen", "TASKJUICE_LISTEN", "127.0.0.1:8080", "address the HTTP server listens on"},
+	{"data-dir", "TASKJUICE_DATA_DIR", "./data", "folder for the SQLite database and the key file"},
+	{"database-url", "TASKJUICE_DATABASE_URL", "", "database: empty for SQLite in the data folder, or a postgres:// URL"},
+	{"base-url", "TASKJUICE_BASE_URL", "", "public URL of this server, for links in emails and OAuth redirects (default http://LISTEN)"},
+	{"", "TASKJUICE_SECRET_KEY", "", "32-byte key encrypting credentials (64 hex digits or base64); default: DATA_DIR/secret.key, created on first start"},
+	{"no-demo", "TASKJUICE_NO_DEMO", "false", "do not create the demo account on first start"},
+	{"log-level", "TASKJUICE_LOG_LEVEL", "info", "debug, info, warn or error"},
+	{"log-format", "TASKJUICE_LOG_FORMAT", "text", "text or json"},
+	{"smtp-host", "TASKJUICE_SMTP_HOST", "", "SMTP server for outgoing email; empty disables email"},
+	{"smtp-port", "TASKJUICE_SMTP_PORT", "587", "SMTP port"},
+	{"smtp-username", "TASKJUICE_SMTP_USERNAME", "", "SMTP user name"},
+	{"", "TASKJUICE_SMTP_PASSWORD", "", "SMTP password"},
+	{"smtp-from", "TASKJUICE_SMTP_FROM", "TaskJuice <taskjuice@localhost>", "sender address of outgoing email"},
+	{"smtp-tls", "TASKJUICE_SMTP_TLS", "starttls", "starttls, tls or none"},
+}
+
+// Register defines the flags on fs, with defaults taken from getenv; call
+// Finish after fs.Parse.
+func Register(fs *flag.FlagSet, getenv func(string) string) *Config {
+	c := &Config{}
+	env := func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	strs := map[string]*string{
+		"listen": &c.Listen, "data-dir": &c.DataDir, "database-url": &c.DatabaseURL, "base-url": &c.BaseURL,
+		"log-level": &c.LogLevel, "log-format": &c.LogFormat, "smtp-host": &c.SMTP.Host,
+		"smtp-username": &c.SMTP.Username, "smtp-from": &c.SMTP.From, "smtp-tls": &c.SMTP.TLS,
+	}
+	for _, s := range Settings {
+		switch {
+		case s.Flag == "":
+			continue
+		case strs[s.Flag] != nil:
+			fs.StringVar(strs[s.Flag], s.Flag, env(s.Env, s.Default), s.Help+" ("+s.Env+")")
+		case s.Flag == "no-demo":
+			b, _ := strconv.ParseBool(env(s.Env, s.Default))
+			fs.BoolVar(&c.NoDemo, s.Flag, b, s.Help+" ("+s.Env+")")
+		case s.Flag == "smtp-port":
+			port, _ := strconv.Atoi(env(s.Env, s.Default))
+			fs.IntVar(&c.SMTP.Port, s.Flag, port, s.Help+" ("+s.Env+")")
+		}
+	}
+	c.SecretKey = getenv("TASKJUICE_SECRET_KEY")
+	c.SMTP.Password = getenv("TASKJUICE_SMTP_PASSWORD")
+	return c
+}
+
+// Finish fills derived defaults and validates. Call it after parsing flags.
+func (c *Config) Finish() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data-dir must not be empty"))
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("listen %q: want host:port", c.Listen))
+	}
+	if c.DatabaseURL == "" {
+		c.DatabaseURL = filepath.Join(c.DataDir, "taskjuice.db")
+	}
+	if c.BaseURL == "" {
+		host, port, _ := net.SplitHostPort(c.Listen)
+		if host == "" || host == "0.0.0.0" || host == "::" {
+			host = "localhost"
+		}
+		c.BaseURL = "http://" + net.JoinHostPort(host, port)
+	}
+	c.BaseURL = strings.TrimRight(c.BaseURL, "/")
+	if u, err := url.Parse(c.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("base-url %q: want an http:// or https:// URL", c.BaseURL))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log-level %q: want debug, info, warn or error", c.LogLevel))
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("log-format %q: want text or json", c.LogFormat))
+	}
+	switch c.SMTP.TLS {
+	case "starttls", "tls", "none":
+	default:
+		errs = append(errs, fmt.Errorf("smtp-tls %q: want starttls, tls or none", c.SMTP.TLS))
+	}
+	if c.SMTP.Port <= 0 || c.SMTP.Port > 65535 {
+		errs = append(errs, fmt.Errorf("smtp-port %d: want 1-65535", c.SMTP.Port))
+	}
+	return errors.Join(errs...)
+}
+
+// SecureCookies reports whether cookies should be marked Secure: when the
+// public URL is https (the server may sit behind a TLS-terminating proxy).
+func (c *Config) SecureCookies() bool { return strings.HasPrefix(c.BaseURL, "https://") }

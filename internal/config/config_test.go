@@ -1,0 +1,68 @@
+package config_test
+
+import (
+	"flag"
+	"io"
+	"testing"
+
+	"taskjuice/internal/config"
+)
+
+func parse(t *testing.T, env map[string]string, args ...string) (*config.Config, error) {
+	t.Helper()
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	c := config.Register(fs, func(k string) string { return env[k] })
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	return c, c.Finish()
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := parse(t, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != "127.0.0.1:8080" || c.DataDir != "./data" || c.DatabaseURL != "data/taskjuice.db" || c.BaseURL != "http://127.0.0.1:8080" {
+		t.Fatalf("defaults: got listen %q data %q db %q base %q", c.Listen, c.DataDir, c.DatabaseURL, c.BaseURL)
+	}
+}
+
+func TestFlagWinsOverEnvironment(t *testing.T) {
+	env := map[string]string{
+		"TASKJUICE_LISTEN":       "127.0.0.1:9000",
+		"TASKJUICE_DATA_DIR":     "/srv/tj",
+		"TASKJUICE_DATABASE_URL": "postgres://db/tj",
+		"TASKJUICE_SECRET_KEY":   "k",
+		"TASKJUICE_NO_DEMO":      "true",
+		"TASKJUICE_SMTP_PORT":    "2525",
+	}
+	c, err := parse(t, env, "--listen", "127.0.0.1:9100", "--base-url", "https://tj.example/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != "127.0.0.1:9100" {
+		t.Fatalf("listen: got %q, want the flag's", c.Listen)
+	}
+	if c.DataDir != "/srv/tj" || c.DatabaseURL != "postgres://db/tj" || !c.NoDemo || c.SMTP.Port != 2525 || c.SecretKey != "k" {
+		t.Fatalf("environment not applied: %+v", c)
+	}
+	if c.BaseURL != "https://tj.example" || !c.SecureCookies() {
+		t.Fatalf("base url: got %q secure=%v", c.BaseURL, c.SecureCookies())
+	}
+}
+
+func TestInvalidValues(t *testing.T) {
+	for _, args := range [][]string{
+		{"--listen", "nope"},
+		{"--base-url", "ftp://x"},
+		{"--log-level", "loud"},
+		{"--smtp-tls", "maybe"},
+		{"--smtp-port", "0"},
+	} {
+		if _, err := parse(t, nil, args...); err == nil {
+			t.Errorf("%v: got nil error", args)
+		}
+	}
+}
