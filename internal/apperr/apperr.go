@@ -20,6 +20,7 @@ const (
 	KindUnauthorized                 // the caller is not signed in (401)
 	KindTooMany                      // too many attempts (429)
 	KindBadRequest                   // the request itself cannot be understood (400)
+	KindTooLarge                     // the request body is over the limit (413)
 )
 
 // Error is a user-facing error: Message is written for a person, Field names
@@ -99,4 +100,54 @@ func Wrap(err error, what string) error {
 		return nil
 	}
 	return fmt.Errorf("%s: %w", what, err)
+}
+
+// Status is the HTTP status for err: its kind's status for a user-facing
+// error, 500 for anything else.
+func Status(err error) int {
+	e, ok := As(err)
+	if !ok {
+		return 500
+	}
+	switch e.Kind {
+	case KindInvalid:
+		return 422
+	case KindConflict:
+		return 409
+	case KindNotFound:
+		return 404
+	case KindForbidden:
+		return 403
+	case KindUnauthorized:
+		return 401
+	case KindTooMany:
+		return 429
+	case KindBadRequest:
+		return 400
+	case KindTooLarge:
+		return 413
+	}
+	return 500
+}
+
+// Fields collects the per-field messages of err, which may join several
+// user-facing errors (errors.Join). Errors without a field are skipped.
+func Fields(err error) map[string]string {
+	out := map[string]string{}
+	var walk func(error)
+	walk = func(err error) {
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range j.Unwrap() {
+				walk(e)
+			}
+			return
+		}
+		if e, ok := As(err); ok && e.Field != "" {
+			if _, seen := out[e.Field]; !seen {
+				out[e.Field] = e.Message
+			}
+		}
+	}
+	walk(err)
+	return out
 }

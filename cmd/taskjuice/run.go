@@ -1,0 +1,337 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"taskjuice/internal/account"
+	"taskjuice/internal/config"
+	"taskjuice/internal/db"
+	"taskjuice/internal/demo"
+	"taskjuice/internal/server"
+	"taskjuice/internal/vault"
+)
+
+const usage = `TaskJuice — workflow automation for agencies.
+
+Usage:
+  taskjuice serve             start the server and its background workers
+  taskjuice migrate           apply database migrations and exit
+  taskjuice create-account    create an agency account and its owner
+  taskjuice create-user       add a staff member or a client
+  taskjuice reset-password    set a new password for a person
+  taskjuice accounts          list accounts and their workspaces
+
+Run "taskjuice COMMAND -h" for a command's flags. Every flag can also be set
+with the TASKJUICE_ variable shown in its help; a flag wins over a variable.
+`
+
+func run(ctx context.Context, args []string, e env) error {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return cmdServe(ctx, args, e)
+	case "migrate":
+		return cmdMigrate(ctx, args, e)
+	case "create-account":
+		return cmdCreateAccount(ctx, args, e)
+	case "create-user":
+		return cmdCreateUser(ctx, args, e)
+	case "reset-password":
+		return cmdResetPassword(ctx, args, e)
+	case "accounts":
+		return cmdAccounts(ctx, args, e)
+	case "help", "-h", "--help":
+		fmt.Fprint(e.stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(e.stderr, usage)
+		return fmt.Errorf("unknown command %q", cmd)
+	}
+}
+
+// parse reads the shared configuration plus a command's own flags.
+func parse(name string, args []string, e env, own func(fs *flag.FlagSet)) (*config.Config, error) {
+	fs := flag.NewFlagSet("taskjuice "+name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	cfg := config.Register(fs, e.getenv)
+	if own != nil {
+		own(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if err := cfg.Finish(); err != nil {
+		return nil, fmt.Errorf("configuration: %w", err)
+	}
+	return cfg, nil
+}
+
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// openDB opens and migrates the configured database.
+func openDB(ctx context.Context, cfg *config.Config, log *slog.Logger) (*db.DB, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data folder: %w", err)
+	}
+	d, err := db.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, err
+	}
+	applied, err := d.Migrate(ctx)
+	if err != nil {
+		d.Close()
+		return nil, err
+	}
+	for _, m := range applied {
+		log.Info("applied migration", "version", m.Version, "name", m.Name)
+	}
+	return d, nil
+}
+
+func cmdServe(ctx context.Context, args []string, e env) error {
+	cfg, err := parse("serve", args, e, nil)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, e.stderr)
+	key, created, err := vault.LoadKey(cfg.SecretKey, cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	if created {
+		log.Info("created a new credential encryption key; back it up with the database", "file", cfg.DataDir+"/"+vault.KeyFileName, "key_id", key.ID)
+	}
+	d, err := openDB(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	accounts := account.NewService(d)
+	if !cfg.NoDemo {
+		res, err := demo.Seed(ctx, d, accounts)
+		if err != nil {
+			return err
+		}
+		if res.Created {
+			demo.PrintWelcome(e.stdout, cfg.BaseURL, res.Password)
+		}
+	}
+	srv, err := server.New(server.Options{DB: d, Accounts: accounts, Log: log, SecureCookies: cfg.SecureCookies()})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	log.Info("TaskJuice is serving", "url", cfg.BaseURL, "listen", ln.Addr().String(), "database", string(d.Dialect()))
+	err = server.Serve(ctx, ln, srv.Handler(), log, srv.Workers()...)
+	log.Info("stopped")
+	return err
+}
+
+func cmdMigrate(ctx context.Context, args []string, e env) error {
+	cfg, err := parse("migrate", args, e, nil)
+	if err != nil {
+		return err
+	}
+	d, err := openDB(ctx, cfg, newLogger(cfg, e.stderr))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	v, err := d.SchemaVersion(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "database is at schema version %d\n", v)
+	return nil
+}
+
+// readPassword takes a password from standard input (--password-stdin) or
+// generates one; generated is true when the caller must show it.
+func readPassword(fromStdin bool, in io.Reader) (pw string, generated bool, err error) {
+	if !fromStdin {
+		return account.GeneratePassword(), true, nil
+	}
+	line, err := bufio.NewReader(in).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", false, fmt.Errorf("read password: %w", err)
+	}
+	return strings.TrimRight(line, "\r\n"), false, nil
+}
+
+func cmdCreateAccount(ctx context.Context, args []string, e env) error {
+	var name, email, owner string
+	var stdinPW bool
+	cfg, err := parse("create-account", args, e, func(fs *flag.FlagSet) {
+		fs.StringVar(&name, "name", "", "agency name (required)")
+		fs.StringVar(&email, "email", "", "owner's email (required)")
+		fs.StringVar(&owner, "owner-name", "", "owner's full name")
+		fs.BoolVar(&stdinPW, "password-stdin", false, "read the owner's password from standard input instead of generating one")
+	})
+	if err != nil {
+		return err
+	}
+	if name == "" || email == "" {
+		return errors.New("create-account needs --name and --email")
+	}
+	pw, generated, err := readPassword(stdinPW, e.stdin)
+	if err != nil {
+		return err
+	}
+	d, err := openDB(ctx, cfg, newLogger(cfg, e.stderr))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	acct, user, err := account.NewService(d).CreateAccount(ctx, name, account.NewUser{Email: email, Name: owner, Password: pw})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "created account %q (%s) owned by %s\n", acct.Name, acct.ID, user.Email)
+	if generated {
+		fmt.Fprintf(e.stdout, "password: %s\n", pw)
+	}
+	return nil
+}
+
+func cmdCreateUser(ctx context.Context, args []string, e env) error {
+	var email, name, role, accountID, workspaceID string
+	var stdinPW bool
+	cfg, err := parse("create-user", args, e, func(fs *flag.FlagSet) {
+		fs.StringVar(&email, "email", "", "email (required)")
+		fs.StringVar(&name, "name", "", "full name")
+		fs.StringVar(&role, "role", "account-member", "account-admin, account-member or workspace-client")
+		fs.StringVar(&accountID, "account", "", "account id, for staff (see: taskjuice accounts)")
+		fs.StringVar(&workspaceID, "workspace", "", "workspace id, for a workspace-client")
+		fs.BoolVar(&stdinPW, "password-stdin", false, "read the password from standard input instead of generating one")
+	})
+	if err != nil {
+		return err
+	}
+	if email == "" {
+		return errors.New("create-user needs --email")
+	}
+	pw, generated, err := readPassword(stdinPW, e.stdin)
+	if err != nil {
+		return err
+	}
+	d, err := openDB(ctx, cfg, newLogger(cfg, e.stderr))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	svc := account.NewService(d)
+	nu := account.NewUser{Email: email, Name: name, Password: pw}
+	var user account.User
+	switch account.Role(role) {
+	case account.RoleClient:
+		if workspaceID == "" {
+			return errors.New("a workspace-client needs --workspace")
+		}
+		user, err = svc.CreateClient(ctx, workspaceID, nu)
+	case account.RoleAdmin, account.RoleMember:
+		if accountID == "" {
+			return errors.New("staff need --account")
+		}
+		user, err = svc.CreateStaff(ctx, accountID, nu, account.Role(role))
+	default:
+		return fmt.Errorf("--role %q: want account-admin, account-member or workspace-client (the owner role moves only by transfer)", role)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "created %s (%s) as %s\n", user.Email, user.ID, role)
+	if generated {
+		fmt.Fprintf(e.stdout, "password: %s\n", pw)
+	}
+	return nil
+}
+
+func cmdResetPassword(ctx context.Context, args []string, e env) error {
+	var email string
+	var stdinPW bool
+	cfg, err := parse("reset-password", args, e, func(fs *flag.FlagSet) {
+		fs.StringVar(&email, "email", "", "email of the person (required)")
+		fs.BoolVar(&stdinPW, "password-stdin", false, "read the new password from standard input instead of generating one")
+	})
+	if err != nil {
+		return err
+	}
+	if email == "" {
+		return errors.New("reset-password needs --email")
+	}
+	pw, generated, err := readPassword(stdinPW, e.stdin)
+	if err != nil {
+		return err
+	}
+	d, err := openDB(ctx, cfg, newLogger(cfg, e.stderr))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := account.NewService(d).ResetPassword(ctx, email, pw); err != nil {
+		return fmt.Errorf("reset password for %s: %w", email, err)
+	}
+	fmt.Fprintf(e.stdout, "password reset for %s; their sessions were ended\n", email)
+	if generated {
+		fmt.Fprintf(e.stdout, "password: %s\n", pw)
+	}
+	return nil
+}
+
+func cmdAccounts(ctx context.Context, args []string, e env) error {
+	cfg, err := parse("accounts", args, e, nil)
+	if err != nil {
+		return err
+	}
+	d, err := openDB(ctx, cfg, newLogger(cfg, e.stderr))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	rows, err := d.Read().QueryContext(ctx, `SELECT a.id, a.name, COALESCE(w.id, ''), COALESCE(w.slug, '')
+		FROM accounts a LEFT JOIN workspaces w ON w.account_id = a.id ORDER BY a.name, w.slug`)
+	if err != nil {
+		return fmt.Errorf("list accounts: %w", err)
+	}
+	defer rows.Close()
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ACCOUNT ID\tACCOUNT\tWORKSPACE ID\tSLUG")
+	for rows.Next() {
+		var aid, aname, wid, slug string
+		if err := rows.Scan(&aid, &aname, &wid, &slug); err != nil {
+			return fmt.Errorf("list accounts: %w", err)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", aid, aname, wid, slug)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("list accounts: %w", err)
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,189 @@
+// Package server assembles the HTTP surface (pages, JSON API, health and
+// metrics) and runs it with the background workers, shutting both down
+// cleanly.
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"taskjuice/internal/account"
+	"taskjuice/internal/api"
+	"taskjuice/internal/authn"
+	"taskjuice/internal/db"
+	"taskjuice/internal/web"
+)
+
+// Options are the parts the server is built from.
+type Options struct {
+	DB            *db.DB
+	Accounts      *account.Service
+	Log           *slog.Logger
+	SecureCookies bool
+}
+
+// Server is the assembled HTTP handler and the workers that run beside it.
+type Server struct {
+	opts    Options
+	handler http.Handler
+	metrics *metrics
+}
+
+// New builds the server.
+func New(o Options) (*Server, error) {
+	auth := authn.New(o.Accounts, o.SecureCookies)
+	pages, err := web.New(o.Accounts, auth, o.Log)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{opts: o, metrics: newMetrics()}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
+	api.New(o.Accounts, auth, o.Log).Register(mux)
+	pages.Register(mux)
+
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(crossOriginDenied))
+	s.handler = s.observe(recoverPanics(o.Log, cop.Handler(mux)))
+	return s, nil
+}
+
+// Handler is the whole HTTP surface.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if err := s.opts.DB.Ping(ctx); err != nil {
+		s.opts.Log.WarnContext(ctx, "readiness check failed", "err", err)
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("database unreachable\n"))
+		return
+	}
+	_, _ = w.Write([]byte("ready\n"))
+}
+
+// crossOriginDenied answers a state-changing request from another site.
+func crossOriginDenied(w http.ResponseWriter, r *http.Request) {
+	const msg = "Cross-origin request refused: this action can only be submitted from TaskJuice's own pages."
+	if strings.HasPrefix(r.URL.Path, "/api/") {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusForbidden)
+		_, _ = w.Write([]byte(`{"error":{"code":"cross_origin","message":"` + msg + `"}}` + "\n"))
+		return
+	}
+	http.Error(w, msg, http.StatusForbidden)
+}
+
+// recoverPanics turns a panic in a handler into a logged 500, so no panic
+// reaches a person.
+func recoverPanics(log *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				log.ErrorContext(r.Context(), "handler panicked", "method", r.Method, "path", r.URL.Path, "panic", p)
+				http.Error(w, "Something went wrong on our side. It has been logged; please try again.", http.StatusInternalServerError)
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// Worker is a background job owned by the server: it runs until ctx ends.
+type Worker struct {
+	Name string
+	Run  func(ctx context.Context) error
+}
+
+// Workers lists the background work of this server.
+func (s *Server) Workers() []Worker {
+	return []Worker{{Name: "prune-sessions", Run: s.pruneLoop}}
+}
+
+func (s *Server) pruneLoop(ctx context.Context) error {
+	t := time.NewTicker(10 * time.Minute)
+	defer t.Stop()
+	for {
+		if n, err := s.opts.Accounts.Prune(ctx); err != nil && ctx.Err() == nil {
+			s.opts.Log.Warn("prune sessions", "err", err)
+		} else if n > 0 {
+			s.opts.Log.Debug("pruned expired sessions and sign-in failures", "rows", n)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// ShutdownTimeout bounds how long in-flight requests may take to finish
+// once shutdown begins.
+const ShutdownTimeout = 20 * time.Second
+
+// Serve serves h on ln and runs the workers until ctx ends, then stops
+// accepting, lets in-flight requests finish (up to ShutdownTimeout), and
+// stops the workers. It returns once everything has stopped.
+func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger, workers ...Worker) error {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWork()
+	var wg sync.WaitGroup
+	for _, w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := w.Run(workCtx); err != nil {
+				log.Error("worker stopped", "worker", w.Name, "err", err)
+			}
+		}()
+	}
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	var err error
+	select {
+	case err = <-serveErr:
+	case <-ctx.Done():
+		log.Info("shutting down: finishing in-flight requests")
+		sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+		err = srv.Shutdown(sctx)
+		cancel()
+		if serr := <-serveErr; !errors.Is(serr, http.ErrServerClosed) {
+			err = errors.Join(err, serr)
+		}
+	}
+	stopWork()
+	wg.Wait()
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}

@@ -1,0 +1,230 @@
+// Package web serves the HTML pages: one route table (Register), one small
+// handler per page, html/template over embedded files parsed once at start,
+// and embedded static files at checksummed URLs.
+package web
+
+import (
+	"bytes"
+	"embed"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"taskjuice/internal/account"
+	"taskjuice/internal/apperr"
+	"taskjuice/internal/authn"
+)
+
+//go:embed templates/*.html
+var templateFiles embed.FS
+
+//go:embed static
+var staticFiles embed.FS
+
+// Handler serves the pages.
+type Handler struct {
+	accounts *account.Service
+	auth     *authn.Authenticator
+	log      *slog.Logger
+	pages    map[string]*template.Template
+	static   *staticSet
+}
+
+// New parses the templates and indexes the static files.
+func New(accounts *account.Service, auth *authn.Authenticator, log *slog.Logger) (*Handler, error) {
+	st, err := newStaticSet(staticFiles)
+	if err != nil {
+		return nil, err
+	}
+	h := &Handler{accounts: accounts, auth: auth, log: log, static: st}
+	if err := h.parseTemplates(); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// Register adds every page to mux. Workspace pages live under
+// /{workspaceSlug}/, which would clash with fixed first segments in one
+// mux, so they sit in their own mux mounted as the fallback.
+func (h *Handler) Register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /{$}", h.home)
+	mux.HandleFunc("GET /signin", h.signinForm)
+	mux.HandleFunc("POST /signin", h.signin)
+	mux.HandleFunc("POST /signout", h.signout)
+	mux.HandleFunc("GET /dashboard", h.staff(h.dashboard))
+	mux.HandleFunc("POST /dashboard/workspaces", h.staff(h.createWorkspace))
+	mux.HandleFunc("GET /settings/account", h.staff(h.accountSettings))
+	mux.HandleFunc("POST /settings/account", h.staff(h.saveAccountSettings))
+	mux.HandleFunc("POST /settings/account/transfer", h.staff(h.transferOwnership))
+	mux.HandleFunc("GET /settings/api-tokens", h.staff(h.apiTokens))
+	mux.HandleFunc("POST /settings/api-tokens", h.staff(h.createAPIToken))
+	mux.HandleFunc("POST /settings/api-tokens/{id}/revoke", h.staff(h.revokeAPIToken))
+	mux.HandleFunc("GET /portal", h.client(h.portal))
+	mux.HandleFunc("GET /static/{file}", h.static.serve)
+	mux.HandleFunc("GET /favicon.ico", h.static.favicon)
+
+	ws := http.NewServeMux()
+	ws.HandleFunc("GET /{workspaceSlug}", h.workspaceRedirect)
+	ws.HandleFunc("GET /{workspaceSlug}/{$}", h.inWorkspace("overview", h.workspaceHome))
+	ws.HandleFunc("GET /{workspaceSlug}/workflows", h.inWorkspace("workflows", h.workflows))
+	ws.HandleFunc("GET /{workspaceSlug}/connections", h.inWorkspace("connections", h.connections))
+	ws.HandleFunc("GET /{workspaceSlug}/monitoring/workflow-runs", h.inWorkspace("runs", h.runs))
+	ws.HandleFunc("GET /{workspaceSlug}/workspace/members", h.inWorkspace("members", h.members))
+	ws.HandleFunc("/", h.notFound)
+	mux.Handle("/", ws)
+}
+
+// view is what every page template receives.
+type view struct {
+	Title      string
+	P          *account.Principal
+	Workspace  *account.Workspace
+	Workspaces []account.Workspace
+	Section    string
+	Flash      string
+	Data       any
+}
+
+var funcs = template.FuncMap{
+	"when": func(t time.Time) string { return t.UTC().Format("2 Jan 2006 15:04 UTC") },
+	"whenp": func(t *time.Time) string {
+		if t == nil {
+			return "—"
+		}
+		return t.UTC().Format("2 Jan 2006 15:04 UTC")
+	},
+	"can": func(p *account.Principal, c string) bool { return p != nil && p.Can(account.Capability(c)) },
+	"initial": func(s string) string {
+		for _, r := range s {
+			return strings.ToUpper(string(r))
+		}
+		return "?"
+	},
+}
+
+func (h *Handler) parseTemplates() error {
+	names, err := fs.Glob(templateFiles, "templates/*.html")
+	if err != nil {
+		return fmt.Errorf("list templates: %w", err)
+	}
+	f := template.FuncMap{"static": h.static.url}
+	for k, v := range funcs {
+		f[k] = v
+	}
+	h.pages = map[string]*template.Template{}
+	for _, name := range names {
+		page := strings.TrimSuffix(strings.TrimPrefix(name, "templates/"), ".html")
+		if page == "layout" {
+			continue
+		}
+		t, err := template.New(page).Funcs(f).ParseFS(templateFiles, "templates/layout.html", name)
+		if err != nil {
+			return fmt.Errorf("parse template %s: %w", page, err)
+		}
+		h.pages[page] = t
+	}
+	return nil
+}
+
+// render executes a page into a buffer first, so a template failure becomes
+// a clean 500 instead of half a page.
+func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, page string, v view) {
+	if v.Flash == "" {
+		v.Flash = takeFlash(w, r)
+	}
+	body, err := h.execute(page, v)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeHTML(w, status, body)
+}
+
+func (h *Handler) execute(page string, v view) ([]byte, error) {
+	t, ok := h.pages[page]
+	if !ok {
+		return nil, fmt.Errorf("no template %q", page)
+	}
+	var buf bytes.Buffer
+	if err := t.ExecuteTemplate(&buf, "layout", v); err != nil {
+		return nil, fmt.Errorf("render %s: %w", page, err)
+	}
+	return buf.Bytes(), nil
+}
+
+func writeHTML(w http.ResponseWriter, status int, body []byte) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// errorPage shows a user-facing error with its status; anything else is
+// logged once and shown as a generic 500.
+func (h *Handler) errorPage(w http.ResponseWriter, r *http.Request, p *account.Principal, err error) {
+	status := apperr.Status(err)
+	msg := "Something went wrong on our side. It has been logged; please try again."
+	if e, ok := apperr.As(err); ok {
+		msg = e.Message
+	} else {
+		h.log.ErrorContext(r.Context(), "page failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	title := http.StatusText(status)
+	body, rerr := h.execute("error", view{Title: title, P: p, Data: errorData{Status: status, Title: title, Message: msg}})
+	if rerr != nil {
+		h.fail(w, r, rerr)
+		return
+	}
+	writeHTML(w, status, body)
+}
+
+type errorData struct {
+	Status         int
+	Title, Message string
+}
+
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	h.log.ErrorContext(r.Context(), "page failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	http.Error(w, "Something went wrong on our side. It has been logged; please try again.", http.StatusInternalServerError)
+}
+
+func (h *Handler) notFound(w http.ResponseWriter, r *http.Request) {
+	var pp *account.Principal
+	if p, err := h.auth.Session(r); err == nil {
+		pp = &p
+	}
+	h.errorPage(w, r, pp, &apperr.Error{Kind: apperr.KindNotFound, Code: "not_found", Message: "There is no page at this address."})
+}
+
+// Flash messages survive one redirect in a short-lived cookie holding a key,
+// never free text.
+var flashes = map[string]string{
+	"workspace-created": "Workspace created",
+	"account-saved":     "Account settings saved",
+	"owner-transferred": "Ownership transferred",
+	"token-revoked":     "API token revoked",
+	"signed-out":        "You are signed out",
+}
+
+const flashCookie = "tj_flash"
+
+func setFlash(w http.ResponseWriter, key string) {
+	http.SetCookie(w, &http.Cookie{Name: flashCookie, Value: key, Path: "/", MaxAge: 60, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+}
+
+func takeFlash(w http.ResponseWriter, r *http.Request) string {
+	c, err := r.Cookie(flashCookie)
+	if err != nil {
+		return ""
+	}
+	http.SetCookie(w, &http.Cookie{Name: flashCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	return flashes[c.Value]
+}
+
+func redirect(w http.ResponseWriter, r *http.Request, to string) {
+	http.Redirect(w, r, to, http.StatusSeeOther)
+}

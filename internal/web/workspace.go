@@ -1,0 +1,81 @@
+package web
+
+import (
+	"net/http"
+
+	"taskjuice/internal/account"
+	"taskjuice/internal/apperr"
+)
+
+type workspacePage func(w http.ResponseWriter, r *http.Request, v view)
+
+// inWorkspace wraps a page inside a workspace: staff only (a client is sent
+// to the portal), and the slug must name a workspace of the person's own
+// account — any other slug is simply not found.
+func (h *Handler) inWorkspace(section string, fn workspacePage) http.HandlerFunc {
+	return h.staff(func(w http.ResponseWriter, r *http.Request, p account.Principal) {
+		ws, err := h.accounts.WorkspaceBySlug(r.Context(), p, r.PathValue("workspaceSlug"))
+		if err != nil {
+			if apperr.IsNotFound(err) {
+				err = &apperr.Error{Kind: apperr.KindNotFound, Code: "not_found", Message: "There is no workspace at this address in your account."}
+			}
+			h.errorPage(w, r, &p, err)
+			return
+		}
+		all, err := h.accounts.Workspaces(r.Context(), p)
+		if err != nil {
+			h.errorPage(w, r, &p, err)
+			return
+		}
+		fn(w, r, view{Title: ws.Name, P: &p, Workspace: &ws, Workspaces: all, Section: section})
+	})
+}
+
+func (h *Handler) workspaceRedirect(w http.ResponseWriter, r *http.Request) {
+	if err := account.ValidateSlug(r.PathValue("workspaceSlug")); err != nil {
+		h.notFound(w, r)
+		return
+	}
+	http.Redirect(w, r, "/"+r.PathValue("workspaceSlug")+"/", http.StatusMovedPermanently)
+}
+
+func (h *Handler) workspaceHome(w http.ResponseWriter, r *http.Request, v view) {
+	h.render(w, r, http.StatusOK, "workspace", v)
+}
+
+func (h *Handler) workflows(w http.ResponseWriter, r *http.Request, v view) {
+	v.Title = "Workflows · " + v.Workspace.Name
+	h.render(w, r, http.StatusOK, "workflows", v)
+}
+
+func (h *Handler) connections(w http.ResponseWriter, r *http.Request, v view) {
+	v.Title = "Connections · " + v.Workspace.Name
+	h.render(w, r, http.StatusOK, "connections", v)
+}
+
+func (h *Handler) runs(w http.ResponseWriter, r *http.Request, v view) {
+	v.Title = "Workflow Runs · " + v.Workspace.Name
+	h.render(w, r, http.StatusOK, "runs", v)
+}
+
+type membersData struct {
+	Members     []account.Member
+	Invitations []account.Invitation
+}
+
+func (h *Handler) members(w http.ResponseWriter, r *http.Request, v view) {
+	ctx := r.Context()
+	members, err := h.accounts.Members(ctx, *v.P, *v.Workspace)
+	if err != nil {
+		h.errorPage(w, r, v.P, err)
+		return
+	}
+	inv, err := h.accounts.PendingInvitations(ctx, *v.P, *v.Workspace)
+	if err != nil {
+		h.errorPage(w, r, v.P, err)
+		return
+	}
+	v.Title = "Members · " + v.Workspace.Name
+	v.Data = membersData{Members: members, Invitations: inv}
+	h.render(w, r, http.StatusOK, "members", v)
+}
