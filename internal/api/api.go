@@ -68,3 +68,6 @@ func (h *Handler) openAPI(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(openAPIDoc)
 }
+
+// OpenAPIDocument returns the embedded OpenAPI 3 document.
+func OpenAPIDocument() []byte { return openAPIDoc }
