@@ -315,23 +315,19 @@ func cmdAccounts(ctx context.Context, args []string, e env) error {
 		return err
 	}
 	defer d.Close()
-	rows, err := d.Read().QueryContext(ctx, `SELECT a.id, a.name, COALESCE(w.id, ''), COALESCE(w.slug, '')
-		FROM accounts a LEFT JOIN workspaces w ON w.account_id = a.id ORDER BY a.name, w.slug`)
+	dir, err := account.NewService(d).Directory(ctx)
 	if err != nil {
-		return fmt.Errorf("list accounts: %w", err)
+		return err
 	}
-	defer rows.Close()
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ACCOUNT ID\tACCOUNT\tWORKSPACE ID\tSLUG")
-	for rows.Next() {
-		var aid, aname, wid, slug string
-		if err := rows.Scan(&aid, &aname, &wid, &slug); err != nil {
-			return fmt.Errorf("list accounts: %w", err)
+	for _, entry := range dir {
+		if len(entry.Workspaces) == 0 {
+			fmt.Fprintf(tw, "%s\t%s\t\t\n", entry.Account.ID, entry.Account.Name)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", aid, aname, wid, slug)
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("list accounts: %w", err)
+		for _, w := range entry.Workspaces {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", entry.Account.ID, entry.Account.Name, w.ID, w.Slug)
+		}
 	}
 	return tw.Flush()
 }

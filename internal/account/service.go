@@ -357,3 +357,42 @@ func nullTime(t sql.NullTime) *time.Time {
 	u := t.Time.UTC()
 	return &u
 }
+
+// DirectoryEntry is one account with its workspaces, for admin commands.
+type DirectoryEntry struct {
+	Account    Account
+	Workspaces []Workspace
+}
+
+// Directory lists every account of the install with its workspaces. It is
+// for operators at the command line, never for a web request.
+func (s *Service) Directory(ctx context.Context) ([]DirectoryEntry, error) {
+	rows, err := s.db.Read().QueryContext(ctx, `SELECT a.id, a.name, a.created_at,
+		COALESCE(w.id, ''), COALESCE(w.name, ''), COALESCE(w.slug, '')
+		FROM accounts a LEFT JOIN workspaces w ON w.account_id = a.id ORDER BY a.name, a.id, w.slug`)
+	if err != nil {
+		return nil, fmt.Errorf("list accounts: %w", err)
+	}
+	defer rows.Close()
+	var out []DirectoryEntry
+	for rows.Next() {
+		var a Account
+		var w Workspace
+		if err := rows.Scan(&a.ID, &a.Name, &a.CreatedAt, &w.ID, &w.Name, &w.Slug); err != nil {
+			return nil, fmt.Errorf("scan account: %w", err)
+		}
+		if len(out) == 0 || out[len(out)-1].Account.ID != a.ID {
+			a.CreatedAt = a.CreatedAt.UTC()
+			out = append(out, DirectoryEntry{Account: a})
+		}
+		if w.ID != "" {
+			w.AccountID = a.ID
+			last := &out[len(out)-1]
+			last.Workspaces = append(last.Workspaces, w)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list accounts: %w", err)
+	}
+	return out, nil
+}

@@ -4,8 +4,6 @@ package demo
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
 	"io"
 
@@ -72,17 +70,4 @@ func PrintWelcome(w io.Writer, baseURL, password string) {
     taskjuice reset-password --email %s
 
 `, baseURL, OwnerEmail, password, OwnerEmail)
-}
-
-// Created reports whether the demo was ever created in this database.
-func Created(ctx context.Context, d *db.DB) (bool, error) {
-	var v string
-	err := d.Read().QueryRowContext(ctx, `SELECT value FROM install_facts WHERE key = $1`, factKey).Scan(&v)
-	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("read install facts: %w", err)
-	}
-	return true, nil
 }

@@ -1,0 +1,209 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"taskjuice/internal/db/dbtest"
+)
+
+// syncBuffer is written by the server goroutine and read by the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startServe runs "taskjuice serve" in-process until the returned stop is
+// called, and returns what it printed to standard output.
+func startServe(t *testing.T, args []string, getenv func(string) string) (base string, stdout *syncBuffer, stop func()) {
+	t.Helper()
+	addr := freeAddr(t)
+	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, append([]string{"serve", "--listen", addr}, args...), env{stdin: strings.NewReader(""), stdout: stdout, stderr: stderr, getenv: getenv})
+	}()
+	base = "http://" + addr
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		res, err := http.Get(base + "/readyz")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == 200 {
+				break
+			}
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("serve exited early: %v\n%s", err, stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server did not become ready:\n%s", stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return base, stdout, func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("serve: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("serve did not stop")
+		}
+	}
+}
+
+var passwordLine = regexp.MustCompile(`password: (\S+)`)
+
+func signInSeesAcme(t *testing.T, base, email, password string) {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar}
+	res, err := c.PostForm(base+"/signin", url.Values{"email": {email}, "password": {password}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.Request.URL.Path != "/dashboard" {
+		t.Fatalf("after sign-in: landed on %s, want /dashboard", res.Request.URL.Path)
+	}
+	if !strings.Contains(string(body), `href="/acme/"`) {
+		t.Fatal("dashboard does not show workspace acme")
+	}
+}
+
+func firstStartCreatesDemoOnce(t *testing.T, args []string, getenv func(string) string) {
+	base, out, stop := startServe(t, args, getenv)
+	m := passwordLine.FindStringSubmatch(out.String())
+	if m == nil || !strings.Contains(out.String(), "owner@demo-agency.example") || !strings.Contains(out.String(), base+"/signin") {
+		t.Fatalf("first start did not print the sign-in URL, email and password:\n%s", out.String())
+	}
+	signInSeesAcme(t, base, "owner@demo-agency.example", m[1])
+	stop()
+
+	base, out, stop = startServe(t, args, getenv)
+	defer stop()
+	if strings.Contains(out.String(), "password:") {
+		t.Fatalf("second start printed a new demo:\n%s", out.String())
+	}
+	signInSeesAcme(t, base, "owner@demo-agency.example", m[1])
+}
+
+func TestFirstStartSQLite(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	firstStartCreatesDemoOnce(t, []string{"--data-dir", dir}, func(string) string { return "" })
+	for _, f := range []string{"taskjuice.db", "secret.key"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Fatalf("data folder lacks %s: %v", f, err)
+		}
+	}
+}
+
+func TestFirstStartPostgres(t *testing.T) {
+	base := os.Getenv(dbtest.PostgresEnv)
+	if base == "" {
+		t.Skip(dbtest.PostgresEnv + " not set")
+	}
+	dsn := dbtest.NewPostgresSchema(t, base)
+	dir := t.TempDir()
+	// The database URL comes from the environment here, as in a deployment.
+	getenv := func(k string) string {
+		if k == "TASKJUICE_DATABASE_URL" {
+			return dsn
+		}
+		return ""
+	}
+	firstStartCreatesDemoOnce(t, []string{"--data-dir", dir}, getenv)
+	if _, err := os.Stat(filepath.Join(dir, "taskjuice.db")); err == nil {
+		t.Fatal("a SQLite file was created although PostgreSQL was configured")
+	}
+}
+
+func TestNoDemo(t *testing.T) {
+	_, out, stop := startServe(t, []string{"--data-dir", t.TempDir(), "--no-demo"}, func(string) string { return "" })
+	stop()
+	if strings.Contains(out.String(), "password:") {
+		t.Fatal("--no-demo still created the demo")
+	}
+}
+
+func TestAdminCommands(t *testing.T) {
+	dir := t.TempDir()
+	noenv := func(string) string { return "" }
+	cmd := func(stdin string, args ...string) (string, error) {
+		var out, errb bytes.Buffer
+		err := run(context.Background(), append(args, "--data-dir", dir), env{stdin: strings.NewReader(stdin), stdout: &out, stderr: &errb, getenv: noenv})
+		return out.String(), err
+	}
+	out, err := cmd("", "create-account", "--name", "Agency Z", "--email", "zed@z.example", "--owner-name", "Zed")
+	if err != nil {
+		t.Fatalf("create-account: %v", err)
+	}
+	if !passwordLine.MatchString(out) {
+		t.Fatalf("create-account did not print the generated password: %q", out)
+	}
+	accountID := regexp.MustCompile(`\(([0-9a-f-]{36})\)`).FindStringSubmatch(out)[1]
+	if _, err := cmd("a chosen password\n", "create-user", "--email", "amy@z.example", "--role", "account-admin", "--account", accountID, "--password-stdin"); err != nil {
+		t.Fatalf("create-user: %v", err)
+	}
+	if _, err := cmd("", "create-user", "--email", "x@z.example", "--role", "account-owner", "--account", accountID); err == nil {
+		t.Fatal("create-user with the owner role: got nil error")
+	}
+	out, err = cmd("", "reset-password", "--email", "amy@z.example")
+	if err != nil || !passwordLine.MatchString(out) {
+		t.Fatalf("reset-password: %q, %v", out, err)
+	}
+	if _, err := cmd("", "reset-password", "--email", "nobody@z.example"); err == nil {
+		t.Fatal("reset-password of an unknown email: got nil error")
+	}
+	out, err = cmd("", "accounts")
+	if err != nil || !strings.Contains(out, "Agency Z") {
+		t.Fatalf("accounts: %q, %v", out, err)
+	}
+	out, err = cmd("", "migrate")
+	if err != nil || !strings.Contains(out, "schema version") {
+		t.Fatalf("migrate: %q, %v", out, err)
+	}
+	if _, err := cmd("", "frobnicate"); err == nil {
+		t.Fatal("unknown command: got nil error")
+	}
+}
