@@ -172,17 +172,30 @@ func cmdMigrate(ctx context.Context, args []string, e env) error {
 	return nil
 }
 
-// readPassword takes a password from standard input (--password-stdin) or
-// generates one; generated is true when the caller must show it.
-func readPassword(fromStdin bool, in io.Reader) (pw string, generated bool, err error) {
+// passwordCommand runs an admin command that sets someone's password: the
+// password comes from standard input (--password-stdin) or is generated and
+// printed after fn succeeds.
+func passwordCommand(ctx context.Context, cfg *config.Config, e env, fromStdin bool, fn func(svc *account.Service, password string) error) error {
+	pw := account.GeneratePassword()
+	if fromStdin {
+		line, err := bufio.NewReader(e.stdin).ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("read password: %w", err)
+		}
+		pw = strings.TrimRight(line, "\r\n")
+	}
+	d, err := openDB(ctx, cfg, newLogger(cfg, e.stderr))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := fn(account.NewService(d), pw); err != nil {
+		return err
+	}
 	if !fromStdin {
-		return account.GeneratePassword(), true, nil
+		fmt.Fprintf(e.stdout, "password: %s\n", pw)
 	}
-	line, err := bufio.NewReader(in).ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		return "", false, fmt.Errorf("read password: %w", err)
-	}
-	return strings.TrimRight(line, "\r\n"), false, nil
+	return nil
 }
 
 func cmdCreateAccount(ctx context.Context, args []string, e env) error {
@@ -200,24 +213,14 @@ func cmdCreateAccount(ctx context.Context, args []string, e env) error {
 	if name == "" || email == "" {
 		return errors.New("create-account needs --name and --email")
 	}
-	pw, generated, err := readPassword(stdinPW, e.stdin)
-	if err != nil {
-		return err
-	}
-	d, err := openDB(ctx, cfg, newLogger(cfg, e.stderr))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	acct, user, err := account.NewService(d).CreateAccount(ctx, name, account.NewUser{Email: email, Name: owner, Password: pw})
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(e.stdout, "created account %q (%s) owned by %s\n", acct.Name, acct.ID, user.Email)
-	if generated {
-		fmt.Fprintf(e.stdout, "password: %s\n", pw)
-	}
-	return nil
+	return passwordCommand(ctx, cfg, e, stdinPW, func(svc *account.Service, pw string) error {
+		acct, user, err := svc.CreateAccount(ctx, name, account.NewUser{Email: email, Name: owner, Password: pw})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "created account %q (%s) owned by %s\n", acct.Name, acct.ID, user.Email)
+		return nil
+	})
 }
 
 func cmdCreateUser(ctx context.Context, args []string, e env) error {
@@ -237,40 +240,33 @@ func cmdCreateUser(ctx context.Context, args []string, e env) error {
 	if email == "" {
 		return errors.New("create-user needs --email")
 	}
-	pw, generated, err := readPassword(stdinPW, e.stdin)
-	if err != nil {
-		return err
-	}
-	d, err := openDB(ctx, cfg, newLogger(cfg, e.stderr))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	svc := account.NewService(d)
-	nu := account.NewUser{Email: email, Name: name, Password: pw}
-	var user account.User
 	switch account.Role(role) {
 	case account.RoleClient:
 		if workspaceID == "" {
 			return errors.New("a workspace-client needs --workspace")
 		}
-		user, err = svc.CreateClient(ctx, workspaceID, nu)
 	case account.RoleAdmin, account.RoleMember:
 		if accountID == "" {
 			return errors.New("staff need --account")
 		}
-		user, err = svc.CreateStaff(ctx, accountID, nu, account.Role(role))
 	default:
 		return fmt.Errorf("--role %q: want account-admin, account-member or workspace-client (the owner role moves only by transfer)", role)
 	}
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(e.stdout, "created %s (%s) as %s\n", user.Email, user.ID, role)
-	if generated {
-		fmt.Fprintf(e.stdout, "password: %s\n", pw)
-	}
-	return nil
+	return passwordCommand(ctx, cfg, e, stdinPW, func(svc *account.Service, pw string) error {
+		nu := account.NewUser{Email: email, Name: name, Password: pw}
+		var user account.User
+		var err error
+		if account.Role(role) == account.RoleClient {
+			user, err = svc.CreateClient(ctx, workspaceID, nu)
+		} else {
+			user, err = svc.CreateStaff(ctx, accountID, nu, account.Role(role))
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "created %s (%s) as %s\n", user.Email, user.ID, role)
+		return nil
+	})
 }
 
 func cmdResetPassword(ctx context.Context, args []string, e env) error {
@@ -286,23 +282,13 @@ func cmdResetPassword(ctx context.Context, args []string, e env) error {
 	if email == "" {
 		return errors.New("reset-password needs --email")
 	}
-	pw, generated, err := readPassword(stdinPW, e.stdin)
-	if err != nil {
-		return err
-	}
-	d, err := openDB(ctx, cfg, newLogger(cfg, e.stderr))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := account.NewService(d).ResetPassword(ctx, email, pw); err != nil {
-		return fmt.Errorf("reset password for %s: %w", email, err)
-	}
-	fmt.Fprintf(e.stdout, "password reset for %s; their sessions were ended\n", email)
-	if generated {
-		fmt.Fprintf(e.stdout, "password: %s\n", pw)
-	}
-	return nil
+	return passwordCommand(ctx, cfg, e, stdinPW, func(svc *account.Service, pw string) error {
+		if err := svc.ResetPassword(ctx, email, pw); err != nil {
+			return fmt.Errorf("reset password for %s: %w", email, err)
+		}
+		fmt.Fprintf(e.stdout, "password reset for %s; their sessions were ended\n", email)
+		return nil
+	})
 }
 
 func cmdAccounts(ctx context.Context, args []string, e env) error {

@@ -54,24 +54,20 @@ func (s *Service) Workspaces(ctx context.Context, p Principal) ([]Workspace, err
 // WorkspaceBySlug returns the principal's workspace with this slug. A slug of
 // another account, or another client's workspace, is not found.
 func (s *Service) WorkspaceBySlug(ctx context.Context, p Principal, slug string) (Workspace, error) {
-	w, err := scanWorkspace(s.db.Read().QueryRowContext(ctx,
-		`SELECT `+workspaceCols+` FROM workspaces WHERE account_id = $1 AND slug = $2`, p.AccountID, slug))
-	if errors.Is(err, sql.ErrNoRows) {
-		return Workspace{}, apperr.ErrNotFound
-	}
-	if err != nil {
-		return Workspace{}, fmt.Errorf("read workspace: %w", err)
-	}
-	if p.IsClient() && w.ID != p.WorkspaceID {
-		return Workspace{}, apperr.ErrNotFound
-	}
-	return w, nil
+	return s.visibleWorkspace(ctx, p, "slug", slug)
 }
 
 // WorkspaceByID returns the principal's workspace with this id.
 func (s *Service) WorkspaceByID(ctx context.Context, p Principal, id string) (Workspace, error) {
+	return s.visibleWorkspace(ctx, p, "id", id)
+}
+
+// visibleWorkspace looks a workspace up by column (a constant, never user
+// input) within the principal's account, and within their own workspace
+// for a client.
+func (s *Service) visibleWorkspace(ctx context.Context, p Principal, column, value string) (Workspace, error) {
 	w, err := scanWorkspace(s.db.Read().QueryRowContext(ctx,
-		`SELECT `+workspaceCols+` FROM workspaces WHERE account_id = $1 AND id = $2`, p.AccountID, id))
+		`SELECT `+workspaceCols+` FROM workspaces WHERE account_id = $1 AND `+column+` = $2`, p.AccountID, value))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Workspace{}, apperr.ErrNotFound
 	}

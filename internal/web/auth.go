@@ -42,26 +42,17 @@ func (h *Handler) toSignin(w http.ResponseWriter, r *http.Request) {
 // staff wraps a page for staff only: no session goes to sign-in, a client
 // goes back to the portal.
 func (h *Handler) staff(fn func(http.ResponseWriter, *http.Request, account.Principal)) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		p, err := h.auth.Session(r)
-		if err != nil {
-			if apperr.Is(err, apperr.KindUnauthorized) {
-				h.toSignin(w, r)
-				return
-			}
-			h.errorPage(w, r, nil, err)
-			return
-		}
-		if p.IsClient() {
-			redirect(w, r, "/portal")
-			return
-		}
-		fn(w, r, p)
-	}
+	return h.signedIn(false, fn)
 }
 
 // client wraps a page for clients only: staff go to the dashboard.
 func (h *Handler) client(fn func(http.ResponseWriter, *http.Request, account.Principal)) http.HandlerFunc {
+	return h.signedIn(true, fn)
+}
+
+// signedIn decides on every request which surface the person may see;
+// anyone on the other surface is sent to their own landing page.
+func (h *Handler) signedIn(forClients bool, fn func(http.ResponseWriter, *http.Request, account.Principal)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		p, err := h.auth.Session(r)
 		if err != nil {
@@ -72,8 +63,8 @@ func (h *Handler) client(fn func(http.ResponseWriter, *http.Request, account.Pri
 			h.errorPage(w, r, nil, err)
 			return
 		}
-		if !p.IsClient() {
-			redirect(w, r, "/dashboard")
+		if p.IsClient() != forClients {
+			redirect(w, r, landing(p))
 			return
 		}
 		fn(w, r, p)
