@@ -479,6 +479,15 @@ func TestHealthReadyMetrics(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
 		b := e.browser()
 		wantStatus(t, "healthz", b.get("/healthz"), 200)
+		page := b.get("/signin")
+		for h, want := range map[string]string{"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff"} {
+			if got := page.Header.Get(h); got != want {
+				t.Fatalf("%s: got %q, want %q", h, got, want)
+			}
+		}
+		if csp := page.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'self'") {
+			t.Fatalf("Content-Security-Policy: got %q", csp)
+		}
 		wantStatus(t, "readyz", b.get("/readyz"), 200)
 		b.get("/signin")
 		m := b.get("/metrics")
