@@ -90,9 +90,9 @@ func LoadKey(fromEnv, dataDir string) (key Key, created bool, err error) {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return Key{}, false, fmt.Errorf("create data folder: %w", err)
 	}
-	raw := make([]byte, 32)
-	if _, err := rand.Read(raw); err != nil {
-		return Key{}, false, fmt.Errorf("generate key: %w", err)
+	raw, err := randomKeyBytes()
+	if err != nil {
+		return Key{}, false, err
 	}
 	// O_EXCL: if another process created the file meanwhile, use theirs.
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
@@ -102,7 +102,7 @@ func LoadKey(fromEnv, dataDir string) (key Key, created bool, err error) {
 	if err != nil {
 		return Key{}, false, fmt.Errorf("create key file: %w", err)
 	}
-	if _, err := f.WriteString(base64.StdEncoding.EncodeToString(raw) + "\n"); err != nil {
+	if _, err := f.WriteString(encodeKey(raw)); err != nil {
 		f.Close()
 		return Key{}, false, fmt.Errorf("write key file: %w", err)
 	}
@@ -111,3 +111,13 @@ func LoadKey(fromEnv, dataDir string) (key Key, created bool, err error) {
 	}
 	return newKey(raw), true, nil
 }
+
+func randomKeyBytes() ([]byte, error) {
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return nil, fmt.Errorf("generate key: %w", err)
+	}
+	return raw, nil
+}
+
+func encodeKey(raw []byte) string { return base64.StdEncoding.EncodeToString(raw) + "\n" }

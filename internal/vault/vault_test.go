@@ -80,3 +80,54 @@ func TestSealOpen(t *testing.T) {
 		t.Fatalf("open with another key: got %v, want ErrWrongKey", err)
 	}
 }
+
+func TestKeyringOpensWithOldKeys(t *testing.T) {
+	dir := t.TempDir()
+	old, _, err := vault.LoadKey("", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := old.Seal([]byte("s"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Rotate the file-based key: write the next key, then retire the old one.
+	next, text, err := vault.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := vault.WriteKeyFile(filepath.Join(dir, vault.NextKeyFileName), text); err != nil {
+		t.Fatal(err)
+	}
+	// Interrupted here: the current key is still the old one, and the next
+	// key is loaded for opening.
+	ring, _, err := vault.LoadKeyring("", "", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ring.Current.ID != old.ID || len(ring.OldIDs()) != 1 || ring.OldIDs()[0] != next.ID {
+		t.Fatalf("mid-rotation keyring: current %s old %v", ring.Current.ID, ring.OldIDs())
+	}
+	if err := vault.RetireKeyFile(dir, old); err != nil {
+		t.Fatal(err)
+	}
+	ring, _, err = vault.LoadKeyring("", "", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ring.Current.ID != next.ID {
+		t.Fatalf("current after rotation: got %s, want %s", ring.Current.ID, next.ID)
+	}
+	if got, err := ring.Open(sealed, nil); err != nil || string(got) != "s" {
+		t.Fatalf("open with retired key: %q, %v", got, err)
+	}
+	if _, err := vault.NewKeyring(next).Open(sealed, nil); err == nil {
+		t.Fatal("a keyring without the old key opened its value")
+	}
+	// Old keys can come from the environment too.
+	other, otherText, _ := vault.GenerateKey()
+	ring, _, err = vault.LoadKeyring("", otherText, t.TempDir())
+	if err != nil || len(ring.OldIDs()) != 1 || ring.OldIDs()[0] != other.ID {
+		t.Fatalf("old key from environment: %v, %v", ring.OldIDs(), err)
+	}
+}

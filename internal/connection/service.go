@@ -1,0 +1,307 @@
+package connection
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+
+	"taskjuice/internal/account"
+	"taskjuice/internal/apperr"
+	"taskjuice/internal/db"
+	"taskjuice/internal/vault"
+)
+
+// Service is the connection domain.
+type Service struct {
+	db   *db.DB
+	keys vault.Keyring
+	now  func() time.Time
+}
+
+// NewService returns the connection service; keys seal and open secrets.
+func NewService(d *db.DB, keys vault.Keyring) *Service {
+	return &Service{db: d, keys: keys, now: db.Now}
+}
+
+func newID() string { return uuid.Must(uuid.NewV7()).String() }
+
+// New is what it takes to store a connection.
+type New struct {
+	AppKey              string
+	Label               string
+	Status              Status
+	Metadata            map[string]string
+	ExternalAccountID   string
+	ExternalAccountName string
+	OwnerKind           OwnerKind
+	OwnerUserID         string
+	// Secret is the credential (token set or API key), sealed before it is
+	// stored. Nil stores no secret (a pending connection).
+	Secret          []byte
+	AccessExpiresAt *time.Time
+	RefreshDueAt    *time.Time
+	Reason          string
+}
+
+func validLabel(label string) (string, error) {
+	label = strings.TrimSpace(label)
+	if n := utf8.RuneCountInString(label); n < 1 || n > 100 {
+		return "", apperr.Invalid("label", "Label must be 1–100 characters")
+	}
+	return label, nil
+}
+
+// Create stores a new connection in the workspace, its secret sealed in the
+// vault, and the first entry of its history — all in one transaction.
+func (s *Service) Create(ctx context.Context, ws account.Workspace, in New, actor Actor) (Connection, error) {
+	label, err := validLabel(in.Label)
+	if err != nil {
+		return Connection{}, err
+	}
+	if !in.Status.Valid() {
+		return Connection{}, apperr.Invalid("status", "Unknown status")
+	}
+	if in.OwnerKind == "" {
+		in.OwnerKind = OwnerWorkspace
+	}
+	now := s.now()
+	c := Connection{
+		ID: newID(), WorkspaceID: ws.ID, AppKey: in.AppKey, Label: label, Status: in.Status,
+		StatusDescription: in.Status.Description(), StatusReason: in.Reason, StatusChangedAt: now,
+		Metadata: in.Metadata, ExternalAccountID: in.ExternalAccountID, ExternalAccountName: in.ExternalAccountName,
+		OwnerKind: in.OwnerKind, OwnerUserID: in.OwnerUserID, AccessExpiresAt: in.AccessExpiresAt,
+		CreatedAt: now, UpdatedAt: now,
+	}
+	if c.Metadata == nil {
+		c.Metadata = map[string]string{}
+	}
+	err = s.db.InTx(ctx, func(tx db.Querier) error {
+		var handle sql.NullString
+		if in.Secret != nil {
+			h, err := s.putSecret(ctx, tx, "", c.ID, in.Secret)
+			if err != nil {
+				return err
+			}
+			handle = sql.NullString{String: h, Valid: true}
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO connections (id, workspace_id, app_key, label, status, status_reason,
+			status_changed_at, metadata, external_account_id, external_account_name, owner_kind, owner_user_id,
+			secret_handle, credential_version, access_expires_at, refresh_due_at, created_by, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $7, $7)`,
+			c.ID, c.WorkspaceID, c.AppKey, c.Label, string(c.Status), c.StatusReason, now, encodeMap(c.Metadata),
+			c.ExternalAccountID, c.ExternalAccountName, string(c.OwnerKind), nullString(c.OwnerUserID),
+			handle, boolInt(handle.Valid), nullTime(in.AccessExpiresAt), nullTime(in.RefreshDueAt), nullString(actor.UserID))
+		if err != nil {
+			return fmt.Errorf("insert connection: %w", err)
+		}
+		return s.recordEvent(ctx, tx, c.ID, "", c.Status, orDefault(in.Reason, "created"), actor, nil)
+	})
+	if err != nil {
+		return Connection{}, err
+	}
+	return c, nil
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func boolInt(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func nullString(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
+
+func nullTime(t *time.Time) sql.NullTime {
+	if t == nil {
+		return sql.NullTime{}
+	}
+	return sql.NullTime{Time: t.UTC(), Valid: true}
+}
+
+func timePtr(t sql.NullTime) *time.Time {
+	if !t.Valid {
+		return nil
+	}
+	u := t.Time.UTC()
+	return &u
+}
+
+const connectionCols = `id, workspace_id, app_key, label, status, status_reason, status_changed_at, metadata,
+	external_account_id, external_account_name, owner_kind, COALESCE(owner_user_id, ''), credential_version,
+	access_expires_at, created_at, updated_at`
+
+func scanConnection(row interface{ Scan(...any) error }) (Connection, error) {
+	var c Connection
+	var status, owner, meta string
+	var expires sql.NullTime
+	err := row.Scan(&c.ID, &c.WorkspaceID, &c.AppKey, &c.Label, &status, &c.StatusReason, &c.StatusChangedAt, &meta,
+		&c.ExternalAccountID, &c.ExternalAccountName, &owner, &c.OwnerUserID, &c.credentialVersion,
+		&expires, &c.CreatedAt, &c.UpdatedAt)
+	if err != nil {
+		return Connection{}, err
+	}
+	c.Status, c.OwnerKind, c.Metadata = Status(status), OwnerKind(owner), decodeMap(meta)
+	c.StatusDescription = c.Status.Description()
+	c.AccessExpiresAt = timePtr(expires)
+	c.StatusChangedAt, c.CreatedAt, c.UpdatedAt = c.StatusChangedAt.UTC(), c.CreatedAt.UTC(), c.UpdatedAt.UTC()
+	return c, nil
+}
+
+// Get returns a connection of the workspace; another workspace's is not found.
+func (s *Service) Get(ctx context.Context, ws account.Workspace, id string) (Connection, error) {
+	return s.get(ctx, s.db.Read(), ws.ID, id)
+}
+
+func (s *Service) get(ctx context.Context, q db.Querier, workspaceID, id string) (Connection, error) {
+	c, err := scanConnection(q.QueryRowContext(ctx,
+		`SELECT `+connectionCols+` FROM connections WHERE workspace_id = $1 AND id = $2`, workspaceID, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Connection{}, apperr.ErrNotFound
+	}
+	if err != nil {
+		return Connection{}, fmt.Errorf("read connection: %w", err)
+	}
+	return c, nil
+}
+
+// List returns the workspace's connections, optionally only those in one
+// status, ordered by app and label.
+func (s *Service) List(ctx context.Context, ws account.Workspace, status Status) ([]Connection, error) {
+	query := `SELECT ` + connectionCols + ` FROM connections WHERE workspace_id = $1`
+	args := []any{ws.ID}
+	if status != "" {
+		if !status.Valid() {
+			return nil, apperr.Invalid("status", "Status must be one of active, pending, error or revoked")
+		}
+		query += ` AND status = $2`
+		args = append(args, string(status))
+	}
+	rows, err := s.db.Read().QueryContext(ctx, query+` ORDER BY app_key, label, id`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list connections: %w", err)
+	}
+	defer rows.Close()
+	var out []Connection
+	for rows.Next() {
+		c, err := scanConnection(rows)
+		if err != nil {
+			return nil, fmt.Errorf("scan connection: %w", err)
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list connections: %w", err)
+	}
+	return out, nil
+}
+
+// Rename changes a connection's label.
+func (s *Service) Rename(ctx context.Context, ws account.Workspace, id, label string) (Connection, error) {
+	label, err := validLabel(label)
+	if err != nil {
+		return Connection{}, err
+	}
+	res, err := s.db.Write().ExecContext(ctx, `UPDATE connections SET label = $1, updated_at = $2 WHERE workspace_id = $3 AND id = $4`,
+		label, s.now(), ws.ID, id)
+	if err != nil {
+		return Connection{}, fmt.Errorf("rename connection: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return Connection{}, apperr.ErrNotFound
+	}
+	return s.Get(ctx, ws, id)
+}
+
+// Transition moves a connection to a new status with a reason, recording it
+// in the health history. It changes nothing, and reports false, when the
+// connection is already in that status, so each transition is recorded (and
+// can raise its event) exactly once, even when several processes race.
+func (s *Service) Transition(ctx context.Context, id string, to Status, reason string, actor Actor, detail map[string]string) (bool, error) {
+	var changed bool
+	err := s.db.InTx(ctx, func(tx db.Querier) error {
+		var err error
+		changed, err = s.transition(ctx, tx, id, to, reason, actor, detail)
+		return err
+	})
+	return changed, err
+}
+
+func (s *Service) transition(ctx context.Context, tx db.Querier, id string, to Status, reason string, actor Actor, detail map[string]string) (bool, error) {
+	if !to.Valid() {
+		return false, fmt.Errorf("transition to unknown status %q", to)
+	}
+	var from string
+	err := tx.QueryRowContext(ctx, `SELECT status FROM connections WHERE id = $1`, id).Scan(&from)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, apperr.ErrNotFound
+	}
+	if err != nil {
+		return false, fmt.Errorf("read status: %w", err)
+	}
+	now := s.now()
+	// The guard on the old status makes the update a compare-and-set: of two
+	// racing transitions only one changes the row.
+	res, err := tx.ExecContext(ctx, `UPDATE connections SET status = $1, status_reason = $2, status_changed_at = $3, updated_at = $3,
+		refresh_due_at = CASE WHEN $1 = 'active' THEN refresh_due_at ELSE NULL END
+		WHERE id = $4 AND status = $5 AND status <> $1`, string(to), reason, now, id, from)
+	if err != nil {
+		return false, fmt.Errorf("update status: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return false, nil
+	}
+	return true, s.recordEvent(ctx, tx, id, Status(from), to, reason, actor, detail)
+}
+
+func (s *Service) recordEvent(ctx context.Context, tx db.Querier, connID string, from, to Status, reason string, actor Actor, detail map[string]string) error {
+	if actor.Kind == "" {
+		actor = System
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO connection_events (id, connection_id, at, from_status, to_status, reason, actor_kind, actor_user_id, detail)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		newID(), connID, s.now(), string(from), string(to), reason, string(actor.Kind), nullString(actor.UserID), encodeMap(detail))
+	if err != nil {
+		return fmt.Errorf("record connection event: %w", err)
+	}
+	return nil
+}
+
+// History returns a connection's health history, oldest first.
+func (s *Service) History(ctx context.Context, ws account.Workspace, id string) ([]Event, error) {
+	if _, err := s.Get(ctx, ws, id); err != nil {
+		return nil, err
+	}
+	rows, err := s.db.Read().QueryContext(ctx, `SELECT id, connection_id, at, from_status, to_status, reason, actor_kind,
+		COALESCE(actor_user_id, ''), detail FROM connection_events WHERE connection_id = $1 ORDER BY at, id`, id)
+	if err != nil {
+		return nil, fmt.Errorf("read history: %w", err)
+	}
+	defer rows.Close()
+	var out []Event
+	for rows.Next() {
+		var e Event
+		var from, to, kind, detail string
+		if err := rows.Scan(&e.ID, &e.ConnectionID, &e.At, &from, &to, &e.Reason, &kind, &e.ActorUserID, &detail); err != nil {
+			return nil, fmt.Errorf("scan event: %w", err)
+		}
+		e.At, e.From, e.To, e.ActorKind, e.Detail = e.At.UTC(), Status(from), Status(to), ActorKind(kind), decodeMap(detail)
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read history: %w", err)
+	}
+	return out, nil
+}
