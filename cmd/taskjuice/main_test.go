@@ -16,7 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"taskjuice/internal/account"
+	"taskjuice/internal/connection"
+	"taskjuice/internal/db"
 	"taskjuice/internal/db/dbtest"
+	"taskjuice/internal/vault"
 )
 
 // syncBuffer is written by the server goroutine and read by the test.
@@ -205,5 +209,61 @@ func TestAdminCommands(t *testing.T) {
 	}
 	if _, err := cmd("", "frobnicate"); err == nil {
 		t.Fatal("unknown command: got nil error")
+	}
+}
+
+func TestRotateKeyCommand(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	run1 := func(args ...string) string {
+		t.Helper()
+		var out, errb bytes.Buffer
+		if err := run(ctx, append(args, "--data-dir", dir), env{stdin: strings.NewReader(""), stdout: &out, stderr: &errb, getenv: func(string) string { return "" }}); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, errb.String())
+		}
+		return out.String()
+	}
+	run1("create-account", "--name", "Agency", "--email", "o@a.example")
+	keys, _, err := vault.LoadKeyring("", "", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := db.Open(ctx, filepath.Join(dir, "taskjuice.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	accounts := account.NewService(d)
+	entries, err := accounts.Directory(ctx)
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("directory: %v, %v", entries, err)
+	}
+	ws, err := accounts.CreateWorkspaceForAccount(ctx, entries[0].Account.ID, "Acme", "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := connection.NewService(d, keys).Create(ctx, ws, connection.New{AppKey: "stripe", Label: "Stripe", Status: connection.StatusActive, Secret: []byte("sk_test_123")}, connection.System)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	out := run1("rotate-key")
+	if !strings.Contains(out, "re-encrypted 1 credentials") {
+		t.Fatalf("rotate-key output: %q", out)
+	}
+	after, _, err := vault.LoadKeyring("", "", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Current.ID == keys.Current.ID {
+		t.Fatal("the key file still holds the old key")
+	}
+	// Only the new key is needed to read the credential now.
+	got, _, err := connection.NewService(d, vault.NewKeyring(after.Current)).Secret(ctx, c.ID)
+	if err != nil || string(got) != "sk_test_123" {
+		t.Fatalf("secret after rotation: %q, %v", got, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, vault.NextKeyFileName)); !os.IsNotExist(err) {
+		t.Fatalf("next-key file left behind: %v", err)
 	}
 }

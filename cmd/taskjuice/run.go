@@ -10,11 +10,13 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
 	"taskjuice/internal/account"
 	"taskjuice/internal/config"
+	"taskjuice/internal/connection"
 	"taskjuice/internal/db"
 	"taskjuice/internal/demo"
 	"taskjuice/internal/server"
@@ -30,6 +32,7 @@ Usage:
   taskjuice create-user       add a staff member or a client
   taskjuice reset-password    set a new password for a person
   taskjuice accounts          list accounts and their workspaces
+  taskjuice rotate-key        re-encrypt every stored credential under a new key
 
 Run "taskjuice COMMAND -h" for a command's flags. Every flag can also be set
 with the TASKJUICE_ variable shown in its help; a flag wins over a variable.
@@ -53,6 +56,8 @@ func run(ctx context.Context, args []string, e env) error {
 		return cmdResetPassword(ctx, args, e)
 	case "accounts":
 		return cmdAccounts(ctx, args, e)
+	case "rotate-key":
+		return cmdRotateKey(ctx, args, e)
 	case "help", "-h", "--help":
 		fmt.Fprint(e.stdout, usage)
 		return nil
@@ -118,12 +123,12 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 		return err
 	}
 	log := newLogger(cfg, e.stderr)
-	key, created, err := vault.LoadKey(cfg.SecretKey, cfg.DataDir)
+	keys, created, err := vault.LoadKeyring(cfg.SecretKey, cfg.OldSecretKeys, cfg.DataDir)
 	if err != nil {
 		return err
 	}
 	if created {
-		log.Info("created a new credential encryption key; back it up with the database", "file", cfg.DataDir+"/"+vault.KeyFileName, "key_id", key.ID)
+		log.Info("created a new credential encryption key; back it up with the database", "file", filepath.Join(cfg.DataDir, vault.KeyFileName), "key_id", keys.Current.ID)
 	}
 	d, err := openDB(ctx, cfg, log)
 	if err != nil {
@@ -316,4 +321,63 @@ func cmdAccounts(ctx context.Context, args []string, e env) error {
 		}
 	}
 	return tw.Flush()
+}
+
+// cmdRotateKey re-encrypts every credential under a new key. With the key
+// in TASKJUICE_SECRET_KEY, the new key is that variable and the previous one
+// goes in TASKJUICE_OLD_SECRET_KEYS for the run. With the key file, a new
+// key is generated: written first as secret.key.next, then every secret is
+// re-encrypted, then the old file is kept as secret.key.old-ID and the new
+// one becomes secret.key — an interruption at any point loses nothing,
+// because every key file in the data folder is loaded for reading.
+func cmdRotateKey(ctx context.Context, args []string, e env) error {
+	cfg, err := parse("rotate-key", args, e, nil)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, e.stderr)
+	keys, _, err := vault.LoadKeyring(cfg.SecretKey, cfg.OldSecretKeys, cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	fileManaged := cfg.SecretKey == ""
+	retiring := keys.Current
+	if fileManaged {
+		next, text, err := vault.GenerateKey()
+		if err != nil {
+			return err
+		}
+		// A next-key file left by an interrupted rotation is already in the
+		// keyring; finish with it rather than making another.
+		nextPath := filepath.Join(cfg.DataDir, vault.NextKeyFileName)
+		if b, rerr := os.ReadFile(nextPath); rerr == nil {
+			if next, err = vault.ParseKey(string(b)); err != nil {
+				return fmt.Errorf("%s: %w", nextPath, err)
+			}
+		} else if err := vault.WriteKeyFile(nextPath, text); err != nil {
+			return err
+		}
+		keys = keys.WithCurrent(next)
+	}
+	d, err := openDB(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	n, err := connection.NewService(d, keys).RotateKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("rotate keys: %w", err)
+	}
+	if fileManaged {
+		if err := vault.RetireKeyFile(cfg.DataDir, retiring); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(e.stdout, "re-encrypted %d credentials under key %s\n", n, keys.Current.ID)
+	if fileManaged {
+		fmt.Fprintln(e.stdout, "restart every running taskjuice process so it uses the new key")
+	} else if cfg.OldSecretKeys != "" {
+		fmt.Fprintln(e.stdout, "TASKJUICE_OLD_SECRET_KEYS is no longer needed")
+	}
+	return nil
 }

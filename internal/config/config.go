@@ -23,6 +23,9 @@ type Config struct {
 	DatabaseURL string
 	BaseURL     string
 	SecretKey   string // from TASKJUICE_SECRET_KEY only
+	// OldSecretKeys are retired keys still needed to open credentials until
+	// rotate-key has re-encrypted them (comma-separated).
+	OldSecretKeys string
 	NoDemo      bool
 	LogLevel    string
 	LogFormat   string
@@ -53,6 +56,7 @@ var Settings = []Setting{
 	{"database-url", "TASKJUICE_DATABASE_URL", "", "database: empty for SQLite in the data folder, or a postgres:// URL"},
 	{"base-url", "TASKJUICE_BASE_URL", "", "public URL of this server, for links in emails and OAuth redirects (default http://LISTEN)"},
 	{"", "TASKJUICE_SECRET_KEY", "", "32-byte key encrypting credentials (64 hex digits or base64); default: DATA_DIR/secret.key, created on first start"},
+	{"", "TASKJUICE_OLD_SECRET_KEYS", "", "retired keys, comma-separated, still needed to read credentials until taskjuice rotate-key has run"},
 	{"no-demo", "TASKJUICE_NO_DEMO", "false", "do not create the demo account on first start"},
 	{"log-level", "TASKJUICE_LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"log-format", "TASKJUICE_LOG_FORMAT", "text", "text or json"},
@@ -94,6 +98,7 @@ func Register(fs *flag.FlagSet, getenv func(string) string) *Config {
 		}
 	}
 	c.SecretKey = getenv("TASKJUICE_SECRET_KEY")
+	c.OldSecretKeys = getenv("TASKJUICE_OLD_SECRET_KEYS")
 	c.SMTP.Password = getenv("TASKJUICE_SMTP_PASSWORD")
 	return c
 }

@@ -3,6 +3,8 @@ package config_test
 import (
 	"flag"
 	"io"
+	"os"
+	"strings"
 	"testing"
 
 	"taskjuice/internal/config"
@@ -63,6 +65,23 @@ func TestInvalidValues(t *testing.T) {
 	} {
 		if _, err := parse(t, nil, args...); err == nil {
 			t.Errorf("%v: got nil error", args)
+		}
+	}
+}
+
+// TestREADMEListsEverySetting keeps the README's configuration table in step
+// with the settings the binary reads.
+func TestREADMEListsEverySetting(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range config.Settings {
+		if !strings.Contains(string(readme), "`"+s.Env+"`") {
+			t.Errorf("README lacks %s", s.Env)
+		}
+		if s.Flag != "" && !strings.Contains(string(readme), "`--"+s.Flag+"`") {
+			t.Errorf("README lacks --%s", s.Flag)
 		}
 	}
 }

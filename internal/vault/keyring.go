@@ -139,3 +139,13 @@ func RetireKeyFile(dataDir string, current Key) error {
 	}
 	return nil
 }
+
+// WithCurrent returns a keyring that seals with next and still opens
+// everything this one opens.
+func (k Keyring) WithCurrent(next Key) Keyring {
+	old := []Key{k.Current}
+	for _, o := range k.old {
+		old = append(old, o)
+	}
+	return NewKeyring(next, old...)
+}
