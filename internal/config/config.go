@@ -26,10 +26,10 @@ type Config struct {
 	// OldSecretKeys are retired keys still needed to open credentials until
 	// rotate-key has re-encrypted them (comma-separated).
 	OldSecretKeys string
-	NoDemo      bool
-	LogLevel    string
-	LogFormat   string
-	SMTP        SMTP
+	NoDemo        bool
+	LogLevel      string
+	LogFormat     string
+	SMTP          SMTP
 }
 
 // SMTP is the outgoing mail server.
