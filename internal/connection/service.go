@@ -165,6 +165,19 @@ func (s *Service) Get(ctx context.Context, ws account.Workspace, id string) (Con
 	return s.get(ctx, s.db.Read(), ws.ID, id)
 }
 
+// byID reads a connection whatever its workspace: for server work (the
+// refresher), never for a request.
+func (s *Service) byID(ctx context.Context, id string) (Connection, error) {
+	c, err := scanConnection(s.db.Read().QueryRowContext(ctx, `SELECT `+connectionCols+` FROM connections WHERE id = $1`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Connection{}, apperr.ErrNotFound
+	}
+	if err != nil {
+		return Connection{}, fmt.Errorf("read connection: %w", err)
+	}
+	return c, nil
+}
+
 func (s *Service) get(ctx context.Context, q db.Querier, workspaceID, id string) (Connection, error) {
 	c, err := scanConnection(q.QueryRowContext(ctx,
 		`SELECT `+connectionCols+` FROM connections WHERE workspace_id = $1 AND id = $2`, workspaceID, id))
@@ -243,8 +256,8 @@ func (s *Service) transition(ctx context.Context, tx db.Querier, id string, to S
 	if !to.Valid() {
 		return false, fmt.Errorf("transition to unknown status %q", to)
 	}
-	var from string
-	err := tx.QueryRowContext(ctx, `SELECT status FROM connections WHERE id = $1`, id).Scan(&from)
+	var from, workspaceID string
+	err := tx.QueryRowContext(ctx, `SELECT status, workspace_id FROM connections WHERE id = $1`, id).Scan(&from, &workspaceID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, apperr.ErrNotFound
 	}
@@ -263,7 +276,64 @@ func (s *Service) transition(ctx context.Context, tx db.Querier, id string, to S
 	if n, _ := res.RowsAffected(); n == 0 {
 		return false, nil
 	}
-	return true, s.recordEvent(ctx, tx, id, Status(from), to, reason, actor, detail)
+	if err := s.recordEvent(ctx, tx, id, Status(from), to, reason, actor, detail); err != nil {
+		return false, err
+	}
+	// The signals others act on ride in the same transaction as the change.
+	var signal string
+	switch {
+	case to == StatusError:
+		signal = SignalNeedsReauth
+	case to == StatusActive && (Status(from) == StatusError || Status(from) == StatusRevoked):
+		signal = SignalReauthorized
+	}
+	if signal != "" {
+		_, err := tx.ExecContext(ctx, `INSERT INTO connection_signals (id, connection_id, workspace_id, kind, reason, created_at) VALUES ($1, $2, $3, $4, $5, $6)`,
+			newID(), id, workspaceID, signal, reason, now)
+		if err != nil {
+			return false, fmt.Errorf("raise %s: %w", signal, err)
+		}
+	}
+	return true, nil
+}
+
+// Signal kinds raised by transitions.
+const (
+	SignalNeedsReauth  = "needs_reauth"
+	SignalReauthorized = "reauthorized"
+)
+
+// Signal is a durable notice that a connection broke or came back.
+type Signal struct {
+	ID           string    `json:"id"`
+	ConnectionID string    `json:"connectionId"`
+	WorkspaceID  string    `json:"workspaceId"`
+	Kind         string    `json:"kind"`
+	Reason       string    `json:"reason"`
+	CreatedAt    time.Time `json:"createdAt"`
+}
+
+// Signals lists the signals raised for a connection, oldest first.
+func (s *Service) Signals(ctx context.Context, connID string) ([]Signal, error) {
+	rows, err := s.db.Read().QueryContext(ctx, `SELECT id, connection_id, workspace_id, kind, reason, created_at
+		FROM connection_signals WHERE connection_id = $1 ORDER BY created_at, id`, connID)
+	if err != nil {
+		return nil, fmt.Errorf("list signals: %w", err)
+	}
+	defer rows.Close()
+	var out []Signal
+	for rows.Next() {
+		var sg Signal
+		if err := rows.Scan(&sg.ID, &sg.ConnectionID, &sg.WorkspaceID, &sg.Kind, &sg.Reason, &sg.CreatedAt); err != nil {
+			return nil, fmt.Errorf("scan signal: %w", err)
+		}
+		sg.CreatedAt = sg.CreatedAt.UTC()
+		out = append(out, sg)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list signals: %w", err)
+	}
+	return out, nil
 }
 
 func (s *Service) recordEvent(ctx context.Context, tx db.Querier, connID string, from, to Status, reason string, actor Actor, detail map[string]string) error {

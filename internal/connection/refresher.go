@@ -1,0 +1,518 @@
+package connection
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"taskjuice/internal/apperr"
+	"taskjuice/internal/db"
+)
+
+// ErrNeedsReauth means the connection's credential is dead (status error or
+// revoked): only a reconnect brings it back. Callers hold their work.
+var ErrNeedsReauth = errors.New("connection needs reauthorization")
+
+// MsgCannotRefresh is the answer to a manual refresh of a connection that
+// cannot be refreshed.
+const MsgCannotRefresh = "Connection cannot be refreshed. Please reconnect your connection."
+
+// OAuthConfigFunc gives the OAuth client configuration of a connection's
+// app (token endpoint, client credentials). The catalog provides it.
+type OAuthConfigFunc func(ctx context.Context, c Connection) (*oauth2.Config, error)
+
+// RefresherOptions tune the refresher; zero values take the defaults.
+type RefresherOptions struct {
+	// Lead is how long before expiry a token is refreshed ahead of need.
+	Lead time.Duration
+	// Jitter spreads ahead-of-expiry refreshes over up to this much more.
+	Jitter time.Duration
+	// Attempts bounds the tries of one refresh against transient failures.
+	Attempts int
+	// Backoff is the first retry delay; it doubles each try (with jitter).
+	Backoff time.Duration
+	// MaxBackoff caps a retry delay, including one asked by Retry-After.
+	MaxBackoff time.Duration
+	// Lease is how long a process may hold the right to refresh one
+	// connection before another may take over.
+	Lease time.Duration
+	// HTTPClient calls the token endpoints.
+	HTTPClient *http.Client
+	// Owner names this process in leases.
+	Owner string
+	Log   *slog.Logger
+}
+
+// Refresher keeps access tokens fresh: ahead of expiry in the background,
+// and on demand. At most one refresh per connection runs at a time across
+// every process sharing the database (a lease on the connection row);
+// concurrent callers wait for it and reuse its result.
+type Refresher struct {
+	svc    *Service
+	config OAuthConfigFunc
+	o      RefresherOptions
+
+	mu       sync.Mutex
+	inflight map[string]*flight // one refresh per connection in this process
+}
+
+type flight struct {
+	done chan struct{}
+	tok  *OAuthToken
+	err  error
+}
+
+// NewRefresher returns a refresher for the service's connections.
+func NewRefresher(svc *Service, config OAuthConfigFunc, o RefresherOptions) *Refresher {
+	if o.Lead == 0 {
+		o.Lead = 5 * time.Minute
+	}
+	if o.Jitter == 0 {
+		o.Jitter = o.Lead / 5
+	}
+	if o.Attempts == 0 {
+		o.Attempts = 5
+	}
+	if o.Backoff == 0 {
+		o.Backoff = 200 * time.Millisecond
+	}
+	if o.MaxBackoff == 0 {
+		o.MaxBackoff = 30 * time.Second
+	}
+	if o.Lease == 0 {
+		o.Lease = 30 * time.Second
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Timeout: 20 * time.Second}
+	}
+	if o.Owner == "" {
+		o.Owner = newID()
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Refresher{svc: svc, config: config, o: o, inflight: map[string]*flight{}}
+}
+
+// expirySkew treats a token this close to expiry as expired, so it does not
+// die on its way to the app.
+const expirySkew = 30 * time.Second
+
+// AccessToken returns a usable access token for the connection, refreshing
+// it first when it has expired or is about to.
+func (r *Refresher) AccessToken(ctx context.Context, connID string) (string, error) {
+	tok, err := r.token(ctx, connID, false)
+	if err != nil {
+		return "", err
+	}
+	return tok.AccessToken, nil
+}
+
+// Refresh renews the connection's token now: a manual refresh, or a caller
+// whose token the app just rejected with 401. On a connection in error or
+// revoked it returns a 400 with MsgCannotRefresh.
+func (r *Refresher) Refresh(ctx context.Context, connID string) error {
+	_, err := r.token(ctx, connID, true)
+	if errors.Is(err, ErrNeedsReauth) {
+		return apperr.BadRequest("cannot_refresh", MsgCannotRefresh)
+	}
+	return err
+}
+
+type state struct {
+	status  Status
+	cred    Credential
+	version int64
+}
+
+func (r *Refresher) read(ctx context.Context, q db.Querier, connID string) (state, error) {
+	var st state
+	var status string
+	if err := q.QueryRowContext(ctx, `SELECT status FROM connections WHERE id = $1`, connID).Scan(&status); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return state{}, apperr.ErrNotFound
+		}
+		return state{}, fmt.Errorf("read connection: %w", err)
+	}
+	st.status = Status(status)
+	raw, version, err := r.svc.secret(ctx, q, connID)
+	if err != nil {
+		return state{}, err
+	}
+	cred, err := unmarshalCredential(raw)
+	if err != nil {
+		return state{}, err
+	}
+	st.cred, st.version = cred, version
+	return st, nil
+}
+
+func (r *Refresher) token(ctx context.Context, connID string, force bool) (*OAuthToken, error) {
+	st, err := r.read(ctx, r.svc.db.Read(), connID)
+	if err != nil {
+		return nil, err
+	}
+	if !st.status.Refreshable() {
+		return nil, ErrNeedsReauth
+	}
+	if st.cred.OAuth == nil {
+		return nil, fmt.Errorf("connection %s has no OAuth token to refresh", connID)
+	}
+	if !force && fresh(st.cred.OAuth, r.svc.now()) {
+		return st.cred.OAuth, nil
+	}
+	return r.shared(ctx, connID, st.version)
+}
+
+func fresh(t *OAuthToken, now time.Time) bool {
+	return t.AccessToken != "" && (t.Expiry.IsZero() || t.Expiry.After(now.Add(expirySkew)))
+}
+
+// shared joins a refresh already running in this process for the
+// connection, or starts one.
+func (r *Refresher) shared(ctx context.Context, connID string, seen int64) (*OAuthToken, error) {
+	r.mu.Lock()
+	f, ok := r.inflight[connID]
+	if !ok {
+		f = &flight{done: make(chan struct{})}
+		r.inflight[connID] = f
+		go func() {
+			// Detached from the first caller: its cancellation must not fail
+			// the others waiting on the same refresh.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+			defer cancel()
+			f.tok, f.err = r.refresh(rctx, connID, seen)
+			r.mu.Lock()
+			delete(r.inflight, connID)
+			r.mu.Unlock()
+			close(f.done)
+		}()
+	}
+	r.mu.Unlock()
+	select {
+	case <-f.done:
+		return f.tok, f.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// refresh renews the token once across all processes. seen is the
+// credential version the caller found stale: if the stored version has moved
+// past it, someone else already refreshed and that result is reused.
+func (r *Refresher) refresh(ctx context.Context, connID string, seen int64) (*OAuthToken, error) {
+	for attempt := 1; ; attempt++ {
+		got, err := r.acquire(ctx, connID)
+		if err != nil {
+			return nil, err
+		}
+		if !got {
+			tok, err := r.awaitOther(ctx, connID, seen)
+			if err != nil || tok != nil {
+				return tok, err
+			}
+			continue // the other holder's lease lapsed: try to take over
+		}
+		tok, retryAfter, err := r.refreshHeld(ctx, connID, seen)
+		if err == nil || !isTransient(err) {
+			return tok, err
+		}
+		if attempt >= r.o.Attempts {
+			r.noteTransient(ctx, connID)
+			return nil, fmt.Errorf("refresh connection %s: still failing after %d attempts: %w", connID, attempt, err)
+		}
+		delay := r.backoff(attempt, retryAfter)
+		r.o.Log.Info("token refresh failed transiently; retrying", "connection", connID, "attempt", attempt, "retry_in", delay, "err", err)
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (r *Refresher) backoff(attempt int, retryAfter time.Duration) time.Duration {
+	d := r.o.Backoff << (attempt - 1)
+	d += time.Duration(rand.Int64N(int64(d)/2 + 1))
+	if retryAfter > d {
+		d = retryAfter
+	}
+	return min(d, r.o.MaxBackoff)
+}
+
+// acquire takes the connection's refresh lease if it is free (or lapsed).
+func (r *Refresher) acquire(ctx context.Context, connID string) (bool, error) {
+	now := r.svc.now()
+	res, err := r.svc.db.Write().ExecContext(ctx, `UPDATE connections SET refresh_lease_owner = $1, refresh_lease_until = $2
+		WHERE id = $3 AND status IN ('active', 'pending') AND (refresh_lease_until IS NULL OR refresh_lease_until < $4)`,
+		r.o.Owner, now.Add(r.o.Lease), connID, now)
+	if err != nil {
+		return false, fmt.Errorf("take refresh lease: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	if n == 1 {
+		return true, nil
+	}
+	// Not taken: either someone holds it, or the connection is no longer
+	// refreshable.
+	var status string
+	if err := r.svc.db.Read().QueryRowContext(ctx, `SELECT status FROM connections WHERE id = $1`, connID).Scan(&status); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return false, apperr.ErrNotFound
+		}
+		return false, fmt.Errorf("read connection: %w", err)
+	}
+	if !Status(status).Refreshable() {
+		return false, ErrNeedsReauth
+	}
+	return false, nil
+}
+
+func (r *Refresher) release(ctx context.Context, q db.Querier, connID string) error {
+	_, err := q.ExecContext(ctx, `UPDATE connections SET refresh_lease_owner = '', refresh_lease_until = NULL
+		WHERE id = $1 AND refresh_lease_owner = $2`, connID, r.o.Owner)
+	if err != nil {
+		return fmt.Errorf("release refresh lease: %w", err)
+	}
+	return nil
+}
+
+// awaitOther waits while another process refreshes. It returns the new
+// token once the stored credential moves past seen, nil (and no error) when
+// the other's lease lapsed without a result, or ErrNeedsReauth if the other
+// found the credential dead.
+func (r *Refresher) awaitOther(ctx context.Context, connID string, seen int64) (*OAuthToken, error) {
+	tick := time.NewTicker(25 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-tick.C:
+		}
+		var status string
+		var version int64
+		var until sql.NullTime
+		err := r.svc.db.Read().QueryRowContext(ctx, `SELECT status, credential_version, refresh_lease_until FROM connections WHERE id = $1`, connID).
+			Scan(&status, &version, &until)
+		if err != nil {
+			return nil, fmt.Errorf("watch refresh: %w", err)
+		}
+		if !Status(status).Refreshable() {
+			return nil, ErrNeedsReauth
+		}
+		if version > seen {
+			st, err := r.read(ctx, r.svc.db.Read(), connID)
+			if err != nil {
+				return nil, err
+			}
+			return st.cred.OAuth, nil
+		}
+		if !until.Valid || until.Time.Before(r.svc.now()) {
+			return nil, nil
+		}
+	}
+}
+
+// refreshHeld runs one refresh while holding the lease.
+func (r *Refresher) refreshHeld(ctx context.Context, connID string, seen int64) (tok *OAuthToken, retryAfter time.Duration, err error) {
+	st, err := r.read(ctx, r.svc.db.Read(), connID)
+	if err != nil {
+		_ = r.release(ctx, r.svc.db.Write(), connID)
+		return nil, 0, err
+	}
+	if st.version > seen && fresh(st.cred.OAuth, r.svc.now()) {
+		// Someone refreshed between our read and our lease.
+		return st.cred.OAuth, 0, r.release(ctx, r.svc.db.Write(), connID)
+	}
+	c, err := r.svc.byID(ctx, connID)
+	if err != nil {
+		_ = r.release(ctx, r.svc.db.Write(), connID)
+		return nil, 0, err
+	}
+	cfg, err := r.config(ctx, c)
+	if err != nil {
+		_ = r.release(ctx, r.svc.db.Write(), connID)
+		return nil, 0, fmt.Errorf("oauth config for %s: %w", c.AppKey, err)
+	}
+	if st.cred.OAuth.RefreshToken == "" {
+		_ = r.release(ctx, r.svc.db.Write(), connID)
+		tok, err := r.failOrWinner(ctx, connID, st.version, "no refresh token: the app did not grant offline access")
+		return tok, 0, err
+	}
+	hctx := context.WithValue(ctx, oauth2.HTTPClient, r.o.HTTPClient)
+	old := st.cred.OAuth.OAuth2()
+	old.Expiry = time.Unix(1, 0) // force the refresh
+	nt, err := cfg.TokenSource(hctx, old).Token()
+	if err != nil {
+		kind, ra, reason := classify(err)
+		if kind == transient {
+			_ = r.release(ctx, r.svc.db.Write(), connID)
+			return nil, ra, &transientError{err: err}
+		}
+		_ = r.release(ctx, r.svc.db.Write(), connID)
+		tok, err := r.failOrWinner(ctx, connID, st.version, reason)
+		return tok, 0, err
+	}
+	next := FromOAuth2(nt)
+	if next.RefreshToken == "" {
+		next.RefreshToken = st.cred.OAuth.RefreshToken // the app did not rotate it
+	}
+	st.cred.OAuth = next
+	if err := r.save(ctx, connID, st.cred, next); err != nil {
+		return nil, 0, err
+	}
+	return next, 0, nil
+}
+
+// save stores the renewed credential (with a rotated refresh token, if any)
+// in one transaction with the new expiry, the next due time, and the lease
+// release.
+func (r *Refresher) save(ctx context.Context, connID string, cred Credential, tok *OAuthToken) error {
+	raw, err := cred.marshal()
+	if err != nil {
+		return err
+	}
+	return r.svc.db.InTx(ctx, func(tx db.Querier) error {
+		if _, err := r.svc.storeSecret(ctx, tx, connID, raw); err != nil {
+			return err
+		}
+		var expires, due sql.NullTime
+		if !tok.Expiry.IsZero() {
+			expires = sql.NullTime{Time: tok.Expiry.UTC(), Valid: true}
+			due = sql.NullTime{Time: r.dueAt(tok.Expiry), Valid: true}
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE connections SET access_expires_at = $1, refresh_due_at = $2, refresh_failures = 0,
+			refresh_lease_owner = '', refresh_lease_until = NULL WHERE id = $3`, expires, due, connID)
+		if err != nil {
+			return fmt.Errorf("schedule next refresh: %w", err)
+		}
+		return nil
+	})
+}
+
+// dueAt is when the refresher should renew a token expiring at expiry:
+// Lead before it, minus up to Jitter so many connections do not all renew
+// at once.
+func (r *Refresher) dueAt(expiry time.Time) time.Time {
+	j := time.Duration(rand.Int64N(int64(r.o.Jitter) + 1))
+	return expiry.Add(-r.o.Lead - j).UTC()
+}
+
+// fail handles a permanent rejection: if the stored credential moved on
+// since we read it (another worker rotated the refresh token first), this
+// was a lost race and the stored token is used; otherwise the connection
+// goes to error and raises needs_reauth, once.
+func (r *Refresher) fail(ctx context.Context, connID string, readVersion int64, reason string) error {
+	var lostRace bool
+	err := r.svc.db.InTx(ctx, func(tx db.Querier) error {
+		var version int64
+		if err := tx.QueryRowContext(ctx, `SELECT credential_version FROM connections WHERE id = $1`, connID).Scan(&version); err != nil {
+			return fmt.Errorf("re-read credential: %w", err)
+		}
+		if version != readVersion {
+			lostRace = true
+			return nil
+		}
+		_, err := r.svc.transition(ctx, tx, connID, StatusError, "Refresh rejected by the app: "+reason, System, nil)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if lostRace {
+		return nil
+	}
+	r.o.Log.Warn("connection needs reauthorization", "connection", connID, "reason", reason)
+	return ErrNeedsReauth
+}
+
+// failOrWinner applies fail and, when it was a lost race, returns the
+// winner's stored token.
+func (r *Refresher) failOrWinner(ctx context.Context, connID string, readVersion int64, reason string) (*OAuthToken, error) {
+	if err := r.fail(ctx, connID, readVersion, reason); err != nil {
+		return nil, err
+	}
+	won, err := r.read(ctx, r.svc.db.Read(), connID)
+	if err != nil {
+		return nil, err
+	}
+	return won.cred.OAuth, nil
+}
+
+// noteTransient records a refresh that kept failing transiently: the
+// connection stays active and the background pass tries again later.
+func (r *Refresher) noteTransient(ctx context.Context, connID string) {
+	_, err := r.svc.db.Write().ExecContext(ctx, `UPDATE connections SET refresh_failures = refresh_failures + 1, refresh_due_at = $1
+		WHERE id = $2 AND status = 'active'`, r.svc.now().Add(r.o.MaxBackoff), connID)
+	if err != nil {
+		r.o.Log.Warn("record transient refresh failure", "connection", connID, "err", err)
+	}
+}
+
+type failureKind int
+
+const (
+	transient failureKind = iota + 1
+	permanent
+)
+
+type transientError struct{ err error }
+
+func (e *transientError) Error() string { return "transient: " + e.err.Error() }
+func (e *transientError) Unwrap() error { return e.err }
+
+func isTransient(err error) bool {
+	var t *transientError
+	return errors.As(err, &t)
+}
+
+// classify tells a transient refresh failure (network, timeout, 5xx, 429)
+// from a permanent one (the token endpoint rejected the grant).
+func classify(err error) (failureKind, time.Duration, string) {
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) && re.Response != nil {
+		code := re.Response.StatusCode
+		if code == http.StatusTooManyRequests || code >= 500 {
+			return transient, retryAfter(re.Response.Header.Get("Retry-After")), ""
+		}
+		reason := re.ErrorCode
+		if reason == "" {
+			reason = fmt.Sprintf("HTTP %d", code)
+		}
+		if re.ErrorDescription != "" {
+			reason += " (" + re.ErrorDescription + ")"
+		}
+		return permanent, 0, reason
+	}
+	var ne net.Error
+	if errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) {
+		return transient, 0, ""
+	}
+	// Anything else (an unreadable response, a refused connection) is
+	// treated as transient: only an explicit rejection kills a credential.
+	return transient, 0, ""
+}
+
+func retryAfter(h string) time.Duration {
+	if h == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(h); err == nil && s >= 0 {
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(h); err == nil {
+		return time.Until(t)
+	}
+	return 0
+}
