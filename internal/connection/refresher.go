@@ -43,6 +43,9 @@ type RefresherOptions struct {
 	Backoff time.Duration
 	// MaxBackoff caps a retry delay, including one asked by Retry-After.
 	MaxBackoff time.Duration
+	// Skew treats a token this close to expiry as expired, so it does not
+	// die on its way to the app.
+	Skew time.Duration
 	// Lease is how long a process may hold the right to refresh one
 	// connection before another may take over.
 	Lease time.Duration
@@ -92,6 +95,9 @@ func NewRefresher(svc *Service, config OAuthConfigFunc, o RefresherOptions) *Ref
 	if o.Lease == 0 {
 		o.Lease = 30 * time.Second
 	}
+	if o.Skew == 0 {
+		o.Skew = 30 * time.Second
+	}
 	if o.HTTPClient == nil {
 		o.HTTPClient = &http.Client{Timeout: 20 * time.Second}
 	}
@@ -103,10 +109,6 @@ func NewRefresher(svc *Service, config OAuthConfigFunc, o RefresherOptions) *Ref
 	}
 	return &Refresher{svc: svc, config: config, o: o, inflight: map[string]*flight{}}
 }
-
-// expirySkew treats a token this close to expiry as expired, so it does not
-// die on its way to the app.
-const expirySkew = 30 * time.Second
 
 // AccessToken returns a usable access token for the connection, refreshing
 // it first when it has expired or is about to.
@@ -168,14 +170,14 @@ func (r *Refresher) token(ctx context.Context, connID string, force bool) (*OAut
 	if st.cred.OAuth == nil {
 		return nil, fmt.Errorf("connection %s has no OAuth token to refresh", connID)
 	}
-	if !force && fresh(st.cred.OAuth, r.svc.now()) {
+	if !force && r.fresh(st.cred.OAuth) {
 		return st.cred.OAuth, nil
 	}
 	return r.shared(ctx, connID, st.version)
 }
 
-func fresh(t *OAuthToken, now time.Time) bool {
-	return t.AccessToken != "" && (t.Expiry.IsZero() || t.Expiry.After(now.Add(expirySkew)))
+func (r *Refresher) fresh(t *OAuthToken) bool {
+	return t != nil && t.AccessToken != "" && (t.Expiry.IsZero() || t.Expiry.After(r.svc.now().Add(r.o.Skew)))
 }
 
 // shared joins a refresh already running in this process for the
@@ -331,7 +333,7 @@ func (r *Refresher) refreshHeld(ctx context.Context, connID string, seen int64) 
 		_ = r.release(ctx, r.svc.db.Write(), connID)
 		return nil, 0, err
 	}
-	if st.version > seen && fresh(st.cred.OAuth, r.svc.now()) {
+	if st.version > seen && r.fresh(st.cred.OAuth) {
 		// Someone refreshed between our read and our lease.
 		return st.cred.OAuth, 0, r.release(ctx, r.svc.db.Write(), connID)
 	}

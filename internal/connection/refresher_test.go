@@ -97,7 +97,7 @@ func (f fixture) createOAuth(t *testing.T, expiry time.Time) connection.Connecti
 }
 
 func fastOptions() connection.RefresherOptions {
-	return connection.RefresherOptions{Backoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond, Lease: 2 * time.Second}
+	return connection.RefresherOptions{Backoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond, Lease: 2 * time.Second, Skew: 100 * time.Millisecond}
 }
 
 func signals(t *testing.T, f fixture, id string) []connection.Signal {
@@ -278,6 +278,43 @@ func TestLostRaceIsNotARevocation(t *testing.T) {
 		tok, err := r.AccessToken(context.Background(), c.ID)
 		if err != nil || tok != "other" {
 			t.Fatalf("token after lost race: got %q, %v; want the winner's", tok, err)
+		}
+	})
+}
+
+func TestPassRefreshesAheadOfExpiry(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		f := setup(t, d)
+		ts := newTokenServer(t)
+		ts.ttl = 2 * time.Second
+		opts := fastOptions()
+		opts.Lead, opts.Jitter = 1500*time.Millisecond, 100*time.Millisecond
+		r := connection.NewRefresher(f.svc, ts.config(), opts)
+		ctx := context.Background()
+		// A connection with a token far from expiry and none due.
+		idle := f.createOAuth(t, time.Now().Add(time.Hour))
+		// One whose first refresh sets its due time from the 2s lifetime.
+		c := f.createOAuth(t, time.Now().Add(-time.Minute))
+		if _, err := r.AccessToken(ctx, c.ID); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := r.Pass(ctx); err != nil || n != 0 {
+			t.Fatalf("pass right after a refresh: refreshed %d, %v; want 0", n, err)
+		}
+		time.Sleep(600 * time.Millisecond) // into the lead window, before expiry
+		n, err := r.Pass(ctx)
+		if err != nil || n != 1 {
+			t.Fatalf("pass in the lead window: refreshed %d, %v; want 1", n, err)
+		}
+		tok, err := r.AccessToken(ctx, c.ID)
+		if err != nil || tok != "a2" {
+			t.Fatalf("token after ahead-of-expiry refresh: got %q, %v; want a2", tok, err)
+		}
+		if tok, _ := r.AccessToken(ctx, idle.ID); tok != "a0" {
+			t.Fatalf("a connection that was not due was refreshed: %q", tok)
+		}
+		if got := ts.refreshes.Load(); got != 2 {
+			t.Fatalf("refreshes: got %d, want 2", got)
 		}
 	})
 }
