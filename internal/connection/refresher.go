@@ -56,6 +56,9 @@ type RefresherOptions struct {
 	Log   *slog.Logger
 }
 
+// DefaultLead is how long before expiry a token is renewed by default.
+const DefaultLead = 5 * time.Minute
+
 // Refresher keeps access tokens fresh: ahead of expiry in the background,
 // and on demand. At most one refresh per connection runs at a time across
 // every process sharing the database (a lease on the connection row);
@@ -78,7 +81,7 @@ type flight struct {
 // NewRefresher returns a refresher for the service's connections.
 func NewRefresher(svc *Service, config OAuthConfigFunc, o RefresherOptions) *Refresher {
 	if o.Lead == 0 {
-		o.Lead = 5 * time.Minute
+		o.Lead = DefaultLead
 	}
 	if o.Jitter == 0 {
 		o.Jitter = o.Lead / 5
