@@ -131,10 +131,10 @@ func (s *Service) CompleteConsent(ctx context.Context, query url.Values, session
 	}
 	var st struct {
 		binding, userID, workspaceID, connID, keyID, returnTo string
-		reconnect                                            bool
-		verifier                                             []byte
-		expires                                              time.Time
-		used                                                 sql.NullTime
+		reconnect                                             bool
+		verifier                                              []byte
+		expires                                               time.Time
+		used                                                  sql.NullTime
 	}
 	h := hashState(state)
 	err := s.db.Read().QueryRowContext(ctx, `SELECT session_binding, user_id, workspace_id, connection_id, verifier_key_id, return_to,
