@@ -211,3 +211,40 @@ func isCode(err error, code string) bool {
 	e, ok := apperr.As(err)
 	return ok && e.Code == code
 }
+
+func TestRevokeCallsTheApp(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		f := setup(t, d)
+		ctx := context.Background()
+		var got url.Values
+		revoker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_ = r.ParseForm()
+			got = r.PostForm
+		}))
+		defer revoker.Close()
+		c := f.createOAuth(t, time.Now().Add(time.Hour))
+		cfg := &oauth2.Config{ClientID: "taskjuice", ClientSecret: "s", Endpoint: oauth2.Endpoint{AuthStyle: oauth2.AuthStyleInHeader}}
+		actor := connection.Actor{Kind: connection.ActorUser, UserID: f.owner.User.ID}
+		if _, err := f.svc.Revoke(ctx, f.beta, c.ID, actor, cfg, revoker.URL, nil); !apperr.IsNotFound(err) {
+			t.Fatalf("revoke from another workspace: got %v, want not found", err)
+		}
+		r, err := f.svc.Revoke(ctx, f.acme, c.ID, actor, cfg, revoker.URL, nil)
+		if err != nil || r.Status != connection.StatusRevoked {
+			t.Fatalf("revoke: %+v, %v", r, err)
+		}
+		if got.Get("token") != "r0" || got.Get("token_type_hint") != "refresh_token" {
+			t.Fatalf("revocation request: got %v, want the refresh token", got)
+		}
+		h, _ := f.svc.History(ctx, f.acme, c.ID)
+		if last := h[len(h)-1]; last.To != connection.StatusRevoked || last.Detail["providerRevocation"] != "revoked at the app" {
+			t.Fatalf("history: %+v", last)
+		}
+		if _, err := f.svc.Revoke(ctx, f.acme, c.ID, actor, cfg, revoker.URL, nil); !apperr.Is(err, apperr.KindConflict) {
+			t.Fatalf("second revoke: got %v, want conflict", err)
+		}
+		// Revoked is not an error: no needs_reauth signal.
+		if s := signals(t, f, c.ID); len(s) != 0 {
+			t.Fatalf("signals after revoke: %+v", s)
+		}
+	})
+}
