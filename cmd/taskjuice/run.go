@@ -15,6 +15,7 @@ import (
 	"text/tabwriter"
 
 	"taskjuice/internal/account"
+	"taskjuice/internal/catalog"
 	"taskjuice/internal/config"
 	"taskjuice/internal/connection"
 	"taskjuice/internal/db"
@@ -145,7 +146,21 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 			demo.PrintWelcome(e.stdout, cfg.BaseURL, res.Password)
 		}
 	}
-	srv, err := server.New(server.Options{DB: d, Accounts: accounts, Log: log, SecureCookies: cfg.SecureCookies()})
+	sandboxURL := ""
+	if !cfg.NoSandbox {
+		sandboxURL = cfg.BaseURL + "/sandbox"
+	}
+	cat, err := catalog.Load(catalog.Options{Getenv: e.getenv, GenericAppsFile: cfg.AppsFile, SandboxURL: sandboxURL})
+	if err != nil {
+		return fmt.Errorf("app catalog: %w", err)
+	}
+	conns := connection.NewService(d, keys)
+	callback := cfg.BaseURL + "/oauth/callback"
+	refresher := connection.NewRefresher(conns, connection.CatalogOAuth(cat, callback), connection.RefresherOptions{Log: log})
+	srv, err := server.New(server.Options{
+		DB: d, Accounts: accounts, Connections: conns, Refresher: refresher, Catalog: cat,
+		Log: log, SecureCookies: cfg.SecureCookies(), BaseURL: cfg.BaseURL,
+	})
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,8 @@ import (
 
 	"taskjuice/internal/account"
 	"taskjuice/internal/authn"
+	"taskjuice/internal/catalog"
+	"taskjuice/internal/connection"
 )
 
 //go:embed openapi.json
@@ -17,14 +19,30 @@ var openAPIDoc []byte
 
 // Handler serves the JSON API.
 type Handler struct {
-	accounts *account.Service
-	auth     *authn.Authenticator
-	log      *slog.Logger
+	accounts    *account.Service
+	auth        *authn.Authenticator
+	log         *slog.Logger
+	connections *connection.Service
+	refresher   *connection.Refresher
+	catalog     *catalog.Catalog
+	baseURL     string
+}
+
+// Deps are the domain services the API uses.
+type Deps struct {
+	Accounts    *account.Service
+	Auth        *authn.Authenticator
+	Log         *slog.Logger
+	Connections *connection.Service
+	Refresher   *connection.Refresher
+	Catalog     *catalog.Catalog
+	BaseURL     string
 }
 
 // New returns the API handler.
-func New(accounts *account.Service, auth *authn.Authenticator, log *slog.Logger) *Handler {
-	return &Handler{accounts: accounts, auth: auth, log: log}
+func New(d Deps) *Handler {
+	return &Handler{accounts: d.Accounts, auth: d.Auth, log: d.Log, connections: d.Connections,
+		refresher: d.Refresher, catalog: d.Catalog, baseURL: d.BaseURL}
 }
 
 // Route is one entry of the route table.
@@ -50,6 +68,14 @@ func (h *Handler) Routes() []Route {
 		{"GET", "/api/v1/api-tokens", h.authed(h.listTokens)},
 		{"POST", "/api/v1/api-tokens", h.authed(h.createToken)},
 		{"DELETE", "/api/v1/api-tokens/{id}", h.authed(h.revokeToken)},
+		{"GET", "/api/v1/apps", h.authed(h.listApps)},
+		{"GET", "/api/v1/workspaces/{slug}/connections", h.authed(h.listConnections)},
+		{"POST", "/api/v1/workspaces/{slug}/connections", h.authed(h.createConnection)},
+		{"GET", "/api/v1/connections/{id}", h.authed(h.getConnection)},
+		{"PATCH", "/api/v1/connections/{id}", h.authed(h.patchConnection)},
+		{"GET", "/api/v1/connections/{id}/history", h.authed(h.connectionHistory)},
+		{"POST", "/api/v1/connections/{id}/refresh", h.authed(h.refreshConnection)},
+		{"POST", "/api/v1/connections/{id}/revoke", h.authed(h.revokeConnection)},
 	}
 }
 

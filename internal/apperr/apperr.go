@@ -21,6 +21,7 @@ const (
 	KindTooMany                      // too many attempts (429)
 	KindBadRequest                   // the request itself cannot be understood (400)
 	KindTooLarge                     // the request body is over the limit (413)
+	KindUpstream                     // a third-party app could not be reached (502)
 )
 
 // Error is a user-facing error: Message is written for a person, Field names
@@ -70,6 +71,11 @@ func TooMany(message string) *Error {
 // BadRequest reports a request that cannot be understood at all.
 func BadRequest(code, message string) *Error {
 	return &Error{Kind: KindBadRequest, Code: code, Message: message}
+}
+
+// Upstream reports that an app TaskJuice depends on could not be reached.
+func Upstream(message string) *Error {
+	return &Error{Kind: KindUpstream, Code: "upstream_unavailable", Message: message}
 }
 
 // As returns the user-facing error inside err, if there is one.
@@ -126,6 +132,8 @@ func Status(err error) int {
 		return 400
 	case KindTooLarge:
 		return 413
+	case KindUpstream:
+		return 502
 	}
 	return 500
 }

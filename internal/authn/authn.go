@@ -4,6 +4,8 @@
 package authn
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"net"
 	"net/http"
 	"strings"
@@ -89,4 +91,16 @@ func ClientIP(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
+}
+
+// SessionBinding is a stable, non-secret value identifying the request's
+// session, for binding a consent flow to the browser that started it. It is
+// empty without a session.
+func SessionBinding(r *http.Request) string {
+	c, err := r.Cookie(SessionCookie)
+	if err != nil || c.Value == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte("consent-binding:" + c.Value))
+	return hex.EncodeToString(sum[:])
 }

@@ -27,9 +27,12 @@ type Config struct {
 	// rotate-key has re-encrypted them (comma-separated).
 	OldSecretKeys string
 	NoDemo        bool
-	LogLevel      string
-	LogFormat     string
-	SMTP          SMTP
+	NoSandbox     bool
+	// AppsFile names a JSON file of extra (generic OAuth 2.0) apps.
+	AppsFile  string
+	LogLevel  string
+	LogFormat string
+	SMTP      SMTP
 }
 
 // SMTP is the outgoing mail server.
@@ -58,6 +61,8 @@ var Settings = []Setting{
 	{"", "TASKJUICE_SECRET_KEY", "", "32-byte key encrypting credentials (64 hex digits or base64); default: DATA_DIR/secret.key, created on first start"},
 	{"", "TASKJUICE_OLD_SECRET_KEYS", "", "retired keys, comma-separated, still needed to read credentials until taskjuice rotate-key has run"},
 	{"no-demo", "TASKJUICE_NO_DEMO", "false", "do not create the demo account on first start"},
+	{"no-sandbox", "TASKJUICE_NO_SANDBOX", "false", "do not serve the built-in sandbox provider under /sandbox"},
+	{"apps-file", "TASKJUICE_APPS_FILE", "", "JSON file of extra OAuth 2.0 apps (generic apps) defined by an administrator"},
 	{"log-level", "TASKJUICE_LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"log-format", "TASKJUICE_LOG_FORMAT", "text", "text or json"},
 	{"smtp-host", "TASKJUICE_SMTP_HOST", "", "SMTP server for outgoing email; empty disables email"},
@@ -80,7 +85,7 @@ func Register(fs *flag.FlagSet, getenv func(string) string) *Config {
 	}
 	strs := map[string]*string{
 		"listen": &c.Listen, "data-dir": &c.DataDir, "database-url": &c.DatabaseURL, "base-url": &c.BaseURL,
-		"log-level": &c.LogLevel, "log-format": &c.LogFormat, "smtp-host": &c.SMTP.Host,
+		"apps-file": &c.AppsFile, "log-level": &c.LogLevel, "log-format": &c.LogFormat, "smtp-host": &c.SMTP.Host,
 		"smtp-username": &c.SMTP.Username, "smtp-from": &c.SMTP.From, "smtp-tls": &c.SMTP.TLS,
 	}
 	for _, s := range Settings {
@@ -89,9 +94,13 @@ func Register(fs *flag.FlagSet, getenv func(string) string) *Config {
 			continue
 		case strs[s.Flag] != nil:
 			fs.StringVar(strs[s.Flag], s.Flag, env(s.Env, s.Default), s.Help+" ("+s.Env+")")
-		case s.Flag == "no-demo":
+		case s.Flag == "no-demo" || s.Flag == "no-sandbox":
 			b, _ := strconv.ParseBool(env(s.Env, s.Default))
-			fs.BoolVar(&c.NoDemo, s.Flag, b, s.Help+" ("+s.Env+")")
+			target := &c.NoDemo
+			if s.Flag == "no-sandbox" {
+				target = &c.NoSandbox
+			}
+			fs.BoolVar(target, s.Flag, b, s.Help+" ("+s.Env+")")
 		case s.Flag == "smtp-port":
 			port, _ := strconv.Atoi(env(s.Env, s.Default))
 			fs.IntVar(&c.SMTP.Port, s.Flag, port, s.Help+" ("+s.Env+")")

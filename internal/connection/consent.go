@@ -52,7 +52,7 @@ type ConsentRequest struct {
 // the provider's authorization URL to send the person to. A new connection
 // is created as pending; a reconnect keeps the connection as it is until
 // the consent succeeds.
-func (s *Service) BeginConsent(ctx context.Context, cfg *oauth2.Config, in ConsentRequest) (string, Connection, error) {
+func (s *Service) BeginConsent(ctx context.Context, cfg *oauth2.Config, in ConsentRequest, opts ...oauth2.AuthCodeOption) (string, Connection, error) {
 	if in.SessionBinding == "" || in.Actor.UserID == "" {
 		return "", Connection{}, errors.New("begin consent: no signed-in session")
 	}
@@ -83,7 +83,8 @@ func (s *Service) BeginConsent(ctx context.Context, cfg *oauth2.Config, in Conse
 	if err != nil {
 		return "", Connection{}, fmt.Errorf("record consent state: %w", err)
 	}
-	return cfg.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier), oauth2.AccessTypeOffline), c, nil
+	opts = append(opts, oauth2.S256ChallengeOption(verifier))
+	return cfg.AuthCodeURL(state, opts...), c, nil
 }
 
 func randomToken() string {

@@ -128,8 +128,14 @@ func (r *Refresher) AccessToken(ctx context.Context, connID string) (string, err
 // revoked it returns a 400 with MsgCannotRefresh.
 func (r *Refresher) Refresh(ctx context.Context, connID string) error {
 	_, err := r.token(ctx, connID, true)
-	if errors.Is(err, ErrNeedsReauth) {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrNeedsReauth):
 		return apperr.BadRequest("cannot_refresh", MsgCannotRefresh)
+	case isTransient(err):
+		r.o.Log.WarnContext(ctx, "manual refresh failed transiently", "connection", connID, "err", err)
+		return apperr.Upstream("The app could not be reached to refresh this connection. It stays connected; try again in a moment.")
 	}
 	return err
 }

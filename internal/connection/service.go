@@ -139,9 +139,17 @@ func timePtr(t sql.NullTime) *time.Time {
 	return &u
 }
 
-const connectionCols = `id, workspace_id, app_key, label, status, status_reason, status_changed_at, metadata,
-	external_account_id, external_account_name, owner_kind, COALESCE(owner_user_id, ''), credential_version,
-	access_expires_at, created_at, updated_at`
+// connectionColsOf lists the columns scanConnection reads, each qualified
+// by alias (empty for none).
+func connectionColsOf(alias string) string {
+	a := alias
+	return a + `id, ` + a + `workspace_id, ` + a + `app_key, ` + a + `label, ` + a + `status, ` + a + `status_reason, ` +
+		a + `status_changed_at, ` + a + `metadata, ` + a + `external_account_id, ` + a + `external_account_name, ` +
+		a + `owner_kind, COALESCE(` + a + `owner_user_id, ''), ` + a + `credential_version, ` + a + `access_expires_at, ` +
+		a + `created_at, ` + a + `updated_at`
+}
+
+var connectionCols = connectionColsOf("")
 
 func scanConnection(row interface{ Scan(...any) error }) (Connection, error) {
 	var c Connection
@@ -160,9 +168,34 @@ func scanConnection(row interface{ Scan(...any) error }) (Connection, error) {
 	return c, nil
 }
 
+// CreateWithCredential is Create with a credential to seal (an API key and
+// its secret fields, or a token set).
+func (s *Service) CreateWithCredential(ctx context.Context, ws account.Workspace, in New, cred Credential, actor Actor) (Connection, error) {
+	raw, err := cred.marshal()
+	if err != nil {
+		return Connection{}, err
+	}
+	in.Secret = raw
+	return s.Create(ctx, ws, in, actor)
+}
+
 // Get returns a connection of the workspace; another workspace's is not found.
 func (s *Service) Get(ctx context.Context, ws account.Workspace, id string) (Connection, error) {
 	return s.get(ctx, s.db.Read(), ws.ID, id)
+}
+
+// GetInAccount returns a connection of any workspace of the account, with
+// its workspace; a connection of another account is not found.
+func (s *Service) GetInAccount(ctx context.Context, accountID, id string) (Connection, error) {
+	c, err := scanConnection(s.db.Read().QueryRowContext(ctx, `SELECT `+connectionColsOf("c.")+`
+		FROM connections c JOIN workspaces w ON w.id = c.workspace_id WHERE w.account_id = $1 AND c.id = $2`, accountID, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Connection{}, apperr.ErrNotFound
+	}
+	if err != nil {
+		return Connection{}, fmt.Errorf("read connection: %w", err)
+	}
+	return c, nil
 }
 
 // byID reads a connection whatever its workspace: for server work (the

@@ -96,7 +96,7 @@ func TestPanicBecomes500(t *testing.T) {
 	// The real handler stack must recover: a request body whose reader
 	// panics stands in for a bug in a handler.
 	d := dbtest.SQLite(t)
-	s, err := server.New(server.Options{DB: d, Accounts: account.NewService(d), Log: slog.New(slog.DiscardHandler)})
+	s, err := server.New(fullOptions(t, d, account.NewService(d), slog.New(slog.DiscardHandler), "http://127.0.0.1:1"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,8 @@ import (
 	"taskjuice/internal/account"
 	"taskjuice/internal/api"
 	"taskjuice/internal/authn"
+	"taskjuice/internal/catalog"
+	"taskjuice/internal/connection"
 	"taskjuice/internal/db"
 	"taskjuice/internal/web"
 )
@@ -26,8 +28,18 @@ import (
 type Options struct {
 	DB            *db.DB
 	Accounts      *account.Service
+	Connections   *connection.Service
+	Refresher     *connection.Refresher
+	Catalog       *catalog.Catalog
 	Log           *slog.Logger
 	SecureCookies bool
+	// BaseURL is the public URL, for OAuth redirects.
+	BaseURL string
+	// Sandbox, when set, is the built-in sandbox provider, served under
+	// /sandbox.
+	Sandbox http.Handler
+	// RefreshEvery is the pause between refresher passes (default 5s).
+	RefreshEvery time.Duration
 }
 
 // Server is the assembled HTTP handler and the workers that run beside it.
@@ -40,7 +52,10 @@ type Server struct {
 // New builds the server.
 func New(o Options) (*Server, error) {
 	auth := authn.New(o.Accounts, o.SecureCookies)
-	pages, err := web.New(o.Accounts, auth, o.Log)
+	pages, err := web.New(web.Deps{
+		Accounts: o.Accounts, Auth: auth, Log: o.Log, Connections: o.Connections,
+		Refresher: o.Refresher, Catalog: o.Catalog, BaseURL: o.BaseURL,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -49,8 +64,14 @@ func New(o Options) (*Server, error) {
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
-	api.New(o.Accounts, auth, o.Log).Register(mux)
+	api.New(api.Deps{
+		Accounts: o.Accounts, Auth: auth, Log: o.Log, Connections: o.Connections,
+		Refresher: o.Refresher, Catalog: o.Catalog, BaseURL: o.BaseURL,
+	}).Register(mux)
 	pages.Register(mux)
+	if o.Sandbox != nil {
+		mux.Handle("/sandbox/", http.StripPrefix("/sandbox", o.Sandbox))
+	}
 
 	cop := http.NewCrossOriginProtection()
 	cop.SetDenyHandler(http.HandlerFunc(crossOriginDenied))
@@ -132,7 +153,15 @@ type Worker struct {
 
 // Workers lists the background work of this server.
 func (s *Server) Workers() []Worker {
-	return []Worker{{Name: "prune-sessions", Run: s.pruneLoop}}
+	w := []Worker{{Name: "prune-sessions", Run: s.pruneLoop}}
+	if s.opts.Refresher != nil {
+		every := s.opts.RefreshEvery
+		if every == 0 {
+			every = 5 * time.Second
+		}
+		w = append(w, Worker{Name: "token-refresher", Run: func(ctx context.Context) error { return s.opts.Refresher.Run(ctx, every) }})
+	}
+	return w
 }
 
 func (s *Server) pruneLoop(ctx context.Context) error {

@@ -15,9 +15,12 @@ import (
 
 	"taskjuice/internal/account"
 	"taskjuice/internal/authn"
+	"taskjuice/internal/catalog"
+	"taskjuice/internal/connection"
 	"taskjuice/internal/db"
 	"taskjuice/internal/db/dbtest"
 	"taskjuice/internal/server"
+	"taskjuice/internal/vault"
 )
 
 const pw = "correct horse battery"
@@ -27,13 +30,14 @@ const pw = "correct horse battery"
 //	A: owner@a, admin@a, member@a; workspaces acme and beta; client@acme
 //	B: owner@b; workspace bravo
 type env struct {
-	t        *testing.T
-	db       *db.DB
-	accounts *account.Service
-	srv      *httptest.Server
-	log      *strings.Builder
-	acme     account.Workspace
-	bravo    account.Workspace
+	t           *testing.T
+	db          *db.DB
+	accounts    *account.Service
+	connections *connection.Service
+	srv         *httptest.Server
+	log         *strings.Builder
+	acme        account.Workspace
+	bravo       account.Workspace
 }
 
 func setup(t *testing.T, d *db.DB) *env {
@@ -42,13 +46,19 @@ func setup(t *testing.T, d *db.DB) *env {
 	logs := &strings.Builder{}
 	log := slog.New(slog.NewTextHandler(&lockedWriter{b: logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	accounts := account.NewService(d)
-	s, err := server.New(server.Options{DB: d, Accounts: accounts, Log: log})
+	e := &env{t: t, db: d, accounts: accounts, log: logs}
+	// The handler needs the server's own URL (OAuth redirects), known only
+	// once it listens.
+	var handler http.Handler
+	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
+	t.Cleanup(e.srv.Close)
+	opts := fullOptions(t, d, accounts, log, e.srv.URL)
+	e.connections = opts.Connections
+	s, err := server.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, db: d, accounts: accounts, log: logs}
-	e.srv = httptest.NewServer(s.Handler())
-	t.Cleanup(e.srv.Close)
+	handler = s.Handler()
 
 	a, _, err := accounts.CreateAccount(ctx, "Agency A", account.NewUser{Email: "owner@a.example", Name: "Olive", Password: pw})
 	must(t, err)
@@ -67,6 +77,23 @@ func setup(t *testing.T, d *db.DB) *env {
 	e.bravo, err = accounts.CreateWorkspaceForAccount(ctx, b.ID, "Bravo", "bravo")
 	must(t, err)
 	return e
+}
+
+// fullOptions wires every part of the server the way serve does, against
+// the test's database.
+func fullOptions(t *testing.T, d *db.DB, accounts *account.Service, log *slog.Logger, baseURL string) server.Options {
+	t.Helper()
+	cat, err := catalog.Load(catalog.Options{Getenv: func(string) string { return "" }, SandboxURL: baseURL + "/sandbox"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _, err := vault.LoadKey("", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns := connection.NewService(d, vault.NewKeyring(key))
+	refresher := connection.NewRefresher(conns, connection.CatalogOAuth(cat, baseURL+"/oauth/callback"), connection.RefresherOptions{Log: log})
+	return server.Options{DB: d, Accounts: accounts, Connections: conns, Refresher: refresher, Catalog: cat, Log: log, BaseURL: baseURL}
 }
 
 func must(t *testing.T, err error) {
@@ -501,7 +528,7 @@ func TestHealthReadyMetrics(t *testing.T) {
 func TestReadyzFailsWithoutDatabase(t *testing.T) {
 	d := dbtest.SQLite(t)
 	accounts := account.NewService(d)
-	s, err := server.New(server.Options{DB: d, Accounts: accounts, Log: slog.New(slog.DiscardHandler)})
+	s, err := server.New(fullOptions(t, d, accounts, slog.New(slog.DiscardHandler), "http://127.0.0.1:1"))
 	must(t, err)
 	d.Close()
 	rec := httptest.NewRecorder()

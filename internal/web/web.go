@@ -17,6 +17,8 @@ import (
 	"taskjuice/internal/account"
 	"taskjuice/internal/apperr"
 	"taskjuice/internal/authn"
+	"taskjuice/internal/catalog"
+	"taskjuice/internal/connection"
 )
 
 //go:embed templates/*.html
@@ -25,8 +27,23 @@ var templateFiles embed.FS
 //go:embed static
 var staticFiles embed.FS
 
+// Deps are the domain services the pages use.
+type Deps struct {
+	Accounts    *account.Service
+	Auth        *authn.Authenticator
+	Log         *slog.Logger
+	Connections *connection.Service
+	Refresher   *connection.Refresher
+	Catalog     *catalog.Catalog
+	// BaseURL is the public URL of this TaskJuice, for OAuth redirects.
+	BaseURL string
+	// HTTPClient calls apps (identity, revocation).
+	HTTPClient *http.Client
+}
+
 // Handler serves the pages.
 type Handler struct {
+	Deps
 	accounts *account.Service
 	auth     *authn.Authenticator
 	log      *slog.Logger
@@ -35,12 +52,15 @@ type Handler struct {
 }
 
 // New parses the templates and indexes the static files.
-func New(accounts *account.Service, auth *authn.Authenticator, log *slog.Logger) (*Handler, error) {
+func New(d Deps) (*Handler, error) {
 	st, err := newStaticSet(staticFiles)
 	if err != nil {
 		return nil, err
 	}
-	h := &Handler{accounts: accounts, auth: auth, log: log, static: st}
+	if d.HTTPClient == nil {
+		d.HTTPClient = &http.Client{Timeout: 20 * time.Second}
+	}
+	h := &Handler{Deps: d, accounts: d.Accounts, auth: d.Auth, log: d.Log, static: st}
 	if err := h.parseTemplates(); err != nil {
 		return nil, err
 	}
@@ -64,6 +84,7 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /settings/api-tokens", h.staff(h.createAPIToken))
 	mux.HandleFunc("POST /settings/api-tokens/{id}/revoke", h.staff(h.revokeAPIToken))
 	mux.HandleFunc("GET /portal", h.client(h.portal))
+	mux.HandleFunc("GET /oauth/callback", h.oauthCallback)
 	mux.HandleFunc("GET /static/{file}", h.static.serve)
 	mux.HandleFunc("GET /favicon.ico", h.static.favicon)
 
@@ -72,6 +93,13 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	ws.HandleFunc("GET /{workspaceSlug}/{$}", h.inWorkspace("overview", h.workspaceHome))
 	ws.HandleFunc("GET /{workspaceSlug}/workflows", h.inWorkspace("workflows", h.workflows))
 	ws.HandleFunc("GET /{workspaceSlug}/connections", h.inWorkspace("connections", h.connections))
+	ws.HandleFunc("GET /{workspaceSlug}/connections/new", h.inWorkspace("connections", h.connectForm))
+	ws.HandleFunc("POST /{workspaceSlug}/connections/new", h.inWorkspace("connections", h.connect))
+	ws.HandleFunc("GET /{workspaceSlug}/connections/{id}", h.inWorkspace("connections", h.connectionDetail))
+	ws.HandleFunc("POST /{workspaceSlug}/connections/{id}/label", h.inWorkspace("connections", h.renameConnection))
+	ws.HandleFunc("POST /{workspaceSlug}/connections/{id}/refresh", h.inWorkspace("connections", h.refreshConnection))
+	ws.HandleFunc("POST /{workspaceSlug}/connections/{id}/reconnect", h.inWorkspace("connections", h.reconnect))
+	ws.HandleFunc("POST /{workspaceSlug}/connections/{id}/revoke", h.inWorkspace("connections", h.revokeConnection))
 	ws.HandleFunc("GET /{workspaceSlug}/monitoring/workflow-runs", h.inWorkspace("runs", h.runs))
 	ws.HandleFunc("GET /{workspaceSlug}/workspace/members", h.inWorkspace("members", h.members))
 	ws.HandleFunc("/", h.notFound)
@@ -98,6 +126,14 @@ var funcs = template.FuncMap{
 		return t.UTC().Format("2 Jan 2006 15:04 UTC")
 	},
 	"can": func(p *account.Principal, c string) bool { return p != nil && p.Can(account.Capability(c)) },
+	"statusLabel": func(s connection.Status) string {
+		if s == "" {
+			return ""
+		}
+		return strings.ToUpper(string(s[:1])) + string(s[1:])
+	},
+	"configured":    func(a catalog.App) bool { ok, _ := a.Configured(); return ok },
+	"notConfigured": func(a catalog.App) string { _, why := a.Configured(); return why },
 	"initial": func(s string) string {
 		for _, r := range s {
 			return strings.ToUpper(string(r))
@@ -208,6 +244,12 @@ var flashes = map[string]string{
 	"owner-transferred": "Ownership transferred",
 	"token-revoked":     "API token revoked",
 	"signed-out":        "You are signed out",
+	"connected":         "Connected.",
+	"reconnected":       "Reconnected. Held work can be resumed.",
+	"account-changed":   "Reconnected — to a different account than before. Check that this is the account you meant.",
+	"refreshed":         "Connection refreshed.",
+	"revoked":           "Connection revoked.",
+	"renamed":           "Label saved.",
 }
 
 const flashCookie = "tj_flash"

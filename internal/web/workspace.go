@@ -48,11 +48,6 @@ func (h *Handler) workflows(w http.ResponseWriter, r *http.Request, v view) {
 	h.render(w, r, http.StatusOK, "workflows", v)
 }
 
-func (h *Handler) connections(w http.ResponseWriter, r *http.Request, v view) {
-	v.Title = "Connections · " + v.Workspace.Name
-	h.render(w, r, http.StatusOK, "connections", v)
-}
-
 func (h *Handler) runs(w http.ResponseWriter, r *http.Request, v view) {
 	v.Title = "Workflow Runs · " + v.Workspace.Name
 	h.render(w, r, http.StatusOK, "runs", v)
