@@ -46,6 +46,11 @@ type APIError struct {
 	Message string
 }
 
+// Is makes a "not_found" answer match ErrNotFound.
+func (e *APIError) Is(target error) bool {
+	return target == ErrNotFound && e.Status == http.StatusNotFound && e.Code == "not_found"
+}
+
 func (e *APIError) Error() string {
 	if e.Message != "" {
 		return fmt.Sprintf("sandbox answered %d: %s", e.Status, e.Message)
@@ -87,9 +92,6 @@ func (c *AdminClient) do(ctx context.Context, method, path string, in, out any) 
 		}
 		if json.Unmarshal(b, &ej) == nil {
 			e.Code, e.Message = ej.Error, ej.Message
-		}
-		if resp.StatusCode == http.StatusNotFound && e.Code == "not_found" {
-			return fmt.Errorf("%w: %w", ErrNotFound, e)
 		}
 		return e
 	}

@@ -55,7 +55,9 @@
 //	                        "retry_after_seconds":5}: the next N token-endpoint
 //	                        requests fail. 429 carries Retry-After; timeout
 //	                        holds the request until the client gives up (or
-//	                        Options.TimeoutHold passes, then 504).
+//	                        Options.TimeoutHold passes, then 504). Count 0
+//	                        clears pending failures. Answers with the stats.
+//	GET  /admin/lifetimes   the lifetimes in force
 //	POST /admin/lifetimes   {"access_ttl":"30s", "refresh_ttl":"720h"} (Go
 //	                        durations; omitted = unchanged) -> current lifetimes
 //	GET  /admin/stats       token requests by grant type, refreshes per grant,
