@@ -113,6 +113,27 @@ func signInSeesAcme(t *testing.T, base, email, password string) {
 	if !strings.Contains(string(body), `href="/acme/"`) {
 		t.Fatal("dashboard does not show workspace acme")
 	}
+	// The demo's Sandbox Chat connection is made through the consent flow
+	// right after start.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		res, err := c.Get(base + "/api/v1/workspaces/acme/connections?status=active")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if strings.Contains(string(b), `"app":"sandbox-chat"`) {
+			if n := strings.Count(string(b), `"app":"sandbox-chat"`); n != 1 {
+				t.Fatalf("demo Sandbox Chat connections: got %d, want 1", n)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the demo has no active Sandbox Chat connection: %s", b)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func firstStartCreatesDemoOnce(t *testing.T, args []string, getenv func(string) string) {

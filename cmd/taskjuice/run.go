@@ -20,6 +20,7 @@ import (
 	"taskjuice/internal/connection"
 	"taskjuice/internal/db"
 	"taskjuice/internal/demo"
+	"taskjuice/internal/sandbox"
 	"taskjuice/internal/server"
 	"taskjuice/internal/vault"
 )
@@ -34,6 +35,7 @@ Usage:
   taskjuice reset-password    set a new password for a person
   taskjuice accounts          list accounts and their workspaces
   taskjuice rotate-key        re-encrypt every stored credential under a new key
+  taskjuice sandbox           run or control Sandbox Chat, the built-in test provider
 
 Run "taskjuice COMMAND -h" for a command's flags. Every flag can also be set
 with the TASKJUICE_ variable shown in its help; a flag wins over a variable.
@@ -59,6 +61,8 @@ func run(ctx context.Context, args []string, e env) error {
 		return cmdAccounts(ctx, args, e)
 	case "rotate-key":
 		return cmdRotateKey(ctx, args, e)
+	case "sandbox":
+		return cmdSandbox(ctx, args, e)
 	case "help", "-h", "--help":
 		fmt.Fprint(e.stdout, usage)
 		return nil
@@ -137,18 +141,34 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 	}
 	defer d.Close()
 	accounts := account.NewService(d)
+	var demoPassword string
 	if !cfg.NoDemo {
 		res, err := demo.Seed(ctx, d, accounts)
 		if err != nil {
 			return err
 		}
 		if res.Created {
+			demoPassword = res.Password
 			demo.PrintWelcome(e.stdout, cfg.BaseURL, res.Password)
 		}
 	}
 	sandboxURL := ""
+	var sb *sandbox.Provider
 	if !cfg.NoSandbox {
 		sandboxURL = cfg.BaseURL + "/sandbox"
+		sb, err = sandbox.New(sandbox.Options{
+			BaseURL: sandboxURL,
+			Clients: []sandbox.Client{{ID: "taskjuice", Name: "TaskJuice",
+				Secret:       e.getenv(catalog.ClientSecretEnv(catalog.SandboxKey)),
+				RedirectURIs: []string{cfg.BaseURL + "/oauth/callback"}}},
+			AdminToken: e.getenv("TASKJUICE_SANDBOX_ADMIN_TOKEN"),
+			StatePath:  filepath.Join(cfg.DataDir, "sandbox.json"),
+			Log:        log.With("component", "sandbox"),
+		})
+		if err != nil {
+			return fmt.Errorf("sandbox: %w", err)
+		}
+		defer sb.Close()
 	}
 	cat, err := catalog.Load(catalog.Options{Getenv: e.getenv, GenericAppsFile: cfg.AppsFile, SandboxURL: sandboxURL})
 	if err != nil {
@@ -157,10 +177,14 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 	conns := connection.NewService(d, keys)
 	callback := cfg.BaseURL + "/oauth/callback"
 	refresher := connection.NewRefresher(conns, connection.CatalogOAuth(cat, callback), connection.RefresherOptions{Log: log})
-	srv, err := server.New(server.Options{
+	opts := server.Options{
 		DB: d, Accounts: accounts, Connections: conns, Refresher: refresher, Catalog: cat,
 		Log: log, SecureCookies: cfg.SecureCookies(), BaseURL: cfg.BaseURL,
-	})
+	}
+	if sb != nil {
+		opts.Sandbox = sb.Handler()
+	}
+	srv, err := server.New(opts)
 	if err != nil {
 		return err
 	}
@@ -169,7 +193,19 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 		return fmt.Errorf("listen: %w", err)
 	}
 	log.Info("TaskJuice is serving", "url", cfg.BaseURL, "listen", ln.Addr().String(), "database", string(d.Dialect()))
-	err = server.Serve(ctx, ln, srv.Handler(), log, srv.Workers()...)
+	workers := srv.Workers()
+	if demoPassword != "" && sb != nil {
+		// The demo's Sandbox Chat connection goes through the real consent
+		// flow over HTTP, so it runs beside the server (the listener is
+		// bound; requests wait for it to accept).
+		workers = append(workers, server.Worker{Name: "demo-sandbox-connection", Run: func(ctx context.Context) error {
+			if err := demo.ConnectSandbox(ctx, cfg.BaseURL, ln.Addr().String(), demoPassword); err != nil && ctx.Err() == nil {
+				log.Warn("could not connect the demo's Sandbox Chat", "err", err)
+			}
+			return nil
+		}})
+	}
+	err = server.Serve(ctx, ln, srv.Handler(), log, workers...)
 	log.Info("stopped")
 	return err
 }

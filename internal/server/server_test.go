@@ -19,6 +19,7 @@ import (
 	"taskjuice/internal/connection"
 	"taskjuice/internal/db"
 	"taskjuice/internal/db/dbtest"
+	"taskjuice/internal/sandbox"
 	"taskjuice/internal/server"
 	"taskjuice/internal/vault"
 )
@@ -34,6 +35,8 @@ type env struct {
 	db          *db.DB
 	accounts    *account.Service
 	connections *connection.Service
+	refresher   *connection.Refresher
+	sandbox     *sandbox.Provider
 	srv         *httptest.Server
 	log         *strings.Builder
 	acme        account.Workspace
@@ -53,7 +56,9 @@ func setup(t *testing.T, d *db.DB) *env {
 	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
 	t.Cleanup(e.srv.Close)
 	opts := fullOptions(t, d, accounts, log, e.srv.URL)
-	e.connections = opts.Connections
+	e.connections, e.refresher = opts.Connections, opts.Refresher
+	e.sandbox = newSandbox(t, e.srv.URL, log)
+	opts.Sandbox = e.sandbox.Handler()
 	s, err := server.New(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -94,6 +99,22 @@ func fullOptions(t *testing.T, d *db.DB, accounts *account.Service, log *slog.Lo
 	conns := connection.NewService(d, vault.NewKeyring(key))
 	refresher := connection.NewRefresher(conns, connection.CatalogOAuth(cat, baseURL+"/oauth/callback"), connection.RefresherOptions{Log: log})
 	return server.Options{DB: d, Accounts: accounts, Connections: conns, Refresher: refresher, Catalog: cat, Log: log, BaseURL: baseURL}
+}
+
+// newSandbox is the built-in sandbox provider as serve mounts it, with
+// TaskJuice registered as a public (PKCE) client.
+func newSandbox(t *testing.T, baseURL string, log *slog.Logger) *sandbox.Provider {
+	t.Helper()
+	p, err := sandbox.New(sandbox.Options{
+		BaseURL: baseURL + "/sandbox",
+		Clients: []sandbox.Client{{ID: "taskjuice", Name: "TaskJuice", RedirectURIs: []string{baseURL + "/oauth/callback"}}},
+		Log:     log,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	return p
 }
 
 func must(t *testing.T, err error) {
