@@ -9,6 +9,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -38,9 +39,13 @@ type env struct {
 	refresher   *connection.Refresher
 	sandbox     *sandbox.Provider
 	srv         *httptest.Server
-	log         *strings.Builder
-	acme        account.Workspace
-	bravo       account.Workspace
+	// seen holds every response TaskJuice gave in the test (headers and
+	// body), for the leak check.
+	seenMu sync.Mutex
+	seen   []string
+	log    *strings.Builder
+	acme   account.Workspace
+	bravo  account.Workspace
 }
 
 func setup(t *testing.T, d *db.DB) *env {
@@ -59,6 +64,7 @@ func setup(t *testing.T, d *db.DB) *env {
 	e.connections, e.refresher = opts.Connections, opts.Refresher
 	e.sandbox = newSandbox(t, e.srv.URL, log)
 	opts.Sandbox = e.sandbox.Handler()
+	t.Cleanup(e.checkNoSecretLeaked)
 	s, err := server.New(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -159,7 +165,33 @@ func (b *browser) do(req *http.Request) response {
 	}
 	defer res.Body.Close()
 	body, _ := io.ReadAll(res.Body)
+	// The sandbox is the third-party app: its token endpoint hands out
+	// tokens by design. Everything else is TaskJuice's own output.
+	if !strings.HasPrefix(req.URL.Path, "/sandbox/") {
+		var hdr strings.Builder
+		_ = res.Header.Write(&hdr)
+		b.e.seenMu.Lock()
+		b.e.seen = append(b.e.seen, req.Method+" "+req.URL.String()+"\n"+hdr.String()+"\n"+string(body))
+		b.e.seenMu.Unlock()
+	}
 	return response{Response: res, Body: string(body)}
+}
+
+// secretPattern matches the credentials tests create: sandbox access and
+// refresh tokens, and app API keys.
+var secretPattern = regexp.MustCompile(`sbx[ar]_[A-Za-z0-9_-]{8,}|sk_(test|live)_[A-Za-z0-9]{4,}`)
+
+// checkNoSecretLeaked fails the test if any response TaskJuice gave, or any
+// log line it wrote, carries a credential.
+func (e *env) checkNoSecretLeaked() {
+	e.seenMu.Lock()
+	defer e.seenMu.Unlock()
+	for _, out := range append(e.seen, e.log.String()) {
+		if m := secretPattern.FindString(out); m != "" {
+			first, _, _ := strings.Cut(out, "\n")
+			e.t.Errorf("a credential (%s…) leaked into: %s", m[:8], first)
+		}
+	}
 }
 
 func (b *browser) get(path string) response {
