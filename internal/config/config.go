@@ -62,6 +62,7 @@ var Settings = []Setting{
 	{"", "TASKJUICE_OLD_SECRET_KEYS", "", "retired keys, comma-separated, still needed to read credentials until taskjuice rotate-key has run"},
 	{"no-demo", "TASKJUICE_NO_DEMO", "false", "do not create the demo account on first start"},
 	{"no-sandbox", "TASKJUICE_NO_SANDBOX", "false", "do not serve the built-in sandbox provider under /sandbox"},
+	{"", "TASKJUICE_SANDBOX_ADMIN_TOKEN", "", "bearer token for the sandbox's admin API (/sandbox/admin/...); empty turns the admin API off"},
 	{"apps-file", "TASKJUICE_APPS_FILE", "", "JSON file of extra OAuth 2.0 apps (generic apps) defined by an administrator"},
 	{"log-level", "TASKJUICE_LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"log-format", "TASKJUICE_LOG_FORMAT", "text", "text or json"},

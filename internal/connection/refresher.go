@@ -497,12 +497,11 @@ func classify(err error) (failureKind, time.Duration, string) {
 		if code == http.StatusTooManyRequests || code >= 500 {
 			return transient, retryAfter(re.Response.Header.Get("Retry-After")), ""
 		}
+		// The code alone: descriptions are long, and some providers echo
+		// request details into them.
 		reason := re.ErrorCode
 		if reason == "" {
 			reason = fmt.Sprintf("HTTP %d", code)
-		}
-		if re.ErrorDescription != "" {
-			reason += " (" + re.ErrorDescription + ")"
 		}
 		return permanent, 0, reason
 	}

@@ -170,3 +170,73 @@ func text(t *testing.T, ctx context.Context, sel string) string {
 	}
 	return strings.TrimSpace(s)
 }
+
+// TestBrowserConnectSandboxChat connects Sandbox Chat the way a person does:
+// Connections, Connect New Account, the app, its consent screen, Allow, and
+// back on the connection's page.
+func TestBrowserConnectSandboxChat(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		if !strings.HasSuffix(t.Name(), "sqlite") {
+			t.Skip("one browser run is enough")
+		}
+		ctx := newBrowser(t)
+		err := chromedp.Do(ctx,
+			chromedp.Navigate(e.srv.URL+"/signin"),
+			chromedp.SendKeys(`input[name=email]`, "owner@a.example"),
+			chromedp.SendKeys(`input[name=password]`, pw),
+			chromedp.Submit(`input[name=password]`),
+			chromedp.WaitVisible(`.tiles`),
+			chromedp.Navigate(e.srv.URL+"/acme/connections"),
+			chromedp.Click(`a.button.primary`),
+			chromedp.WaitVisible(`a.tile[href$="app=sandbox-chat"]`),
+		)
+		if err != nil {
+			t.Fatalf("open the connect dialog: %v", err)
+		}
+		screenshot(t, ctx, "connect-new-account")
+		err = chromedp.Do(ctx,
+			chromedp.Click(`a.tile[href$="app=sandbox-chat"]`),
+			chromedp.WaitVisible(`input[name=label]`),
+			chromedp.Submit(`input[name=label]`),
+			chromedp.WaitVisible(`button[value=allow]`),
+		)
+		if err != nil {
+			t.Fatalf("reach the consent screen: %v", err)
+		}
+		screenshot(t, ctx, "sandbox-consent")
+		err = chromedp.Do(ctx,
+			chromedp.Click(`button[value=allow]`),
+			chromedp.WaitVisible(`.flash`),
+		)
+		if err != nil {
+			t.Fatalf("allow: %v", err)
+		}
+		if got := text(t, ctx, `.flash`); got != "Connected." {
+			t.Fatalf("flash after consent: got %q, want %q", got, "Connected.")
+		}
+		if got := text(t, ctx, `.facts`); !strings.Contains(got, "Connected and working.") {
+			t.Fatalf("connection page: %q lacks the active description", got)
+		}
+		screenshot(t, ctx, "connection-active")
+
+		// Break it at the provider; the refresh button then says why, and
+		// the page shows what to do.
+		if _, err := e.sandbox.RevokeAccount("Sandbox Workspace"); err != nil {
+			t.Fatal(err)
+		}
+		err = chromedp.Do(ctx,
+			chromedp.Click(`form[action$="/refresh"] button`),
+			chromedp.WaitVisible(`.alert-error`),
+		)
+		if err != nil {
+			t.Fatalf("refresh: %v", err)
+		}
+		if got := text(t, ctx, `.alert-error`); got != "Connection cannot be refreshed. Please reconnect your connection." {
+			t.Fatalf("refresh of a revoked grant: got %q", got)
+		}
+		if got := text(t, ctx, `.facts`); !strings.Contains(got, "Reconnection needed.") {
+			t.Fatalf("broken connection page: %q lacks \"Reconnection needed.\"", got)
+		}
+		screenshot(t, ctx, "connection-error")
+	})
+}
