@@ -494,7 +494,7 @@ func classify(err error) (failureKind, time.Duration, string) {
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) && re.Response != nil {
 		code := re.Response.StatusCode
-		if code == http.StatusTooManyRequests || code >= 500 {
+		if code == http.StatusTooManyRequests || code >= 500 || transientCodes[re.ErrorCode] {
 			return transient, retryAfter(re.Response.Header.Get("Retry-After")), ""
 		}
 		// The code alone: descriptions are long, and some providers echo
@@ -512,6 +512,16 @@ func classify(err error) (failureKind, time.Duration, string) {
 	// Anything else (an unreadable response, a refused connection) is
 	// treated as transient: only an explicit rejection kills a credential.
 	return transient, 0, ""
+}
+
+// transientCodes are OAuth error codes that say "not now" rather than "never",
+// whatever the HTTP status they come with (some apps answer 200 or 400).
+var transientCodes = map[string]bool{
+	"temporarily_unavailable": true, // RFC 6749
+	"server_error":            true, // RFC 6749
+	"slow_down":               true, // RFC 8628
+	"ratelimited":             true, // Slack, inside a 200 body
+	"rate_limited":            true,
 }
 
 func retryAfter(h string) time.Duration {

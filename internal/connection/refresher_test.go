@@ -27,7 +27,7 @@ type tokenServer struct {
 	valid     map[string]bool // refresh tokens that still work
 	n         int
 	refreshes atomic.Int64
-	faults    []int // HTTP statuses to answer with next (500, 429)
+	faults    []int // HTTP statuses to answer with next (500, 429, or 200 for Slack-style {"ok":false,"error":"ratelimited"})
 	revoked   bool
 	ttl       time.Duration
 	// beforeReject runs when a refresh is about to be rejected.
@@ -51,6 +51,11 @@ func (ts *tokenServer) serve(w http.ResponseWriter, r *http.Request) {
 		ts.mu.Unlock()
 		if code == http.StatusTooManyRequests {
 			w.Header().Set("Retry-After", "0")
+		}
+		if code == http.StatusOK {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"ok":false,"error":"ratelimited"}`))
+			return
 		}
 		http.Error(w, "try later", code)
 		return
@@ -179,7 +184,7 @@ func TestTransientFailuresAreRetried(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, d *db.DB) {
 		f := setup(t, d)
 		ts := newTokenServer(t)
-		ts.faults = []int{500, 429, 503}
+		ts.faults = []int{500, 429, 200, 503}
 		c := f.createOAuth(t, time.Now().Add(-time.Minute))
 		r := connection.NewRefresher(f.svc, ts.config(), fastOptions())
 		tok, err := r.AccessToken(context.Background(), c.ID)
