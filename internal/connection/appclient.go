@@ -1,0 +1,154 @@
+package connection
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+
+	"taskjuice/internal/catalog"
+)
+
+// AppClient calls an app's API with a connection's credential. It is what
+// workflow steps use: it attaches the credential, renews an OAuth token the
+// app rejects with 401 (or with a dead-credential code in a 200 body, for
+// apps like Slack) and retries once, and when the credential is truly dead
+// it moves the connection to error — raising needs-reauthorization — and
+// returns ErrNeedsReauth so the caller can hold its work.
+type AppClient struct {
+	svc     *Service
+	r       *Refresher
+	catalog *catalog.Catalog
+	http    *http.Client
+}
+
+// NewAppClient returns a client for apps' APIs.
+func NewAppClient(svc *Service, r *Refresher, cat *catalog.Catalog, hc *http.Client) *AppClient {
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	return &AppClient{svc: svc, r: r, catalog: cat, http: hc}
+}
+
+// MaxResponseBytes bounds what an app's answer may weigh.
+const MaxResponseBytes = 10 << 20
+
+// Response is an app's answer, read whole.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// Do sends the request built by build (called again for the retry, so a
+// body can be sent twice) with the connection's credential.
+func (c *AppClient) Do(ctx context.Context, connID string, build func(ctx context.Context) (*http.Request, error)) (Response, error) {
+	conn, err := c.svc.byID(ctx, connID)
+	if err != nil {
+		return Response{}, err
+	}
+	if !conn.Status.Refreshable() {
+		return Response{}, ErrNeedsReauth
+	}
+	app, ok := c.catalog.App(conn.AppKey)
+	if !ok {
+		return Response{}, fmt.Errorf("app %q is not in the catalog", conn.AppKey)
+	}
+	for attempt := 1; ; attempt++ {
+		req, err := build(ctx)
+		if err != nil {
+			return Response{}, err
+		}
+		if err := c.authorize(ctx, conn, app, req); err != nil {
+			return Response{}, err
+		}
+		res, err := c.send(req)
+		if err != nil {
+			return Response{}, err
+		}
+		dead, code := rejected(app, res)
+		if !dead {
+			return res, nil
+		}
+		if app.IsOAuth() && attempt == 1 {
+			// The token may have been revoked or rotated early: renew it and
+			// try once more. A refresh the app refuses marks the connection.
+			if _, err := c.r.token(ctx, connID, true); err != nil {
+				return res, err
+			}
+			continue
+		}
+		reason := fmt.Sprintf("%s rejected the credential (HTTP %d)", app.Name, res.Status)
+		if code != "" {
+			reason = fmt.Sprintf("%s rejected the credential: %s", app.Name, code)
+		}
+		if _, err := c.svc.Transition(ctx, connID, StatusError, reason, System, nil); err != nil {
+			return res, err
+		}
+		return res, ErrNeedsReauth
+	}
+}
+
+func (c *AppClient) authorize(ctx context.Context, conn Connection, app catalog.App, req *http.Request) error {
+	if app.IsOAuth() {
+		tok, err := c.r.AccessToken(ctx, conn.ID)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+		return nil
+	}
+	raw, _, err := c.svc.Secret(ctx, conn.ID)
+	if err != nil {
+		return err
+	}
+	cred, err := unmarshalCredential(raw)
+	if err != nil {
+		return err
+	}
+	if app.APIKey == nil {
+		return fmt.Errorf("%s has no API key scheme", app.Name)
+	}
+	key := cred.APIKey
+	if key == "" {
+		key = cred.Fields[app.APIKey.Field]
+	}
+	switch app.APIKey.Scheme {
+	case "basic":
+		req.SetBasicAuth(key, app.APIKey.BasicPassword)
+	case "header":
+		req.Header.Set(app.APIKey.Header, key)
+	default:
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	return nil
+}
+
+func (c *AppClient) send(req *http.Request) (Response, error) {
+	res, err := c.http.Do(req)
+	if err != nil {
+		return Response{}, fmt.Errorf("call %s: %w", req.URL.Host, err)
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(res.Body, MaxResponseBytes+1))
+	if err != nil {
+		return Response{}, fmt.Errorf("read %s's answer: %w", req.URL.Host, err)
+	}
+	if len(body) > MaxResponseBytes {
+		return Response{}, fmt.Errorf("%s answered with more than %d MiB", req.URL.Host, MaxResponseBytes>>20)
+	}
+	return Response{Status: res.StatusCode, Header: res.Header, Body: bytes.Clone(body)}, nil
+}
+
+// rejected says whether the app refused the credential: HTTP 401, or the
+// app's own dead-credential rule on a 2xx body.
+func rejected(app catalog.App, res Response) (bool, string) {
+	if res.Status == http.StatusUnauthorized {
+		return true, ""
+	}
+	if app.AuthFailure != nil && res.Status/100 == 2 {
+		return app.AuthFailure.Match(res.Body)
+	}
+	return false, ""
+}

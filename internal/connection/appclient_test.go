@@ -1,0 +1,136 @@
+package connection_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"taskjuice/internal/catalog"
+	"taskjuice/internal/connection"
+	"taskjuice/internal/db"
+	"taskjuice/internal/db/dbtest"
+)
+
+func testCatalog(t *testing.T) *catalog.Catalog {
+	t.Helper()
+	env := map[string]string{"TASKJUICE_APP_SLACK_CLIENT_ID": "id", "TASKJUICE_APP_SLACK_CLIENT_SECRET": "secret"}
+	cat, err := catalog.Load(catalog.Options{Getenv: func(k string) string { return env[k] }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cat
+}
+
+func get(url string) func(ctx context.Context) (*http.Request, error) {
+	return func(ctx context.Context) (*http.Request, error) {
+		return http.NewRequestWithContext(ctx, "GET", url, nil)
+	}
+}
+
+// A Slack-style app answers 200 with {"ok":false,"error":"invalid_auth"}:
+// the client renews the token once, and when the app still refuses it, the
+// connection needs reauthorization.
+func TestAppClientDeadCredentialInA200Body(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		f := setup(t, d)
+		ts := newTokenServer(t)
+		var calls atomic.Int64
+		var sawAuth atomic.Value
+		slack := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			calls.Add(1)
+			sawAuth.Store(r.Header.Get("Authorization"))
+			_, _ = w.Write([]byte(`{"ok":false,"error":"invalid_auth"}`))
+		}))
+		defer slack.Close()
+		cred, _ := json.Marshal(connection.Credential{OAuth: &connection.OAuthToken{AccessToken: "a0", RefreshToken: "r0", Expiry: time.Now().Add(time.Hour)}})
+		c, err := f.svc.Create(context.Background(), f.acme, connection.New{AppKey: "slack", Label: "Slack", Status: connection.StatusActive, Secret: cred}, connection.System)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := connection.NewRefresher(f.svc, ts.config(), fastOptions())
+		client := connection.NewAppClient(f.svc, r, testCatalog(t), nil)
+		_, err = client.Do(context.Background(), c.ID, get(slack.URL+"/api/chat.postMessage"))
+		if !errors.Is(err, connection.ErrNeedsReauth) {
+			t.Fatalf("dead credential: got %v, want ErrNeedsReauth", err)
+		}
+		if calls.Load() != 2 || ts.refreshes.Load() != 1 || sawAuth.Load() != "Bearer a1" {
+			t.Fatalf("calls %d, refreshes %d, last auth %v; want 2 calls around one refresh, retried with the new token", calls.Load(), ts.refreshes.Load(), sawAuth.Load())
+		}
+		got, _ := f.svc.Get(context.Background(), f.acme, c.ID)
+		if got.Status != connection.StatusError || !strings.Contains(got.StatusReason, "invalid_auth") {
+			t.Fatalf("status: %s (%s), want error naming invalid_auth", got.Status, got.StatusReason)
+		}
+		if s := signals(t, f, c.ID); len(s) != 1 {
+			t.Fatalf("signals: %d, want 1", len(s))
+		}
+		// Held from now on, without calling the app.
+		if _, err := client.Do(context.Background(), c.ID, get(slack.URL)); !errors.Is(err, connection.ErrNeedsReauth) || calls.Load() != 2 {
+			t.Fatalf("call on a broken connection: %v after %d calls", err, calls.Load())
+		}
+	})
+}
+
+// A 401 renews the token once and succeeds when the new token works; a
+// 200 that is not an auth failure passes through.
+func TestAppClientRenewsOn401(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		f := setup(t, d)
+		ts := newTokenServer(t)
+		api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("Authorization") != "Bearer a1" {
+				w.WriteHeader(http.StatusUnauthorized)
+				return
+			}
+			_, _ = w.Write([]byte(`{"ok":true}`))
+		}))
+		defer api.Close()
+		cred, _ := json.Marshal(connection.Credential{OAuth: &connection.OAuthToken{AccessToken: "a0", RefreshToken: "r0", Expiry: time.Now().Add(time.Hour)}})
+		c, err := f.svc.Create(context.Background(), f.acme, connection.New{AppKey: "slack", Label: "Slack", Status: connection.StatusActive, Secret: cred}, connection.System)
+		if err != nil {
+			t.Fatal(err)
+		}
+		client := connection.NewAppClient(f.svc, connection.NewRefresher(f.svc, ts.config(), fastOptions()), testCatalog(t), nil)
+		res, err := client.Do(context.Background(), c.ID, get(api.URL))
+		if err != nil || res.Status != 200 || string(res.Body) != `{"ok":true}` {
+			t.Fatalf("after renewal: %d %s, %v", res.Status, res.Body, err)
+		}
+		if got, _ := f.svc.Get(context.Background(), f.acme, c.ID); got.Status != connection.StatusActive {
+			t.Fatalf("status: %s, want active", got.Status)
+		}
+	})
+}
+
+// An API key the app rejects cannot be renewed: the connection needs a new
+// key at once.
+func TestAppClientRejectedAPIKey(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		f := setup(t, d)
+		var auth atomic.Value
+		api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			auth.Store(r.Header.Get("Authorization"))
+			w.WriteHeader(http.StatusUnauthorized)
+		}))
+		defer api.Close()
+		c, err := f.svc.CreateWithCredential(context.Background(), f.acme, connection.New{AppKey: "stripe", Label: "Stripe", Status: connection.StatusActive},
+			connection.Credential{APIKey: "sk_test_abc", Fields: map[string]string{"apiKey": "sk_test_abc"}}, connection.System)
+		if err != nil {
+			t.Fatal(err)
+		}
+		client := connection.NewAppClient(f.svc, connection.NewRefresher(f.svc, nil, fastOptions()), testCatalog(t), nil)
+		if _, err := client.Do(context.Background(), c.ID, get(api.URL)); !errors.Is(err, connection.ErrNeedsReauth) {
+			t.Fatalf("rejected key: got %v, want ErrNeedsReauth", err)
+		}
+		if auth.Load() != "Bearer sk_test_abc" {
+			t.Fatalf("key sent as %v", auth.Load())
+		}
+		if got, _ := f.svc.Get(context.Background(), f.acme, c.ID); got.Status != connection.StatusError {
+			t.Fatalf("status: %s, want error", got.Status)
+		}
+	})
+}
