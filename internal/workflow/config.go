@@ -1,0 +1,156 @@
+package workflow
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+)
+
+// The configuration of each kind, as the graph document holds it. Strings
+// (and any string inside a JSON value) may carry {{ expressions }}.
+
+// ManualConfig configures the manual trigger (nothing to set).
+type ManualConfig struct{}
+
+// WebhookConfig configures the webhook trigger. The shared secret of the
+// bearer, header and HMAC modes is stored server-side, never in the graph.
+type WebhookConfig struct {
+	// Auth is none, bearer, header, hmac-sha256 or hmac-sha512.
+	Auth string `json:"auth"`
+	// Header names the header carrying the secret (header mode) or the
+	// signature (HMAC modes).
+	Header string `json:"header,omitempty"`
+}
+
+// Webhook authentication modes.
+var webhookAuthModes = map[string]bool{"none": true, "bearer": true, "header": true, "hmac-sha256": true, "hmac-sha512": true}
+
+// ScheduleConfig configures the schedule trigger.
+type ScheduleConfig struct {
+	Cron     string `json:"cron"`
+	Timezone string `json:"timezone,omitempty"`
+}
+
+// ActionConfig runs an app's action through the node's connection.
+type ActionConfig struct {
+	App    string                     `json:"app"`
+	Action string                     `json:"action"`
+	Inputs map[string]json.RawMessage `json:"inputs,omitempty"`
+}
+
+// HTTPConfig is the HTTP Request node.
+type HTTPConfig struct {
+	Method         string            `json:"method"`
+	URL            string            `json:"url"`
+	Headers        map[string]string `json:"headers,omitempty"`
+	Body           json.RawMessage   `json:"body,omitempty"`
+	TimeoutSeconds int               `json:"timeoutSeconds,omitempty"`
+	Retry          *RetryPolicy      `json:"retry,omitempty"`
+}
+
+// RetryPolicy says how a node retries a retryable failure.
+type RetryPolicy struct {
+	MaxAttempts    int     `json:"maxAttempts"`
+	BackoffSeconds float64 `json:"backoffSeconds,omitempty"`
+}
+
+// BranchConfig takes the "true" or "false" path.
+type BranchConfig struct {
+	Condition string `json:"condition"`
+}
+
+// SwitchConfig takes the path of the first case whose value equals Value,
+// or "default".
+type SwitchConfig struct {
+	Value string       `json:"value"`
+	Cases []SwitchCase `json:"cases"`
+}
+
+// SwitchCase is one named case.
+type SwitchCase struct {
+	Name   string          `json:"name"`
+	Equals json.RawMessage `json:"equals"`
+}
+
+// TransformConfig reshapes data: its output is the evaluated template.
+type TransformConfig struct {
+	Output json.RawMessage `json:"output"`
+}
+
+// DelayConfig waits for a duration, or until a time.
+type DelayConfig struct {
+	Duration string `json:"duration,omitempty"`
+	Until    string `json:"until,omitempty"`
+}
+
+// ApprovalConfig waits for a member's approve or reject.
+type ApprovalConfig struct {
+	Message string `json:"message"`
+}
+
+// LoopConfig runs the "each" path once per item, then the "done" path.
+type LoopConfig struct {
+	Items    string `json:"items"`
+	MaxItems int    `json:"maxItems,omitempty"`
+}
+
+// CallWorkflowConfig runs another published workflow and waits for it.
+type CallWorkflowConfig struct {
+	WorkflowID string          `json:"workflowId"`
+	Input      json.RawMessage `json:"input,omitempty"`
+}
+
+// configFor returns a pointer to the zero config of a kind.
+func configFor(k Kind) any {
+	switch k {
+	case TriggerManual:
+		return &ManualConfig{}
+	case TriggerWebhook:
+		return &WebhookConfig{}
+	case TriggerSchedule:
+		return &ScheduleConfig{}
+	case NodeAction:
+		return &ActionConfig{}
+	case NodeHTTP:
+		return &HTTPConfig{}
+	case NodeBranch:
+		return &BranchConfig{}
+	case NodeSwitch:
+		return &SwitchConfig{}
+	case NodeTransform:
+		return &TransformConfig{}
+	case NodeDelay:
+		return &DelayConfig{}
+	case NodeApproval:
+		return &ApprovalConfig{}
+	case NodeLoop:
+		return &LoopConfig{}
+	case NodeCallWorkflow:
+		return &CallWorkflowConfig{}
+	}
+	return nil
+}
+
+// DecodeConfig reads a node's config into its kind's type, strictly.
+func DecodeConfig(n Node) (any, error) {
+	v := configFor(n.Kind)
+	if v == nil {
+		return nil, errors.New("unknown kind")
+	}
+	raw := n.Config
+	if len(bytes.TrimSpace(raw)) == 0 || string(bytes.TrimSpace(raw)) == "null" {
+		raw = []byte("{}")
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return nil, err
+	}
+	if dec.More() {
+		return nil, errors.New("config must be a single JSON object")
+	}
+	return v, nil
+}
+
+func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }

@@ -1,0 +1,155 @@
+// Package workflow owns workflows, their numbered versions and the graph
+// each version holds: one trigger plus nodes joined by edges. It validates
+// a graph before it may be published (the publish gate) and keeps the
+// workflow's status in step with its versions.
+package workflow
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// SchemaVersion is the version of the graph document's shape.
+const SchemaVersion = 1
+
+// Graph is the document a version holds. As JSON:
+//
+//	{
+//	  "schema": 1,
+//	  "trigger": {"id": "start", "kind": "webhook", "config": {"auth": "bearer"}},
+//	  "nodes": [
+//	    {"id": "post", "kind": "action", "name": "Tell the team",
+//	     "config": {"app": "sandbox-chat", "action": "post-message",
+//	                "inputs": {"channel": "general", "text": "New lead: {{ $trigger.name }}"}},
+//	     "connection": {"id": "0192…"}},
+//	    {"id": "big", "kind": "branch", "config": {"condition": "{{ $trigger.amount > 1000 }}"}}
+//	  ],
+//	  "edges": [
+//	    {"from": "start", "to": "post"},
+//	    {"from": "post", "to": "big"},
+//	    {"from": "big", "to": "alert", "when": "true"}
+//	  ]
+//	}
+//
+// Node ids name each node's output in expressions ($steps.post.data). An
+// edge's "when" selects the outgoing path of a Branch ("true"/"false"), a
+// Switch (a case name or "default") or a Loop ("each" for the body, "done"
+// after the last item); other nodes have one unlabelled path. Loops are
+// structural, so the graph is always acyclic.
+type Graph struct {
+	Schema  int    `json:"schema"`
+	Trigger *Node  `json:"trigger"`
+	Nodes   []Node `json:"nodes"`
+	Edges   []Edge `json:"edges"`
+}
+
+// Node is the trigger or one step.
+type Node struct {
+	ID         string          `json:"id"`
+	Kind       Kind            `json:"kind"`
+	Name       string          `json:"name,omitempty"`
+	Config     json.RawMessage `json:"config,omitempty"`
+	Connection *Binding        `json:"connection,omitempty"`
+}
+
+// Binding says where a node's connection comes from: a workspace
+// connection, or "Client provides the connection" (a client connects the
+// app from their portal).
+type Binding struct {
+	ID             string `json:"id,omitempty"`
+	ClientProvides bool   `json:"clientProvides,omitempty"`
+}
+
+// Edge joins two nodes.
+type Edge struct {
+	From string `json:"from"`
+	To   string `json:"to"`
+	When string `json:"when,omitempty"`
+}
+
+// Kind is a trigger or node kind.
+type Kind string
+
+// Trigger kinds.
+const (
+	TriggerManual   Kind = "manual"
+	TriggerWebhook  Kind = "webhook"
+	TriggerSchedule Kind = "schedule"
+)
+
+// Node kinds.
+const (
+	NodeAction       Kind = "action"
+	NodeHTTP         Kind = "http"
+	NodeBranch       Kind = "branch"
+	NodeSwitch       Kind = "switch"
+	NodeTransform    Kind = "transform"
+	NodeDelay        Kind = "delay"
+	NodeApproval     Kind = "approval"
+	NodeLoop         Kind = "loop"
+	NodeCallWorkflow Kind = "call-workflow"
+)
+
+// IsTrigger reports whether k is a trigger kind.
+func (k Kind) IsTrigger() bool {
+	switch k {
+	case TriggerManual, TriggerWebhook, TriggerSchedule:
+		return true
+	}
+	return false
+}
+
+// IsNode reports whether k is a step kind.
+func (k Kind) IsNode() bool {
+	switch k {
+	case NodeAction, NodeHTTP, NodeBranch, NodeSwitch, NodeTransform, NodeDelay, NodeApproval, NodeLoop, NodeCallWorkflow:
+		return true
+	}
+	return false
+}
+
+// Label is the kind's name for people.
+func (k Kind) Label() string {
+	switch k {
+	case TriggerManual:
+		return "Manual trigger"
+	case TriggerWebhook:
+		return "Webhook trigger"
+	case TriggerSchedule:
+		return "Schedule trigger"
+	case NodeAction:
+		return "App action"
+	case NodeHTTP:
+		return "HTTP Request"
+	case NodeBranch:
+		return "Branch"
+	case NodeSwitch:
+		return "Switch"
+	case NodeTransform:
+		return "Transform"
+	case NodeDelay:
+		return "Delay"
+	case NodeApproval:
+		return "Approval"
+	case NodeLoop:
+		return "Loop"
+	case NodeCallWorkflow:
+		return "Call Workflow"
+	}
+	return string(k)
+}
+
+// ParseGraph reads a graph document, rejecting unknown fields so a typo is
+// an error rather than a silently ignored setting.
+func ParseGraph(raw []byte) (Graph, error) {
+	var g Graph
+	dec := json.NewDecoder(bytesReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&g); err != nil {
+		return Graph{}, fmt.Errorf("the workflow document is not valid: %w", err)
+	}
+	if dec.More() {
+		return Graph{}, fmt.Errorf("the workflow document must be a single JSON object")
+	}
+	return g, nil
+}

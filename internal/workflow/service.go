@@ -1,0 +1,367 @@
+package workflow
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+
+	"taskjuice/internal/account"
+	"taskjuice/internal/apperr"
+	"taskjuice/internal/db"
+)
+
+// Service is the workflow domain.
+type Service struct {
+	db  *db.DB
+	now func() time.Time
+}
+
+// NewService returns the workflow service.
+func NewService(d *db.DB) *Service { return &Service{db: d, now: db.Now} }
+
+func newID() string { return uuid.Must(uuid.NewV7()).String() }
+
+// StarterGraph is a new workflow's first draft: a manual trigger and
+// nothing yet after it.
+func StarterGraph() Graph {
+	return Graph{Schema: SchemaVersion, Trigger: &Node{ID: "trigger", Kind: TriggerManual}, Nodes: []Node{}, Edges: []Edge{}}
+}
+
+func validName(name string) (string, error) {
+	name = strings.TrimSpace(name)
+	if n := utf8.RuneCountInString(name); n < 1 || n > 100 {
+		return "", apperr.Invalid("name", "Name must be 1–100 characters")
+	}
+	return name, nil
+}
+
+// Create makes a workflow with a first draft (v1).
+func (s *Service) Create(ctx context.Context, ws account.Workspace, name, description string, g *Graph, actor string) (Workflow, error) {
+	name, err := validName(name)
+	if err != nil {
+		return Workflow{}, err
+	}
+	if utf8.RuneCountInString(description) > 2000 {
+		return Workflow{}, apperr.Invalid("description", "Description must be at most 2000 characters")
+	}
+	graph := StarterGraph()
+	if g != nil {
+		graph = *g
+	}
+	raw, err := json.Marshal(graph)
+	if err != nil {
+		return Workflow{}, fmt.Errorf("encode graph: %w", err)
+	}
+	now := s.now()
+	w := Workflow{ID: newID(), WorkspaceID: ws.ID, Name: name, Description: strings.TrimSpace(description), CreatedAt: now, UpdatedAt: now}
+	w.setStatus("", false)
+	err = s.db.InTx(ctx, func(tx db.Querier) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO workflows (id, workspace_id, name, description, next_version, created_by, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, 2, $5, $6, $6)`, w.ID, w.WorkspaceID, w.Name, w.Description, nullString(actor), now); err != nil {
+			return fmt.Errorf("insert workflow: %w", err)
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO workflow_versions (id, workflow_id, number, state, graph, created_by, created_at)
+			VALUES ($1, $2, 1, 'draft', $3, $4, $5)`, newID(), w.ID, string(raw), nullString(actor), now)
+		if err != nil {
+			return fmt.Errorf("insert first draft: %w", err)
+		}
+		return nil
+	})
+	return w, err
+}
+
+func nullString(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
+
+func (w *Workflow) setStatus(operator string, active bool) {
+	switch {
+	case operator != "":
+		w.Status = Status(operator)
+	case active:
+		w.Status = StatusPublished
+	default:
+		w.Status = StatusDraft
+	}
+	w.StatusLabel, w.StatusText = w.Status.Label(), w.Status.Description()
+}
+
+const workflowCols = `id, workspace_id, name, description, operator_state, COALESCE(active_version_id, ''), created_at, updated_at`
+
+func scanWorkflow(row interface{ Scan(...any) error }) (Workflow, error) {
+	var w Workflow
+	var op string
+	if err := row.Scan(&w.ID, &w.WorkspaceID, &w.Name, &w.Description, &op, &w.ActiveVersionID, &w.CreatedAt, &w.UpdatedAt); err != nil {
+		return Workflow{}, err
+	}
+	w.setStatus(op, w.ActiveVersionID != "")
+	w.CreatedAt, w.UpdatedAt = w.CreatedAt.UTC(), w.UpdatedAt.UTC()
+	return w, nil
+}
+
+// Get returns a workflow of the workspace.
+func (s *Service) Get(ctx context.Context, ws account.Workspace, id string) (Workflow, error) {
+	return s.get(ctx, s.db.Read(), ws.ID, id)
+}
+
+func (s *Service) get(ctx context.Context, q db.Querier, workspaceID, id string) (Workflow, error) {
+	w, err := scanWorkflow(q.QueryRowContext(ctx, `SELECT `+workflowCols+` FROM workflows WHERE workspace_id = $1 AND id = $2`, workspaceID, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Workflow{}, apperr.ErrNotFound
+	}
+	if err != nil {
+		return Workflow{}, fmt.Errorf("read workflow: %w", err)
+	}
+	return w, nil
+}
+
+// List returns the workspace's workflows by name.
+func (s *Service) List(ctx context.Context, ws account.Workspace) ([]Workflow, error) {
+	rows, err := s.db.Read().QueryContext(ctx, `SELECT `+workflowCols+` FROM workflows WHERE workspace_id = $1 ORDER BY name, id`, ws.ID)
+	if err != nil {
+		return nil, fmt.Errorf("list workflows: %w", err)
+	}
+	defer rows.Close()
+	var out []Workflow
+	for rows.Next() {
+		w, err := scanWorkflow(rows)
+		if err != nil {
+			return nil, fmt.Errorf("scan workflow: %w", err)
+		}
+		out = append(out, w)
+	}
+	return out, rows.Err()
+}
+
+const versionCols = `id, workflow_id, number, state, graph, COALESCE(based_on, 0), created_at, published_at`
+
+func scanVersion(row interface{ Scan(...any) error }) (Version, error) {
+	var v Version
+	var state, graph string
+	var published sql.NullTime
+	if err := row.Scan(&v.ID, &v.WorkflowID, &v.Number, &state, &graph, &v.BasedOn, &v.CreatedAt, &published); err != nil {
+		return Version{}, err
+	}
+	v.State = VersionState(state)
+	if err := json.Unmarshal([]byte(graph), &v.Graph); err != nil {
+		return Version{}, fmt.Errorf("decode graph of version %d: %w", v.Number, err)
+	}
+	v.CreatedAt = v.CreatedAt.UTC()
+	if published.Valid {
+		t := published.Time.UTC()
+		v.PublishedAt = &t
+	}
+	return v, nil
+}
+
+// Versions lists a workflow's versions, newest first.
+func (s *Service) Versions(ctx context.Context, ws account.Workspace, workflowID string) ([]Version, error) {
+	if _, err := s.Get(ctx, ws, workflowID); err != nil {
+		return nil, err
+	}
+	rows, err := s.db.Read().QueryContext(ctx, `SELECT `+versionCols+` FROM workflow_versions WHERE workflow_id = $1 ORDER BY number DESC`, workflowID)
+	if err != nil {
+		return nil, fmt.Errorf("list versions: %w", err)
+	}
+	defer rows.Close()
+	var out []Version
+	for rows.Next() {
+		v, err := scanVersion(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// Version returns one version of the workflow.
+func (s *Service) Version(ctx context.Context, ws account.Workspace, workflowID, versionID string) (Version, error) {
+	if _, err := s.Get(ctx, ws, workflowID); err != nil {
+		return Version{}, err
+	}
+	v, err := scanVersion(s.db.Read().QueryRowContext(ctx, `SELECT `+versionCols+` FROM workflow_versions WHERE workflow_id = $1 AND id = $2`, workflowID, versionID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Version{}, apperr.ErrNotFound
+	}
+	return v, err
+}
+
+// Draft returns the workflow's draft, creating "Draft from vN" from the
+// active version when there is none: editing never touches the version
+// that is dispatching.
+func (s *Service) Draft(ctx context.Context, ws account.Workspace, workflowID, actor string) (Version, error) {
+	var out Version
+	err := s.db.InTx(ctx, func(tx db.Querier) error {
+		if _, err := s.get(ctx, tx, ws.ID, workflowID); err != nil {
+			return err
+		}
+		v, err := scanVersion(tx.QueryRowContext(ctx, `SELECT `+versionCols+` FROM workflow_versions WHERE workflow_id = $1 AND state = 'draft'`, workflowID))
+		if err == nil {
+			out = v
+			return nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("read draft: %w", err)
+		}
+		// Base the draft on the active version, else on the newest one.
+		src, err := scanVersion(tx.QueryRowContext(ctx, `SELECT `+versionCols+` FROM workflow_versions WHERE workflow_id = $1
+			ORDER BY CASE WHEN state = 'active' THEN 0 ELSE 1 END, number DESC LIMIT 1`, workflowID))
+		if err != nil {
+			return fmt.Errorf("read version to draft from: %w", err)
+		}
+		var number int
+		if err := tx.QueryRowContext(ctx, `UPDATE workflows SET next_version = next_version + 1, updated_at = $1 WHERE id = $2 RETURNING next_version - 1`,
+			s.now(), workflowID).Scan(&number); err != nil {
+			return fmt.Errorf("number draft: %w", err)
+		}
+		raw, _ := json.Marshal(src.Graph)
+		out = Version{ID: newID(), WorkflowID: workflowID, Number: number, State: VersionDraft, Graph: src.Graph, BasedOn: src.Number, CreatedAt: s.now()}
+		_, err = tx.ExecContext(ctx, `INSERT INTO workflow_versions (id, workflow_id, number, state, graph, based_on, created_by, created_at)
+			VALUES ($1, $2, $3, 'draft', $4, $5, $6, $7)`, out.ID, workflowID, number, string(raw), src.Number, nullString(actor), out.CreatedAt)
+		if err != nil {
+			return fmt.Errorf("create draft: %w", err)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// SaveDraft replaces the draft's graph (creating the draft first if needed).
+// Any graph that parses may be saved; problems are reported at publish.
+func (s *Service) SaveDraft(ctx context.Context, ws account.Workspace, workflowID string, g Graph, actor string) (Version, error) {
+	d, err := s.Draft(ctx, ws, workflowID, actor)
+	if err != nil {
+		return Version{}, err
+	}
+	raw, err := json.Marshal(g)
+	if err != nil {
+		return Version{}, fmt.Errorf("encode graph: %w", err)
+	}
+	if len(raw) > MaxGraphBytes {
+		return Version{}, apperr.Invalid("graph", fmt.Sprintf("A workflow document is at most %d KiB", MaxGraphBytes>>10))
+	}
+	if _, err := s.db.Write().ExecContext(ctx, `UPDATE workflow_versions SET graph = $1 WHERE id = $2 AND state = 'draft'`, string(raw), d.ID); err != nil {
+		return Version{}, fmt.Errorf("save draft: %w", err)
+	}
+	d.Graph = g
+	return d, nil
+}
+
+// MaxGraphBytes bounds a stored graph document.
+const MaxGraphBytes = 1 << 20
+
+// CompileError is a failed publish: the toast "Workflow compilation failed"
+// and every problem, for the editor to show next to its node.
+type CompileError struct {
+	Problems []Problem
+}
+
+func (e *CompileError) Error() string { return MsgCompilationFailed }
+
+// Publish validates the version (the draft, when versionID is empty) with
+// every check and makes it the active version; the previous active version
+// becomes inactive. Runs already in flight keep the version they started on.
+func (s *Service) Publish(ctx context.Context, ws account.Workspace, workflowID, versionID string, c Checks) (Version, error) {
+	var v Version
+	var err error
+	if versionID == "" {
+		v, err = scanVersion(s.db.Read().QueryRowContext(ctx, `SELECT `+versionCols+` FROM workflow_versions v
+			WHERE v.workflow_id = $1 AND v.state = 'draft' AND EXISTS (SELECT 1 FROM workflows w WHERE w.id = v.workflow_id AND w.workspace_id = $2)`, workflowID, ws.ID))
+		if errors.Is(err, sql.ErrNoRows) {
+			return Version{}, apperr.Conflict("no_draft", "", "There is no draft to publish; edit the workflow first")
+		}
+	} else {
+		v, err = s.Version(ctx, ws, workflowID, versionID)
+	}
+	if err != nil {
+		return Version{}, err
+	}
+	if v.State == VersionActive {
+		return v, nil
+	}
+	if problems := Validate(v.Graph, c); len(problems) > 0 {
+		return Version{}, &CompileError{Problems: problems}
+	}
+	now := s.now()
+	err = s.db.InTx(ctx, func(tx db.Querier) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE workflow_versions SET state = 'inactive' WHERE workflow_id = $1 AND state = 'active'`, workflowID); err != nil {
+			return fmt.Errorf("retire active version: %w", err)
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE workflow_versions SET state = 'active', published_at = COALESCE(published_at, $1)
+			WHERE id = $2 AND state = $3`, now, v.ID, string(v.State))
+		if err != nil {
+			return fmt.Errorf("activate version: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return apperr.Conflict("version_changed", "", "This version changed while publishing; try again")
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE workflows SET active_version_id = $1, updated_at = $2 WHERE id = $3`, v.ID, now, workflowID)
+		return err
+	})
+	if err != nil {
+		return Version{}, err
+	}
+	v.State = VersionActive
+	if v.PublishedAt == nil {
+		v.PublishedAt = &now
+	}
+	return v, nil
+}
+
+// Deactivate stops the active version; with none active the workflow is a
+// Draft again.
+func (s *Service) Deactivate(ctx context.Context, ws account.Workspace, workflowID string) error {
+	return s.db.InTx(ctx, func(tx db.Querier) error {
+		if _, err := s.get(ctx, tx, ws.ID, workflowID); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE workflow_versions SET state = 'inactive' WHERE workflow_id = $1 AND state = 'active'`, workflowID); err != nil {
+			return fmt.Errorf("deactivate: %w", err)
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE workflows SET active_version_id = NULL, updated_at = $1 WHERE id = $2`, s.now(), workflowID)
+		return err
+	})
+}
+
+// Export is a workflow as a portable document: its name, description and
+// the graph of its draft (or active version).
+type Export struct {
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+	Graph       Graph  `json:"graph"`
+}
+
+// Export returns the workflow's current graph (the draft if there is one,
+// else the active version) as a document.
+func (s *Service) Export(ctx context.Context, ws account.Workspace, workflowID string) (Export, error) {
+	w, err := s.Get(ctx, ws, workflowID)
+	if err != nil {
+		return Export{}, err
+	}
+	v, err := scanVersion(s.db.Read().QueryRowContext(ctx, `SELECT `+versionCols+` FROM workflow_versions WHERE workflow_id = $1
+		ORDER BY CASE state WHEN 'draft' THEN 0 WHEN 'active' THEN 1 ELSE 2 END, number DESC LIMIT 1`, workflowID))
+	if err != nil {
+		return Export{}, fmt.Errorf("read version to export: %w", err)
+	}
+	return Export{Name: w.Name, Description: w.Description, Graph: v.Graph}, nil
+}
+
+// Import creates a workflow from an exported document, as a draft.
+func (s *Service) Import(ctx context.Context, ws account.Workspace, raw []byte, actor string) (Workflow, error) {
+	var e Export
+	dec := json.NewDecoder(bytesReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&e); err != nil {
+		return Workflow{}, apperr.BadRequest("invalid_document", "The file is not a TaskJuice workflow: "+strings.TrimPrefix(err.Error(), "json: "))
+	}
+	if e.Graph.Schema != SchemaVersion {
+		return Workflow{}, apperr.BadRequest("invalid_document", fmt.Sprintf("The workflow document has version %d; this TaskJuice reads version %d", e.Graph.Schema, SchemaVersion))
+	}
+	return s.Create(ctx, ws, e.Name, e.Description, &e.Graph, actor)
+}

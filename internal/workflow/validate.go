@@ -1,0 +1,479 @@
+package workflow
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"taskjuice/internal/catalog"
+)
+
+// Publish gate messages people see.
+const (
+	MsgTriggerInactiveConnection = "Trigger node has an inactive connection"
+	MsgActionInactiveConnection  = "Action node has an inactive connection"
+	MsgCompilationFailed         = "Workflow compilation failed"
+)
+
+// Problem is one reason a graph cannot be published, tied to a node (and a
+// field of its config) where it has one, so the editor can show it there.
+type Problem struct {
+	NodeID  string `json:"nodeId,omitempty"`
+	Field   string `json:"field,omitempty"`
+	Message string `json:"message"`
+}
+
+func (p Problem) String() string {
+	if p.NodeID == "" {
+		return p.Message
+	}
+	if p.Field == "" {
+		return p.NodeID + ": " + p.Message
+	}
+	return p.NodeID + "." + p.Field + ": " + p.Message
+}
+
+// Checks are what validation asks of the rest of the system. A nil func
+// skips its check (a draft being edited); Publish requires them all.
+type Checks struct {
+	// Apps is the app catalog, for action nodes.
+	Apps *catalog.Catalog
+	// Expressions compiles every {{ expression }} in a JSON value.
+	Expressions func(raw json.RawMessage) error
+	// Connection reports a bound connection's app and status; ok is false
+	// when there is no such connection in the workflow's workspace.
+	Connection func(id string) (app, status string, ok bool)
+	// Cron checks a schedule's expression and time zone.
+	Cron func(expr, timezone string) error
+	// Workflow reports whether a workflow that a Call Workflow node names
+	// exists in the workspace and is published.
+	Workflow func(id string) bool
+}
+
+var nodeIDPattern = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,62}$`)
+
+// Limits of a graph.
+const (
+	MaxNodes        = 500
+	MaxLoopItems    = 10000
+	MaxHTTPTimeout  = 300
+	MaxHTTPAttempts = 10
+	MaxDelay        = 30 * 24 * time.Hour
+)
+
+// Validate returns every problem that keeps g from being published, in a
+// stable order (graph-level first, then by node order).
+func Validate(g Graph, c Checks) []Problem {
+	v := &validator{g: g, c: c, ids: map[string]Kind{}}
+	v.structure()
+	for i := range g.Nodes {
+		v.node(g.Nodes[i])
+	}
+	if g.Trigger != nil {
+		v.node(*g.Trigger)
+	}
+	v.edges()
+	return v.sorted()
+}
+
+type validator struct {
+	g     Graph
+	c     Checks
+	ids   map[string]Kind
+	order map[string]int
+	out   []Problem
+}
+
+func (v *validator) add(node, field, format string, args ...any) {
+	v.out = append(v.out, Problem{NodeID: node, Field: field, Message: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) sorted() []Problem {
+	sort.SliceStable(v.out, func(i, j int) bool {
+		oi, oj := v.rank(v.out[i].NodeID), v.rank(v.out[j].NodeID)
+		return oi < oj
+	})
+	return v.out
+}
+
+func (v *validator) rank(id string) int {
+	if id == "" {
+		return -2
+	}
+	if v.g.Trigger != nil && id == v.g.Trigger.ID {
+		return -1
+	}
+	if r, ok := v.order[id]; ok {
+		return r
+	}
+	return len(v.order)
+}
+
+func (v *validator) structure() {
+	v.order = map[string]int{}
+	if v.g.Schema != SchemaVersion {
+		v.add("", "", "Unknown document version %d (this TaskJuice reads version %d)", v.g.Schema, SchemaVersion)
+	}
+	if v.g.Trigger == nil {
+		v.add("", "", "The workflow needs a trigger")
+	} else {
+		t := v.g.Trigger
+		switch {
+		case !nodeIDPattern.MatchString(t.ID):
+			v.add(t.ID, "", "Node ids start with a letter and hold only letters, digits and underscores (at most 63)")
+		case !t.Kind.IsTrigger():
+			v.add(t.ID, "", "The trigger must be manual, webhook or schedule, not %q", t.Kind)
+		}
+		v.ids[t.ID] = t.Kind
+	}
+	if len(v.g.Nodes) == 0 {
+		v.add("", "", "Add at least one step after the trigger")
+	}
+	if len(v.g.Nodes) > MaxNodes {
+		v.add("", "", "A workflow holds at most %d steps", MaxNodes)
+	}
+	for i, n := range v.g.Nodes {
+		v.order[n.ID] = i
+		switch {
+		case !nodeIDPattern.MatchString(n.ID):
+			v.add(n.ID, "", "Node ids start with a letter and hold only letters, digits and underscores (at most 63)")
+		case v.ids[n.ID] != "":
+			v.add(n.ID, "", "Two nodes share the id %q", n.ID)
+		case n.Kind.IsTrigger():
+			v.add(n.ID, "", "A workflow has exactly one trigger; %q is a second one", n.ID)
+		case !n.Kind.IsNode():
+			v.add(n.ID, "", "Unknown node kind %q", n.Kind)
+		}
+		if _, dup := v.ids[n.ID]; !dup {
+			v.ids[n.ID] = n.Kind
+		}
+	}
+}
+
+// paths lists the labelled outgoing paths a kind must or may have.
+func paths(k Kind, cfg any) (allowed map[string]bool, required []string) {
+	switch k {
+	case NodeBranch:
+		return map[string]bool{"true": true, "false": true}, []string{"true"}
+	case NodeLoop:
+		return map[string]bool{"each": true, "done": true}, []string{"each"}
+	case NodeSwitch:
+		allowed = map[string]bool{"default": true}
+		if sc, ok := cfg.(*SwitchConfig); ok {
+			for _, c := range sc.Cases {
+				allowed[c.Name] = true
+			}
+		}
+		return allowed, nil
+	}
+	return map[string]bool{"": true}, nil
+}
+
+func (v *validator) edges() {
+	if v.g.Trigger == nil {
+		return
+	}
+	out := map[string][]string{}
+	labels := map[string]map[string]bool{}
+	seen := map[Edge]bool{}
+	for _, e := range v.g.Edges {
+		fromKind, okFrom := v.ids[e.From]
+		_, okTo := v.ids[e.To]
+		switch {
+		case !okFrom:
+			v.add("", "", "An edge starts at %q, which is not a node", e.From)
+			continue
+		case !okTo:
+			v.add(e.From, "", "An edge leads to %q, which is not a node", e.To)
+			continue
+		case e.To == v.g.Trigger.ID:
+			v.add(e.From, "", "Nothing can lead back to the trigger")
+			continue
+		case e.From == e.To:
+			v.add(e.From, "", "A node cannot lead to itself")
+			continue
+		case seen[e]:
+			v.add(e.From, "", "The edge to %q is there twice", e.To)
+			continue
+		}
+		seen[e] = true
+		var cfg any
+		if n := v.find(e.From); n != nil {
+			cfg, _ = DecodeConfig(*n)
+		}
+		allowed, _ := paths(fromKind, cfg)
+		if !allowed[e.When] {
+			if e.When == "" {
+				v.add(e.From, "", "Say which path of this %s leads to %q", fromKind.Label(), e.To)
+			} else {
+				v.add(e.From, "", "A %s has no path %q", fromKind.Label(), e.When)
+			}
+			continue
+		}
+		out[e.From] = append(out[e.From], e.To)
+		if labels[e.From] == nil {
+			labels[e.From] = map[string]bool{}
+		}
+		labels[e.From][e.When] = true
+	}
+	for _, n := range v.g.Nodes {
+		cfg, _ := DecodeConfig(n)
+		_, required := paths(n.Kind, cfg)
+		for _, r := range required {
+			if !labels[n.ID][r] {
+				v.add(n.ID, "", "Connect the %q path of this %s", r, n.Kind.Label())
+			}
+		}
+	}
+	if len(out[v.g.Trigger.ID]) == 0 && len(v.g.Nodes) > 0 {
+		v.add(v.g.Trigger.ID, "", "Connect the trigger to the first step")
+	}
+	// Reachability and cycles in one depth-first walk from the trigger.
+	const (
+		unseen = iota
+		active
+		done
+	)
+	state := map[string]int{}
+	cycle := false
+	var walk func(id string)
+	walk = func(id string) {
+		state[id] = active
+		for _, next := range out[id] {
+			switch state[next] {
+			case active:
+				if !cycle {
+					v.add(id, "", "This step leads back to %q: workflows cannot go in circles; use a Loop", next)
+				}
+				cycle = true
+			case unseen:
+				walk(next)
+			}
+		}
+		state[id] = done
+	}
+	walk(v.g.Trigger.ID)
+	for _, n := range v.g.Nodes {
+		if state[n.ID] == unseen && nodeIDPattern.MatchString(n.ID) {
+			v.add(n.ID, "", "This step cannot be reached from the trigger")
+		}
+	}
+}
+
+func (v *validator) find(id string) *Node {
+	if v.g.Trigger != nil && v.g.Trigger.ID == id {
+		return v.g.Trigger
+	}
+	for i := range v.g.Nodes {
+		if v.g.Nodes[i].ID == id {
+			return &v.g.Nodes[i]
+		}
+	}
+	return nil
+}
+
+func (v *validator) node(n Node) {
+	if !n.Kind.IsTrigger() && !n.Kind.IsNode() {
+		return
+	}
+	cfg, err := DecodeConfig(n)
+	if err != nil {
+		v.add(n.ID, "config", "The settings of this %s are not valid: %s", n.Kind.Label(), strings.TrimPrefix(err.Error(), "json: "))
+		return
+	}
+	if v.c.Expressions != nil && len(n.Config) > 0 {
+		if err := v.c.Expressions(n.Config); err != nil {
+			v.add(n.ID, "config", "%s", err.Error())
+		}
+	}
+	v.binding(n, cfg)
+	switch c := cfg.(type) {
+	case *WebhookConfig:
+		if !webhookAuthModes[c.Auth] {
+			v.add(n.ID, "auth", "Choose how callers authenticate: none, bearer, header, hmac-sha256 or hmac-sha512")
+		}
+		if (c.Auth == "header" || strings.HasPrefix(c.Auth, "hmac-")) && strings.TrimSpace(c.Header) == "" {
+			v.add(n.ID, "header", "Name the header that carries the secret or signature")
+		}
+	case *ScheduleConfig:
+		if strings.TrimSpace(c.Cron) == "" {
+			v.add(n.ID, "cron", "Enter a cron expression, e.g. 0 9 * * 1-5")
+		} else if v.c.Cron != nil {
+			if err := v.c.Cron(c.Cron, c.Timezone); err != nil {
+				v.add(n.ID, "cron", "%s", err.Error())
+			}
+		}
+	case *ActionConfig:
+		v.action(n, c)
+	case *HTTPConfig:
+		switch strings.ToUpper(c.Method) {
+		case "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD":
+		default:
+			v.add(n.ID, "method", "Method must be GET, POST, PUT, PATCH, DELETE or HEAD")
+		}
+		if strings.TrimSpace(c.URL) == "" {
+			v.add(n.ID, "url", "Enter the URL to call")
+		} else if !strings.Contains(c.URL, "{{") {
+			if u, err := url.Parse(c.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				v.add(n.ID, "url", "The URL must start with http:// or https://")
+			}
+		}
+		if c.TimeoutSeconds < 0 || c.TimeoutSeconds > MaxHTTPTimeout {
+			v.add(n.ID, "timeoutSeconds", "Timeout must be 1–%d seconds", MaxHTTPTimeout)
+		}
+		if c.Retry != nil && (c.Retry.MaxAttempts < 1 || c.Retry.MaxAttempts > MaxHTTPAttempts || c.Retry.BackoffSeconds < 0) {
+			v.add(n.ID, "retry", "Retries: 1–%d attempts, and a backoff that is not negative", MaxHTTPAttempts)
+		}
+	case *BranchConfig:
+		if strings.TrimSpace(c.Condition) == "" {
+			v.add(n.ID, "condition", "Enter the condition that picks the path")
+		}
+	case *SwitchConfig:
+		if strings.TrimSpace(c.Value) == "" {
+			v.add(n.ID, "value", "Enter the value to compare")
+		}
+		if len(c.Cases) == 0 {
+			v.add(n.ID, "cases", "Add at least one case")
+		}
+		names := map[string]bool{}
+		for _, cs := range c.Cases {
+			switch {
+			case strings.TrimSpace(cs.Name) == "" || cs.Name == "default":
+				v.add(n.ID, "cases", "Every case needs a name other than \"default\"")
+			case names[cs.Name]:
+				v.add(n.ID, "cases", "Two cases are named %q", cs.Name)
+			}
+			names[cs.Name] = true
+		}
+	case *TransformConfig:
+		if len(c.Output) == 0 {
+			v.add(n.ID, "output", "Describe the output of the transform")
+		}
+	case *DelayConfig:
+		switch {
+		case c.Duration == "" && c.Until == "":
+			v.add(n.ID, "duration", "Enter how long to wait, or until when")
+		case c.Duration != "" && c.Until != "":
+			v.add(n.ID, "duration", "Wait for a duration or until a time, not both")
+		case c.Duration != "" && !strings.Contains(c.Duration, "{{"):
+			d, err := time.ParseDuration(c.Duration)
+			if err != nil || d <= 0 || d > MaxDelay {
+				v.add(n.ID, "duration", "Enter a duration such as 90s, 15m or 48h, at most 30 days")
+			}
+		}
+	case *ApprovalConfig:
+		if strings.TrimSpace(c.Message) == "" {
+			v.add(n.ID, "message", "Say what the approver is deciding")
+		}
+	case *LoopConfig:
+		if strings.TrimSpace(c.Items) == "" {
+			v.add(n.ID, "items", "Enter the list to loop over")
+		}
+		if c.MaxItems < 0 || c.MaxItems > MaxLoopItems {
+			v.add(n.ID, "maxItems", "A loop runs at most %d items", MaxLoopItems)
+		}
+	case *CallWorkflowConfig:
+		if c.WorkflowID == "" {
+			v.add(n.ID, "workflowId", "Choose the workflow to call")
+		} else if v.c.Workflow != nil && !v.c.Workflow(c.WorkflowID) {
+			v.add(n.ID, "workflowId", "The called workflow must be a published workflow of this workspace")
+		}
+	}
+}
+
+// binding checks a node's connection: only actions (and app triggers) take
+// one, it must exist in the workspace, be for the node's app, and be
+// active — the publish gate.
+func (v *validator) binding(n Node, cfg any) {
+	b := n.Connection
+	act, isAction := cfg.(*ActionConfig)
+	if b == nil || (b.ID == "" && !b.ClientProvides) {
+		if isAction {
+			v.add(n.ID, "connection", "Choose the connection this step uses, or let the client provide it")
+		}
+		return
+	}
+	if !isAction && !n.Kind.IsTrigger() {
+		if _, isHTTP := cfg.(*HTTPConfig); !isHTTP {
+			v.add(n.ID, "connection", "A %s does not use a connection", n.Kind.Label())
+			return
+		}
+	}
+	if b.ClientProvides {
+		if b.ID != "" {
+			v.add(n.ID, "connection", "Either bind a connection or let the client provide it, not both")
+		}
+		if isAction && v.c.Apps != nil {
+			if app, ok := v.c.Apps.App(act.App); ok && !app.IsOAuth() {
+				v.add(n.ID, "connection", "Clients can provide only apps they sign in to (OAuth); %s uses an API key", app.Name)
+			}
+		}
+		// Published once the client has connected: until then the node has
+		// no active connection.
+		v.inactive(n)
+		return
+	}
+	if v.c.Connection == nil {
+		return
+	}
+	app, status, ok := v.c.Connection(b.ID)
+	switch {
+	case !ok:
+		v.add(n.ID, "connection", "The chosen connection does not exist in this workspace")
+	case isAction && act.App != "" && app != act.App:
+		v.add(n.ID, "connection", "The chosen connection is for another app")
+	case status != "active":
+		v.inactive(n)
+	}
+}
+
+func (v *validator) inactive(n Node) {
+	if n.Kind.IsTrigger() {
+		v.add(n.ID, "connection", MsgTriggerInactiveConnection)
+		return
+	}
+	v.add(n.ID, "connection", MsgActionInactiveConnection)
+}
+
+func (v *validator) action(n Node, c *ActionConfig) {
+	if c.App == "" {
+		v.add(n.ID, "app", "Choose the app")
+		return
+	}
+	if v.c.Apps == nil {
+		return
+	}
+	app, ok := v.c.Apps.App(c.App)
+	if !ok {
+		v.add(n.ID, "app", "Unknown app %q", c.App)
+		return
+	}
+	act, ok := app.Action(c.Action)
+	if !ok {
+		v.add(n.ID, "action", "Choose one of %s's actions", app.Name)
+		return
+	}
+	known := map[string]bool{}
+	for _, in := range act.Inputs {
+		known[in.Name] = true
+		raw, given := c.Inputs[in.Name]
+		empty := !given || string(raw) == `""` || string(raw) == "null"
+		if in.Required && empty {
+			v.add(n.ID, "inputs."+in.Name, "%s is required", in.Label)
+		}
+	}
+	names := make([]string, 0, len(c.Inputs))
+	for name := range c.Inputs {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if !known[name] {
+			v.add(n.ID, "inputs."+name, "%s's %s action has no input %q", app.Name, act.Name, name)
+		}
+	}
+}

@@ -1,0 +1,194 @@
+package workflow_test
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"taskjuice/internal/catalog"
+	"taskjuice/internal/workflow"
+)
+
+func testCatalog(t testing.TB) *catalog.Catalog {
+	t.Helper()
+	cat, err := catalog.Load(catalog.Options{Getenv: func(string) string { return "" }, SandboxURL: "http://127.0.0.1:1/sandbox"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cat
+}
+
+// checks knows three connections: an active and a broken Sandbox Chat, and
+// an active Stripe.
+func checks(t testing.TB) workflow.Checks {
+	conns := map[string][2]string{
+		"good":   {"sandbox-chat", "active"},
+		"broken": {"sandbox-chat", "error"},
+		"stripe": {"stripe", "active"},
+	}
+	return workflow.Checks{
+		Apps: testCatalog(t),
+		Expressions: func(raw json.RawMessage) error {
+			if strings.Contains(string(raw), "{{ (") {
+				return errors.New("text: the expression does not compile")
+			}
+			return nil
+		},
+		Connection: func(id string) (string, string, bool) {
+			c, ok := conns[id]
+			return c[0], c[1], ok
+		},
+		Cron: func(expr, tz string) error {
+			if expr == "never" {
+				return errors.New("not a cron expression")
+			}
+			return nil
+		},
+		Workflow: func(id string) bool { return id == "published" },
+	}
+}
+
+// base is a valid graph: webhook → post a message through a good
+// connection.
+const base = `{
+  "schema": 1,
+  "trigger": {"id": "start", "kind": "webhook", "config": {"auth": "bearer"}},
+  "nodes": [
+    {"id": "post", "kind": "action", "config": {"app": "sandbox-chat", "action": "post-message",
+      "inputs": {"channel": "general", "text": "Hello {{ $trigger.name }}"}}, "connection": {"id": "good"}}
+  ],
+  "edges": [{"from": "start", "to": "post"}]
+}`
+
+func mustGraph(t *testing.T, doc string) workflow.Graph {
+	t.Helper()
+	g, err := workflow.ParseGraph([]byte(doc))
+	if err != nil {
+		t.Fatalf("parse: %v", err)
+	}
+	return g
+}
+
+// edit changes the base graph through its JSON form.
+func edit(t *testing.T, fn func(m map[string]any)) string {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal([]byte(base), &m); err != nil {
+		t.Fatal(err)
+	}
+	fn(m)
+	b, _ := json.Marshal(m)
+	return string(b)
+}
+
+func nodes(m map[string]any) []any { return m["nodes"].([]any) }
+func node(m map[string]any, i int) map[string]any {
+	return nodes(m)[i].(map[string]any)
+}
+
+func TestPublishGate(t *testing.T) {
+	tests := []struct {
+		name string
+		doc  string
+		want []string // problems, as "node.field: message"
+	}{
+		{"valid", base, nil},
+		{"inactive action connection", edit(t, func(m map[string]any) {
+			node(m, 0)["connection"] = map[string]any{"id": "broken"}
+		}), []string{"post.connection: Action node has an inactive connection"}},
+		{"inactive trigger connection", edit(t, func(m map[string]any) {
+			m["trigger"].(map[string]any)["connection"] = map[string]any{"id": "broken"}
+		}), []string{"start.connection: Trigger node has an inactive connection"}},
+		{"client provides (not yet connected)", edit(t, func(m map[string]any) {
+			node(m, 0)["connection"] = map[string]any{"clientProvides": true}
+		}), []string{"post.connection: Action node has an inactive connection"}},
+		{"client cannot provide an API-key app", edit(t, func(m map[string]any) {
+			node(m, 0)["config"] = map[string]any{"app": "stripe", "action": "create-customer", "inputs": map[string]any{"email": "a@b.c"}}
+			node(m, 0)["connection"] = map[string]any{"clientProvides": true}
+		}), []string{
+			"post.connection: Clients can provide only apps they sign in to (OAuth); Stripe uses an API key",
+			"post.connection: Action node has an inactive connection",
+		}},
+		{"unknown connection", edit(t, func(m map[string]any) {
+			node(m, 0)["connection"] = map[string]any{"id": "other-workspace"}
+		}), []string{"post.connection: The chosen connection does not exist in this workspace"}},
+		{"connection of another app", edit(t, func(m map[string]any) {
+			node(m, 0)["connection"] = map[string]any{"id": "stripe"}
+		}), []string{"post.connection: The chosen connection is for another app"}},
+		{"no connection", edit(t, func(m map[string]any) { delete(node(m, 0), "connection") }),
+			[]string{"post.connection: Choose the connection this step uses, or let the client provide it"}},
+		{"missing trigger", edit(t, func(m map[string]any) { delete(m, "trigger"); m["edges"] = []any{} }),
+			[]string{"The workflow needs a trigger"}},
+		{"two triggers", edit(t, func(m map[string]any) {
+			m["nodes"] = append(nodes(m), map[string]any{"id": "again", "kind": "manual"})
+			m["edges"] = append(m["edges"].([]any), map[string]any{"from": "post", "to": "again"})
+		}), []string{`again: A workflow has exactly one trigger; "again" is a second one`}},
+		{"unreachable", edit(t, func(m map[string]any) {
+			m["nodes"] = append(nodes(m), map[string]any{"id": "lost", "kind": "delay", "config": map[string]any{"duration": "1m"}})
+		}), []string{"lost: This step cannot be reached from the trigger"}},
+		{"cycle", edit(t, func(m map[string]any) {
+			m["nodes"] = append(nodes(m), map[string]any{"id": "wait", "kind": "delay", "config": map[string]any{"duration": "1m"}})
+			m["edges"] = append(m["edges"].([]any), map[string]any{"from": "post", "to": "wait"}, map[string]any{"from": "wait", "to": "post"})
+		}), []string{`wait: This step leads back to "post": workflows cannot go in circles; use a Loop`}},
+		{"expression does not compile", edit(t, func(m map[string]any) {
+			node(m, 0)["config"].(map[string]any)["inputs"].(map[string]any)["text"] = "{{ ( }}"
+		}), []string{"post.config: text: the expression does not compile"}},
+		{"missing required input", edit(t, func(m map[string]any) {
+			delete(node(m, 0)["config"].(map[string]any)["inputs"].(map[string]any), "text")
+		}), []string{"post.inputs.text: Message is required"}},
+		{"unknown config field", edit(t, func(m map[string]any) {
+			node(m, 0)["config"].(map[string]any)["colour"] = "red"
+		}), []string{`post.config: The settings of this App action are not valid: unknown field "colour"`}},
+		{"bad webhook auth", edit(t, func(m map[string]any) {
+			m["trigger"].(map[string]any)["config"] = map[string]any{"auth": "hmac-sha256"}
+		}), []string{"start.header: Name the header that carries the secret or signature"}},
+		{"branch needs its true path", edit(t, func(m map[string]any) {
+			m["nodes"] = append(nodes(m), map[string]any{"id": "check", "kind": "branch", "config": map[string]any{"condition": "{{ true }}"}})
+			m["edges"] = append(m["edges"].([]any), map[string]any{"from": "post", "to": "check"})
+		}), []string{`check: Connect the "true" path of this Branch`}},
+		{"unlabelled edge from a branch", edit(t, func(m map[string]any) {
+			m["nodes"] = append(nodes(m),
+				map[string]any{"id": "check", "kind": "branch", "config": map[string]any{"condition": "{{ true }}"}},
+				map[string]any{"id": "wait", "kind": "delay", "config": map[string]any{"duration": "1m"}})
+			m["edges"] = append(m["edges"].([]any), map[string]any{"from": "post", "to": "check"},
+				map[string]any{"from": "check", "to": "wait"})
+		}), []string{
+			`check: Say which path of this Branch leads to "wait"`,
+			`check: Connect the "true" path of this Branch`,
+			"wait: This step cannot be reached from the trigger",
+		}},
+		{"schedule with a bad cron", edit(t, func(m map[string]any) {
+			m["trigger"] = map[string]any{"id": "start", "kind": "schedule", "config": map[string]any{"cron": "never"}}
+		}), []string{"start.cron: not a cron expression"}},
+		{"call an unpublished workflow", edit(t, func(m map[string]any) {
+			m["nodes"] = append(nodes(m), map[string]any{"id": "sub", "kind": "call-workflow", "config": map[string]any{"workflowId": "draft"}})
+			m["edges"] = append(m["edges"].([]any), map[string]any{"from": "post", "to": "sub"})
+		}), []string{"sub.workflowId: The called workflow must be a published workflow of this workspace"}},
+		{"delay too long", edit(t, func(m map[string]any) {
+			m["nodes"] = append(nodes(m), map[string]any{"id": "wait", "kind": "delay", "config": map[string]any{"duration": "800h"}})
+			m["edges"] = append(m["edges"].([]any), map[string]any{"from": "post", "to": "wait"})
+		}), []string{"wait.duration: Enter a duration such as 90s, 15m or 48h, at most 30 days"}},
+	}
+	c := checks(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			for _, p := range workflow.Validate(mustGraph(t, tt.doc), c) {
+				got = append(got, p.String())
+			}
+			if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
+				t.Fatalf("problems:\n got  %q\n want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseGraphRejectsUnknownFields(t *testing.T) {
+	if _, err := workflow.ParseGraph([]byte(`{"schema":1,"trigger":{"id":"t","kind":"manual"},"nodez":[]}`)); err == nil {
+		t.Fatal("unknown top-level field: got nil error")
+	}
+	if _, err := workflow.ParseGraph([]byte(`{"schema":1} {}`)); err == nil {
+		t.Fatal("two documents: got nil error")
+	}
+}
