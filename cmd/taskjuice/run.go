@@ -23,6 +23,7 @@ import (
 	"taskjuice/internal/sandbox"
 	"taskjuice/internal/server"
 	"taskjuice/internal/vault"
+	"taskjuice/internal/workflow"
 )
 
 const usage = `TaskJuice — workflow automation for agencies.
@@ -179,7 +180,7 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 	refresher := connection.NewRefresher(conns, connection.CatalogOAuth(cat, callback), connection.RefresherOptions{Log: log})
 	opts := server.Options{
 		DB: d, Accounts: accounts, Connections: conns, Refresher: refresher, Catalog: cat,
-		Log: log, SecureCookies: cfg.SecureCookies(), BaseURL: cfg.BaseURL,
+		Workflows: workflow.NewService(d), Log: log, SecureCookies: cfg.SecureCookies(), BaseURL: cfg.BaseURL,
 	}
 	if sb != nil {
 		opts.Sandbox = sb.Handler()

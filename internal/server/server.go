@@ -22,6 +22,7 @@ import (
 	"taskjuice/internal/connection"
 	"taskjuice/internal/db"
 	"taskjuice/internal/web"
+	"taskjuice/internal/workflow"
 )
 
 // Options are the parts the server is built from.
@@ -31,6 +32,7 @@ type Options struct {
 	Connections   *connection.Service
 	Refresher     *connection.Refresher
 	Catalog       *catalog.Catalog
+	Workflows     *workflow.Service
 	Log           *slog.Logger
 	SecureCookies bool
 	// BaseURL is the public URL, for OAuth redirects.
@@ -54,7 +56,7 @@ func New(o Options) (*Server, error) {
 	auth := authn.New(o.Accounts, o.SecureCookies)
 	pages, err := web.New(web.Deps{
 		Accounts: o.Accounts, Auth: auth, Log: o.Log, Connections: o.Connections,
-		Refresher: o.Refresher, Catalog: o.Catalog, BaseURL: o.BaseURL,
+		Refresher: o.Refresher, Catalog: o.Catalog, Workflows: o.Workflows, BaseURL: o.BaseURL,
 	})
 	if err != nil {
 		return nil, err

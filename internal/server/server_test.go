@@ -23,6 +23,7 @@ import (
 	"taskjuice/internal/sandbox"
 	"taskjuice/internal/server"
 	"taskjuice/internal/vault"
+	"taskjuice/internal/workflow"
 )
 
 const pw = "correct horse battery"
@@ -104,7 +105,8 @@ func fullOptions(t *testing.T, d *db.DB, accounts *account.Service, log *slog.Lo
 	}
 	conns := connection.NewService(d, vault.NewKeyring(key))
 	refresher := connection.NewRefresher(conns, connection.CatalogOAuth(cat, baseURL+"/oauth/callback"), connection.RefresherOptions{Log: log})
-	return server.Options{DB: d, Accounts: accounts, Connections: conns, Refresher: refresher, Catalog: cat, Log: log, BaseURL: baseURL}
+	return server.Options{DB: d, Accounts: accounts, Connections: conns, Refresher: refresher, Catalog: cat,
+		Workflows: workflow.NewService(d), Log: log, BaseURL: baseURL}
 }
 
 // newSandbox is the built-in sandbox provider as serve mounts it, with

@@ -19,6 +19,7 @@ import (
 	"taskjuice/internal/authn"
 	"taskjuice/internal/catalog"
 	"taskjuice/internal/connection"
+	"taskjuice/internal/workflow"
 )
 
 //go:embed templates/*.html
@@ -35,6 +36,7 @@ type Deps struct {
 	Connections *connection.Service
 	Refresher   *connection.Refresher
 	Catalog     *catalog.Catalog
+	Workflows   *workflow.Service
 	// BaseURL is the public URL of this TaskJuice, for OAuth redirects.
 	BaseURL string
 	// HTTPClient calls apps (identity, revocation).
