@@ -94,6 +94,12 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	ws.HandleFunc("GET /{workspaceSlug}", h.workspaceRedirect)
 	ws.HandleFunc("GET /{workspaceSlug}/{$}", h.inWorkspace("overview", h.workspaceHome))
 	ws.HandleFunc("GET /{workspaceSlug}/workflows", h.inWorkspace("workflows", h.workflows))
+	ws.HandleFunc("POST /{workspaceSlug}/workflows", h.inWorkspace("workflows", h.createWorkflow))
+	ws.HandleFunc("POST /{workspaceSlug}/workflows/import", h.inWorkspace("workflows", h.importWorkflow))
+	ws.HandleFunc("GET /{workspaceSlug}/workflows/{id}", h.inWorkspace("workflows", h.workflowDetail))
+	ws.HandleFunc("GET /{workspaceSlug}/workflows/{id}/export", h.inWorkspace("workflows", h.exportWorkflow))
+	ws.HandleFunc("POST /{workspaceSlug}/workflows/{id}/deactivate", h.inWorkspace("workflows", h.deactivateWorkflow))
+	ws.HandleFunc("POST /{workspaceSlug}/workflows/{id}/versions/{version}/activate", h.inWorkspace("workflows", h.activateVersion))
 	ws.HandleFunc("GET /{workspaceSlug}/connections", h.inWorkspace("connections", h.connections))
 	ws.HandleFunc("GET /{workspaceSlug}/connections/new", h.inWorkspace("connections", h.connectForm))
 	ws.HandleFunc("POST /{workspaceSlug}/connections/new", h.inWorkspace("connections", h.connect))
@@ -252,6 +258,10 @@ var flashes = map[string]string{
 	"refreshed":         "Connection refreshed.",
 	"revoked":           "Connection revoked.",
 	"renamed":           "Label saved.",
+	"workflow-created":  "Workflow created.",
+	"workflow-imported": "Workflow imported as a draft.",
+	"version-activated": "Version activated. It is dispatching now.",
+	"deactivated":       "Deactivated. Nothing is dispatching.",
 }
 
 const flashCookie = "tj_flash"

@@ -1,0 +1,36 @@
+package web
+
+import (
+	"context"
+
+	"taskjuice/internal/account"
+	"taskjuice/internal/workflow"
+)
+
+// workflowChecks is what the publish gate asks of the rest of TaskJuice for
+// one workspace: the catalog, the workspace's connections and workflows.
+// Lookups that fail leave their check out; the gate then reports what it
+// can (a missing connection reads as not found).
+func (h *Handler) workflowChecks(ctx context.Context, ws account.Workspace) workflow.Checks {
+	c := workflow.Checks{Apps: h.Catalog}
+	conns, err := h.Connections.List(ctx, ws, "")
+	if err == nil {
+		byID := map[string][2]string{}
+		for _, cn := range conns {
+			byID[cn.ID] = [2]string{cn.AppKey, string(cn.Status)}
+		}
+		c.Connection = func(id string) (string, string, bool) {
+			v, ok := byID[id]
+			return v[0], v[1], ok
+		}
+	}
+	wfs, err := h.Workflows.List(ctx, ws)
+	if err == nil {
+		published := map[string]bool{}
+		for _, w := range wfs {
+			published[w.ID] = w.Status == workflow.StatusPublished
+		}
+		c.Workflow = func(id string) bool { return published[id] }
+	}
+	return c
+}

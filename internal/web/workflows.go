@@ -1,0 +1,177 @@
+package web
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+
+	"taskjuice/internal/apperr"
+	"taskjuice/internal/workflow"
+)
+
+type workflowsData struct {
+	Workflows   []workflow.Workflow
+	Name        string
+	Description string
+	Error       string
+	ImportError string
+}
+
+func (h *Handler) workflows(w http.ResponseWriter, r *http.Request, v view) {
+	h.renderWorkflows(w, r, v, http.StatusOK, workflowsData{})
+}
+
+func (h *Handler) renderWorkflows(w http.ResponseWriter, r *http.Request, v view, status int, d workflowsData) {
+	list, err := h.Workflows.List(r.Context(), *v.Workspace)
+	if err != nil {
+		h.errorPage(w, r, v.P, err)
+		return
+	}
+	d.Workflows = list
+	v.Title, v.Data = "Workflows · "+v.Workspace.Name, d
+	h.render(w, r, status, "workflows", v)
+}
+
+func (h *Handler) createWorkflow(w http.ResponseWriter, r *http.Request, v view) {
+	if err := r.ParseForm(); err != nil {
+		h.errorPage(w, r, v.P, apperr.BadRequest("bad_form", "The form could not be read; please try again."))
+		return
+	}
+	name, desc := r.PostForm.Get("name"), r.PostForm.Get("description")
+	wf, err := h.Workflows.Create(r.Context(), *v.Workspace, name, desc, nil, v.P.User.ID)
+	if err != nil {
+		if e, ok := apperr.As(err); ok {
+			h.renderWorkflows(w, r, v, apperr.Status(err), workflowsData{Name: name, Description: desc, Error: e.Message})
+			return
+		}
+		h.errorPage(w, r, v.P, err)
+		return
+	}
+	setFlash(w, "workflow-created")
+	redirect(w, r, "/"+v.Workspace.Slug+"/workflows/"+wf.ID+"/edit")
+}
+
+// importWorkflow takes an exported document (an uploaded file) and creates
+// a draft workflow from it.
+func (h *Handler) importWorkflow(w http.ResponseWriter, r *http.Request, v view) {
+	r.Body = http.MaxBytesReader(w, r.Body, workflow.MaxGraphBytes+64<<10)
+	if err := r.ParseMultipartForm(1 << 20); err != nil {
+		h.renderWorkflows(w, r, v, http.StatusBadRequest, workflowsData{ImportError: "Choose a workflow file (.json, at most 1 MiB) to import."})
+		return
+	}
+	f, _, err := r.FormFile("file")
+	if err != nil {
+		h.renderWorkflows(w, r, v, http.StatusBadRequest, workflowsData{ImportError: "Choose a workflow file to import."})
+		return
+	}
+	defer f.Close()
+	raw, err := io.ReadAll(f)
+	if err != nil {
+		h.renderWorkflows(w, r, v, http.StatusBadRequest, workflowsData{ImportError: "The file could not be read."})
+		return
+	}
+	wf, err := h.Workflows.Import(r.Context(), *v.Workspace, raw, v.P.User.ID)
+	if err != nil {
+		if e, ok := apperr.As(err); ok {
+			h.renderWorkflows(w, r, v, apperr.Status(err), workflowsData{ImportError: e.Message})
+			return
+		}
+		h.errorPage(w, r, v.P, err)
+		return
+	}
+	setFlash(w, "workflow-imported")
+	redirect(w, r, "/"+v.Workspace.Slug+"/workflows/"+wf.ID)
+}
+
+type workflowData struct {
+	Workflow workflow.Workflow
+	Versions []workflow.Version
+	Error    string
+}
+
+func (h *Handler) loadWorkflow(w http.ResponseWriter, r *http.Request, v view) (workflow.Workflow, bool) {
+	wf, err := h.Workflows.Get(r.Context(), *v.Workspace, r.PathValue("id"))
+	if err != nil {
+		if apperr.IsNotFound(err) {
+			err = &apperr.Error{Kind: apperr.KindNotFound, Code: "not_found", Message: "There is no such workflow in this workspace."}
+		}
+		h.errorPage(w, r, v.P, err)
+		return workflow.Workflow{}, false
+	}
+	return wf, true
+}
+
+func (h *Handler) workflowDetail(w http.ResponseWriter, r *http.Request, v view) {
+	h.renderWorkflow(w, r, v, http.StatusOK, "")
+}
+
+func (h *Handler) renderWorkflow(w http.ResponseWriter, r *http.Request, v view, status int, msg string) {
+	wf, ok := h.loadWorkflow(w, r, v)
+	if !ok {
+		return
+	}
+	versions, err := h.Workflows.Versions(r.Context(), *v.Workspace, wf.ID)
+	if err != nil {
+		h.errorPage(w, r, v.P, err)
+		return
+	}
+	v.Title, v.Data = wf.Name+" · Workflows", workflowData{Workflow: wf, Versions: versions, Error: msg}
+	h.render(w, r, status, "workflow", v)
+}
+
+var unsafeFileChars = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+
+// exportWorkflow downloads the workflow as a JSON document that Import
+// reads back.
+func (h *Handler) exportWorkflow(w http.ResponseWriter, r *http.Request, v view) {
+	exp, err := h.Workflows.Export(r.Context(), *v.Workspace, r.PathValue("id"))
+	if err != nil {
+		h.errorPage(w, r, v.P, err)
+		return
+	}
+	body, err := json.MarshalIndent(exp, "", "  ")
+	if err != nil {
+		h.errorPage(w, r, v.P, err)
+		return
+	}
+	name := strings.Trim(unsafeFileChars.ReplaceAllString(strings.ToLower(exp.Name), "-"), "-")
+	if name == "" {
+		name = "workflow"
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`.taskjuice.json"`)
+	_, _ = w.Write(append(body, '\n'))
+}
+
+func (h *Handler) deactivateWorkflow(w http.ResponseWriter, r *http.Request, v view) {
+	if err := h.Workflows.Deactivate(r.Context(), *v.Workspace, r.PathValue("id")); err != nil {
+		h.errorPage(w, r, v.P, err)
+		return
+	}
+	setFlash(w, "deactivated")
+	redirect(w, r, "/"+v.Workspace.Slug+"/workflows/"+r.PathValue("id"))
+}
+
+// activateVersion makes an earlier version (or the draft) the active one,
+// through the same publish gate.
+func (h *Handler) activateVersion(w http.ResponseWriter, r *http.Request, v view) {
+	_, err := h.Workflows.Publish(r.Context(), *v.Workspace, r.PathValue("id"), r.PathValue("version"), h.workflowChecks(r.Context(), *v.Workspace))
+	var ce *workflow.CompileError
+	switch {
+	case errors.As(err, &ce):
+		var lines []string
+		for _, p := range ce.Problems {
+			lines = append(lines, p.String())
+		}
+		h.renderWorkflow(w, r, v, http.StatusUnprocessableEntity, workflow.MsgCompilationFailed+": "+strings.Join(lines, "; "))
+		return
+	case err != nil:
+		h.errorPage(w, r, v.P, err)
+		return
+	}
+	setFlash(w, "version-activated")
+	redirect(w, r, "/"+v.Workspace.Slug+"/workflows/"+r.PathValue("id"))
+}
