@@ -37,6 +37,7 @@ Usage:
   taskjuice accounts          list accounts and their workspaces
   taskjuice rotate-key        re-encrypt every stored credential under a new key
   taskjuice sandbox           run or control Sandbox Chat, the built-in test provider
+  taskjuice bench             run a benchmark (bench refresh: the token refresher)
 
 Run "taskjuice COMMAND -h" for a command's flags. Every flag can also be set
 with the TASKJUICE_ variable shown in its help; a flag wins over a variable.
@@ -64,6 +65,8 @@ func run(ctx context.Context, args []string, e env) error {
 		return cmdRotateKey(ctx, args, e)
 	case "sandbox":
 		return cmdSandbox(ctx, args, e)
+	case "bench":
+		return cmdBench(ctx, args, e)
 	case "help", "-h", "--help":
 		fmt.Fprint(e.stdout, usage)
 		return nil
