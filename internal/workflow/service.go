@@ -365,3 +365,85 @@ func (s *Service) Import(ctx context.Context, ws account.Workspace, raw []byte, 
 	}
 	return s.Create(ctx, ws, e.Name, e.Description, &e.Graph, actor)
 }
+
+// Live is what the engine needs of a workflow to start a run: its
+// workspace, status, active version and graph.
+type Live struct {
+	WorkflowID       string
+	WorkspaceID      string
+	Status           Status
+	VersionID        string
+	Graph            Graph
+	AutoResumeReauth bool
+}
+
+// Live returns the workflow's active version, for server code (the engine,
+// triggers); ok is false when no version is active.
+func (s *Service) Live(ctx context.Context, workflowID string) (Live, bool, error) {
+	var l Live
+	var op, graph string
+	var versionID sql.NullString
+	err := s.db.Read().QueryRowContext(ctx, `SELECT w.id, w.workspace_id, w.operator_state, w.active_version_id, COALESCE(v.graph, ''), w.auto_resume_reauth
+		FROM workflows w LEFT JOIN workflow_versions v ON v.id = w.active_version_id WHERE w.id = $1`, workflowID).
+		Scan(&l.WorkflowID, &l.WorkspaceID, &op, &versionID, &graph, &l.AutoResumeReauth)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Live{}, false, apperr.ErrNotFound
+	}
+	if err != nil {
+		return Live{}, false, fmt.Errorf("read live workflow: %w", err)
+	}
+	var w Workflow
+	w.setStatus(op, versionID.Valid)
+	l.Status = w.Status
+	if !versionID.Valid {
+		return l, false, nil
+	}
+	l.VersionID = versionID.String
+	if err := json.Unmarshal([]byte(graph), &l.Graph); err != nil {
+		return Live{}, false, fmt.Errorf("decode active graph: %w", err)
+	}
+	return l, true, nil
+}
+
+// GraphOf returns the graph of a version by id, for server code (a run
+// executes the version it started on).
+func (s *Service) GraphOf(ctx context.Context, versionID string) (Graph, error) {
+	var graph string
+	err := s.db.Read().QueryRowContext(ctx, `SELECT graph FROM workflow_versions WHERE id = $1`, versionID).Scan(&graph)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Graph{}, apperr.ErrNotFound
+	}
+	if err != nil {
+		return Graph{}, fmt.Errorf("read version graph: %w", err)
+	}
+	var g Graph
+	if err := json.Unmarshal([]byte(graph), &g); err != nil {
+		return Graph{}, fmt.Errorf("decode graph: %w", err)
+	}
+	return g, nil
+}
+
+// Successors lists the nodes reached from id along path ("" for the main
+// path of any node; Branch, Switch and Loop nodes name theirs).
+func (g Graph) Successors(id, path string) []string {
+	var out []string
+	for _, e := range g.Edges {
+		if e.From == id && e.When == path {
+			out = append(out, e.To)
+		}
+	}
+	return out
+}
+
+// Node returns the node (or trigger) with id.
+func (g Graph) Node(id string) (Node, bool) {
+	if g.Trigger != nil && g.Trigger.ID == id {
+		return *g.Trigger, true
+	}
+	for _, n := range g.Nodes {
+		if n.ID == id {
+			return n, true
+		}
+	}
+	return Node{}, false
+}

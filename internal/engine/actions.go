@@ -1,0 +1,322 @@
+package engine
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"taskjuice/internal/apperr"
+	"taskjuice/internal/db"
+)
+
+// Get returns a run of the workspace.
+func (e *Engine) Get(ctx context.Context, workspaceID, runID string) (Run, error) {
+	st, err := e.load(ctx, e.db.Read(), runID)
+	if err != nil {
+		return Run{}, err
+	}
+	if st.WorkspaceID != workspaceID {
+		return Run{}, apperr.ErrNotFound
+	}
+	return st.Run, nil
+}
+
+// Steps lists a run's step attempts in the order they started.
+func (e *Engine) Steps(ctx context.Context, workspaceID, runID string) ([]Step, error) {
+	if _, err := e.Get(ctx, workspaceID, runID); err != nil {
+		return nil, err
+	}
+	rows, err := e.db.Read().QueryContext(ctx, `SELECT id, node_id, attempt, status, COALESCE(input, ''), COALESCE(output, ''), console,
+		COALESCE(error, ''), idempotency_key, started_at, finished_at FROM run_steps WHERE run_id = $1 ORDER BY started_at, attempt, id`, runID)
+	if err != nil {
+		return nil, fmt.Errorf("list steps: %w", err)
+	}
+	defer rows.Close()
+	var out []Step
+	for rows.Next() {
+		s := Step{RunID: runID}
+		var status, input, output, errJSON string
+		var finished sql.NullTime
+		if err := rows.Scan(&s.ID, &s.NodeID, &s.Attempt, &status, &input, &output, &s.Console, &errJSON, &s.IdempotencyKey, &s.StartedAt, &finished); err != nil {
+			return nil, fmt.Errorf("scan step: %w", err)
+		}
+		s.Status, s.StartedAt, s.FinishedAt = StepStatus(status), s.StartedAt.UTC(), timePtr(finished)
+		if input != "" {
+			s.Input = json.RawMessage(input)
+		}
+		if output != "" {
+			s.Output = json.RawMessage(output)
+		}
+		if errJSON != "" {
+			s.Error = &StepError{}
+			_ = json.Unmarshal([]byte(errJSON), s.Error)
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+// MsgResumeNeedsConnection refuses to resume a run held on a connection
+// that is still broken.
+const MsgResumeNeedsConnection = "This run is held because its connection needs to be reconnected. Reconnect it first, then resume."
+
+// ConnectionStatus reports a connection's status ("active", "error", …).
+type ConnectionStatus func(ctx context.Context, connectionID string) (string, error)
+
+// Pause stops a run by an operator's decision: it does not move on until
+// someone resumes it.
+func (e *Engine) Pause(ctx context.Context, workspaceID, runID, actor string) error {
+	return e.act(ctx, workspaceID, runID, "paused", actor, func(tx db.Querier, st state) error {
+		if st.Status.Terminal() || st.Status == StatusPaused {
+			return apperr.Conflict("not_pausable", "", fmt.Sprintf("A %s run cannot be paused", st.Status))
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE runs SET status = 'paused', pause_reason = 'operator', due_at = NULL, updated_at = $1 WHERE id = $2`, e.now(), runID)
+		return err
+	})
+}
+
+// Resume sets a paused run going again from the step it stopped at. A run
+// held for reauthorization is refused (409) while its connection is still
+// not active.
+func (e *Engine) Resume(ctx context.Context, workspaceID, runID, actor string, conn ConnectionStatus) error {
+	err := e.act(ctx, workspaceID, runID, "resumed", actor, func(tx db.Querier, st state) error {
+		if st.Status != StatusPaused {
+			return apperr.Conflict("not_paused", "", "Only a paused run can be resumed")
+		}
+		if st.PauseReason == PauseReauth && st.PausedConnectionID != "" && conn != nil {
+			s, err := conn(ctx, st.PausedConnectionID)
+			if err != nil && !apperr.IsNotFound(err) {
+				return err
+			}
+			if s != "active" {
+				return apperr.Conflict("connection_not_active", "", MsgResumeNeedsConnection)
+			}
+		}
+		return e.resumeTx(ctx, tx, runID)
+	})
+	if err == nil {
+		e.Wake()
+	}
+	return err
+}
+
+func (e *Engine) resumeTx(ctx context.Context, tx db.Querier, runID string) error {
+	now := e.now()
+	if _, err := tx.ExecContext(ctx, `UPDATE pending_reauths SET consumed_at = COALESCE(consumed_at, $1) WHERE run_id = $2`, now, runID); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, `UPDATE runs SET status = 'running', pause_reason = '', paused_connection_id = NULL, due_at = $1, updated_at = $1
+		WHERE id = $2 AND status = 'paused'`, now, runID)
+	return err
+}
+
+// Cancel stops a run for good.
+func (e *Engine) Cancel(ctx context.Context, workspaceID, runID, actor string) error {
+	return e.act(ctx, workspaceID, runID, "cancelled", actor, func(tx db.Querier, st state) error {
+		if st.Status.Terminal() {
+			return apperr.Conflict("finished", "", "This run has already finished")
+		}
+		return e.finishTx(ctx, tx, runID, StatusCancelled, nil, e.now())
+	})
+}
+
+// Replay starts a new run from a finished run's trigger payload, on the
+// workflow's active version; the original stays as it was.
+func (e *Engine) Replay(ctx context.Context, workspaceID, runID, actor string) (string, error) {
+	st, err := e.load(ctx, e.db.Read(), runID)
+	if err != nil {
+		return "", err
+	}
+	if st.WorkspaceID != workspaceID {
+		return "", apperr.ErrNotFound
+	}
+	if !st.Status.Terminal() {
+		return "", apperr.Conflict("not_finished", "", "Only a finished run (completed, failed or cancelled) can be replayed")
+	}
+	var depth int
+	if err := e.db.Read().QueryRowContext(ctx, `SELECT replay_depth FROM runs WHERE id = $1`, runID).Scan(&depth); err != nil {
+		return "", err
+	}
+	if depth+1 > e.o.MaxReplayDepth {
+		return "", apperr.Conflict("replay_depth", "", fmt.Sprintf("This run is a replay of a replay %d times over; replay the original instead", depth))
+	}
+	live, ok, err := e.workflows.Live(ctx, st.WorkflowID)
+	if err != nil {
+		return "", err
+	}
+	if !ok || !live.Status.Dispatching() {
+		return "", ErrNotDispatching
+	}
+	id, err := e.start(ctx, st.WorkspaceID, st.WorkflowID, live.VersionID, live.Graph, st.TriggerPayload, "replay", "", runID, depth+1)
+	if err != nil {
+		return "", err
+	}
+	err = e.db.InTx(ctx, func(tx db.Querier) error { return e.event(ctx, tx, runID, "replayed", actor, "as "+id) })
+	return id, err
+}
+
+// act runs a person's action on a run in one transaction with its event.
+func (e *Engine) act(ctx context.Context, workspaceID, runID, action, actor string, fn func(tx db.Querier, st state) error) error {
+	return e.db.InTx(ctx, func(tx db.Querier) error {
+		st, err := e.load(ctx, tx, runID)
+		if err != nil {
+			return err
+		}
+		if st.WorkspaceID != workspaceID {
+			return apperr.ErrNotFound
+		}
+		if err := fn(tx, st); err != nil {
+			return err
+		}
+		return e.event(ctx, tx, runID, action, actor, "")
+	})
+}
+
+// ConsumeReauthorizations acts on connections that came back: each
+// reauthorized signal is consumed once; the reauthorizations the runs held
+// on that connection were waiting for are consumed; runs of workflows set to
+// resume automatically go on by themselves, the others stay paused until
+// someone presses Resume. It returns how many runs it resumed.
+func (e *Engine) ConsumeReauthorizations(ctx context.Context) (int, error) {
+	rows, err := e.db.Read().QueryContext(ctx, `SELECT s.id, s.connection_id FROM connection_signals s
+		WHERE s.kind = 'reauthorized' AND NOT EXISTS (SELECT 1 FROM signal_consumption c WHERE c.signal_id = s.id AND c.consumer = 'engine')
+		ORDER BY s.created_at, s.id LIMIT 100`)
+	if err != nil {
+		return 0, fmt.Errorf("read signals: %w", err)
+	}
+	type sig struct{ id, conn string }
+	var sigs []sig
+	for rows.Next() {
+		var s sig
+		if err := rows.Scan(&s.id, &s.conn); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		sigs = append(sigs, s)
+	}
+	rows.Close()
+	resumed := 0
+	for _, s := range sigs {
+		err := e.db.InTx(ctx, func(tx db.Querier) error {
+			_, err := tx.ExecContext(ctx, `INSERT INTO signal_consumption (signal_id, consumer, consumed_at) VALUES ($1, 'engine', $2)`, s.id, e.now())
+			if db.IsUniqueViolation(err) {
+				return errAlreadyConsumed
+			}
+			if err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE pending_reauths SET consumed_at = $1 WHERE connection_id = $2 AND consumed_at IS NULL`, e.now(), s.conn); err != nil {
+				return err
+			}
+			ids, err := e.heldOn(ctx, tx, s.conn, true)
+			if err != nil {
+				return err
+			}
+			for _, id := range ids {
+				if err := e.resumeTx(ctx, tx, id); err != nil {
+					return err
+				}
+				if err := e.event(ctx, tx, id, "resumed", "", "automatically after the connection was reconnected"); err != nil {
+					return err
+				}
+			}
+			resumed += len(ids)
+			return nil
+		})
+		if err != nil && !errors.Is(err, errAlreadyConsumed) {
+			return resumed, err
+		}
+	}
+	if resumed > 0 {
+		e.Wake()
+	}
+	return resumed, nil
+}
+
+var errAlreadyConsumed = errors.New("signal already consumed")
+
+// heldOn lists the runs paused for reauthorization on a connection (only
+// those whose workflow resumes them automatically, when autoOnly).
+func (e *Engine) heldOn(ctx context.Context, q db.Querier, connID string, autoOnly bool) ([]string, error) {
+	query := `SELECT r.id FROM runs r JOIN workflows w ON w.id = r.workflow_id
+		WHERE r.status = 'paused' AND r.pause_reason = 'reauth' AND r.paused_connection_id = $1`
+	if autoOnly {
+		query += ` AND w.auto_resume_reauth`
+	}
+	rows, err := q.QueryContext(ctx, query+` ORDER BY r.created_at`, connID)
+	if err != nil {
+		return nil, fmt.Errorf("find held runs: %w", err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+// ResumeHeld resumes every run of the workspace paused for reauthorization
+// on a connection that is active again ("Resume all").
+func (e *Engine) ResumeHeld(ctx context.Context, workspaceID, connID, actor string, conn ConnectionStatus) (int, error) {
+	if s, err := conn(ctx, connID); err != nil || s != "active" {
+		if err != nil && !apperr.IsNotFound(err) {
+			return 0, err
+		}
+		return 0, apperr.Conflict("connection_not_active", "", MsgResumeNeedsConnection)
+	}
+	n := 0
+	err := e.db.InTx(ctx, func(tx db.Querier) error {
+		ids, err := e.heldOn(ctx, tx, connID, false)
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			st, err := e.load(ctx, tx, id)
+			if err != nil {
+				return err
+			}
+			if st.WorkspaceID != workspaceID {
+				continue
+			}
+			if err := e.resumeTx(ctx, tx, id); err != nil {
+				return err
+			}
+			if err := e.event(ctx, tx, id, "resumed", actor, "resume all after reconnect"); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	if n > 0 {
+		e.Wake()
+	}
+	return n, err
+}
+
+// Decide records an approval decision on a run waiting for one and sets it
+// going again. The step's output is {"approved": bool, "comment": "...",
+// "by": userID}.
+func (e *Engine) Decide(ctx context.Context, workspaceID, runID, actor string, approved bool, comment string) error {
+	err := e.act(ctx, workspaceID, runID, "decided", actor, func(tx db.Querier, st state) error {
+		if st.Status != StatusWaiting || st.WaitReason != "approval" {
+			return apperr.Conflict("not_waiting_for_approval", "", "This run is not waiting for an approval")
+		}
+		out, _ := json.Marshal(map[string]any{"approved": approved, "comment": comment, "by": actor})
+		if _, err := tx.ExecContext(ctx, `UPDATE run_steps SET output = $1 WHERE run_id = $2 AND status = 'waiting'`, string(out), runID); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE runs SET due_at = $1, updated_at = $1 WHERE id = $2`, e.now(), runID)
+		return err
+	})
+	if err == nil {
+		e.Wake()
+	}
+	return err
+}

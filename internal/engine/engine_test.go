@@ -1,0 +1,422 @@
+package engine_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"taskjuice/internal/account"
+	"taskjuice/internal/apperr"
+	"taskjuice/internal/catalog"
+	"taskjuice/internal/connection"
+	"taskjuice/internal/db"
+	"taskjuice/internal/db/dbtest"
+	"taskjuice/internal/engine"
+	"taskjuice/internal/sandbox"
+	"taskjuice/internal/vault"
+	"taskjuice/internal/workflow"
+)
+
+type fixture struct {
+	t      *testing.T
+	ctx    context.Context
+	d      *db.DB
+	ws     account.Workspace
+	conns  *connection.Service
+	wfs    *workflow.Service
+	eng    *engine.Engine
+	sb     *sandbox.Provider
+	sbURL  string
+	cat    *catalog.Catalog
+	connID string
+}
+
+func setup(t *testing.T, d *db.DB) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	f := &fixture{t: t, ctx: ctx, d: d}
+	accounts := account.NewService(d)
+	a, _, err := accounts.CreateAccount(ctx, "Agency", account.NewUser{Email: "o@a.example", Password: "correct horse battery"})
+	must(t, err)
+	f.ws, err = accounts.CreateWorkspaceForAccount(ctx, a.ID, "Acme", "acme")
+	must(t, err)
+
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { f.sb.Handler().ServeHTTP(w, r) }))
+	t.Cleanup(srv.Close)
+	f.sbURL = srv.URL
+	f.sb, err = sandbox.New(sandbox.Options{BaseURL: srv.URL, Clients: []sandbox.Client{{ID: "taskjuice", RedirectURIs: []string{"http://127.0.0.1/callback"}}}})
+	must(t, err)
+	t.Cleanup(func() { _ = f.sb.Close() })
+	f.cat, err = catalog.Load(catalog.Options{Getenv: func(string) string { return "" }, SandboxURL: srv.URL})
+	must(t, err)
+
+	key, _, err := vault.GenerateKey()
+	must(t, err)
+	f.conns = connection.NewService(d, vault.NewKeyring(key))
+	refresher := connection.NewRefresher(f.conns, connection.CatalogOAuth(f.cat, "http://127.0.0.1/callback"), connection.RefresherOptions{Backoff: time.Millisecond})
+	apps := connection.NewAppClient(f.conns, refresher, f.cat, nil)
+	f.wfs = workflow.NewService(d)
+	f.eng = engine.New(d, f.wfs, engine.Builtins(f.cat, apps, nil), nil, engine.Options{RetryBackoff: 10 * time.Millisecond})
+
+	c, err := f.conns.CreateWithCredential(ctx, f.ws, connection.New{AppKey: "sandbox-chat", Label: "Chat", Status: connection.StatusActive},
+		connection.Credential{OAuth: connection.FromOAuth2(f.grant("Acme Chat"))}, connection.System)
+	must(t, err)
+	f.connID = c.ID
+	return f
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// grant gets a real token from the sandbox through its consent flow.
+func (f *fixture) grant(account string) *oauth2.Token {
+	f.t.Helper()
+	app, _ := f.cat.App("sandbox-chat")
+	cfg, err := connection.OAuthConfig(app, "http://127.0.0.1/callback")
+	must(f.t, err)
+	verifier := oauth2.GenerateVerifier()
+	cb, err := sandbox.Consent(f.ctx, nil, cfg.AuthCodeURL("s", oauth2.S256ChallengeOption(verifier)), account, true)
+	must(f.t, err)
+	tok, err := cfg.Exchange(f.ctx, cb.Query().Get("code"), oauth2.VerifierOption(verifier))
+	must(f.t, err)
+	return tok
+}
+
+// reconnect stores a fresh grant on the same connection and marks it
+// active, as a completed reconnect does.
+func (f *fixture) reconnect() {
+	f.t.Helper()
+	raw, _ := json.Marshal(connection.Credential{OAuth: connection.FromOAuth2(f.grant("Acme Chat"))})
+	_, err := f.conns.StoreSecret(f.ctx, f.connID, raw)
+	must(f.t, err)
+	_, err = f.conns.Transition(f.ctx, f.connID, connection.StatusActive, "reconnected", connection.System, nil)
+	must(f.t, err)
+}
+
+// publish creates and publishes a workflow: manual trigger, then nodes in a
+// chain (plus extra edges).
+func (f *fixture) publish(nodes []workflow.Node, extra ...workflow.Edge) string {
+	f.t.Helper()
+	g := workflow.Graph{Schema: 1, Trigger: &workflow.Node{ID: "start", Kind: workflow.TriggerManual}, Nodes: nodes}
+	prev := "start"
+	for _, n := range nodes {
+		g.Edges = append(g.Edges, workflow.Edge{From: prev, To: n.ID, When: mainPath(prev, nodes)})
+		prev = n.ID
+	}
+	g.Edges = append(g.Edges, extra...)
+	w, err := f.wfs.Create(f.ctx, f.ws, "Flow", "", &g, "")
+	must(f.t, err)
+	checks := workflow.Checks{Apps: f.cat, Connection: func(id string) (string, string, bool) {
+		c, err := f.conns.Get(f.ctx, f.ws, id)
+		return c.AppKey, string(c.Status), err == nil
+	}}
+	_, err = f.wfs.Publish(f.ctx, f.ws, w.ID, "", checks)
+	var ce *workflow.CompileError
+	if errors.As(err, &ce) {
+		f.t.Fatalf("publish: %v", ce.Problems)
+	}
+	must(f.t, err)
+	return w.ID
+}
+
+func mainPath(id string, nodes []workflow.Node) string {
+	for _, n := range nodes {
+		if n.ID == id && n.Kind == workflow.NodeBranch {
+			return "true"
+		}
+	}
+	return ""
+}
+
+func (f *fixture) drain() {
+	f.t.Helper()
+	for range 100 {
+		did, err := f.eng.Work(f.ctx)
+		must(f.t, err)
+		if !did {
+			return
+		}
+	}
+	f.t.Fatal("the engine kept finding work")
+}
+
+func (f *fixture) run(id string) engine.Run {
+	f.t.Helper()
+	r, err := f.eng.Get(f.ctx, f.ws.ID, id)
+	must(f.t, err)
+	return r
+}
+
+func post(text string) workflow.Node {
+	cfg, _ := json.Marshal(map[string]any{"app": "sandbox-chat", "action": "post-message", "inputs": map[string]any{"channel": "general", "text": text}})
+	return workflow.Node{ID: "post", Kind: workflow.NodeAction, Config: cfg}
+}
+
+func (f *fixture) bound(n workflow.Node) workflow.Node {
+	n.Connection = &workflow.Binding{ID: f.connID}
+	return n
+}
+
+func TestRunCompletes(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		f := setup(t, d)
+		wf := f.publish([]workflow.Node{
+			f.bound(post("Hello")),
+			{ID: "check", Kind: workflow.NodeBranch, Config: json.RawMessage(`{"condition": "true"}`)},
+			{ID: "done", Kind: workflow.NodeTransform, Config: json.RawMessage(`{"output": {"ok": true}}`)},
+		})
+		id, err := f.eng.StartRun(f.ctx, wf, json.RawMessage(`{"name":"Ada"}`), "manual", "")
+		must(t, err)
+		if r := f.run(id); r.Status != engine.StatusPending {
+			t.Fatalf("new run: %s, want pending", r.Status)
+		}
+		f.drain()
+		r := f.run(id)
+		if r.Status != engine.StatusCompleted || r.StepsDone != 3 || r.FinishedAt == nil {
+			t.Fatalf("run: %s after %d steps", r.Status, r.StepsDone)
+		}
+		steps, err := f.eng.Steps(f.ctx, f.ws.ID, id)
+		must(t, err)
+		if len(steps) != 3 || steps[0].NodeID != "post" || steps[2].NodeID != "done" || string(steps[2].Output) != `{"ok":true}` {
+			t.Fatalf("steps: %+v", steps)
+		}
+		if got := f.sb.Stats().MessagesPosted; got != 1 {
+			t.Fatalf("messages posted: %d, want 1", got)
+		}
+		// Dedup: the same key returns the same run.
+		a, _ := f.eng.StartRun(f.ctx, wf, nil, "webhook", "key-1")
+		b, _ := f.eng.StartRun(f.ctx, wf, nil, "webhook", "key-1")
+		if a != b {
+			t.Fatalf("dedup: %s and %s", a, b)
+		}
+		// Replay a finished run: a new run, the original untouched.
+		rid, err := f.eng.Replay(f.ctx, f.ws.ID, id, "")
+		must(t, err)
+		if rid == id {
+			t.Fatal("replay reused the run id")
+		}
+		f.drain()
+		if f.run(rid).Status != engine.StatusCompleted || f.run(id).StepsDone != 3 {
+			t.Fatal("replay did not complete, or changed the original")
+		}
+		if _, err := f.eng.Replay(f.ctx, "other-workspace", id, ""); !apperr.IsNotFound(err) {
+			t.Fatalf("replay from another workspace: %v", err)
+		}
+	})
+}
+
+func TestReauthorizationHoldsTheRun(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		f := setup(t, d)
+		wf := f.publish([]workflow.Node{f.bound(post("Hello"))})
+		if _, err := f.sb.RevokeAccount("Acme Chat"); err != nil {
+			t.Fatal(err)
+		}
+		id, err := f.eng.StartRun(f.ctx, wf, nil, "manual", "")
+		must(t, err)
+		f.drain()
+		r := f.run(id)
+		if r.Status != engine.StatusPaused || r.PauseReason != engine.PauseReauth || r.PausedConnectionID != f.connID {
+			t.Fatalf("run after a revoked grant: %s (%s on %q), want paused for reauth", r.Status, r.PauseReason, r.PausedConnectionID)
+		}
+		c, _ := f.conns.Get(f.ctx, f.ws, f.connID)
+		if c.Status != connection.StatusError {
+			t.Fatalf("connection: %s, want error", c.Status)
+		}
+		status := func(ctx context.Context, id string) (string, error) {
+			c, err := f.conns.Get(ctx, f.ws, id)
+			return string(c.Status), err
+		}
+		err = f.eng.Resume(f.ctx, f.ws.ID, id, "", status)
+		if e, ok := apperr.As(err); !ok || apperr.Status(err) != 409 || e.Message != engine.MsgResumeNeedsConnection {
+			t.Fatalf("resume before reconnect: %v, want 409", err)
+		}
+
+		// Reconnected: the pending reauthorization is consumed, but a
+		// non-agent run stays paused until someone presses Resume.
+		f.reconnect()
+		n, err := f.eng.ConsumeReauthorizations(f.ctx)
+		must(t, err)
+		if n != 0 || f.run(id).Status != engine.StatusPaused {
+			t.Fatalf("after reconnect: %d resumed, run %s; want 0 and still paused", n, f.run(id).Status)
+		}
+		if n, _ := f.eng.ConsumeReauthorizations(f.ctx); n != 0 {
+			t.Fatal("a signal was consumed twice")
+		}
+		must(t, f.eng.Resume(f.ctx, f.ws.ID, id, "", status))
+		f.drain()
+		if r := f.run(id); r.Status != engine.StatusCompleted {
+			t.Fatalf("after resume: %s, want completed", r.Status)
+		}
+		if got := f.sb.Stats().MessagesPosted; got != 1 {
+			t.Fatalf("messages posted: %d, want exactly 1", got)
+		}
+	})
+}
+
+func TestAutoResumeAfterReconnect(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		f := setup(t, d)
+		wf := f.publish([]workflow.Node{f.bound(post("Hello"))})
+		_, err := d.Write().ExecContext(f.ctx, `UPDATE workflows SET auto_resume_reauth = TRUE WHERE id = $1`, wf)
+		must(t, err)
+		_, _ = f.sb.RevokeAccount("Acme Chat")
+		var ids []string
+		for range 3 {
+			id, err := f.eng.StartRun(f.ctx, wf, nil, "manual", "")
+			must(t, err)
+			ids = append(ids, id)
+		}
+		f.drain()
+		for _, id := range ids {
+			if f.run(id).Status != engine.StatusPaused {
+				t.Fatalf("run %s: %s, want paused", id, f.run(id).Status)
+			}
+		}
+		f.reconnect()
+		n, err := f.eng.ConsumeReauthorizations(f.ctx)
+		must(t, err)
+		if n != 3 {
+			t.Fatalf("resumed %d, want 3", n)
+		}
+		f.drain()
+		for _, id := range ids {
+			if f.run(id).Status != engine.StatusCompleted {
+				t.Fatalf("run %s: %s, want completed", id, f.run(id).Status)
+			}
+		}
+	})
+}
+
+func TestWaitsAndActions(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		f := setup(t, d)
+		wf := f.publish([]workflow.Node{
+			{ID: "wait", Kind: workflow.NodeDelay, Config: json.RawMessage(`{"duration": "1s"}`)},
+			{ID: "ok", Kind: workflow.NodeApproval, Config: json.RawMessage(`{"message": "Send it?"}`)},
+		})
+		id, err := f.eng.StartRun(f.ctx, wf, nil, "manual", "")
+		must(t, err)
+		f.drain()
+		if r := f.run(id); r.Status != engine.StatusWaiting {
+			t.Fatalf("after the delay starts: %s, want waiting", r.Status)
+		}
+		time.Sleep(1100 * time.Millisecond)
+		f.drain()
+		if r := f.run(id); r.Status != engine.StatusWaiting || r.WaitReason != "approval" {
+			t.Fatalf("after the delay: %s (%s), want waiting for approval", r.Status, r.WaitReason)
+		}
+		must(t, f.eng.Decide(f.ctx, f.ws.ID, id, "", true, "go"))
+		f.drain()
+		if r := f.run(id); r.Status != engine.StatusCompleted {
+			t.Fatalf("after approval: %s", r.Status)
+		}
+		steps, _ := f.eng.Steps(f.ctx, f.ws.ID, id)
+		if last := steps[len(steps)-1]; string(last.Output) != `{"approved":true,"by":"","comment":"go"}` {
+			t.Fatalf("approval output: %s", last.Output)
+		}
+
+		// Pause and cancel.
+		id2, _ := f.eng.StartRun(f.ctx, wf, nil, "manual", "")
+		must(t, f.eng.Pause(f.ctx, f.ws.ID, id2, ""))
+		f.drain()
+		if f.run(id2).Status != engine.StatusPaused {
+			t.Fatal("a paused run moved on")
+		}
+		must(t, f.eng.Cancel(f.ctx, f.ws.ID, id2, ""))
+		if r := f.run(id2); r.Status != engine.StatusCancelled {
+			t.Fatalf("cancel: %s", r.Status)
+		}
+		if err := f.eng.Cancel(f.ctx, f.ws.ID, id2, ""); !apperr.Is(err, apperr.KindConflict) {
+			t.Fatalf("cancel twice: %v", err)
+		}
+		if _, err := f.eng.Replay(f.ctx, f.ws.ID, id, ""); err != nil {
+			t.Fatalf("replay a completed run: %v", err)
+		}
+	})
+}
+
+func TestRetriesAndIdempotencyKeys(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		f := setup(t, d)
+		var mu sync.Mutex
+		var keys []string
+		fails := 2
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			defer mu.Unlock()
+			keys = append(keys, r.Header.Get("Idempotency-Key"))
+			if fails > 0 {
+				fails--
+				w.WriteHeader(503)
+				return
+			}
+			_, _ = w.Write([]byte(`{"ok":true}`))
+		}))
+		defer srv.Close()
+		cfg, _ := json.Marshal(map[string]any{"method": "POST", "url": srv.URL, "body": map[string]any{"a": 1}})
+		wf := f.publish([]workflow.Node{{ID: "call", Kind: workflow.NodeHTTP, Config: cfg}})
+		id, err := f.eng.StartRun(f.ctx, wf, nil, "manual", "")
+		must(t, err)
+		deadline := time.Now().Add(5 * time.Second)
+		for f.run(id).Status != engine.StatusCompleted && time.Now().Before(deadline) {
+			f.drain()
+			time.Sleep(20 * time.Millisecond)
+		}
+		if r := f.run(id); r.Status != engine.StatusCompleted {
+			t.Fatalf("after two 503s: %s, want completed on the third attempt", r.Status)
+		}
+		if len(keys) != 3 || keys[0] == keys[1] || keys[1] == keys[2] {
+			t.Fatalf("idempotency keys per attempt: %v, want three different", keys)
+		}
+		steps, _ := f.eng.Steps(f.ctx, f.ws.ID, id)
+		if len(steps) != 3 || steps[0].Error == nil || steps[0].Error.ProviderStatus != 503 || !steps[0].Error.Retryable {
+			t.Fatalf("steps: %+v", steps)
+		}
+
+		// A step interrupted mid-flight is retried under the same key.
+		keys = nil
+		id2, err := f.eng.StartRun(f.ctx, wf, nil, "manual", "")
+		must(t, err)
+		_, err = d.Write().ExecContext(f.ctx, `INSERT INTO run_steps (id, run_id, node_id, attempt, status, idempotency_key, started_at)
+			VALUES ('interrupted', $1, 'call', 1, 'running', 'the-same-key', $2)`, id2, time.Now().UTC())
+		must(t, err)
+		f.drain()
+		if r := f.run(id2); r.Status != engine.StatusCompleted || len(keys) != 1 || keys[0] != "the-same-key" {
+			t.Fatalf("interrupted step: run %s, keys %v", r.Status, keys)
+		}
+
+		// A non-retryable failure fails the run with the structured error.
+		bad, _ := json.Marshal(map[string]any{"method": "GET", "url": srv.URL + "/missing"})
+		srv.Config.Handler = http.NotFoundHandler()
+		wf2 := f.publish([]workflow.Node{{ID: "call", Kind: workflow.NodeHTTP, Config: bad}})
+		id3, _ := f.eng.StartRun(f.ctx, wf2, nil, "manual", "")
+		f.drain()
+		r := f.run(id3)
+		if r.Status != engine.StatusFailed || r.Error == nil || r.Error.Code != "NOT_FOUND" || r.Error.ProviderStatus != 404 || r.Error.Retryable {
+			t.Fatalf("404: %s %+v", r.Status, r.Error)
+		}
+	})
+}
+
+func TestUnpublishedWorkflowStartsNothing(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		f := setup(t, d)
+		w, err := f.wfs.Create(f.ctx, f.ws, "Draft only", "", nil, "")
+		must(t, err)
+		if _, err := f.eng.StartRun(f.ctx, w.ID, nil, "manual", ""); !errors.Is(err, engine.ErrNotDispatching) {
+			t.Fatalf("start a draft: %v", err)
+		}
+	})
+}

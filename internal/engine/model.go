@@ -1,0 +1,97 @@
+// Package engine runs workflows: it records runs and their steps, claims
+// due runs with leases (so several processes share the work on
+// PostgreSQL), executes one step at a time committing each result before
+// the next, holds runs instead of failing them when a connection needs
+// reauthorization, and resumes, cancels and replays them.
+package engine
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Status is a run's status.
+type Status string
+
+const (
+	StatusPending   Status = "pending"
+	StatusRunning   Status = "running"
+	StatusWaiting   Status = "waiting"
+	StatusPaused    Status = "paused"
+	StatusCompleted Status = "completed"
+	StatusFailed    Status = "failed"
+	StatusCancelled Status = "cancelled"
+)
+
+// Terminal reports whether the run is finished for good.
+func (s Status) Terminal() bool {
+	return s == StatusCompleted || s == StatusFailed || s == StatusCancelled
+}
+
+// PauseReason says why a run is paused.
+type PauseReason string
+
+const (
+	PauseReauth     PauseReason = "reauth"
+	PauseOperator   PauseReason = "operator"
+	PauseThroughput PauseReason = "throughput"
+	PauseSpendCap   PauseReason = "spend-cap"
+)
+
+// Run is one execution of one workflow version.
+type Run struct {
+	ID                 string          `json:"id"`
+	WorkspaceID        string          `json:"workspaceId"`
+	WorkflowID         string          `json:"workflowId"`
+	VersionID          string          `json:"versionId"`
+	Status             Status          `json:"status"`
+	Source             string          `json:"source"`
+	TriggerPayload     json.RawMessage `json:"triggerPayload"`
+	ReplayOf           string          `json:"replayOf,omitempty"`
+	PauseReason        PauseReason     `json:"pauseReason,omitempty"`
+	PausedConnectionID string          `json:"pausedConnectionId,omitempty"`
+	WaitReason         string          `json:"waitReason,omitempty"`
+	Error              *StepError      `json:"error,omitempty"`
+	StepsDone          int             `json:"stepsDone"`
+	CreatedAt          time.Time       `json:"createdAt"`
+	StartedAt          *time.Time      `json:"startedAt,omitempty"`
+	FinishedAt         *time.Time      `json:"finishedAt,omitempty"`
+}
+
+// StepStatus is one step attempt's status.
+type StepStatus string
+
+const (
+	StepRunning   StepStatus = "running"
+	StepCompleted StepStatus = "completed"
+	StepFailed    StepStatus = "failed"
+	StepWaiting   StepStatus = "waiting"
+	StepPaused    StepStatus = "paused"
+)
+
+// Step is one execution attempt of one node.
+type Step struct {
+	ID             string          `json:"id"`
+	RunID          string          `json:"runId"`
+	NodeID         string          `json:"nodeId"`
+	Attempt        int             `json:"attempt"`
+	Status         StepStatus      `json:"status"`
+	Input          json.RawMessage `json:"input,omitempty"`
+	Output         json.RawMessage `json:"output,omitempty"`
+	Console        string          `json:"console,omitempty"`
+	Error          *StepError      `json:"error,omitempty"`
+	IdempotencyKey string          `json:"idempotencyKey"`
+	StartedAt      time.Time       `json:"startedAt"`
+	FinishedAt     *time.Time      `json:"finishedAt,omitempty"`
+}
+
+// StepError is a structured step failure.
+type StepError struct {
+	Code           string `json:"code"`
+	Message        string `json:"message"`
+	ProviderStatus int    `json:"providerStatus,omitempty"`
+	Retryable      bool   `json:"retryable"`
+	Detail         string `json:"detail,omitempty"`
+}
+
+func (e *StepError) Error() string { return e.Code + ": " + e.Message }
