@@ -32,7 +32,7 @@ type Options struct {
 	// RetryBackoff is the first wait before retrying a retryable step
 	// failure; it doubles each attempt.
 	RetryBackoff time.Duration
-	Log            *slog.Logger
+	Log          *slog.Logger
 }
 
 // Engine records and executes runs.
