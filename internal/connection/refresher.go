@@ -17,6 +17,7 @@ import (
 
 	"taskjuice/internal/apperr"
 	"taskjuice/internal/db"
+	"taskjuice/internal/vault"
 )
 
 // ErrNeedsReauth means the connection's credential is dead (status error or
@@ -142,29 +143,34 @@ func (r *Refresher) Refresh(ctx context.Context, connID string) error {
 
 type state struct {
 	status  Status
+	conn    Connection // id, app and workspace only
 	cred    Credential
 	version int64
 }
 
+// read loads what a refresh decision needs in one query: the status, the
+// app, and the decrypted credential with its version.
 func (r *Refresher) read(ctx context.Context, q db.Querier, connID string) (state, error) {
 	var st state
-	var status string
-	if err := q.QueryRowContext(ctx, `SELECT status FROM connections WHERE id = $1`, connID).Scan(&status); err != nil {
-		if errors.Is(err, sql.ErrNoRows) {
-			return state{}, apperr.ErrNotFound
-		}
+	var status, keyID string
+	var ct []byte
+	err := q.QueryRowContext(ctx, `SELECT n.status, n.app_key, n.workspace_id, n.credential_version, c.key_id, c.ciphertext
+		FROM connections n JOIN credentials c ON c.handle = n.secret_handle WHERE n.id = $1`, connID).
+		Scan(&status, &st.conn.AppKey, &st.conn.WorkspaceID, &st.version, &keyID, &ct)
+	if errors.Is(err, sql.ErrNoRows) {
+		return state{}, apperr.ErrNotFound
+	}
+	if err != nil {
 		return state{}, fmt.Errorf("read connection: %w", err)
 	}
-	st.status = Status(status)
-	raw, version, err := r.svc.secret(ctx, q, connID)
+	st.status, st.conn.ID, st.conn.Status = Status(status), connID, Status(status)
+	raw, err := r.svc.keys.Open(vault.Sealed{KeyID: keyID, Ciphertext: ct}, []byte(connID))
 	if err != nil {
+		return state{}, fmt.Errorf("open secret of connection %s: %w", connID, err)
+	}
+	if st.cred, err = unmarshalCredential(raw); err != nil {
 		return state{}, err
 	}
-	cred, err := unmarshalCredential(raw)
-	if err != nil {
-		return state{}, err
-	}
-	st.cred, st.version = cred, version
 	return st, nil
 }
 
@@ -346,11 +352,7 @@ func (r *Refresher) refreshHeld(ctx context.Context, connID string, seen int64) 
 		// Someone refreshed between our read and our lease.
 		return st.cred.OAuth, 0, r.release(ctx, r.svc.db.Write(), connID)
 	}
-	c, err := r.svc.byID(ctx, connID)
-	if err != nil {
-		_ = r.release(ctx, r.svc.db.Write(), connID)
-		return nil, 0, err
-	}
+	c := st.conn
 	cfg, err := r.config(ctx, c)
 	if err != nil {
 		_ = r.release(ctx, r.svc.db.Write(), connID)
@@ -394,17 +396,26 @@ func (r *Refresher) save(ctx context.Context, connID string, cred Credential, to
 	if err != nil {
 		return err
 	}
+	sealed, err := r.svc.keys.Seal(raw, []byte(connID))
+	if err != nil {
+		return fmt.Errorf("seal secret: %w", err)
+	}
+	var expires, due sql.NullTime
+	if !tok.Expiry.IsZero() {
+		expires = sql.NullTime{Time: tok.Expiry.UTC(), Valid: true}
+		due = sql.NullTime{Time: r.dueAt(tok.Expiry), Valid: true}
+	}
+	now := r.svc.now()
+	// Two statements on the hot path: the sealed secret in place, then the
+	// connection's version, expiry, next due time and lease together.
 	return r.svc.db.InTx(ctx, func(tx db.Querier) error {
-		if _, err := r.svc.storeSecret(ctx, tx, connID, raw); err != nil {
-			return err
+		if _, err := tx.ExecContext(ctx, `UPDATE credentials SET key_id = $1, ciphertext = $2, updated_at = $3
+			WHERE handle = (SELECT secret_handle FROM connections WHERE id = $4)`, sealed.KeyID, sealed.Ciphertext, now, connID); err != nil {
+			return fmt.Errorf("store refreshed secret: %w", err)
 		}
-		var expires, due sql.NullTime
-		if !tok.Expiry.IsZero() {
-			expires = sql.NullTime{Time: tok.Expiry.UTC(), Valid: true}
-			due = sql.NullTime{Time: r.dueAt(tok.Expiry), Valid: true}
-		}
-		_, err := tx.ExecContext(ctx, `UPDATE connections SET access_expires_at = $1, refresh_due_at = $2, refresh_failures = 0,
-			refresh_lease_owner = '', refresh_lease_until = NULL WHERE id = $3`, expires, due, connID)
+		_, err := tx.ExecContext(ctx, `UPDATE connections SET credential_version = credential_version + 1, access_expires_at = $1,
+			refresh_due_at = $2, refresh_failures = 0, refresh_lease_owner = '', refresh_lease_until = NULL, updated_at = $3 WHERE id = $4`,
+			expires, due, now, connID)
 		if err != nil {
 			return fmt.Errorf("schedule next refresh: %w", err)
 		}
