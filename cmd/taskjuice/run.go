@@ -20,6 +20,7 @@ import (
 	"taskjuice/internal/connection"
 	"taskjuice/internal/db"
 	"taskjuice/internal/demo"
+	"taskjuice/internal/engine"
 	"taskjuice/internal/sandbox"
 	"taskjuice/internal/server"
 	"taskjuice/internal/vault"
@@ -181,9 +182,12 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 	conns := connection.NewService(d, keys)
 	callback := cfg.BaseURL + "/oauth/callback"
 	refresher := connection.NewRefresher(conns, connection.CatalogOAuth(cat, callback), connection.RefresherOptions{Log: log})
+	workflows := workflow.NewService(d)
+	apps := connection.NewAppClient(conns, refresher, cat, nil)
+	eng := engine.New(d, workflows, engine.Builtins(cat, apps, nil), nil, engine.Options{Log: log.With("component", "engine")})
 	opts := server.Options{
 		DB: d, Accounts: accounts, Connections: conns, Refresher: refresher, Catalog: cat,
-		Workflows: workflow.NewService(d), Log: log, SecureCookies: cfg.SecureCookies(), BaseURL: cfg.BaseURL,
+		Workflows: workflows, Engine: eng, Log: log, SecureCookies: cfg.SecureCookies(), BaseURL: cfg.BaseURL,
 	}
 	if sb != nil {
 		opts.Sandbox = sb.Handler()

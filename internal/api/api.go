@@ -12,6 +12,8 @@ import (
 	"taskjuice/internal/authn"
 	"taskjuice/internal/catalog"
 	"taskjuice/internal/connection"
+	"taskjuice/internal/engine"
+	"taskjuice/internal/workflow"
 )
 
 //go:embed openapi.json
@@ -25,6 +27,8 @@ type Handler struct {
 	connections *connection.Service
 	refresher   *connection.Refresher
 	catalog     *catalog.Catalog
+	workflows   *workflow.Service
+	engine      *engine.Engine
 	baseURL     string
 }
 
@@ -36,13 +40,15 @@ type Deps struct {
 	Connections *connection.Service
 	Refresher   *connection.Refresher
 	Catalog     *catalog.Catalog
+	Workflows   *workflow.Service
+	Engine      *engine.Engine
 	BaseURL     string
 }
 
 // New returns the API handler.
 func New(d Deps) *Handler {
 	return &Handler{accounts: d.Accounts, auth: d.Auth, log: d.Log, connections: d.Connections,
-		refresher: d.Refresher, catalog: d.Catalog, baseURL: d.BaseURL}
+		refresher: d.Refresher, catalog: d.Catalog, workflows: d.Workflows, engine: d.Engine, baseURL: d.BaseURL}
 }
 
 // Route is one entry of the route table.
@@ -76,6 +82,11 @@ func (h *Handler) Routes() []Route {
 		{"GET", "/api/v1/connections/{id}/history", h.authed(h.connectionHistory)},
 		{"POST", "/api/v1/connections/{id}/refresh", h.authed(h.refreshConnection)},
 		{"POST", "/api/v1/connections/{id}/revoke", h.authed(h.revokeConnection)},
+		{"POST", "/api/v1/connections/{id}/resume-held", h.authed(h.resumeHeld)},
+		{"POST", "/api/v1/workspaces/{slug}/workflows/{id}/runs", h.authed(h.startRun)},
+		{"GET", "/api/v1/workspaces/{slug}/runs", h.authed(h.listRuns)},
+		{"GET", "/api/v1/workspaces/{slug}/runs/{id}", h.authed(h.getRun)},
+		{"POST", "/api/v1/workspaces/{slug}/runs/{id}/{action}", h.authed(h.runAction)},
 	}
 }
 

@@ -123,3 +123,6 @@ func decodeMap(s string) map[string]string {
 	_ = json.Unmarshal([]byte(s), &m)
 	return m
 }
+
+// String is the status word.
+func (s Status) String() string { return string(s) }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"taskjuice/internal/apperr"
 	"taskjuice/internal/db"
@@ -319,4 +320,68 @@ func (e *Engine) Decide(ctx context.Context, workspaceID, runID, actor string, a
 		e.Wake()
 	}
 	return err
+}
+
+// ListFilter selects runs.
+type ListFilter struct {
+	Status      Status
+	PauseReason PauseReason
+	// IDPrefix keeps runs whose id starts with it.
+	IDPrefix string
+	// Before is a keyset cursor: runs created before this run (its id).
+	Before string
+	Limit  int
+}
+
+// RunRow is a run as lists show it.
+type RunRow struct {
+	Run
+	WorkflowName string `json:"workflowName"`
+}
+
+// List returns the workspace's runs, newest first, a page at a time.
+func (e *Engine) List(ctx context.Context, workspaceID string, f ListFilter) ([]RunRow, error) {
+	if f.Limit <= 0 || f.Limit > 200 {
+		f.Limit = 50
+	}
+	where := []string{"r.workspace_id = $1"}
+	args := []any{workspaceID}
+	arg := func(v any) string {
+		args = append(args, v)
+		return fmt.Sprintf("$%d", len(args))
+	}
+	if f.Status != "" {
+		where = append(where, "r.status = "+arg(string(f.Status)))
+	}
+	if f.PauseReason != "" {
+		where = append(where, "r.pause_reason = "+arg(string(f.PauseReason)))
+	}
+	if f.IDPrefix != "" {
+		where = append(where, "r.id LIKE "+arg(strings.ReplaceAll(f.IDPrefix, "%", "")+"%"))
+	}
+	if f.Before != "" {
+		// Ids are time-ordered (UUIDv7), so the id alone is the cursor.
+		where = append(where, "r.id < "+arg(f.Before))
+	}
+	rows, err := e.db.Read().QueryContext(ctx, `SELECT r.id, r.workflow_id, w.name, r.status, r.source, r.pause_reason, COALESCE(r.paused_connection_id, ''),
+		r.steps_done, r.created_at, r.started_at, r.finished_at FROM runs r JOIN workflows w ON w.id = r.workflow_id
+		WHERE `+strings.Join(where, " AND ")+` ORDER BY r.id DESC LIMIT `+arg(f.Limit), args...)
+	if err != nil {
+		return nil, fmt.Errorf("list runs: %w", err)
+	}
+	defer rows.Close()
+	var out []RunRow
+	for rows.Next() {
+		var r RunRow
+		var status string
+		var started, finished sql.NullTime
+		if err := rows.Scan(&r.ID, &r.WorkflowID, &r.WorkflowName, &status, &r.Source, &r.PauseReason, &r.PausedConnectionID,
+			&r.StepsDone, &r.CreatedAt, &started, &finished); err != nil {
+			return nil, fmt.Errorf("scan run: %w", err)
+		}
+		r.Status, r.WorkspaceID, r.CreatedAt = Status(status), workspaceID, r.CreatedAt.UTC()
+		r.StartedAt, r.FinishedAt = timePtr(started), timePtr(finished)
+		out = append(out, r)
+	}
+	return out, rows.Err()
 }

@@ -420,3 +420,36 @@ func TestUnpublishedWorkflowStartsNothing(t *testing.T) {
 		}
 	})
 }
+
+func TestListRuns(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		f := setup(t, d)
+		wf := f.publish([]workflow.Node{{ID: "done", Kind: workflow.NodeTransform, Config: json.RawMessage(`{"output": 1}`)}})
+		var ids []string
+		for range 5 {
+			id, err := f.eng.StartRun(f.ctx, wf, nil, "manual", "")
+			must(t, err)
+			ids = append(ids, id)
+		}
+		page, err := f.eng.List(f.ctx, f.ws.ID, engine.ListFilter{Limit: 2})
+		must(t, err)
+		if len(page) != 2 || page[0].ID != ids[4] || page[1].ID != ids[3] || page[0].WorkflowName != "Flow" {
+			t.Fatalf("first page: %+v", page)
+		}
+		next, _ := f.eng.List(f.ctx, f.ws.ID, engine.ListFilter{Limit: 2, Before: page[1].ID})
+		if len(next) != 2 || next[0].ID != ids[2] {
+			t.Fatalf("second page: %+v", next)
+		}
+		pending, _ := f.eng.List(f.ctx, f.ws.ID, engine.ListFilter{Status: engine.StatusPending})
+		if len(pending) != 5 {
+			t.Fatalf("pending: %d", len(pending))
+		}
+		byPrefix, _ := f.eng.List(f.ctx, f.ws.ID, engine.ListFilter{IDPrefix: ids[0][:30]})
+		if len(byPrefix) == 0 || byPrefix[len(byPrefix)-1].ID != ids[0] {
+			t.Fatalf("prefix: %+v", byPrefix)
+		}
+		if other, _ := f.eng.List(f.ctx, "another-workspace", engine.ListFilter{}); len(other) != 0 {
+			t.Fatal("runs leaked across workspaces")
+		}
+	})
+}

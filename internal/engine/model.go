@@ -95,3 +95,6 @@ type StepError struct {
 }
 
 func (e *StepError) Error() string { return e.Code + ": " + e.Message }
+
+// String is the status word.
+func (s Status) String() string { return string(s) }

@@ -21,6 +21,7 @@ import (
 	"taskjuice/internal/catalog"
 	"taskjuice/internal/connection"
 	"taskjuice/internal/db"
+	"taskjuice/internal/engine"
 	"taskjuice/internal/web"
 	"taskjuice/internal/workflow"
 )
@@ -33,6 +34,7 @@ type Options struct {
 	Refresher     *connection.Refresher
 	Catalog       *catalog.Catalog
 	Workflows     *workflow.Service
+	Engine        *engine.Engine
 	Log           *slog.Logger
 	SecureCookies bool
 	// BaseURL is the public URL, for OAuth redirects.
@@ -56,7 +58,7 @@ func New(o Options) (*Server, error) {
 	auth := authn.New(o.Accounts, o.SecureCookies)
 	pages, err := web.New(web.Deps{
 		Accounts: o.Accounts, Auth: auth, Log: o.Log, Connections: o.Connections,
-		Refresher: o.Refresher, Catalog: o.Catalog, Workflows: o.Workflows, BaseURL: o.BaseURL,
+		Refresher: o.Refresher, Catalog: o.Catalog, Workflows: o.Workflows, Engine: o.Engine, BaseURL: o.BaseURL,
 	})
 	if err != nil {
 		return nil, err
@@ -68,7 +70,7 @@ func New(o Options) (*Server, error) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
 	api.New(api.Deps{
 		Accounts: o.Accounts, Auth: auth, Log: o.Log, Connections: o.Connections,
-		Refresher: o.Refresher, Catalog: o.Catalog, BaseURL: o.BaseURL,
+		Refresher: o.Refresher, Catalog: o.Catalog, Workflows: o.Workflows, Engine: o.Engine, BaseURL: o.BaseURL,
 	}).Register(mux)
 	pages.Register(mux)
 	if o.Sandbox != nil {
@@ -163,6 +165,11 @@ func (s *Server) Workers() []Worker {
 		}
 		w = append(w, Worker{Name: "token-refresher", Run: func(ctx context.Context) error { return s.opts.Refresher.Run(ctx, every) }})
 	}
+	if s.opts.Engine != nil {
+		w = append(w,
+			Worker{Name: "run-engine", Run: s.opts.Engine.Run},
+			Worker{Name: "reauthorizations", Run: s.reauthLoop})
+	}
 	return w
 }
 
@@ -174,6 +181,25 @@ func (s *Server) pruneLoop(ctx context.Context) error {
 			s.opts.Log.Warn("prune sessions", "err", err)
 		} else if n > 0 {
 			s.opts.Log.Debug("pruned expired sessions and sign-in failures", "rows", n)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// reauthLoop acts on connections that came back, releasing the runs they
+// held.
+func (s *Server) reauthLoop(ctx context.Context) error {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		if n, err := s.opts.Engine.ConsumeReauthorizations(ctx); err != nil && ctx.Err() == nil {
+			s.opts.Log.Warn("consume reauthorizations", "err", err)
+		} else if n > 0 {
+			s.opts.Log.Info("resumed runs held for reauthorization", "runs", n)
 		}
 		select {
 		case <-ctx.Done():

@@ -20,6 +20,7 @@ import (
 	"taskjuice/internal/connection"
 	"taskjuice/internal/db"
 	"taskjuice/internal/db/dbtest"
+	"taskjuice/internal/engine"
 	"taskjuice/internal/sandbox"
 	"taskjuice/internal/server"
 	"taskjuice/internal/vault"
@@ -38,6 +39,8 @@ type env struct {
 	accounts    *account.Service
 	connections *connection.Service
 	refresher   *connection.Refresher
+	workflows   *workflow.Service
+	engine      *engine.Engine
 	sandbox     *sandbox.Provider
 	srv         *httptest.Server
 	// seen holds every response TaskJuice gave in the test (headers and
@@ -62,7 +65,7 @@ func setup(t *testing.T, d *db.DB) *env {
 	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
 	t.Cleanup(e.srv.Close)
 	opts := fullOptions(t, d, accounts, log, e.srv.URL)
-	e.connections, e.refresher = opts.Connections, opts.Refresher
+	e.connections, e.refresher, e.workflows, e.engine = opts.Connections, opts.Refresher, opts.Workflows, opts.Engine
 	e.sandbox = newSandbox(t, e.srv.URL, log)
 	opts.Sandbox = e.sandbox.Handler()
 	t.Cleanup(e.checkNoSecretLeaked)
@@ -105,8 +108,10 @@ func fullOptions(t *testing.T, d *db.DB, accounts *account.Service, log *slog.Lo
 	}
 	conns := connection.NewService(d, vault.NewKeyring(key))
 	refresher := connection.NewRefresher(conns, connection.CatalogOAuth(cat, baseURL+"/oauth/callback"), connection.RefresherOptions{Log: log})
+	workflows := workflow.NewService(d)
+	eng := engine.New(d, workflows, engine.Builtins(cat, connection.NewAppClient(conns, refresher, cat, nil), nil), nil, engine.Options{Log: log})
 	return server.Options{DB: d, Accounts: accounts, Connections: conns, Refresher: refresher, Catalog: cat,
-		Workflows: workflow.NewService(d), Log: log, BaseURL: baseURL}
+		Workflows: workflows, Engine: eng, Log: log, BaseURL: baseURL}
 }
 
 // newSandbox is the built-in sandbox provider as serve mounts it, with

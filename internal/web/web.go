@@ -19,6 +19,7 @@ import (
 	"taskjuice/internal/authn"
 	"taskjuice/internal/catalog"
 	"taskjuice/internal/connection"
+	"taskjuice/internal/engine"
 	"taskjuice/internal/workflow"
 )
 
@@ -37,6 +38,7 @@ type Deps struct {
 	Refresher   *connection.Refresher
 	Catalog     *catalog.Catalog
 	Workflows   *workflow.Service
+	Engine      *engine.Engine
 	// BaseURL is the public URL of this TaskJuice, for OAuth redirects.
 	BaseURL string
 	// HTTPClient calls apps (identity, revocation).
@@ -134,13 +136,16 @@ var funcs = template.FuncMap{
 		return t.UTC().Format("2 Jan 2006 15:04 UTC")
 	},
 	"can": func(p *account.Principal, c string) bool { return p != nil && p.Can(account.Capability(c)) },
-	"statusLabel": func(s connection.Status) string {
-		if s == "" {
-			return ""
+	// statusLabel capitalises a status word: "active" → "Active".
+	"statusLabel": func(s fmt.Stringer) string { return capitalize(s.String()) },
+	"configured":  func(a catalog.App) bool { ok, _ := a.Configured(); return ok },
+	"short": func(id string) string {
+		if len(id) > 8 {
+			return id[:8]
 		}
-		return strings.ToUpper(string(s[:1])) + string(s[1:])
+		return id
 	},
-	"configured":    func(a catalog.App) bool { ok, _ := a.Configured(); return ok },
+	"runDuration":   duration,
 	"notConfigured": func(a catalog.App) string { _, why := a.Configured(); return why },
 	"initial": func(s string) string {
 		for _, r := range s {
@@ -148,6 +153,13 @@ var funcs = template.FuncMap{
 		}
 		return "?"
 	},
+}
+
+func capitalize(s string) string {
+	if s == "" {
+		return ""
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
 }
 
 func (h *Handler) parseTemplates() error {

@@ -43,11 +43,6 @@ func (h *Handler) workspaceHome(w http.ResponseWriter, r *http.Request, v view) 
 	h.render(w, r, http.StatusOK, "workspace", v)
 }
 
-func (h *Handler) runs(w http.ResponseWriter, r *http.Request, v view) {
-	v.Title = "Workflow Runs · " + v.Workspace.Name
-	h.render(w, r, http.StatusOK, "runs", v)
-}
-
 type membersData struct {
 	Members     []account.Member
 	Invitations []account.Invitation

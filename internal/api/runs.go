@@ -1,0 +1,177 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strconv"
+
+	"taskjuice/internal/account"
+	"taskjuice/internal/apperr"
+	"taskjuice/internal/engine"
+)
+
+// workspace resolves the {slug} of a staff route.
+func (h *Handler) workspace(w http.ResponseWriter, r *http.Request, p account.Principal) (account.Workspace, bool) {
+	if err := staffOnly(p); err != nil {
+		writeError(w, r, h.log, err)
+		return account.Workspace{}, false
+	}
+	ws, err := h.accounts.WorkspaceBySlug(r.Context(), p, r.PathValue("slug"))
+	if err != nil {
+		writeError(w, r, h.log, err)
+		return account.Workspace{}, false
+	}
+	return ws, true
+}
+
+// startRun is the manual trigger: the body, if any, is the trigger payload.
+func (h *Handler) startRun(w http.ResponseWriter, r *http.Request, p account.Principal) {
+	ws, ok := h.workspace(w, r, p)
+	if !ok {
+		return
+	}
+	wf, err := h.workflows.Get(r.Context(), ws, r.PathValue("id"))
+	if err != nil {
+		writeError(w, r, h.log, err)
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	payload, err := io.ReadAll(r.Body)
+	if err != nil {
+		writeError(w, r, h.log, tooLargeErr)
+		return
+	}
+	if len(payload) > 0 && !json.Valid(payload) {
+		writeError(w, r, h.log, apperr.BadRequest("malformed_json", "The trigger payload is not valid JSON"))
+		return
+	}
+	id, err := h.engine.StartRun(r.Context(), wf.ID, payload, "manual", r.Header.Get("Idempotency-Key"))
+	if err != nil {
+		writeError(w, r, h.log, err)
+		return
+	}
+	w.Header().Set("Location", "/api/v1/workspaces/"+ws.Slug+"/runs/"+id)
+	writeJSON(w, http.StatusAccepted, map[string]string{"runId": id})
+}
+
+func (h *Handler) listRuns(w http.ResponseWriter, r *http.Request, p account.Principal) {
+	ws, ok := h.workspace(w, r, p)
+	if !ok {
+		return
+	}
+	q := r.URL.Query()
+	f := engine.ListFilter{Status: engine.Status(q.Get("status")), PauseReason: engine.PauseReason(q.Get("pauseReason")), IDPrefix: q.Get("id"), Before: q.Get("before"), Limit: 50}
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 200 {
+			writeError(w, r, h.log, apperr.Invalid("limit", "limit must be 1–200"))
+			return
+		}
+		f.Limit = n
+	}
+	switch f.Status {
+	case "", engine.StatusPending, engine.StatusRunning, engine.StatusWaiting, engine.StatusPaused, engine.StatusCompleted, engine.StatusFailed, engine.StatusCancelled:
+	default:
+		writeError(w, r, h.log, apperr.Invalid("status", "status must be pending, running, waiting, paused, completed, failed or cancelled"))
+		return
+	}
+	runs, err := h.engine.List(r.Context(), ws.ID, f)
+	if err != nil {
+		writeError(w, r, h.log, err)
+		return
+	}
+	out := map[string]any{"runs": nonNil(runs)}
+	if len(runs) == f.Limit {
+		out["next"] = runs[len(runs)-1].ID
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (h *Handler) getRun(w http.ResponseWriter, r *http.Request, p account.Principal) {
+	ws, ok := h.workspace(w, r, p)
+	if !ok {
+		return
+	}
+	run, err := h.engine.Get(r.Context(), ws.ID, r.PathValue("id"))
+	if err != nil {
+		writeError(w, r, h.log, err)
+		return
+	}
+	steps, err := h.engine.Steps(r.Context(), ws.ID, run.ID)
+	if err != nil {
+		writeError(w, r, h.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"run": run, "steps": nonNil(steps)})
+}
+
+// runAction is pause, resume, cancel, replay or decide on a run.
+func (h *Handler) runAction(w http.ResponseWriter, r *http.Request, p account.Principal) {
+	ws, ok := h.workspace(w, r, p)
+	if !ok {
+		return
+	}
+	ctx, id, actor := r.Context(), r.PathValue("id"), p.User.ID
+	var err error
+	switch r.PathValue("action") {
+	case "pause":
+		err = h.engine.Pause(ctx, ws.ID, id, actor)
+	case "resume":
+		err = h.engine.Resume(ctx, ws.ID, id, actor, h.connectionStatus(ws))
+	case "cancel":
+		err = h.engine.Cancel(ctx, ws.ID, id, actor)
+	case "replay":
+		var newID string
+		if newID, err = h.engine.Replay(ctx, ws.ID, id, actor); err == nil {
+			writeJSON(w, http.StatusAccepted, map[string]string{"runId": newID})
+			return
+		}
+	case "approve", "reject":
+		var in struct {
+			Comment string `json:"comment"`
+		}
+		if r.ContentLength != 0 {
+			if err := decode(w, r, &in); err != nil {
+				writeError(w, r, h.log, err)
+				return
+			}
+		}
+		err = h.engine.Decide(ctx, ws.ID, id, actor, r.PathValue("action") == "approve", in.Comment)
+	default:
+		writeError(w, r, h.log, errNoRoute)
+		return
+	}
+	if err != nil {
+		writeError(w, r, h.log, err)
+		return
+	}
+	run, err := h.engine.Get(ctx, ws.ID, id)
+	if err != nil {
+		writeError(w, r, h.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"run": run})
+}
+
+func (h *Handler) connectionStatus(ws account.Workspace) engine.ConnectionStatus {
+	return func(ctx context.Context, id string) (string, error) {
+		c, err := h.connections.Get(ctx, ws, id)
+		return string(c.Status), err
+	}
+}
+
+// resumeHeld resumes every run held for reauthorization on the connection.
+func (h *Handler) resumeHeld(w http.ResponseWriter, r *http.Request, p account.Principal) {
+	c, ws, ok := h.connection(w, r, p)
+	if !ok {
+		return
+	}
+	n, err := h.engine.ResumeHeld(r.Context(), ws.ID, c.ID, p.User.ID, h.connectionStatus(ws))
+	if err != nil {
+		writeError(w, r, h.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]int{"resumed": n})
+}
