@@ -29,6 +29,10 @@ func TestWorkflowPages(t *testing.T) {
 			t.Fatal("detail lacks the draft version")
 		}
 		wantStatus(t, "empty name", member.post("/acme/workflows", url.Values{"name": {" "}}), 422)
+		wantRedirect(t, "settings", member.post("/acme/workflows/"+id+"/settings", url.Values{"autoResume": {"on"}}), "/acme/workflows/"+id)
+		if !strings.Contains(member.get("/acme/workflows/"+id).Body, `name="autoResume" checked`) {
+			t.Fatal("auto-resume setting not saved")
+		}
 
 		// The starter draft (a trigger, no steps) cannot be published.
 		versions := member.get("/acme/workflows/" + id)

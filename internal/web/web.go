@@ -101,6 +101,7 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	ws.HandleFunc("GET /{workspaceSlug}/workflows/{id}", h.inWorkspace("workflows", h.workflowDetail))
 	ws.HandleFunc("GET /{workspaceSlug}/workflows/{id}/export", h.inWorkspace("workflows", h.exportWorkflow))
 	ws.HandleFunc("POST /{workspaceSlug}/workflows/{id}/deactivate", h.inWorkspace("workflows", h.deactivateWorkflow))
+	ws.HandleFunc("POST /{workspaceSlug}/workflows/{id}/settings", h.inWorkspace("workflows", h.workflowSettings))
 	ws.HandleFunc("POST /{workspaceSlug}/workflows/{id}/versions/{version}/activate", h.inWorkspace("workflows", h.activateVersion))
 	ws.HandleFunc("GET /{workspaceSlug}/connections", h.inWorkspace("connections", h.connections))
 	ws.HandleFunc("GET /{workspaceSlug}/connections/new", h.inWorkspace("connections", h.connectForm))
@@ -274,6 +275,7 @@ var flashes = map[string]string{
 	"workflow-imported": "Workflow imported as a draft.",
 	"version-activated": "Version activated. It is dispatching now.",
 	"deactivated":       "Deactivated. Nothing is dispatching.",
+	"settings-saved":    "Settings saved.",
 }
 
 const flashCookie = "tj_flash"

@@ -175,3 +175,16 @@ func (h *Handler) activateVersion(w http.ResponseWriter, r *http.Request, v view
 	setFlash(w, "version-activated")
 	redirect(w, r, "/"+v.Workspace.Slug+"/workflows/"+r.PathValue("id"))
 }
+
+func (h *Handler) workflowSettings(w http.ResponseWriter, r *http.Request, v view) {
+	if err := r.ParseForm(); err != nil {
+		h.errorPage(w, r, v.P, apperr.BadRequest("bad_form", "The form could not be read; please try again."))
+		return
+	}
+	if err := h.Workflows.SetAutoResume(r.Context(), *v.Workspace, r.PathValue("id"), r.PostForm.Get("autoResume") == "on"); err != nil {
+		h.errorPage(w, r, v.P, err)
+		return
+	}
+	setFlash(w, "settings-saved")
+	redirect(w, r, "/"+v.Workspace.Slug+"/workflows/"+r.PathValue("id"))
+}

@@ -55,16 +55,19 @@ func (s Status) Dispatching() bool { return s == StatusPublished }
 
 // Workflow is a durable container of versions.
 type Workflow struct {
-	ID              string    `json:"id"`
-	WorkspaceID     string    `json:"workspaceId"`
-	Name            string    `json:"name"`
-	Description     string    `json:"description"`
-	Status          Status    `json:"status"`
-	StatusLabel     string    `json:"statusLabel"`
-	StatusText      string    `json:"statusDescription"`
-	ActiveVersionID string    `json:"activeVersionId,omitempty"`
-	CreatedAt       time.Time `json:"createdAt"`
-	UpdatedAt       time.Time `json:"updatedAt"`
+	ID              string `json:"id"`
+	WorkspaceID     string `json:"workspaceId"`
+	Name            string `json:"name"`
+	Description     string `json:"description"`
+	Status          Status `json:"status"`
+	StatusLabel     string `json:"statusLabel"`
+	StatusText      string `json:"statusDescription"`
+	ActiveVersionID string `json:"activeVersionId,omitempty"`
+	// AutoResumeReauth: runs held for reauthorization resume by themselves
+	// once their connection is reconnected.
+	AutoResumeReauth bool      `json:"autoResumeReauth"`
+	CreatedAt        time.Time `json:"createdAt"`
+	UpdatedAt        time.Time `json:"updatedAt"`
 }
 
 // VersionState is where a version stands.

@@ -91,12 +91,12 @@ func (w *Workflow) setStatus(operator string, active bool) {
 	w.StatusLabel, w.StatusText = w.Status.Label(), w.Status.Description()
 }
 
-const workflowCols = `id, workspace_id, name, description, operator_state, COALESCE(active_version_id, ''), created_at, updated_at`
+const workflowCols = `id, workspace_id, name, description, operator_state, COALESCE(active_version_id, ''), auto_resume_reauth, created_at, updated_at`
 
 func scanWorkflow(row interface{ Scan(...any) error }) (Workflow, error) {
 	var w Workflow
 	var op string
-	if err := row.Scan(&w.ID, &w.WorkspaceID, &w.Name, &w.Description, &op, &w.ActiveVersionID, &w.CreatedAt, &w.UpdatedAt); err != nil {
+	if err := row.Scan(&w.ID, &w.WorkspaceID, &w.Name, &w.Description, &op, &w.ActiveVersionID, &w.AutoResumeReauth, &w.CreatedAt, &w.UpdatedAt); err != nil {
 		return Workflow{}, err
 	}
 	w.setStatus(op, w.ActiveVersionID != "")
@@ -446,4 +446,17 @@ func (g Graph) Node(id string) (Node, bool) {
 		}
 	}
 	return Node{}, false
+}
+
+// SetAutoResume sets "Resume held runs automatically after reconnect".
+func (s *Service) SetAutoResume(ctx context.Context, ws account.Workspace, workflowID string, on bool) error {
+	res, err := s.db.Write().ExecContext(ctx, `UPDATE workflows SET auto_resume_reauth = $1, updated_at = $2 WHERE workspace_id = $3 AND id = $4`,
+		on, s.now(), ws.ID, workflowID)
+	if err != nil {
+		return fmt.Errorf("set auto-resume: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return apperr.ErrNotFound
+	}
+	return nil
 }
