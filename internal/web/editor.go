@@ -1,0 +1,1259 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+
+	"taskjuice/internal/account"
+	"taskjuice/internal/apperr"
+	"taskjuice/internal/catalog"
+	"taskjuice/internal/connection"
+	"taskjuice/internal/workflow"
+)
+
+// The workflow editor: a server-rendered page over the workflow's draft.
+// Every change is a form POST that loads the draft, changes its graph,
+// saves it and redirects back to the step it changed; bad input re-renders
+// the page (422) with the message next to the field and saves nothing.
+//
+// The editor keeps the graph in one shape, rebuilt by relink on every save:
+// the steps are a list, and the list order is the main path
+// (trigger → step1 → step2 → …; a Branch continues on "true", a Loop on
+// "each", a Switch on "default"). A step may instead end the workflow.
+// Other paths (Branch "false", Loop "done", a Switch case) are edges chosen
+// in the step's form, and may only lead forward to a later step, so the
+// graph is always acyclic.
+
+func init() {
+	// The editor's flash messages; see flashes in web.go.
+	for k, v := range map[string]string{
+		"workflow-published": "Workflow published",
+		"trigger-saved":      "Trigger saved.",
+		"step-added":         "Step added.",
+		"step-saved":         "Step saved.",
+		"step-moved":         "Step moved.",
+		"step-deleted":       "Step deleted.",
+	} {
+		flashes[k] = v
+	}
+}
+
+// registerEditor adds the editor's routes to the workspace mux.
+func (h *Handler) registerEditor(ws *http.ServeMux) {
+	ws.HandleFunc("GET /{workspaceSlug}/workflows/{id}/edit", h.inWorkspace("workflows", h.editor))
+	ws.HandleFunc("POST /{workspaceSlug}/workflows/{id}/edit/trigger", h.inWorkspace("workflows", h.editTrigger))
+	ws.HandleFunc("POST /{workspaceSlug}/workflows/{id}/edit/steps", h.inWorkspace("workflows", h.addStep))
+	ws.HandleFunc("POST /{workspaceSlug}/workflows/{id}/edit/steps/{node}", h.inWorkspace("workflows", h.saveStep))
+	ws.HandleFunc("POST /{workspaceSlug}/workflows/{id}/edit/steps/{node}/move", h.inWorkspace("workflows", h.moveStep))
+	ws.HandleFunc("POST /{workspaceSlug}/workflows/{id}/edit/steps/{node}/delete", h.inWorkspace("workflows", h.deleteStep))
+	ws.HandleFunc("POST /{workspaceSlug}/workflows/{id}/publish", h.inWorkspace("workflows", h.publishDraft))
+}
+
+// editorChecks are the checks the editor shows problems with: the same the
+// publish gate applies, so what the page shows is what Publish will say.
+func (h *Handler) editorChecks(ctx context.Context, ws account.Workspace) workflow.Checks {
+	return h.workflowChecks(ctx, ws)
+}
+
+// ---- the graph's shape ----
+
+// mainPath is the label of the path that leads to the next step in the list.
+func mainPath(k workflow.Kind) string {
+	switch k {
+	case workflow.NodeBranch:
+		return "true"
+	case workflow.NodeLoop:
+		return "each"
+	case workflow.NodeSwitch:
+		return "default"
+	}
+	return ""
+}
+
+// extraPaths lists the labels of a node's other paths, set in its form.
+func extraPaths(n workflow.Node) []string {
+	switch n.Kind {
+	case workflow.NodeBranch:
+		return []string{"false"}
+	case workflow.NodeLoop:
+		return []string{"done"}
+	case workflow.NodeSwitch:
+		var out []string
+		if c, err := workflow.DecodeConfig(n); err == nil {
+			for _, cs := range c.(*workflow.SwitchConfig).Cases {
+				if cs.Name != "" && cs.Name != "default" {
+					out = append(out, cs.Name)
+				}
+			}
+		}
+		return out
+	}
+	return nil
+}
+
+// endsOf lists the steps that end the workflow although a step follows
+// them: those without their main path. The last step needs no mark.
+func endsOf(g workflow.Graph) map[string]bool {
+	ends := map[string]bool{}
+	for i, n := range g.Nodes {
+		if i == len(g.Nodes)-1 {
+			break
+		}
+		main := mainPath(n.Kind)
+		found := false
+		for _, e := range g.Edges {
+			if e.From == n.ID && e.When == main {
+				found = true
+				break
+			}
+		}
+		if !found {
+			ends[n.ID] = true
+		}
+	}
+	return ends
+}
+
+// relink rebuilds g's edges in the editor's shape (see the top of this
+// file): the main path from the order of the steps, unless ends marks a
+// step as the last one of its path; every other path kept when it is one
+// the step has and it still leads forward to an existing step. A path that
+// would lead back (after a move) or nowhere (after a delete) is dropped.
+func relink(g *workflow.Graph, ends map[string]bool) {
+	pos := map[string]int{}
+	for i, n := range g.Nodes {
+		pos[n.ID] = i
+	}
+	var edges []workflow.Edge
+	if g.Trigger != nil && len(g.Nodes) > 0 {
+		edges = append(edges, workflow.Edge{From: g.Trigger.ID, To: g.Nodes[0].ID})
+	}
+	for i, n := range g.Nodes {
+		if i+1 < len(g.Nodes) && !ends[n.ID] {
+			edges = append(edges, workflow.Edge{From: n.ID, To: g.Nodes[i+1].ID, When: mainPath(n.Kind)})
+		}
+		for _, label := range extraPaths(n) {
+			for _, e := range g.Edges {
+				if e.From != n.ID || e.When != label {
+					continue
+				}
+				if to, ok := pos[e.To]; ok && to > i {
+					edges = append(edges, e)
+				}
+				break // one target per path
+			}
+		}
+	}
+	if edges == nil {
+		edges = []workflow.Edge{}
+	}
+	g.Edges = edges
+}
+
+// inEditorShape reports whether g's edges are those relink would make, so
+// the page can say when saving would redraw paths made elsewhere (an
+// imported document).
+func inEditorShape(g workflow.Graph) bool {
+	c := g
+	c.Edges = append([]workflow.Edge(nil), g.Edges...)
+	relink(&c, endsOf(g))
+	if len(c.Edges) != len(g.Edges) {
+		return false
+	}
+	have := map[workflow.Edge]bool{}
+	for _, e := range g.Edges {
+		have[e] = true
+	}
+	for _, e := range c.Edges {
+		if !have[e] {
+			return false
+		}
+	}
+	return true
+}
+
+func target(g workflow.Graph, from, label string) string {
+	for _, e := range g.Edges {
+		if e.From == from && e.When == label {
+			return e.To
+		}
+	}
+	return ""
+}
+
+func nodeIndex(g workflow.Graph, id string) int {
+	for i, n := range g.Nodes {
+		if n.ID == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// newStepID is "stepN", N one more than any stepN already there.
+func newStepID(g workflow.Graph) string {
+	max := 0
+	used := map[string]bool{}
+	if g.Trigger != nil {
+		used[g.Trigger.ID] = true
+	}
+	for _, n := range g.Nodes {
+		used[n.ID] = true
+		if rest, ok := strings.CutPrefix(n.ID, "step"); ok {
+			if k, err := strconv.Atoi(rest); err == nil && k > max {
+				max = k
+			}
+		}
+	}
+	for k := max + 1; ; k++ {
+		if id := "step" + strconv.Itoa(k); !used[id] {
+			return id
+		}
+	}
+}
+
+// stepKinds are the kinds "Add step" offers, in its order.
+var stepKinds = []workflow.Kind{
+	workflow.NodeAction, workflow.NodeHTTP, workflow.NodeBranch, workflow.NodeSwitch, workflow.NodeTransform,
+	workflow.NodeDelay, workflow.NodeApproval, workflow.NodeLoop, workflow.NodeCallWorkflow,
+}
+
+var triggerKinds = []workflow.Kind{workflow.TriggerManual, workflow.TriggerWebhook, workflow.TriggerSchedule}
+
+var webhookAuthModes = []string{"none", "bearer", "header", "hmac-sha256", "hmac-sha512"}
+
+var httpMethods = []string{"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"}
+
+// defaultConfig is a new step's configuration.
+func defaultConfig(k workflow.Kind) any {
+	switch k {
+	case workflow.NodeAction:
+		return workflow.ActionConfig{}
+	case workflow.NodeHTTP:
+		return workflow.HTTPConfig{Method: "GET"}
+	case workflow.NodeBranch:
+		return workflow.BranchConfig{}
+	case workflow.NodeSwitch:
+		return workflow.SwitchConfig{Cases: []workflow.SwitchCase{}}
+	case workflow.NodeTransform:
+		return workflow.TransformConfig{Output: json.RawMessage(`{}`)}
+	case workflow.NodeDelay:
+		return workflow.DelayConfig{Duration: "15m"}
+	case workflow.NodeApproval:
+		return workflow.ApprovalConfig{}
+	case workflow.NodeLoop:
+		return workflow.LoopConfig{}
+	case workflow.NodeCallWorkflow:
+		return workflow.CallWorkflowConfig{}
+	}
+	return struct{}{}
+}
+
+func mustJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // only config structs of this package reach here
+	}
+	return b
+}
+
+// ---- forms ----
+
+// stepForm is a step's form as text, filled from the node or from a POST.
+type stepForm struct {
+	Name, Then                         string
+	App, Action, Connection            string
+	Inputs                             map[string]string
+	Method, URL, Headers, Body         string
+	Timeout, Attempts                  string
+	Condition, Value, Cases            string
+	CaseTo                             map[string]string
+	Output, Duration, Until, Message   string
+	Items, MaxItems, WorkflowID, Input string
+	FalseTo, DoneTo                    string
+	backoff                            float64
+	binding                            *workflow.Binding
+}
+
+const clientProvides = "client"
+
+func formOf(g workflow.Graph, n workflow.Node, ends map[string]bool) stepForm {
+	f := stepForm{Name: n.Name, Then: "next", Inputs: map[string]string{}, CaseTo: map[string]string{}}
+	if ends[n.ID] {
+		f.Then = "end"
+	}
+	if b := n.Connection; b != nil {
+		f.Connection = b.ID
+		if b.ClientProvides {
+			f.Connection = clientProvides
+		}
+	}
+	cfg, err := workflow.DecodeConfig(n)
+	if err != nil {
+		return f
+	}
+	switch c := cfg.(type) {
+	case *workflow.ActionConfig:
+		f.App, f.Action = c.App, c.Action
+		for k, raw := range c.Inputs {
+			f.Inputs[k] = jsonText(raw)
+		}
+	case *workflow.HTTPConfig:
+		f.Method, f.URL = c.Method, c.URL
+		names := make([]string, 0, len(c.Headers))
+		for k := range c.Headers {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		var lines []string
+		for _, k := range names {
+			lines = append(lines, k+": "+c.Headers[k])
+		}
+		f.Headers = strings.Join(lines, "\n")
+		f.Body = prettyJSON(c.Body)
+		if c.TimeoutSeconds != 0 {
+			f.Timeout = strconv.Itoa(c.TimeoutSeconds)
+		}
+		if c.Retry != nil {
+			f.Attempts = strconv.Itoa(c.Retry.MaxAttempts)
+			f.backoff = c.Retry.BackoffSeconds
+		}
+	case *workflow.BranchConfig:
+		f.Condition = c.Condition
+		f.FalseTo = target(g, n.ID, "false")
+	case *workflow.SwitchConfig:
+		f.Value = c.Value
+		var lines []string
+		for _, cs := range c.Cases {
+			lines = append(lines, cs.Name+" = "+compactJSON(cs.Equals))
+			f.CaseTo[cs.Name] = target(g, n.ID, cs.Name)
+		}
+		f.Cases = strings.Join(lines, "\n")
+	case *workflow.TransformConfig:
+		f.Output = prettyJSON(c.Output)
+	case *workflow.DelayConfig:
+		f.Duration, f.Until = c.Duration, c.Until
+	case *workflow.ApprovalConfig:
+		f.Message = c.Message
+	case *workflow.LoopConfig:
+		f.Items = c.Items
+		if c.MaxItems != 0 {
+			f.MaxItems = strconv.Itoa(c.MaxItems)
+		}
+		f.DoneTo = target(g, n.ID, "done")
+	case *workflow.CallWorkflowConfig:
+		f.WorkflowID = c.WorkflowID
+		f.Input = prettyJSON(c.Input)
+	}
+	return f
+}
+
+// jsonText shows a JSON value in a text field: a string as itself, anything
+// else as JSON.
+func jsonText(raw json.RawMessage) string {
+	var s string
+	if err := json.Unmarshal(raw, &s); err == nil {
+		return s
+	}
+	return string(raw)
+}
+
+func prettyJSON(raw json.RawMessage) string {
+	if len(raw) == 0 {
+		return ""
+	}
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return string(raw)
+	}
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return string(raw)
+	}
+	return string(b)
+}
+
+func compactJSON(raw json.RawMessage) string {
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return string(raw)
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// readStepForm reads a posted step form. Missing fields keep the values of
+// the node as saved, so a form that shows only some fields (before an app
+// is chosen) never clears the others.
+func readStepForm(pf url.Values, base stepForm) stepForm {
+	f := base
+	str := func(name string, into *string) {
+		if vs, ok := pf[name]; ok && len(vs) > 0 {
+			*into = strings.ReplaceAll(vs[0], "\r\n", "\n")
+		}
+	}
+	str("name", &f.Name)
+	str("then", &f.Then)
+	str("app", &f.App)
+	str("action", &f.Action)
+	str("connection", &f.Connection)
+	str("method", &f.Method)
+	str("url", &f.URL)
+	str("headers", &f.Headers)
+	str("body", &f.Body)
+	str("timeout", &f.Timeout)
+	str("attempts", &f.Attempts)
+	str("condition", &f.Condition)
+	str("value", &f.Value)
+	str("cases", &f.Cases)
+	str("output", &f.Output)
+	str("duration", &f.Duration)
+	str("until", &f.Until)
+	str("message", &f.Message)
+	str("items", &f.Items)
+	str("maxItems", &f.MaxItems)
+	str("workflowId", &f.WorkflowID)
+	str("input", &f.Input)
+	str("falseTo", &f.FalseTo)
+	str("doneTo", &f.DoneTo)
+	f.Inputs = map[string]string{}
+	for k, vs := range pf {
+		if name, ok := strings.CutPrefix(k, "input."); ok && len(vs) > 0 {
+			f.Inputs[name] = strings.ReplaceAll(vs[0], "\r\n", "\n")
+		}
+	}
+	caseTo := map[string]string{}
+	for k, v := range base.CaseTo {
+		caseTo[k] = v
+	}
+	for k, vs := range pf {
+		if name, ok := strings.CutPrefix(k, "caseTo."); ok && len(vs) > 0 {
+			caseTo[name] = vs[0]
+		}
+	}
+	f.CaseTo = caseTo
+	return f
+}
+
+// fieldErrors are messages for a form's fields, by field name.
+type fieldErrors map[string]string
+
+// apply turns the form into node n's new settings and its chosen paths, or
+// says what is wrong with which field.
+func (h *Handler) apply(g workflow.Graph, n workflow.Node, f stepForm, conns []connection.Connection) (workflow.Node, map[string]string, fieldErrors) {
+	errs := fieldErrors{}
+	paths := map[string]string{}
+	n.Name = strings.TrimSpace(f.Name)
+	if len([]rune(n.Name)) > 100 {
+		errs["name"] = "A step name is at most 100 characters"
+	}
+	i := nodeIndex(g, n.ID)
+	later := func(field, to string) string {
+		if to == "" {
+			return ""
+		}
+		if j := nodeIndex(g, to); j <= i {
+			errs[field] = "Choose a later step, or the end of the workflow"
+		}
+		return to
+	}
+	var cfg any
+	switch n.Kind {
+	case workflow.NodeAction:
+		c := workflow.ActionConfig{App: f.App, Action: f.Action, Inputs: map[string]json.RawMessage{}}
+		app, ok := h.Catalog.App(f.App)
+		if ok {
+			if _, has := app.Action(c.Action); !has {
+				c.Action = ""
+				if len(app.Actions) > 0 {
+					c.Action = app.Actions[0].Key
+				}
+			}
+			if act, has := app.Action(c.Action); has {
+				for _, in := range act.Inputs {
+					text := strings.TrimSpace(f.Inputs[in.Name])
+					if in.Type == catalog.FieldText {
+						text = f.Inputs[in.Name]
+					}
+					if text == "" {
+						continue
+					}
+					raw, err := inputJSON(in, text)
+					if err != nil {
+						errs["inputs."+in.Name] = err.Error()
+						continue
+					}
+					c.Inputs[in.Name] = raw
+				}
+			}
+		} else {
+			c.Action = ""
+		}
+		if len(c.Inputs) == 0 {
+			c.Inputs = nil
+		}
+		cfg = c
+		n.Connection = nil
+		switch f.Connection {
+		case "":
+		case clientProvides:
+			n.Connection = &workflow.Binding{ClientProvides: true}
+		default:
+			// A connection of another app (the app just changed) is let go.
+			for _, cn := range conns {
+				if cn.ID == f.Connection && cn.AppKey == c.App {
+					n.Connection = &workflow.Binding{ID: cn.ID}
+				}
+			}
+		}
+	case workflow.NodeHTTP:
+		c := workflow.HTTPConfig{Method: strings.ToUpper(strings.TrimSpace(f.Method)), URL: strings.TrimSpace(f.URL)}
+		for k, line := range strings.Split(f.Headers, "\n") {
+			if strings.TrimSpace(line) == "" {
+				continue
+			}
+			name, value, ok := strings.Cut(line, ":")
+			name = strings.TrimSpace(name)
+			if !ok || name == "" || strings.ContainsAny(name, " \t") {
+				errs["headers"] = "Line " + strconv.Itoa(k+1) + ": write one header per line as Name: value"
+				break
+			}
+			if c.Headers == nil {
+				c.Headers = map[string]string{}
+			}
+			c.Headers[name] = strings.TrimSpace(value)
+		}
+		if raw, err := jsonField(f.Body); err != nil {
+			errs["body"] = "The body must be JSON: " + err.Error()
+		} else {
+			c.Body = raw
+		}
+		if v, err := wholeNumber(f.Timeout); err != nil {
+			errs["timeoutSeconds"] = err.Error()
+		} else {
+			c.TimeoutSeconds = v
+		}
+		if v, err := wholeNumber(f.Attempts); err != nil {
+			errs["retry"] = err.Error()
+		} else if v != 0 {
+			c.Retry = &workflow.RetryPolicy{MaxAttempts: v, BackoffSeconds: f.backoff}
+		}
+		cfg = c
+	case workflow.NodeBranch:
+		cfg = workflow.BranchConfig{Condition: strings.TrimSpace(f.Condition)}
+		paths["false"] = later("falseTo", f.FalseTo)
+	case workflow.NodeSwitch:
+		c := workflow.SwitchConfig{Value: strings.TrimSpace(f.Value), Cases: []workflow.SwitchCase{}}
+		for k, line := range strings.Split(f.Cases, "\n") {
+			if strings.TrimSpace(line) == "" {
+				continue
+			}
+			name, value, ok := strings.Cut(line, "=")
+			name, value = strings.TrimSpace(name), strings.TrimSpace(value)
+			if !ok || name == "" || !json.Valid([]byte(value)) {
+				errs["cases"] = "Line " + strconv.Itoa(k+1) + `: write one case per line as name = JSON value, e.g. vip = "gold" or big = 1000`
+				break
+			}
+			c.Cases = append(c.Cases, workflow.SwitchCase{Name: name, Equals: json.RawMessage(compactJSON(json.RawMessage(value)))})
+			paths[name] = later("caseTo."+name, f.CaseTo[name])
+		}
+		cfg = c
+	case workflow.NodeTransform:
+		raw, err := jsonField(f.Output)
+		if err != nil {
+			errs["output"] = "The output must be JSON: " + err.Error()
+		}
+		cfg = workflow.TransformConfig{Output: raw}
+	case workflow.NodeDelay:
+		cfg = workflow.DelayConfig{Duration: strings.TrimSpace(f.Duration), Until: strings.TrimSpace(f.Until)}
+	case workflow.NodeApproval:
+		cfg = workflow.ApprovalConfig{Message: strings.TrimSpace(f.Message)}
+	case workflow.NodeLoop:
+		c := workflow.LoopConfig{Items: strings.TrimSpace(f.Items)}
+		if v, err := wholeNumber(f.MaxItems); err != nil {
+			errs["maxItems"] = err.Error()
+		} else {
+			c.MaxItems = v
+		}
+		cfg = c
+		paths["done"] = later("doneTo", f.DoneTo)
+	case workflow.NodeCallWorkflow:
+		c := workflow.CallWorkflowConfig{WorkflowID: f.WorkflowID}
+		if raw, err := jsonField(f.Input); err != nil {
+			errs["input"] = "The input must be JSON: " + err.Error()
+		} else {
+			c.Input = raw
+		}
+		cfg = c
+	default:
+		errs["kind"] = "The editor cannot change a step of this kind"
+		return n, nil, errs
+	}
+	n.Config = mustJSON(cfg)
+	return n, paths, errs
+}
+
+// inputJSON encodes an action input's text as the JSON the graph holds: a
+// string, unless the input takes a number, a boolean or JSON and the text is
+// one. Text with {{ expressions }} stays a string either way.
+func inputJSON(in catalog.Field, text string) (json.RawMessage, error) {
+	trimmed := strings.TrimSpace(text)
+	switch in.Type {
+	case catalog.FieldNumber:
+		var num json.Number
+		if json.Unmarshal([]byte(trimmed), &num) == nil {
+			return json.RawMessage(trimmed), nil
+		}
+	case catalog.FieldBoolean:
+		if trimmed == "true" || trimmed == "false" {
+			return json.RawMessage(trimmed), nil
+		}
+	case catalog.FieldJSON:
+		if strings.HasPrefix(trimmed, "{") || strings.HasPrefix(trimmed, "[") {
+			if !json.Valid([]byte(trimmed)) {
+				return nil, errors.New(in.Label + " must be valid JSON")
+			}
+			return json.RawMessage(compactJSON(json.RawMessage(trimmed))), nil
+		}
+		if json.Valid([]byte(trimmed)) {
+			return json.RawMessage(trimmed), nil
+		}
+	}
+	return mustJSON(text), nil
+}
+
+// jsonField reads an optional JSON text field.
+func jsonField(text string) (json.RawMessage, error) {
+	text = strings.TrimSpace(text)
+	if text == "" {
+		return nil, nil
+	}
+	var v any
+	if err := json.Unmarshal([]byte(text), &v); err != nil {
+		return nil, errors.New(strings.TrimPrefix(err.Error(), "json: "))
+	}
+	return json.RawMessage(compactJSON(json.RawMessage(text))), nil
+}
+
+func wholeNumber(text string) (int, error) {
+	text = strings.TrimSpace(text)
+	if text == "" {
+		return 0, nil
+	}
+	v, err := strconv.Atoi(text)
+	if err != nil {
+		return 0, errors.New("Enter a whole number")
+	}
+	return v, nil
+}
+
+// ---- the page ----
+
+type triggerCard struct {
+	Node               workflow.Node
+	Kind, Auth, Header string
+	Cron, Timezone     string
+	Errs               map[string][]string
+	Problems           []workflow.Problem
+	Kinds              []kindOption
+	AuthModes          []string
+}
+
+type kindOption struct {
+	Kind  workflow.Kind
+	Label string
+}
+
+type stepCard struct {
+	Node        workflow.Node
+	KindLabel   string
+	Index, Num  int
+	First, Last bool
+	F           stepForm
+	Errs        map[string][]string
+	Problems    []workflow.Problem
+	Later       []workflow.Node
+	App         *catalog.App
+	Actions     []catalog.Action
+	Inputs      []inputField
+	OAuth       bool
+	Conns       []connOption
+	FalseTo     gotoSelect
+	DoneTo      gotoSelect
+	CaseTo      []gotoSelect
+	Workflows   []workflow.Workflow
+	Methods     []string
+}
+
+// gotoSelect is a select of the step an extra path leads to: a later step,
+// or "" for the end of the workflow.
+type gotoSelect struct {
+	Name, Case, Value string
+	Later             []workflow.Node
+}
+
+type inputField struct {
+	catalog.Field
+	Value string
+	Multi bool
+}
+
+type connOption struct {
+	ID, Label string
+	Status    connection.Status
+}
+
+type editorData struct {
+	Workflow workflow.Workflow
+	Version  workflow.Version
+	HasDraft bool
+	Versions []workflow.Version
+	Toast    string
+	Problems []workflow.Problem
+	Count    int
+	Trigger  triggerCard
+	Steps    []stepCard
+	Apps     []catalog.App
+	Kinds    []kindOption
+	Diagram  diagram
+	Reshaped bool
+}
+
+// editorInput is a form that was refused: it is shown again as typed, with
+// its messages, instead of the saved values.
+type editorInput struct {
+	node    string // the step's id; "" with isTrigger
+	isTrig  bool
+	step    stepForm
+	trigger triggerCard
+	errs    fieldErrors
+}
+
+// editorVersion is the version the editor shows: the draft, else the
+// active version (the first change makes "Draft from vN" of it), else the
+// newest.
+func (h *Handler) editorVersion(ctx context.Context, ws account.Workspace, wf workflow.Workflow) (workflow.Version, []workflow.Version, error) {
+	versions, err := h.Workflows.Versions(ctx, ws, wf.ID)
+	if err != nil {
+		return workflow.Version{}, nil, err
+	}
+	var pick *workflow.Version
+	for i := range versions {
+		v := &versions[i]
+		switch {
+		case v.State == workflow.VersionDraft:
+			return *v, versions, nil
+		case v.State == workflow.VersionActive:
+			pick = v
+		}
+	}
+	if pick == nil && len(versions) > 0 {
+		pick = &versions[0]
+	}
+	if pick == nil {
+		return workflow.Version{}, nil, apperr.ErrNotFound
+	}
+	return *pick, versions, nil
+}
+
+func (h *Handler) editor(w http.ResponseWriter, r *http.Request, v view) {
+	h.renderEditor(w, r, v, http.StatusOK, "", nil, nil)
+}
+
+// renderEditor shows the editor. problems, when given, are the ones a
+// refused publish reported; otherwise the draft is validated afresh.
+func (h *Handler) renderEditor(w http.ResponseWriter, r *http.Request, v view, status int, toast string, problems []workflow.Problem, bad *editorInput) {
+	ctx := r.Context()
+	wf, ok := h.loadWorkflow(w, r, v)
+	if !ok {
+		return
+	}
+	ver, versions, err := h.editorVersion(ctx, *v.Workspace, wf)
+	if err != nil {
+		h.errorPage(w, r, v.P, err)
+		return
+	}
+	conns, err := h.Connections.List(ctx, *v.Workspace, "")
+	if err != nil {
+		h.errorPage(w, r, v.P, err)
+		return
+	}
+	wfs, err := h.Workflows.List(ctx, *v.Workspace)
+	if err != nil {
+		h.errorPage(w, r, v.P, err)
+		return
+	}
+	g := ver.Graph
+	if problems == nil {
+		problems = workflow.Validate(g, h.editorChecks(ctx, *v.Workspace))
+	}
+	d := editorData{
+		Workflow: wf, Version: ver, HasDraft: ver.State == workflow.VersionDraft, Versions: versions,
+		Toast: toast, Count: len(problems), Apps: h.Catalog.Apps(), Reshaped: !inEditorShape(g),
+	}
+	for _, k := range stepKinds {
+		d.Kinds = append(d.Kinds, kindOption{k, k.Label()})
+	}
+	var others []workflow.Workflow
+	for _, o := range wfs {
+		if o.ID != wf.ID {
+			others = append(others, o)
+		}
+	}
+	ends := endsOf(g)
+	cards := map[string]int{}
+	for i, n := range g.Nodes {
+		c := stepCard{Node: n, KindLabel: n.Kind.Label(), Index: i, First: i == 0, Last: i == len(g.Nodes)-1,
+			F: formOf(g, n, ends), Errs: map[string][]string{}, Later: g.Nodes[i+1:], Workflows: others, Methods: httpMethods}
+		if bad != nil && !bad.isTrig && bad.node == n.ID {
+			c.F = bad.step
+			for k, m := range bad.errs {
+				c.Errs[k] = append(c.Errs[k], m)
+			}
+		}
+		c.Num = i + 1
+		h.fillAction(&c, conns)
+		c.FalseTo = gotoSelect{Name: "falseTo", Value: c.F.FalseTo, Later: c.Later}
+		c.DoneTo = gotoSelect{Name: "doneTo", Value: c.F.DoneTo, Later: c.Later}
+		if n.Kind == workflow.NodeSwitch {
+			for _, line := range strings.Split(c.F.Cases, "\n") {
+				if name, _, ok := strings.Cut(line, "="); ok && strings.TrimSpace(name) != "" {
+					name = strings.TrimSpace(name)
+					c.CaseTo = append(c.CaseTo, gotoSelect{Name: "caseTo." + name, Case: name, Value: c.F.CaseTo[name], Later: c.Later})
+				}
+			}
+		}
+		cards[n.ID] = len(d.Steps)
+		d.Steps = append(d.Steps, c)
+	}
+	d.Trigger = triggerCardOf(g)
+	if bad != nil && bad.isTrig {
+		d.Trigger.Kind, d.Trigger.Auth, d.Trigger.Header = bad.trigger.Kind, bad.trigger.Auth, bad.trigger.Header
+		d.Trigger.Cron, d.Trigger.Timezone = bad.trigger.Cron, bad.trigger.Timezone
+		for k, m := range bad.errs {
+			d.Trigger.Errs[k] = append(d.Trigger.Errs[k], m)
+		}
+	}
+	for _, p := range problems {
+		switch i, ok := cards[p.NodeID]; {
+		case ok:
+			c := &d.Steps[i]
+			if shownFields(*c)[p.Field] {
+				c.Errs[p.Field] = append(c.Errs[p.Field], p.Message)
+			} else {
+				c.Problems = append(c.Problems, p)
+			}
+		case p.NodeID != "" && g.Trigger != nil && p.NodeID == g.Trigger.ID:
+			if triggerFields[p.Field] {
+				d.Trigger.Errs[p.Field] = append(d.Trigger.Errs[p.Field], p.Message)
+			} else {
+				d.Trigger.Problems = append(d.Trigger.Problems, p)
+			}
+		default:
+			d.Problems = append(d.Problems, p)
+		}
+	}
+	d.Diagram = drawGraph(g, problems)
+	v.Title, v.Data = "Edit "+wf.Name+" · Workflows", d
+	h.render(w, r, status, "editor", v)
+}
+
+var triggerFields = map[string]bool{"auth": true, "header": true, "cron": true}
+
+// shownFields are the fields a step's card shows messages next to; the
+// others are listed at the top of the card.
+func shownFields(c stepCard) map[string]bool {
+	m := map[string]bool{"name": true}
+	switch c.Node.Kind {
+	case workflow.NodeAction:
+		m["app"], m["action"], m["connection"] = true, true, true
+		for _, in := range c.Inputs {
+			m["inputs."+in.Name] = true
+		}
+	case workflow.NodeHTTP:
+		for _, f := range []string{"method", "url", "headers", "body", "timeoutSeconds", "retry"} {
+			m[f] = true
+		}
+	case workflow.NodeBranch:
+		m["condition"] = true
+	case workflow.NodeSwitch:
+		m["value"], m["cases"] = true, true
+	case workflow.NodeTransform:
+		m["output"] = true
+	case workflow.NodeDelay:
+		m["duration"] = true
+	case workflow.NodeApproval:
+		m["message"] = true
+	case workflow.NodeLoop:
+		m["items"], m["maxItems"] = true, true
+	case workflow.NodeCallWorkflow:
+		m["workflowId"] = true
+	}
+	return m
+}
+
+// fillAction adds what an action's card offers: the app's actions, the
+// chosen action's inputs and the workspace's connections of the app.
+func (h *Handler) fillAction(c *stepCard, conns []connection.Connection) {
+	if c.Node.Kind != workflow.NodeAction {
+		return
+	}
+	app, ok := h.Catalog.App(c.F.App)
+	if !ok {
+		return
+	}
+	c.App, c.Actions, c.OAuth = &app, app.Actions, app.IsOAuth()
+	if act, ok := app.Action(c.F.Action); ok {
+		for _, in := range act.Inputs {
+			c.Inputs = append(c.Inputs, inputField{Field: in, Value: c.F.Inputs[in.Name], Multi: in.Type == catalog.FieldText || in.Type == catalog.FieldJSON})
+		}
+	}
+	for _, cn := range conns {
+		if cn.AppKey == app.Key {
+			c.Conns = append(c.Conns, connOption{ID: cn.ID, Label: cn.Label, Status: cn.Status})
+		}
+	}
+}
+
+func triggerCardOf(g workflow.Graph) triggerCard {
+	t := triggerCard{Errs: map[string][]string{}, AuthModes: webhookAuthModes}
+	for _, k := range triggerKinds {
+		t.Kinds = append(t.Kinds, kindOption{k, k.Label()})
+	}
+	if g.Trigger == nil {
+		t.Kind = string(workflow.TriggerManual)
+		return t
+	}
+	t.Node, t.Kind = *g.Trigger, string(g.Trigger.Kind)
+	cfg, err := workflow.DecodeConfig(*g.Trigger)
+	if err != nil {
+		return t
+	}
+	switch c := cfg.(type) {
+	case *workflow.WebhookConfig:
+		t.Auth, t.Header = c.Auth, c.Header
+	case *workflow.ScheduleConfig:
+		t.Cron, t.Timezone = c.Cron, c.Timezone
+	}
+	return t
+}
+
+// ---- changes ----
+
+// change runs fn on the graph the editor shows, then relinks, saves (making
+// the draft if there is none yet) and redirects to anchor with a flash. fn
+// may refuse the input instead: the editor is shown again and nothing is
+// saved.
+func (h *Handler) change(w http.ResponseWriter, r *http.Request, v view, flash string, fn func(g *workflow.Graph, ends map[string]bool) (anchor string, bad *editorInput, err error)) {
+	if err := r.ParseForm(); err != nil {
+		h.errorPage(w, r, v.P, apperr.BadRequest("bad_form", "The form could not be read; please try again."))
+		return
+	}
+	ctx := r.Context()
+	wf, ok := h.loadWorkflow(w, r, v)
+	if !ok {
+		return
+	}
+	ver, _, err := h.editorVersion(ctx, *v.Workspace, wf)
+	if err != nil {
+		h.errorPage(w, r, v.P, err)
+		return
+	}
+	g := ver.Graph
+	g.Nodes = append([]workflow.Node(nil), g.Nodes...)
+	if g.Trigger == nil {
+		g.Trigger = workflow.StarterGraph().Trigger
+	}
+	ends := endsOf(g)
+	anchor, bad, err := fn(&g, ends)
+	if err != nil {
+		h.errorPage(w, r, v.P, err)
+		return
+	}
+	if bad != nil {
+		h.renderEditor(w, r, v, http.StatusUnprocessableEntity, "", nil, bad)
+		return
+	}
+	relink(&g, ends)
+	if _, err := h.Workflows.SaveDraft(ctx, *v.Workspace, wf.ID, g, v.P.User.ID); err != nil {
+		if e, ok := apperr.As(err); ok && e.Kind == apperr.KindInvalid {
+			h.renderEditor(w, r, v, apperr.Status(err), e.Message, nil, nil)
+			return
+		}
+		h.errorPage(w, r, v.P, err)
+		return
+	}
+	setFlash(w, flash)
+	to := h.editorURL(v, wf.ID)
+	if anchor != "" {
+		to += "#" + anchor
+	}
+	redirect(w, r, to)
+}
+
+func (h *Handler) editorURL(v view, id string) string {
+	return "/" + v.Workspace.Slug + "/workflows/" + url.PathEscape(id) + "/edit"
+}
+
+// errNoStep is the error for a step id that is not in the draft.
+var errNoStep = &apperr.Error{Kind: apperr.KindNotFound, Code: "not_found", Message: "There is no such step in this workflow; it may have been deleted."}
+
+func (h *Handler) editTrigger(w http.ResponseWriter, r *http.Request, v view) {
+	h.change(w, r, v, "trigger-saved", func(g *workflow.Graph, _ map[string]bool) (string, *editorInput, error) {
+		pf := r.PostForm
+		t := triggerCardOf(*g)
+		for name, into := range map[string]*string{"kind": &t.Kind, "auth": &t.Auth, "header": &t.Header, "cron": &t.Cron, "timezone": &t.Timezone} {
+			if vs, ok := pf[name]; ok && len(vs) > 0 {
+				*into = strings.TrimSpace(vs[0])
+			}
+		}
+		kind := workflow.Kind(t.Kind)
+		if !kind.IsTrigger() {
+			return "", &editorInput{isTrig: true, trigger: t, errs: fieldErrors{"kind": "Choose manual, webhook or schedule"}}, nil
+		}
+		var cfg any = workflow.ManualConfig{}
+		switch kind {
+		case workflow.TriggerWebhook:
+			cfg = workflow.WebhookConfig{Auth: orElse(t.Auth, "none"), Header: t.Header}
+		case workflow.TriggerSchedule:
+			cfg = workflow.ScheduleConfig{Cron: t.Cron, Timezone: t.Timezone}
+		}
+		node := *g.Trigger
+		node.Kind, node.Config, node.Connection = kind, mustJSON(cfg), nil
+		g.Trigger = &node
+		return "trigger", nil, nil
+	})
+}
+
+func orElse(vals ...string) string {
+	for _, s := range vals {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+func (h *Handler) addStep(w http.ResponseWriter, r *http.Request, v view) {
+	h.change(w, r, v, "step-added", func(g *workflow.Graph, _ map[string]bool) (string, *editorInput, error) {
+		kind := workflow.Kind(r.PostForm.Get("kind"))
+		if !kind.IsNode() {
+			return "", nil, apperr.Invalid("kind", "Choose the kind of step to add.")
+		}
+		if len(g.Nodes) >= workflow.MaxNodes {
+			return "", nil, apperr.Invalid("kind", "A workflow holds at most "+strconv.Itoa(workflow.MaxNodes)+" steps.")
+		}
+		id := newStepID(*g)
+		g.Nodes = append(g.Nodes, workflow.Node{ID: id, Kind: kind, Name: kind.Label(), Config: mustJSON(defaultConfig(kind))})
+		return "step-" + id, nil, nil
+	})
+}
+
+func (h *Handler) saveStep(w http.ResponseWriter, r *http.Request, v view) {
+	id := r.PathValue("node")
+	h.change(w, r, v, "step-saved", func(g *workflow.Graph, ends map[string]bool) (string, *editorInput, error) {
+		i := nodeIndex(*g, id)
+		if i < 0 {
+			return "", nil, errNoStep
+		}
+		conns, err := h.Connections.List(r.Context(), *v.Workspace, "")
+		if err != nil {
+			return "", nil, err
+		}
+		n := g.Nodes[i]
+		f := readStepForm(r.PostForm, formOf(*g, n, ends))
+		updated, paths, errs := h.apply(*g, n, f, conns)
+		if len(errs) > 0 {
+			return "", &editorInput{node: id, step: f, errs: errs}, nil
+		}
+		g.Nodes[i] = updated
+		ends[id] = f.Then == "end" && i < len(g.Nodes)-1
+		// The paths the form chose replace the step's other paths.
+		var kept []workflow.Edge
+		for _, e := range g.Edges {
+			if e.From != id || e.When == mainPath(n.Kind) {
+				kept = append(kept, e)
+			}
+		}
+		labels := make([]string, 0, len(paths))
+		for l := range paths {
+			labels = append(labels, l)
+		}
+		sort.Strings(labels)
+		for _, l := range labels {
+			if paths[l] != "" {
+				kept = append(kept, workflow.Edge{From: id, To: paths[l], When: l})
+			}
+		}
+		g.Edges = kept
+		return "step-" + id, nil, nil
+	})
+}
+
+func (h *Handler) moveStep(w http.ResponseWriter, r *http.Request, v view) {
+	id := r.PathValue("node")
+	h.change(w, r, v, "step-moved", func(g *workflow.Graph, _ map[string]bool) (string, *editorInput, error) {
+		i := nodeIndex(*g, id)
+		if i < 0 {
+			return "", nil, errNoStep
+		}
+		j := i + 1
+		if r.PostForm.Get("dir") == "up" {
+			j = i - 1
+		}
+		if j >= 0 && j < len(g.Nodes) {
+			g.Nodes[i], g.Nodes[j] = g.Nodes[j], g.Nodes[i]
+		}
+		return "step-" + id, nil, nil
+	})
+}
+
+func (h *Handler) deleteStep(w http.ResponseWriter, r *http.Request, v view) {
+	id := r.PathValue("node")
+	h.change(w, r, v, "step-deleted", func(g *workflow.Graph, ends map[string]bool) (string, *editorInput, error) {
+		i := nodeIndex(*g, id)
+		if i < 0 {
+			return "", nil, errNoStep
+		}
+		g.Nodes = append(g.Nodes[:i], g.Nodes[i+1:]...)
+		delete(ends, id)
+		if i > 0 {
+			return "step-" + g.Nodes[i-1].ID, nil, nil
+		}
+		return "steps", nil, nil
+	})
+}
+
+// publishDraft publishes the draft through the publish gate; a refusal
+// shows the editor again with the toast and every problem at its node.
+func (h *Handler) publishDraft(w http.ResponseWriter, r *http.Request, v view) {
+	ctx := r.Context()
+	wf, ok := h.loadWorkflow(w, r, v)
+	if !ok {
+		return
+	}
+	_, err := h.Workflows.Publish(ctx, *v.Workspace, wf.ID, "", h.editorChecks(ctx, *v.Workspace))
+	var ce *workflow.CompileError
+	switch {
+	case errors.As(err, &ce):
+		h.renderEditor(w, r, v, http.StatusUnprocessableEntity, workflow.MsgCompilationFailed, ce.Problems, nil)
+		return
+	case err != nil:
+		if e, ok := apperr.As(err); ok {
+			h.renderEditor(w, r, v, apperr.Status(err), e.Message, nil, nil)
+			return
+		}
+		h.errorPage(w, r, v.P, err)
+		return
+	}
+	setFlash(w, "workflow-published")
+	redirect(w, r, h.editorURL(v, wf.ID))
+}
+
+// ---- the picture ----
+
+// diagram is a read-only picture of the graph: the trigger and the steps as
+// boxes top to bottom, the main path as straight arrows between
+// neighbours, every other path as an arrow around the right-hand side.
+type diagram struct {
+	Width, Height int
+	Boxes         []diagramBox
+	Lines         []diagramLine
+}
+
+type diagramBox struct {
+	X, Y, W, H   int
+	TX, TY, SY   int
+	Title, Sub   string
+	Href         string
+	Trigger, Bad bool
+}
+
+type diagramLine struct {
+	Path   string
+	Label  string
+	LX, LY int
+	Side   bool
+}
+
+const (
+	dgX, dgTop, dgBoxW, dgBoxH, dgRow, dgLane = 16, 12, 240, 46, 82, 20
+)
+
+func drawGraph(g workflow.Graph, problems []workflow.Problem) diagram {
+	bad := map[string]bool{}
+	for _, p := range problems {
+		bad[p.NodeID] = true
+	}
+	var nodes []workflow.Node
+	if g.Trigger != nil {
+		nodes = append(nodes, *g.Trigger)
+	}
+	nodes = append(nodes, g.Nodes...)
+	row := map[string]int{}
+	var d diagram
+	for i, n := range nodes {
+		row[n.ID] = i
+		y := dgTop + i*dgRow
+		title := n.Name
+		if title == "" {
+			title = n.Kind.Label()
+		}
+		b := diagramBox{X: dgX, Y: y, W: dgBoxW, H: dgBoxH, TX: dgX + 12, TY: y + 19, SY: y + 36,
+			Title: clip(title, 30), Sub: clip(n.ID+" · "+n.Kind.Label(), 36), Bad: bad[n.ID], Trigger: i == 0 && g.Trigger != nil}
+		b.Href = "#step-" + n.ID
+		if b.Trigger {
+			b.Href = "#trigger"
+		}
+		d.Boxes = append(d.Boxes, b)
+	}
+	lanes := 0
+	cx := dgX + dgBoxW/2
+	right := dgX + dgBoxW
+	for _, e := range g.Edges {
+		from, ok1 := row[e.From]
+		to, ok2 := row[e.To]
+		if !ok1 || !ok2 {
+			continue
+		}
+		y1 := dgTop + from*dgRow
+		y2 := dgTop + to*dgRow
+		if to == from+1 {
+			d.Lines = append(d.Lines, diagramLine{
+				Path:  "M " + itoa(cx) + " " + itoa(y1+dgBoxH) + " V " + itoa(y2-2),
+				Label: e.When, LX: cx + 8, LY: y1 + dgBoxH + (dgRow-dgBoxH)/2 + 4,
+			})
+			continue
+		}
+		lanes++
+		lx := right + lanes*dgLane
+		a, b := y1+dgBoxH/2-6+(lanes%3)*6, y2+dgBoxH/2
+		d.Lines = append(d.Lines, diagramLine{
+			Path:  "M " + itoa(right) + " " + itoa(a) + " H " + itoa(lx) + " V " + itoa(b) + " H " + itoa(right+2),
+			Label: e.When, LX: lx + 5, LY: (a+b)/2 + 4, Side: true,
+		})
+	}
+	d.Width = right + lanes*dgLane + 110
+	d.Height = dgTop*2 + len(nodes)*dgRow - (dgRow - dgBoxH)
+	if len(nodes) == 0 {
+		d.Height = dgTop * 2
+	}
+	return d
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+// clip shortens s to n runes with an ellipsis.
+func clip(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
+}
