@@ -43,12 +43,46 @@ func (e *Engine) advance(ctx context.Context, runID string) error {
 			return err
 		}
 		// Keep the lease while working.
-		if _, err := e.db.Write().ExecContext(ctx, `UPDATE runs SET lease_until = $1 WHERE id = $2 AND lease_owner = $3`,
-			e.now().Add(e.o.Lease), runID, e.o.Owner); err != nil {
-			return fmt.Errorf("extend lease: %w", err)
+		if err := e.extendLease(ctx, runID); err != nil {
+			return err
 		}
 	}
 	return ctx.Err()
+}
+
+// errLeaseLost stops a worker whose lease lapsed and was taken over: the
+// run is someone else's now.
+var errLeaseLost = errors.New("lease lost to another worker")
+
+func (e *Engine) extendLease(ctx context.Context, runID string) error {
+	res, err := e.db.Write().ExecContext(ctx, `UPDATE runs SET lease_until = $1 WHERE id = $2 AND lease_owner = $3`,
+		e.now().Add(e.o.Lease), runID, e.o.Owner)
+	if err != nil {
+		return fmt.Errorf("extend lease: %w", err)
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 0 {
+		return errLeaseLost
+	}
+	return nil
+}
+
+// holdLease extends the lease while a step executes, so a step longer than
+// the lease is not taken over and executed again by another worker. If the
+// lease is lost all the same, it cancels the step.
+func (e *Engine) holdLease(ctx context.Context, runID string, lost context.CancelFunc) {
+	t := time.NewTicker(e.o.Lease / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := e.extendLease(ctx, runID); errors.Is(err, errLeaseLost) {
+			lost()
+			return
+		}
+	}
 }
 
 func (e *Engine) park(ctx context.Context, runID string) error {
@@ -123,7 +157,15 @@ func (e *Engine) step(ctx context.Context, st state, g workflow.Graph) (bool, er
 		}
 	}
 	cur := Step{ID: stepID, NodeID: nodeID, Attempt: attempt, IdempotencyKey: key}
-	out, runErr := e.execute(ctx, st, node, input, scope, key, &cur)
+	sctx, cancel := context.WithCancel(ctx)
+	held := make(chan struct{})
+	go func() {
+		defer close(held)
+		e.holdLease(sctx, st.ID, cancel)
+	}()
+	out, runErr := e.execute(sctx, st, node, input, scope, key, &cur)
+	cancel()
+	<-held
 	return e.commit(ctx, st, g, node, cur, out, runErr)
 }
 
@@ -210,6 +252,17 @@ func (e *Engine) commit(ctx context.Context, st state, g workflow.Graph, node wo
 	now := e.now()
 	more := false
 	err := e.db.InTx(ctx, func(tx db.Querier) error {
+		// A worker that lost its lease records nothing: the new owner
+		// retries the step under the same idempotency key. Extending the
+		// lease first also locks the run's row until this commits, so no
+		// one can take it over in between.
+		res, err := tx.ExecContext(ctx, `UPDATE runs SET lease_until = $1 WHERE id = $2 AND lease_owner = $3`, now.Add(e.o.Lease), st.ID, e.o.Owner)
+		if err != nil {
+			return fmt.Errorf("extend lease: %w", err)
+		}
+		if n, err := res.RowsAffected(); err == nil && n == 0 {
+			return errLeaseLost
+		}
 		var status string
 		if err := tx.QueryRowContext(ctx, `SELECT status FROM runs WHERE id = $1`, st.ID).Scan(&status); err != nil {
 			return fmt.Errorf("read run status: %w", err)
