@@ -21,8 +21,10 @@ import (
 	"taskjuice/internal/db"
 	"taskjuice/internal/demo"
 	"taskjuice/internal/engine"
+	"taskjuice/internal/expr"
 	"taskjuice/internal/sandbox"
 	"taskjuice/internal/server"
+	"taskjuice/internal/trigger"
 	"taskjuice/internal/vault"
 	"taskjuice/internal/workflow"
 )
@@ -184,10 +186,12 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 	refresher := connection.NewRefresher(conns, connection.CatalogOAuth(cat, callback), connection.RefresherOptions{Log: log})
 	workflows := workflow.NewService(d)
 	apps := connection.NewAppClient(conns, refresher, cat, nil)
-	eng := engine.New(d, workflows, engine.Builtins(cat, apps, nil), nil, engine.Options{Log: log.With("component", "engine")})
+	eng := engine.New(d, workflows, engine.Builtins(cat, apps, nil), engine.Expressions(expr.Limits{}), engine.Options{Log: log.With("component", "engine")})
 	opts := server.Options{
 		DB: d, Accounts: accounts, Connections: conns, Refresher: refresher, Catalog: cat,
 		Workflows: workflows, Engine: eng, Log: log, SecureCookies: cfg.SecureCookies(), BaseURL: cfg.BaseURL,
+		Webhooks:  trigger.New(d, keys, eng, workflows, trigger.Options{Log: log.With("component", "webhooks")}),
+		Scheduler: trigger.NewScheduler(d, eng, trigger.SchedulerOptions{Log: log.With("component", "schedules")}),
 	}
 	if sb != nil {
 		opts.Sandbox = sb.Handler()

@@ -2,15 +2,20 @@ package server_test
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
+
+	"taskjuice/internal/engine"
+	"taskjuice/internal/workflow"
 )
 
 // newBrowser starts headless Chromium (Debian's chromium package). Without it
@@ -239,4 +244,116 @@ func TestBrowserConnectSandboxChat(t *testing.T) {
 		}
 		screenshot(t, ctx, "connection-error")
 	})
+}
+
+// TestBrowserBuildPublishAndCallWebhook builds a workflow in the editor
+// (webhook trigger, a Transform step mapping the payload), publishes it,
+// and calls its webhook URL with curl: a run is recorded and completes with
+// the mapped output.
+func TestBrowserBuildPublishAndCallWebhook(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		if !strings.HasSuffix(t.Name(), "sqlite") {
+			t.Skip("one browser run is enough")
+		}
+		curl, err := exec.LookPath("curl")
+		if err != nil {
+			t.Skip("curl not installed")
+		}
+		ctx := newBrowser(t)
+		set := func(sel, value string) chromedp.Action[chromedp.Void] {
+			return chromedp.Evaluate[chromedp.Void](`(() => { const el = document.querySelector(` + strconv.Quote(sel) + `); el.value = ` + strconv.Quote(value) + `; })()`)
+		}
+		// submit sets a form field and submits its form, then waits until the
+		// next page shows want in its flash (polling: the old page is still
+		// there for a moment after the submit).
+		submit := func(sel, value, want string) {
+			t.Helper()
+			// The old page's flash goes first, so only the next page's counts.
+			clear := chromedp.Evaluate[chromedp.Void](`document.querySelectorAll(".flash").forEach(f => f.remove())`)
+			if err := chromedp.Do(ctx, clear, set(sel, value), chromedp.Submit(sel)); err != nil {
+				t.Fatalf("submit %s: %v", sel, err)
+			}
+			waitFlash(t, ctx, want)
+		}
+		err = chromedp.Do(ctx,
+			chromedp.Navigate(e.srv.URL+"/signin"),
+			chromedp.SendKeys(`input[name=email]`, "member@a.example"),
+			chromedp.SendKeys(`input[name=password]`, pw),
+			chromedp.Submit(`input[name=password]`),
+			chromedp.WaitVisible(`.tiles`),
+			chromedp.Navigate(e.srv.URL+"/acme/workflows"),
+			chromedp.Click(`details.create > summary`),
+			chromedp.SendKeys(`form[action="/acme/workflows"] input[name=name]`, "Greeter"),
+			chromedp.Submit(`form[action="/acme/workflows"] input[name=name]`),
+		)
+		if err != nil {
+			t.Fatalf("create a workflow: %v", err)
+		}
+		waitFlash(t, ctx, "Workflow created.")
+		// Trigger: a webhook without authentication.
+		submit(`form[action$="/edit/trigger"] select[name=kind]`, "webhook", "Trigger saved.")
+		submit(`form[action$="/edit/trigger"] select[name=auth]`, "none", "Trigger saved.")
+		// One Transform step mapping the payload.
+		submit(`#add-step select[name=kind]`, "transform", "Step added.")
+		submit(`textarea[name=output]`, `{"greeting": "Hello {{ $trigger.body.name }}"}`, "Step saved.")
+		if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`document.querySelectorAll(".flash").forEach(f => f.remove())`),
+			chromedp.Click(`form[action$="/publish"] button`)); err != nil {
+			t.Fatal(err)
+		}
+		waitFlash(t, ctx, "Workflow published")
+		screenshot(t, ctx, "editor-published")
+
+		// The workflow page shows the webhook URL.
+		wfs, err := e.workflows.List(context.Background(), e.acme)
+		must(t, err)
+		if len(wfs) != 1 || wfs[0].Status != workflow.StatusPublished {
+			t.Fatalf("workflows: %+v", wfs)
+		}
+		err = chromedp.Do(ctx, chromedp.Navigate(e.srv.URL+"/acme/workflows/"+wfs[0].ID), chromedp.WaitVisible(`pre.secret`))
+		must(t, err)
+		hook := text(t, ctx, `pre.secret`)
+		if !strings.HasPrefix(hook, e.srv.URL+"/webhooks/") {
+			t.Fatalf("webhook URL: %q", hook)
+		}
+
+		out, err := exec.Command(curl, "-s", "-X", "POST", "-H", "Content-Type: application/json", "-d", `{"name":"Ada"}`, hook).Output()
+		if err != nil {
+			t.Fatalf("curl: %v", err)
+		}
+		var started struct {
+			RunID string `json:"runId"`
+		}
+		if err := json.Unmarshal(out, &started); err != nil || started.RunID == "" {
+			t.Fatalf("webhook answer %q, want a run id", out)
+		}
+		for {
+			did, err := e.engine.Work(context.Background())
+			must(t, err)
+			if !did {
+				break
+			}
+		}
+		run, err := e.engine.Get(context.Background(), e.acme.ID, started.RunID)
+		must(t, err)
+		steps, _ := e.engine.Steps(context.Background(), e.acme.ID, started.RunID)
+		if run.Status != engine.StatusCompleted || len(steps) != 1 || string(steps[0].Output) != `{"greeting":"Hello Ada"}` {
+			t.Fatalf("run %s, steps %+v", run.Status, steps)
+		}
+	})
+}
+
+// waitFlash polls until the page's flash reads want (or fails after 10s).
+func waitFlash(t *testing.T, ctx context.Context, want string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	var got string
+	for time.Now().Before(deadline) {
+		got, _ = chromedp.Run(ctx, chromedp.Evaluate[string](`(() => { const f = document.querySelector(".flash"); return f ? f.textContent.trim() : ""; })()`))
+		if got == want {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	screenshot(t, ctx, "flash-timeout")
+	t.Fatalf("flash: got %q, want %q", got, want)
 }

@@ -22,6 +22,7 @@ import (
 	"taskjuice/internal/connection"
 	"taskjuice/internal/db"
 	"taskjuice/internal/engine"
+	"taskjuice/internal/trigger"
 	"taskjuice/internal/web"
 	"taskjuice/internal/workflow"
 )
@@ -35,6 +36,8 @@ type Options struct {
 	Catalog       *catalog.Catalog
 	Workflows     *workflow.Service
 	Engine        *engine.Engine
+	Webhooks      *trigger.Webhooks
+	Scheduler     *trigger.Scheduler
 	Log           *slog.Logger
 	SecureCookies bool
 	// BaseURL is the public URL, for OAuth redirects.
@@ -58,12 +61,15 @@ func New(o Options) (*Server, error) {
 	auth := authn.New(o.Accounts, o.SecureCookies)
 	pages, err := web.New(web.Deps{
 		Accounts: o.Accounts, Auth: auth, Log: o.Log, Connections: o.Connections,
-		Refresher: o.Refresher, Catalog: o.Catalog, Workflows: o.Workflows, Engine: o.Engine, BaseURL: o.BaseURL,
+		Refresher: o.Refresher, Catalog: o.Catalog, Workflows: o.Workflows, Engine: o.Engine, Webhooks: o.Webhooks, BaseURL: o.BaseURL,
 	})
 	if err != nil {
 		return nil, err
 	}
 	s := &Server{opts: o, metrics: newMetrics()}
+	if o.Scheduler != nil && o.Workflows != nil {
+		o.Workflows.OnLiveChange(s.followSchedule)
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
@@ -76,8 +82,13 @@ func New(o Options) (*Server, error) {
 	if o.Sandbox != nil {
 		mux.Handle("/sandbox/", http.StripPrefix("/sandbox", o.Sandbox))
 	}
+	if o.Webhooks != nil {
+		mux.Handle("/webhooks/{token}", o.Webhooks)
+	}
 
 	cop := http.NewCrossOriginProtection()
+	// Webhooks are called by other systems, and authenticate on their own.
+	cop.AddInsecureBypassPattern("/webhooks/{token}")
 	cop.SetDenyHandler(http.HandlerFunc(crossOriginDenied))
 	s.handler = s.observe(recoverPanics(o.Log, securityHeaders(cop.Handler(mux))))
 	return s, nil
@@ -170,6 +181,9 @@ func (s *Server) Workers() []Worker {
 			Worker{Name: "run-engine", Run: s.opts.Engine.Run},
 			Worker{Name: "reauthorizations", Run: s.reauthLoop})
 	}
+	if s.opts.Scheduler != nil {
+		w = append(w, Worker{Name: "schedules", Run: func(ctx context.Context) error { return s.opts.Scheduler.Run(ctx, 5*time.Second) }})
+	}
 	return w
 }
 
@@ -187,6 +201,26 @@ func (s *Server) pruneLoop(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
+	}
+}
+
+// followSchedule keeps the scheduler in step with what is live: a
+// published schedule trigger is (re)synced, anything else removed.
+func (s *Server) followSchedule(ctx context.Context, l workflow.Live, ok bool) {
+	var err error
+	if ok && l.Status.Dispatching() && l.Graph.Trigger != nil && l.Graph.Trigger.Kind == workflow.TriggerSchedule {
+		cfg, derr := workflow.DecodeConfig(*l.Graph.Trigger)
+		if derr != nil {
+			s.opts.Log.Warn("schedule trigger config", "workflow", l.WorkflowID, "err", derr)
+			return
+		}
+		sc := cfg.(*workflow.ScheduleConfig)
+		err = s.opts.Scheduler.Sync(ctx, l.WorkflowID, sc.Cron, sc.Timezone)
+	} else {
+		err = s.opts.Scheduler.Remove(ctx, l.WorkflowID)
+	}
+	if err != nil {
+		s.opts.Log.Error("sync schedule", "workflow", l.WorkflowID, "err", err)
 	}
 }
 

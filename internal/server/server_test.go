@@ -21,8 +21,10 @@ import (
 	"taskjuice/internal/db"
 	"taskjuice/internal/db/dbtest"
 	"taskjuice/internal/engine"
+	"taskjuice/internal/expr"
 	"taskjuice/internal/sandbox"
 	"taskjuice/internal/server"
+	"taskjuice/internal/trigger"
 	"taskjuice/internal/vault"
 	"taskjuice/internal/workflow"
 )
@@ -109,9 +111,11 @@ func fullOptions(t *testing.T, d *db.DB, accounts *account.Service, log *slog.Lo
 	conns := connection.NewService(d, vault.NewKeyring(key))
 	refresher := connection.NewRefresher(conns, connection.CatalogOAuth(cat, baseURL+"/oauth/callback"), connection.RefresherOptions{Log: log})
 	workflows := workflow.NewService(d)
-	eng := engine.New(d, workflows, engine.Builtins(cat, connection.NewAppClient(conns, refresher, cat, nil), nil), nil, engine.Options{Log: log})
+	eng := engine.New(d, workflows, engine.Builtins(cat, connection.NewAppClient(conns, refresher, cat, nil), nil), engine.Expressions(expr.Limits{}), engine.Options{Log: log})
 	return server.Options{DB: d, Accounts: accounts, Connections: conns, Refresher: refresher, Catalog: cat,
-		Workflows: workflows, Engine: eng, Log: log, BaseURL: baseURL}
+		Workflows: workflows, Engine: eng, Log: log, BaseURL: baseURL,
+		Webhooks:  trigger.New(d, vault.NewKeyring(key), eng, workflows, trigger.Options{Log: log}),
+		Scheduler: trigger.NewScheduler(d, eng, trigger.SchedulerOptions{Log: log})}
 }
 
 // newSandbox is the built-in sandbox provider as serve mounts it, with

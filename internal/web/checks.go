@@ -4,6 +4,8 @@ import (
 	"context"
 
 	"taskjuice/internal/account"
+	"taskjuice/internal/expr"
+	"taskjuice/internal/trigger"
 	"taskjuice/internal/workflow"
 )
 
@@ -12,7 +14,7 @@ import (
 // Lookups that fail leave their check out; the gate then reports what it
 // can (a missing connection reads as not found).
 func (h *Handler) workflowChecks(ctx context.Context, ws account.Workspace) workflow.Checks {
-	c := workflow.Checks{Apps: h.Catalog}
+	c := workflow.Checks{Apps: h.Catalog, Expressions: expr.CompileJSON, Cron: trigger.ValidateCron}
 	conns, err := h.Connections.List(ctx, ws, "")
 	if err == nil {
 		byID := map[string][2]string{}

@@ -20,6 +20,7 @@ import (
 	"taskjuice/internal/catalog"
 	"taskjuice/internal/connection"
 	"taskjuice/internal/engine"
+	"taskjuice/internal/trigger"
 	"taskjuice/internal/workflow"
 )
 
@@ -39,6 +40,7 @@ type Deps struct {
 	Catalog     *catalog.Catalog
 	Workflows   *workflow.Service
 	Engine      *engine.Engine
+	Webhooks    *trigger.Webhooks
 	// BaseURL is the public URL of this TaskJuice, for OAuth redirects.
 	BaseURL string
 	// HTTPClient calls apps (identity, revocation).
@@ -102,6 +104,9 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	ws.HandleFunc("GET /{workspaceSlug}/workflows/{id}/export", h.inWorkspace("workflows", h.exportWorkflow))
 	ws.HandleFunc("POST /{workspaceSlug}/workflows/{id}/deactivate", h.inWorkspace("workflows", h.deactivateWorkflow))
 	ws.HandleFunc("POST /{workspaceSlug}/workflows/{id}/settings", h.inWorkspace("workflows", h.workflowSettings))
+	ws.HandleFunc("POST /{workspaceSlug}/workflows/{id}/webhook/regenerate", h.inWorkspace("workflows", h.regenerateWebhook))
+	ws.HandleFunc("POST /{workspaceSlug}/workflows/{id}/webhook/secret", h.inWorkspace("workflows", h.setWebhookSecret))
+	ws.HandleFunc("POST /{workspaceSlug}/workflows/{id}/run", h.inWorkspace("workflows", h.runWorkflow))
 	ws.HandleFunc("POST /{workspaceSlug}/workflows/{id}/versions/{version}/activate", h.inWorkspace("workflows", h.activateVersion))
 	ws.HandleFunc("GET /{workspaceSlug}/connections", h.inWorkspace("connections", h.connections))
 	ws.HandleFunc("GET /{workspaceSlug}/connections/new", h.inWorkspace("connections", h.connectForm))
@@ -113,6 +118,7 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	ws.HandleFunc("POST /{workspaceSlug}/connections/{id}/revoke", h.inWorkspace("connections", h.revokeConnection))
 	ws.HandleFunc("GET /{workspaceSlug}/monitoring/workflow-runs", h.inWorkspace("runs", h.runs))
 	ws.HandleFunc("GET /{workspaceSlug}/workspace/members", h.inWorkspace("members", h.members))
+	h.registerEditor(ws)
 	ws.HandleFunc("/", h.notFound)
 	mux.Handle("/", ws)
 }
@@ -276,6 +282,9 @@ var flashes = map[string]string{
 	"version-activated": "Version activated. It is dispatching now.",
 	"deactivated":       "Deactivated. Nothing is dispatching.",
 	"settings-saved":    "Settings saved.",
+	"webhook-rotated":   "New webhook URL. The old one no longer works.",
+	"secret-saved":      "Webhook secret saved.",
+	"run-started":       "Run started.",
 }
 
 const flashCookie = "tj_flash"

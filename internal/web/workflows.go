@@ -90,6 +90,16 @@ type workflowData struct {
 	Workflow workflow.Workflow
 	Versions []workflow.Version
 	Error    string
+	// Webhook is set when the live or draft trigger is a webhook.
+	Webhook *webhookData
+	// Manual is true when the live trigger is manual: a "Run now" button.
+	Manual bool
+}
+
+type webhookData struct {
+	URL       string
+	Auth      string
+	HasSecret bool
 }
 
 func (h *Handler) loadWorkflow(w http.ResponseWriter, r *http.Request, v view) (workflow.Workflow, bool) {
@@ -118,7 +128,22 @@ func (h *Handler) renderWorkflow(w http.ResponseWriter, r *http.Request, v view,
 		h.errorPage(w, r, v.P, err)
 		return
 	}
-	v.Title, v.Data = wf.Name+" · Workflows", workflowData{Workflow: wf, Versions: versions, Error: msg}
+	d := workflowData{Workflow: wf, Versions: versions, Error: msg}
+	if len(versions) > 0 {
+		// The newest version's trigger (the draft's, or the live one's).
+		if t := versions[0].Graph.Trigger; t != nil {
+			switch t.Kind {
+			case workflow.TriggerWebhook:
+				if d.Webhook, err = h.webhookInfo(r, wf.ID, t); err != nil {
+					h.errorPage(w, r, v.P, err)
+					return
+				}
+			case workflow.TriggerManual:
+				d.Manual = wf.Status == workflow.StatusPublished
+			}
+		}
+	}
+	v.Title, v.Data = wf.Name+" · Workflows", d
 	h.render(w, r, status, "workflow", v)
 }
 
@@ -187,4 +212,85 @@ func (h *Handler) workflowSettings(w http.ResponseWriter, r *http.Request, v vie
 	}
 	setFlash(w, "settings-saved")
 	redirect(w, r, "/"+v.Workspace.Slug+"/workflows/"+r.PathValue("id"))
+}
+
+func (h *Handler) webhookInfo(r *http.Request, workflowID string, t *workflow.Node) (*webhookData, error) {
+	token, err := h.Webhooks.Endpoint(r.Context(), workflowID)
+	if err != nil {
+		return nil, err
+	}
+	has, err := h.Webhooks.HasSecret(r.Context(), workflowID)
+	if err != nil {
+		return nil, err
+	}
+	d := &webhookData{URL: h.BaseURL + "/webhooks/" + token, HasSecret: has, Auth: "none"}
+	if cfg, err := workflow.DecodeConfig(*t); err == nil {
+		if wc := cfg.(*workflow.WebhookConfig); wc.Auth != "" {
+			d.Auth = wc.Auth
+		}
+	}
+	return d, nil
+}
+
+func (h *Handler) regenerateWebhook(w http.ResponseWriter, r *http.Request, v view) {
+	wf, ok := h.loadWorkflow(w, r, v)
+	if !ok {
+		return
+	}
+	if _, err := h.Webhooks.Regenerate(r.Context(), wf.ID); err != nil {
+		h.errorPage(w, r, v.P, err)
+		return
+	}
+	setFlash(w, "webhook-rotated")
+	redirect(w, r, "/"+v.Workspace.Slug+"/workflows/"+wf.ID)
+}
+
+// setWebhookSecret stores the shared secret of the bearer, header and HMAC
+// modes. It is sealed, and never shown again.
+func (h *Handler) setWebhookSecret(w http.ResponseWriter, r *http.Request, v view) {
+	wf, ok := h.loadWorkflow(w, r, v)
+	if !ok {
+		return
+	}
+	if err := r.ParseForm(); err != nil {
+		h.errorPage(w, r, v.P, apperr.BadRequest("bad_form", "The form could not be read; please try again."))
+		return
+	}
+	if err := h.Webhooks.SetSecret(r.Context(), wf.ID, r.PostForm.Get("secret")); err != nil {
+		if e, ok := apperr.As(err); ok {
+			h.renderWorkflow(w, r, v, apperr.Status(err), e.Message)
+			return
+		}
+		h.errorPage(w, r, v.P, err)
+		return
+	}
+	setFlash(w, "secret-saved")
+	redirect(w, r, "/"+v.Workspace.Slug+"/workflows/"+wf.ID)
+}
+
+// runWorkflow is the manual trigger's button; the optional payload is JSON.
+func (h *Handler) runWorkflow(w http.ResponseWriter, r *http.Request, v view) {
+	wf, ok := h.loadWorkflow(w, r, v)
+	if !ok {
+		return
+	}
+	if err := r.ParseForm(); err != nil {
+		h.errorPage(w, r, v.P, apperr.BadRequest("bad_form", "The form could not be read; please try again."))
+		return
+	}
+	payload := strings.TrimSpace(r.PostForm.Get("payload"))
+	if payload != "" && !json.Valid([]byte(payload)) {
+		h.renderWorkflow(w, r, v, http.StatusUnprocessableEntity, "The payload must be JSON, for example {\"name\": \"Ada\"}.")
+		return
+	}
+	if _, err := h.Engine.StartRun(r.Context(), wf.ID, json.RawMessage(payload), "manual", ""); err != nil {
+		if e, ok := apperr.As(err); ok {
+			h.renderWorkflow(w, r, v, apperr.Status(err), e.Message)
+			return
+		}
+		h.errorPage(w, r, v.P, err)
+		return
+	}
+	setFlash(w, "run-started")
+	redirect(w, r, "/"+v.Workspace.Slug+"/monitoring/workflow-runs")
 }

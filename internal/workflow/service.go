@@ -19,8 +19,9 @@ import (
 
 // Service is the workflow domain.
 type Service struct {
-	db  *db.DB
-	now func() time.Time
+	db        *db.DB
+	now       func() time.Time
+	liveHooks []func(ctx context.Context, l Live, ok bool)
 }
 
 // NewService returns the workflow service.
@@ -311,12 +312,14 @@ func (s *Service) Publish(ctx context.Context, ws account.Workspace, workflowID,
 	if v.PublishedAt == nil {
 		v.PublishedAt = &now
 	}
+	s.liveChanged(ctx, workflowID)
 	return v, nil
 }
 
 // Deactivate stops the active version; with none active the workflow is a
 // Draft again.
 func (s *Service) Deactivate(ctx context.Context, ws account.Workspace, workflowID string) error {
+	defer s.liveChanged(ctx, workflowID)
 	return s.db.InTx(ctx, func(tx db.Querier) error {
 		if _, err := s.get(ctx, tx, ws.ID, workflowID); err != nil {
 			return err
@@ -459,4 +462,38 @@ func (s *Service) SetAutoResume(ctx context.Context, ws account.Workspace, workf
 		return apperr.ErrNotFound
 	}
 	return nil
+}
+
+// ActiveTrigger returns the kind and config of the live version's trigger;
+// ok is false when the workflow is not published.
+func (s *Service) ActiveTrigger(ctx context.Context, workflowID string) (string, json.RawMessage, bool, error) {
+	l, ok, err := s.Live(ctx, workflowID)
+	if apperr.IsNotFound(err) {
+		return "", nil, false, nil
+	}
+	if err != nil || !ok || !l.Status.Dispatching() || l.Graph.Trigger == nil {
+		return "", nil, false, err
+	}
+	return string(l.Graph.Trigger.Kind), l.Graph.Trigger.Config, true, nil
+}
+
+// OnLiveChange registers a function called after a workflow's live version
+// changed (published, activated or deactivated), with what is live now (ok
+// false: nothing). Triggers that run on their own (schedules) follow it.
+// Register before serving; the list is not guarded.
+func (s *Service) OnLiveChange(fn func(ctx context.Context, l Live, ok bool)) {
+	s.liveHooks = append(s.liveHooks, fn)
+}
+
+func (s *Service) liveChanged(ctx context.Context, workflowID string) {
+	if len(s.liveHooks) == 0 {
+		return
+	}
+	l, ok, err := s.Live(ctx, workflowID)
+	if err != nil {
+		return
+	}
+	for _, fn := range s.liveHooks {
+		fn(ctx, l, ok)
+	}
 }
