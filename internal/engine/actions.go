@@ -150,7 +150,7 @@ func (e *Engine) Replay(ctx context.Context, workspaceID, runID, actor string) (
 	if !ok || !live.Status.Dispatching() {
 		return "", ErrNotDispatching
 	}
-	id, err := e.start(ctx, st.WorkspaceID, st.WorkflowID, live.VersionID, live.Graph, st.TriggerPayload, "replay", "", runID, depth+1)
+	id, err := e.start(ctx, st.WorkspaceID, st.WorkflowID, live.VersionID, live.Graph, st.TriggerPayload, "replay", "", origin{replayOf: runID, depth: depth + 1})
 	if err != nil {
 		return "", err
 	}

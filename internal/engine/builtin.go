@@ -18,9 +18,10 @@ import (
 	"taskjuice/internal/workflow"
 )
 
-// Builtins are the executors of the built-in node kinds. Loop and Call
-// Workflow are not among them yet: a version using them fails its run with
-// NOT_SUPPORTED rather than pretending.
+// Builtins are the executors of the built-in node kinds (Call Workflow is
+// run by the engine itself, since it starts a run). Loop is not among them
+// yet: a version using it fails its run with NOT_SUPPORTED rather than
+// pretending.
 func Builtins(cat *catalog.Catalog, apps *connection.AppClient, hc *http.Client) map[workflow.Kind]Executor {
 	if hc == nil {
 		hc = &http.Client{Timeout: 2 * time.Minute}

@@ -97,10 +97,19 @@ func (e *Engine) StartRun(ctx context.Context, workflowID string, payload json.R
 	if !ok || !live.Status.Dispatching() {
 		return "", ErrNotDispatching
 	}
-	return e.start(ctx, live.WorkspaceID, workflowID, live.VersionID, live.Graph, payload, source, dedupKey, "", 0)
+	return e.start(ctx, live.WorkspaceID, workflowID, live.VersionID, live.Graph, payload, source, dedupKey, origin{})
 }
 
-func (e *Engine) start(ctx context.Context, workspaceID, workflowID, versionID string, g workflow.Graph, payload json.RawMessage, source, dedupKey, replayOf string, depth int) (string, error) {
+// origin says where a run comes from besides its trigger: a replay of an
+// earlier run, or a Call Workflow step of a parent run.
+type origin struct {
+	replayOf   string
+	depth      int
+	parentRun  string
+	parentNode string
+}
+
+func (e *Engine) start(ctx context.Context, workspaceID, workflowID, versionID string, g workflow.Graph, payload json.RawMessage, source, dedupKey string, o origin) (string, error) {
 	if len(payload) == 0 {
 		payload = json.RawMessage(`{}`)
 	}
@@ -114,9 +123,10 @@ func (e *Engine) start(ctx context.Context, workspaceID, workflowID, versionID s
 	now := e.now()
 	id := newID()
 	_, err := e.db.Write().ExecContext(ctx, `INSERT INTO runs (id, workspace_id, workflow_id, version_id, status, source, trigger_payload,
-		dedup_key, replay_of, replay_depth, frontier, due_at, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10, $11, $11, $11)`,
-		id, workspaceID, workflowID, versionID, source, string(payload), nullString(dedupKey), nullString(replayOf), depth, string(frontier), now)
+		dedup_key, replay_of, replay_depth, parent_run_id, parent_node_id, frontier, due_at, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $13)`,
+		id, workspaceID, workflowID, versionID, source, string(payload), nullString(dedupKey), nullString(o.replayOf), o.depth,
+		nullString(o.parentRun), nullString(o.parentNode), string(frontier), now)
 	if db.IsUniqueViolation(err) && dedupKey != "" {
 		var existing string
 		if err := e.db.Read().QueryRowContext(ctx, `SELECT id FROM runs WHERE workflow_id = $1 AND dedup_key = $2`, workflowID, dedupKey).Scan(&existing); err != nil {

@@ -19,6 +19,7 @@ import (
 	"taskjuice/internal/db"
 	"taskjuice/internal/db/dbtest"
 	"taskjuice/internal/engine"
+	"taskjuice/internal/expr"
 	"taskjuice/internal/sandbox"
 	"taskjuice/internal/vault"
 	"taskjuice/internal/workflow"
@@ -450,6 +451,43 @@ func TestListRuns(t *testing.T) {
 		}
 		if other, _ := f.eng.List(f.ctx, "another-workspace", engine.ListFilter{}); len(other) != 0 {
 			t.Fatal("runs leaked across workspaces")
+		}
+	})
+}
+
+func TestCallWorkflow(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		f := setup(t, d)
+		eng := engine.New(d, f.wfs, engine.Builtins(f.cat, nil, nil), engine.Expressions(expr.Limits{}), engine.Options{})
+		f.eng = eng
+		child := f.publish([]workflow.Node{{ID: "double", Kind: workflow.NodeTransform, Config: json.RawMessage(`{"output": {"doubled": "{{ $trigger.n * 2 }}"}}`)}})
+		callCfg, _ := json.Marshal(map[string]any{"workflowId": child, "input": map[string]any{"n": "{{ $trigger.n }}"}})
+		parent := f.publish([]workflow.Node{
+			{ID: "sub", Kind: workflow.NodeCallWorkflow, Config: callCfg},
+			{ID: "after", Kind: workflow.NodeTransform, Config: json.RawMessage(`{"output": {"got": "{{ $steps.sub.data.output.doubled }}"}}`)},
+		})
+		id, err := eng.StartRun(f.ctx, parent, json.RawMessage(`{"n": 21}`), "manual", "")
+		must(t, err)
+		f.drain()
+		r := f.run(id)
+		steps, _ := eng.Steps(f.ctx, f.ws.ID, id)
+		if r.Status != engine.StatusCompleted || len(steps) != 2 || string(steps[1].Output) != `{"got":42}` {
+			t.Fatalf("caller: %s, steps %+v", r.Status, steps)
+		}
+
+		// A called run that fails fails the calling step.
+		failing := f.publish([]workflow.Node{{ID: "boom", Kind: workflow.NodeHTTP, Config: json.RawMessage(`{"method": "GET", "url": "http://127.0.0.1:1/nothing"}`)}})
+		callCfg, _ = json.Marshal(map[string]any{"workflowId": failing})
+		parent2 := f.publish([]workflow.Node{{ID: "sub", Kind: workflow.NodeCallWorkflow, Config: callCfg}})
+		id2, err := eng.StartRun(f.ctx, parent2, nil, "manual", "")
+		must(t, err)
+		deadline := time.Now().Add(10 * time.Second)
+		for !f.run(id2).Status.Terminal() && time.Now().Before(deadline) {
+			f.drain()
+			time.Sleep(20 * time.Millisecond)
+		}
+		if r := f.run(id2); r.Status != engine.StatusFailed || r.Error == nil || r.Error.Code != "CALLED_WORKFLOW_FAILED" {
+			t.Fatalf("caller of a failing workflow: %s %+v", r.Status, r.Error)
 		}
 	})
 }

@@ -122,7 +122,7 @@ func (e *Engine) step(ctx context.Context, st state, g workflow.Graph) (bool, er
 	// A wait that has come due completes its step without running it again.
 	if hasPrev && prev.Status == StepWaiting {
 		if e.waitOver(ctx, st.ID) {
-			return e.commit(ctx, st, g, node, prev, Outcome{Output: json.RawMessage(nonEmpty(prev.Output))}, nil)
+			return e.commit(ctx, st, g, node, prev, Outcome{Output: json.RawMessage(nonEmpty(prev.Output))}, calledFailure(node, prev.Output))
 		}
 		return false, e.park(ctx, st.ID)
 	}
@@ -227,6 +227,9 @@ func (e *Engine) execute(ctx context.Context, st state, node workflow.Node, inpu
 		}
 	}()
 	exec, ok := e.exec[node.Kind]
+	if node.Kind == workflow.NodeCallWorkflow {
+		exec, ok = e.callWorkflow, true
+	}
 	if !ok {
 		return Outcome{}, &StepError{Code: "NOT_SUPPORTED", Message: fmt.Sprintf("This TaskJuice cannot run %s steps yet", node.Kind.Label())}
 	}
@@ -396,10 +399,13 @@ func (e *Engine) finishTx(ctx context.Context, tx db.Querier, runID string, stat
 		b, _ := json.Marshal(se)
 		errJSON = sql.NullString{String: string(b), Valid: true}
 	}
-	_, err := tx.ExecContext(ctx, `UPDATE runs SET status = $1, error = $2, due_at = NULL, finished_at = $3, updated_at = $3
+	res, err := tx.ExecContext(ctx, `UPDATE runs SET status = $1, error = $2, due_at = NULL, finished_at = $3, updated_at = $3
 		WHERE id = $4 AND status NOT IN ('completed', 'failed', 'cancelled')`, string(status), errJSON, now, runID)
 	if err != nil {
 		return fmt.Errorf("finish run: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 1 {
+		return e.wakeCaller(ctx, tx, runID, status, now)
 	}
 	return nil
 }
