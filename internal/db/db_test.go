@@ -173,3 +173,40 @@ func TestTimesRoundTrip(t *testing.T) {
 		}
 	})
 }
+
+func TestListenNotify(t *testing.T) {
+	d := dbtestPostgres(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	woke := make(chan struct{}, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = d.Listen(ctx, "taskjuice_test", func() {
+			select {
+			case woke <- struct{}{}:
+			default:
+			}
+		})
+	}()
+	deadline := time.After(10 * time.Second)
+	for {
+		if err := d.Notify(context.Background(), "taskjuice_test"); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-woke:
+			cancel()
+			<-done
+			return
+		case <-time.After(100 * time.Millisecond):
+		case <-deadline:
+			t.Fatal("no notification arrived")
+		}
+	}
+}
+
+func dbtestPostgres(t *testing.T) *db.DB {
+	t.Helper()
+	return dbtest.Postgres(t)
+}

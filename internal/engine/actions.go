@@ -98,7 +98,7 @@ func (e *Engine) Resume(ctx context.Context, workspaceID, runID, actor string, c
 		return e.resumeTx(ctx, tx, runID)
 	})
 	if err == nil {
-		e.Wake()
+		e.notify(ctx)
 	}
 	return err
 }
@@ -231,7 +231,7 @@ func (e *Engine) ConsumeReauthorizations(ctx context.Context) (int, error) {
 		}
 	}
 	if resumed > 0 {
-		e.Wake()
+		e.notify(ctx)
 	}
 	return resumed, nil
 }
@@ -296,7 +296,7 @@ func (e *Engine) ResumeHeld(ctx context.Context, workspaceID, connID, actor stri
 		return nil
 	})
 	if n > 0 {
-		e.Wake()
+		e.notify(ctx)
 	}
 	return n, err
 }
@@ -317,7 +317,7 @@ func (e *Engine) Decide(ctx context.Context, workspaceID, runID, actor string, a
 		return err
 	})
 	if err == nil {
-		e.Wake()
+		e.notify(ctx)
 	}
 	return err
 }

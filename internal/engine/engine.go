@@ -83,6 +83,19 @@ func (e *Engine) Wake() {
 	}
 }
 
+// runsChannel is the PostgreSQL notification channel that wakes idle
+// workers of every process when a run becomes due.
+const runsChannel = "taskjuice_runs"
+
+// notify wakes this process's workers and, on PostgreSQL, every other
+// process's.
+func (e *Engine) notify(ctx context.Context) {
+	e.Wake()
+	if err := e.db.Notify(context.WithoutCancel(ctx), runsChannel); err != nil {
+		e.o.Log.Warn("notify workers", "err", err)
+	}
+}
+
 // ErrNotDispatching refuses a run for a workflow with no live version.
 var ErrNotDispatching = apperr.Conflict("not_published", "", "This workflow is not published, so it cannot start runs. Publish it first.")
 
@@ -137,16 +150,25 @@ func (e *Engine) start(ctx context.Context, workspaceID, workflowID, versionID s
 	if err != nil {
 		return "", fmt.Errorf("record run: %w", err)
 	}
-	e.Wake()
+	e.notify(ctx)
 	return id, nil
 }
 
 func nullString(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
 
-// Run works on due runs until ctx ends.
+// Run works on due runs until ctx ends. On PostgreSQL it also listens for
+// other processes' notices, so an idle worker starts a new run at once
+// rather than at its next poll.
 func (e *Engine) Run(ctx context.Context) error {
 	t := time.NewTicker(e.o.Poll)
 	defer t.Stop()
+	lctx, stopListening := context.WithCancel(ctx)
+	listening := make(chan struct{})
+	go func() {
+		defer close(listening)
+		_ = e.db.Listen(lctx, runsChannel, e.Wake)
+	}()
+	defer func() { stopListening(); <-listening }()
 	for {
 		for {
 			did, err := e.Work(ctx)
