@@ -30,19 +30,6 @@ import (
 // in the step's form, and may only lead forward to a later step, so the
 // graph is always acyclic.
 
-func init() {
-	// The editor's flash messages; see flashes in web.go.
-	for k, v := range map[string]string{
-		"workflow-published": "Workflow published",
-		"trigger-saved":      "Trigger saved.",
-		"step-added":         "Step added.",
-		"step-saved":         "Step saved.",
-		"step-moved":         "Step moved.",
-		"step-deleted":       "Step deleted.",
-	} {
-		flashes[k] = v
-	}
-}
 
 // registerEditor adds the editor's routes to the workspace mux.
 func (h *Handler) registerEditor(ws *http.ServeMux) {
