@@ -19,9 +19,7 @@ import (
 )
 
 // Builtins are the executors of the built-in node kinds (Call Workflow is
-// run by the engine itself, since it starts a run). Loop is not among them
-// yet: a version using it fails its run with NOT_SUPPORTED rather than
-// pretending.
+// run by the engine itself, since it starts a run).
 func Builtins(cat *catalog.Catalog, apps *connection.AppClient, hc *http.Client) map[workflow.Kind]Executor {
 	if hc == nil {
 		hc = &http.Client{Timeout: 2 * time.Minute}
@@ -32,6 +30,7 @@ func Builtins(cat *catalog.Catalog, apps *connection.AppClient, hc *http.Client)
 		workflow.NodeTransform: transform,
 		workflow.NodeDelay:     delay,
 		workflow.NodeApproval:  approval,
+		workflow.NodeLoop:      loop,
 		workflow.NodeHTTP:      httpNode(apps, hc),
 		workflow.NodeAction:    action(cat, apps),
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -488,6 +489,59 @@ func TestCallWorkflow(t *testing.T) {
 		}
 		if r := f.run(id2); r.Status != engine.StatusFailed || r.Error == nil || r.Error.Code != "CALLED_WORKFLOW_FAILED" {
 			t.Fatalf("caller of a failing workflow: %s %+v", r.Status, r.Error)
+		}
+	})
+}
+
+func TestLoop(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		f := setup(t, d)
+		f.eng = engine.New(d, f.wfs, engine.Builtins(f.cat, nil, nil), engine.Expressions(expr.Limits{}), engine.Options{})
+		g := workflow.Graph{Schema: 1, Trigger: &workflow.Node{ID: "start", Kind: workflow.TriggerManual},
+			Nodes: []workflow.Node{
+				{ID: "each", Kind: workflow.NodeLoop, Config: json.RawMessage(`{"items": "{{ $trigger.names }}"}`)},
+				{ID: "greet", Kind: workflow.NodeTransform, Config: json.RawMessage(`{"output": {"hi": "{{ $meta.loop.item }}", "n": "{{ $meta.loop.index }}"}}`)},
+				{ID: "collect", Kind: workflow.NodeTransform, Config: json.RawMessage(`{"output": {"last": "{{ $steps.greet.data.hi }}", "count": "{{ $steps.each.data.count }}"}}`)},
+			},
+			Edges: []workflow.Edge{{From: "start", To: "each"}, {From: "each", To: "greet", When: "each"}, {From: "each", To: "collect", When: "done"}},
+		}
+		w, err := f.wfs.Create(f.ctx, f.ws, "Loop", "", &g, "")
+		must(t, err)
+		_, err = f.wfs.Publish(f.ctx, f.ws, w.ID, "", workflow.Checks{Expressions: expr.CompileJSON})
+		must(t, err)
+
+		id, err := f.eng.StartRun(f.ctx, w.ID, json.RawMessage(`{"names": ["Ada", "Grace", "Edsger"]}`), "manual", "")
+		must(t, err)
+		f.drain()
+		steps, _ := f.eng.Steps(f.ctx, f.ws.ID, id)
+		var got []string
+		for _, s := range steps {
+			got = append(got, s.NodeID+"="+string(s.Output))
+		}
+		want := []string{
+			`each={"count":3,"items":["Ada","Grace","Edsger"]}`,
+			`greet@each#0={"hi":"Ada","n":0}`,
+			`greet@each#1={"hi":"Grace","n":1}`,
+			`greet@each#2={"hi":"Edsger","n":2}`,
+			`collect={"count":3,"last":"Edsger"}`,
+		}
+		if f.run(id).Status != engine.StatusCompleted || strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Fatalf("loop run %s:\n got  %q\n want %q", f.run(id).Status, got, want)
+		}
+
+		// An empty list goes straight to the done path.
+		id2, err := f.eng.StartRun(f.ctx, w.ID, json.RawMessage(`{"names": []}`), "manual", "")
+		must(t, err)
+		f.drain()
+		steps, _ = f.eng.Steps(f.ctx, f.ws.ID, id2)
+		if f.run(id2).Status != engine.StatusCompleted || len(steps) != 2 || steps[1].NodeID != "collect" {
+			t.Fatalf("empty loop: %s %+v", f.run(id2).Status, steps)
+		}
+		// Not a list: a clear step error.
+		id3, _ := f.eng.StartRun(f.ctx, w.ID, json.RawMessage(`{"names": 5}`), "manual", "")
+		f.drain()
+		if r := f.run(id3); r.Status != engine.StatusFailed || r.Error.Code != "LOOP_NOT_A_LIST" {
+			t.Fatalf("loop over a number: %s %+v", r.Status, r.Error)
 		}
 	})
 }

@@ -103,17 +103,20 @@ func (e *Engine) lastStep(ctx context.Context, runID, nodeID string) (Step, bool
 	if err != nil {
 		return Step{}, false, fmt.Errorf("read step: %w", err)
 	}
-	s.Status, s.Output = StepStatus(status), json.RawMessage(output.String)
+	s.Status, s.Output, s.NodeID = StepStatus(status), json.RawMessage(output.String), nodeID
 	return s, true, nil
 }
 
 // step runs the first node of the frontier. It reports whether the run can
 // go on at once.
 func (e *Engine) step(ctx context.Context, st state, g workflow.Graph) (bool, error) {
+	// A frontier entry is a node id, or "node@loop#i" inside iteration i of
+	// a Loop; step rows carry the entry, so each iteration has its own
+	// attempts and idempotency keys.
 	nodeID := st.frontier[0]
-	node, ok := g.Node(nodeID)
+	node, ok := g.Node(entryNode(nodeID))
 	if !ok {
-		return false, e.finish(ctx, st.ID, StatusFailed, &StepError{Code: "GRAPH_INVALID", Message: fmt.Sprintf("The version has no step %q", nodeID)})
+		return false, e.finish(ctx, st.ID, StatusFailed, &StepError{Code: "GRAPH_INVALID", Message: fmt.Sprintf("The version has no step %q", entryNode(nodeID))})
 	}
 	prev, hasPrev, err := e.lastStep(ctx, st.ID, nodeID)
 	if err != nil {
@@ -136,7 +139,7 @@ func (e *Engine) step(ctx context.Context, st state, g workflow.Graph) (bool, er
 		attempt = prev.Attempt + 1
 		key = fmt.Sprintf("%s:%s:%d", st.ID, nodeID, attempt)
 	}
-	scope, input, err := e.scope(ctx, st)
+	scope, input, err := e.scope(ctx, st, nodeID)
 	if err != nil {
 		return false, err
 	}
@@ -184,7 +187,7 @@ func (e *Engine) waitOver(ctx context.Context, runID string) bool {
 
 // scope gathers what expressions see: the trigger payload, every completed
 // step's output, and the previous step's output as $input.
-func (e *Engine) scope(ctx context.Context, st state) (Scope, json.RawMessage, error) {
+func (e *Engine) scope(ctx context.Context, st state, entry string) (Scope, json.RawMessage, error) {
 	s := Scope{Trigger: st.TriggerPayload, Steps: map[string]StepData{}, Meta: map[string]any{
 		"runId": st.ID, "workflowId": st.WorkflowID, "versionId": st.VersionID, "source": st.Source,
 	}}
@@ -207,14 +210,30 @@ func (e *Engine) scope(ctx context.Context, st state) (Scope, json.RawMessage, e
 		if finished.Valid {
 			meta["finishedAt"] = finished.Time.UTC()
 		}
-		s.Steps[node] = StepData{Data: json.RawMessage(output), Meta: meta}
+		if it := entryIteration(node); it.loop != "" {
+			meta["iteration"] = it.index
+		}
+		s.Steps[entryNode(node)] = StepData{Data: json.RawMessage(output), Meta: meta}
 		last = json.RawMessage(output)
+	}
+	if err := rows.Err(); err != nil {
+		return Scope{}, nil, err
 	}
 	if last == nil {
 		last = st.TriggerPayload
 	}
 	s.Input = last
-	return s, last, rows.Err()
+	// Inside a loop, $meta.loop is the current item and its index.
+	if it := entryIteration(entry); it.loop != "" {
+		items, err := e.loopItems(ctx, st.ID, it.loop)
+		if err != nil {
+			return Scope{}, nil, err
+		}
+		if it.index < len(items) {
+			s.Meta["loop"] = map[string]any{"index": it.index, "item": items[it.index], "count": len(items)}
+		}
+	}
+	return s, last, nil
 }
 
 // execute evaluates the node's config and runs its executor, turning a
@@ -302,11 +321,13 @@ func (e *Engine) commit(ctx context.Context, st state, g workflow.Graph, node wo
 				string(output), cur.Console, now, cur.ID); err != nil {
 				return err
 			}
-			next := append([]string{}, st.frontier[1:]...)
-			for _, n := range g.Successors(node.ID, out.Path) {
-				if !contains(next, n) {
-					next = append(next, n)
-				}
+			next, err := e.advanceFrontier(ctx, st, g, node, cur.NodeID, out)
+			var se *StepError
+			if errors.As(err, &se) {
+				return e.finishTx(ctx, tx, st.ID, StatusFailed, se, now)
+			}
+			if err != nil {
+				return err
 			}
 			frontier, _ := json.Marshal(next)
 			if _, err := tx.ExecContext(ctx, `UPDATE runs SET frontier = $1, steps_done = steps_done + 1, wait_reason = '', updated_at = $2 WHERE id = $3`,

@@ -30,7 +30,6 @@ import (
 // in the step's form, and may only lead forward to a later step, so the
 // graph is always acyclic.
 
-
 // registerEditor adds the editor's routes to the workspace mux.
 func (h *Handler) registerEditor(ws *http.ServeMux) {
 	ws.HandleFunc("GET /{workspaceSlug}/workflows/{id}/edit", h.inWorkspace("workflows", h.editor))

@@ -262,6 +262,44 @@ func (v *validator) edges() {
 			v.add(n.ID, "", "This step cannot be reached from the trigger")
 		}
 	}
+	if !cycle {
+		v.nestedLoops()
+	}
+}
+
+// nestedLoops refuses a Loop inside another Loop's body (what its "each"
+// path reaches before its "done" path): the engine runs one level of loop.
+func (v *validator) nestedLoops() {
+	reach := func(starts []string, stop map[string]bool) map[string]bool {
+		seen := map[string]bool{}
+		var mark func(id string)
+		mark = func(id string) {
+			if seen[id] || stop[id] {
+				return
+			}
+			seen[id] = true
+			for _, e := range v.g.Edges {
+				if e.From == id {
+					mark(e.To)
+				}
+			}
+		}
+		for _, s := range starts {
+			mark(s)
+		}
+		return seen
+	}
+	for _, n := range v.g.Nodes {
+		if n.Kind != NodeLoop {
+			continue
+		}
+		after := reach(v.g.Successors(n.ID, "done"), nil)
+		for id := range reach(v.g.Successors(n.ID, "each"), after) {
+			if inner, ok := v.g.Node(id); ok && inner.Kind == NodeLoop {
+				v.add(id, "", "A Loop cannot sit inside another Loop's steps yet")
+			}
+		}
+	}
 }
 
 func (v *validator) find(id string) *Node {

@@ -1,0 +1,189 @@
+package engine
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"taskjuice/internal/workflow"
+)
+
+// Loops run their "each" path once per item, one iteration after another,
+// then their "done" path. Inside iteration i of loop L, a body node's
+// frontier entry (and step row) is "node@L#i"; expressions see the node
+// under its own id in $steps (its latest iteration) and the current item in
+// $meta.loop.
+
+type iteration struct {
+	loop  string
+	index int
+}
+
+func entryNode(entry string) string {
+	if i := strings.IndexByte(entry, '@'); i >= 0 {
+		return entry[:i]
+	}
+	return entry
+}
+
+func entryIteration(entry string) iteration {
+	i := strings.IndexByte(entry, '@')
+	if i < 0 {
+		return iteration{}
+	}
+	loop, idx, ok := strings.Cut(entry[i+1:], "#")
+	n, err := strconv.Atoi(idx)
+	if !ok || err != nil {
+		return iteration{}
+	}
+	return iteration{loop: loop, index: n}
+}
+
+func inIteration(node string, it iteration) string {
+	return fmt.Sprintf("%s@%s#%d", node, it.loop, it.index)
+}
+
+// loop evaluates the items and stops the run at a sensible size.
+func loop(_ context.Context, c Call) (Outcome, error) {
+	var cfg struct {
+		Items    any `json:"items"`
+		MaxItems int `json:"maxItems"`
+	}
+	if err := json.Unmarshal(nonEmpty(c.Config), &cfg); err != nil {
+		return Outcome{}, &StepError{Code: "CONFIG_INVALID", Message: err.Error()}
+	}
+	if s, ok := cfg.Items.(string); ok {
+		// A template that rendered a list as text.
+		var v any
+		if json.Unmarshal([]byte(s), &v) == nil {
+			cfg.Items = v
+		}
+	}
+	items, ok := cfg.Items.([]any)
+	if cfg.Items == nil {
+		items, ok = []any{}, true
+	}
+	if !ok {
+		return Outcome{}, &StepError{Code: "LOOP_NOT_A_LIST", Message: "The loop's items are not a list"}
+	}
+	limit := cfg.MaxItems
+	if limit <= 0 || limit > workflow.MaxLoopItems {
+		limit = workflow.MaxLoopItems
+	}
+	if len(items) > limit {
+		return Outcome{}, &StepError{Code: "LOOP_TOO_LONG", Message: fmt.Sprintf("The loop has %d items; it runs at most %d", len(items), limit)}
+	}
+	fmt.Fprintf(c.Console, "%d items\n", len(items))
+	return Outcome{Output: map[string]any{"items": items, "count": len(items)}}, nil
+}
+
+// loopItems reads the items a loop node produced.
+func (e *Engine) loopItems(ctx context.Context, runID, loopEntry string) ([]any, error) {
+	var out sql.NullString
+	err := e.db.Read().QueryRowContext(ctx, `SELECT output FROM run_steps WHERE run_id = $1 AND node_id = $2 AND status = 'completed'
+		ORDER BY attempt DESC LIMIT 1`, runID, loopEntry).Scan(&out)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read loop items: %w", err)
+	}
+	var v struct {
+		Items []any `json:"items"`
+	}
+	_ = json.Unmarshal([]byte(out.String), &v)
+	return v.Items, nil
+}
+
+// body lists a loop's body: what its "each" path reaches before meeting
+// what its "done" path reaches.
+func body(g workflow.Graph, loopID string) map[string]bool {
+	after := map[string]bool{}
+	var mark func(id string, into map[string]bool, stop map[string]bool)
+	mark = func(id string, into map[string]bool, stop map[string]bool) {
+		if into[id] || stop[id] {
+			return
+		}
+		into[id] = true
+		for _, e := range g.Edges {
+			if e.From == id {
+				mark(e.To, into, stop)
+			}
+		}
+	}
+	for _, n := range g.Successors(loopID, "done") {
+		mark(n, after, nil)
+	}
+	in := map[string]bool{}
+	for _, n := range g.Successors(loopID, "each") {
+		mark(n, in, after)
+	}
+	return in
+}
+
+// advanceFrontier is the frontier after entry completed with out: the rest,
+// plus what comes next — the node's successors, a loop's first iteration,
+// the next iteration, or the loop's done path.
+func (e *Engine) advanceFrontier(ctx context.Context, st state, g workflow.Graph, node workflow.Node, entry string, out Outcome) ([]string, error) {
+	next := append([]string{}, st.frontier[1:]...)
+	add := func(ids ...string) {
+		for _, id := range ids {
+			if !contains(next, id) {
+				next = append(next, id)
+			}
+		}
+	}
+	it := entryIteration(entry)
+	if node.Kind == workflow.NodeLoop {
+		if it.loop != "" {
+			return nil, &StepError{Code: "NOT_SUPPORTED", Message: "A loop inside a loop cannot run yet"}
+		}
+		count := 0
+		if m, ok := out.Output.(map[string]any); ok {
+			if n, ok := m["count"].(int); ok {
+				count = n
+			}
+		}
+		if count == 0 {
+			add(g.Successors(node.ID, "done")...)
+			return next, nil
+		}
+		for _, n := range g.Successors(node.ID, "each") {
+			add(inIteration(n, iteration{loop: node.ID, index: 0}))
+		}
+		return next, nil
+	}
+	if it.loop == "" {
+		add(g.Successors(node.ID, out.Path)...)
+		return next, nil
+	}
+	// Inside an iteration: stay within the body.
+	in := body(g, it.loop)
+	for _, n := range g.Successors(node.ID, out.Path) {
+		if in[n] {
+			add(inIteration(n, it))
+		}
+	}
+	suffix := "@" + it.loop + "#" + strconv.Itoa(it.index)
+	for _, f := range next {
+		if strings.HasSuffix(f, suffix) {
+			return next, nil // this iteration still has steps to run
+		}
+	}
+	items, err := e.loopItems(ctx, st.ID, it.loop)
+	if err != nil {
+		return nil, err
+	}
+	if it.index+1 < len(items) {
+		for _, n := range g.Successors(it.loop, "each") {
+			add(inIteration(n, iteration{loop: it.loop, index: it.index + 1}))
+		}
+		return next, nil
+	}
+	add(g.Successors(it.loop, "done")...)
+	return next, nil
+}
