@@ -545,3 +545,72 @@ func TestLoop(t *testing.T) {
 		}
 	})
 }
+
+// TestInFlightRunKeepsItsVersion: a run started on v1 and still waiting
+// finishes on v1 after v2 went live; new runs take v2. Mapping across three
+// steps uses $trigger, $steps and $input.
+func TestInFlightRunKeepsItsVersion(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		f := setup(t, d)
+		f.eng = engine.New(d, f.wfs, engine.Builtins(f.cat, nil, nil), engine.Expressions(expr.Limits{}), engine.Options{})
+		graph := func(label string) workflow.Graph {
+			return workflow.Graph{Schema: 1, Trigger: &workflow.Node{ID: "start", Kind: workflow.TriggerManual},
+				Nodes: []workflow.Node{
+					{ID: "a", Kind: workflow.NodeTransform, Config: json.RawMessage(`{"output": {"first": "{{ $trigger.first }}"}}`)},
+					{ID: "wait", Kind: workflow.NodeApproval, Config: json.RawMessage(`{"message": "go?"}`)},
+					{ID: "b", Kind: workflow.NodeTransform, Config: json.RawMessage(`{"output": {"last": "{{ $trigger.last }}"}}`)},
+					{ID: "c", Kind: workflow.NodeTransform, Config: json.RawMessage(`{"output": {"name": "{{ $steps.a.data.first & ' ' & $input.last }}", "version": "` + label + `"}}`)},
+				},
+				Edges: []workflow.Edge{{From: "start", To: "a"}, {From: "a", To: "wait"}, {From: "wait", To: "b"}, {From: "b", To: "c"}},
+			}
+		}
+		g1 := graph("v1")
+		w, err := f.wfs.Create(f.ctx, f.ws, "Names", "", &g1, "")
+		must(t, err)
+		_, err = f.wfs.Publish(f.ctx, f.ws, w.ID, "", workflow.Checks{Expressions: expr.CompileJSON})
+		must(t, err)
+		id, err := f.eng.StartRun(f.ctx, w.ID, json.RawMessage(`{"first": "Ada", "last": "Lovelace"}`), "manual", "")
+		must(t, err)
+		f.drain()
+		if f.run(id).Status != engine.StatusWaiting {
+			t.Fatalf("run: %s, want waiting at the approval", f.run(id).Status)
+		}
+		// v2 goes live while the run waits.
+		_, err = f.wfs.SaveDraft(f.ctx, f.ws, w.ID, graph("v2"), "")
+		must(t, err)
+		_, err = f.wfs.Publish(f.ctx, f.ws, w.ID, "", workflow.Checks{Expressions: expr.CompileJSON})
+		must(t, err)
+		must(t, f.eng.Decide(f.ctx, f.ws.ID, id, "", true, ""))
+		f.drain()
+		steps, _ := f.eng.Steps(f.ctx, f.ws.ID, id)
+		last := steps[len(steps)-1]
+		if f.run(id).Status != engine.StatusCompleted || string(last.Output) != `{"name":"Ada Lovelace","version":"v1"}` {
+			t.Fatalf("in-flight run: %s, last output %s", f.run(id).Status, last.Output)
+		}
+		id2, _ := f.eng.StartRun(f.ctx, w.ID, json.RawMessage(`{"first": "Grace", "last": "Hopper"}`), "manual", "")
+		f.drain()
+		must(t, f.eng.Decide(f.ctx, f.ws.ID, id2, "", true, ""))
+		f.drain()
+		steps, _ = f.eng.Steps(f.ctx, f.ws.ID, id2)
+		if got := string(steps[len(steps)-1].Output); got != `{"name":"Grace Hopper","version":"v2"}` {
+			t.Fatalf("new run: %s, want v2", got)
+		}
+	})
+}
+
+func TestDisabledWorkflowStartsNothing(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		f := setup(t, d)
+		wf := f.publish([]workflow.Node{{ID: "done", Kind: workflow.NodeTransform, Config: json.RawMessage(`{"output": 1}`)}})
+		for _, st := range []workflow.Status{workflow.StatusDisabled, workflow.StatusArchived, workflow.StatusPausedSafety} {
+			must(t, f.wfs.SetOperatorState(f.ctx, f.ws, wf, st))
+			if _, err := f.eng.StartRun(f.ctx, wf, nil, "manual", ""); !errors.Is(err, engine.ErrNotDispatching) {
+				t.Fatalf("start while %s: %v", st, err)
+			}
+		}
+		must(t, f.wfs.SetOperatorState(f.ctx, f.ws, wf, ""))
+		if _, err := f.eng.StartRun(f.ctx, wf, nil, "manual", ""); err != nil {
+			t.Fatalf("start after restoring: %v", err)
+		}
+	})
+}

@@ -64,6 +64,13 @@ func TestWorkflowPages(t *testing.T) {
 		if n := strings.Count(member.get("/acme/workflows").Body, ">New leads</a>"); n != 2 {
 			t.Fatalf("after import: %d workflows named New leads, want 2", n)
 		}
+		// Disable, then enable.
+		wantRedirect(t, "disable", member.post("/acme/workflows/"+id+"/state", url.Values{"state": {"disabled"}}), "/acme/workflows/"+id)
+		if !strings.Contains(member.get("/acme/workflows/"+id).Body, "Turned off by an operator") {
+			t.Fatal("disabled workflow does not say so")
+		}
+		wantRedirect(t, "enable", member.post("/acme/workflows/"+id+"/state", url.Values{"state": {""}}), "/acme/workflows/"+id)
+		wantStatus(t, "bad state", member.post("/acme/workflows/"+id+"/state", url.Values{"state": {"exploded"}}), 422)
 		// Another account cannot see it.
 		wantStatus(t, "account B", e.signIn("owner@b.example").get("/acme/workflows/"+id), 404)
 		wantStatus(t, "another workspace", member.get("/beta/workflows/"+id), 404)

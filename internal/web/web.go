@@ -104,6 +104,7 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	ws.HandleFunc("GET /{workspaceSlug}/workflows/{id}/export", h.inWorkspace("workflows", h.exportWorkflow))
 	ws.HandleFunc("POST /{workspaceSlug}/workflows/{id}/deactivate", h.inWorkspace("workflows", h.deactivateWorkflow))
 	ws.HandleFunc("POST /{workspaceSlug}/workflows/{id}/settings", h.inWorkspace("workflows", h.workflowSettings))
+	ws.HandleFunc("POST /{workspaceSlug}/workflows/{id}/state", h.inWorkspace("workflows", h.workflowState))
 	ws.HandleFunc("POST /{workspaceSlug}/workflows/{id}/webhook/regenerate", h.inWorkspace("workflows", h.regenerateWebhook))
 	ws.HandleFunc("POST /{workspaceSlug}/workflows/{id}/webhook/secret", h.inWorkspace("workflows", h.setWebhookSecret))
 	ws.HandleFunc("POST /{workspaceSlug}/workflows/{id}/run", h.inWorkspace("workflows", h.runWorkflow))

@@ -294,3 +294,17 @@ func (h *Handler) runWorkflow(w http.ResponseWriter, r *http.Request, v view) {
 	setFlash(w, "run-started")
 	redirect(w, r, "/"+v.Workspace.Slug+"/monitoring/workflow-runs")
 }
+
+// workflowState archives, disables, restores or clears a safety pause.
+func (h *Handler) workflowState(w http.ResponseWriter, r *http.Request, v view) {
+	if err := r.ParseForm(); err != nil {
+		h.errorPage(w, r, v.P, apperr.BadRequest("bad_form", "The form could not be read; please try again."))
+		return
+	}
+	if err := h.Workflows.SetOperatorState(r.Context(), *v.Workspace, r.PathValue("id"), workflow.Status(r.PostForm.Get("state"))); err != nil {
+		h.errorPage(w, r, v.P, err)
+		return
+	}
+	setFlash(w, "state-saved")
+	redirect(w, r, "/"+v.Workspace.Slug+"/workflows/"+r.PathValue("id"))
+}

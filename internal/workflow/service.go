@@ -497,3 +497,28 @@ func (s *Service) liveChanged(ctx context.Context, workflowID string) {
 		fn(ctx, l, ok)
 	}
 }
+
+// SetOperatorState archives, disables or (with "") restores a workflow, or
+// clears a safety pause. An archived, disabled or paused workflow starts
+// no runs; runs in flight are not touched.
+func (s *Service) SetOperatorState(ctx context.Context, ws account.Workspace, workflowID string, state Status) error {
+	var op string
+	switch state {
+	case StatusArchived, StatusDisabled, StatusPausedSafety:
+		op = string(state)
+	case "", StatusDraft, StatusPublished:
+		op = ""
+	default:
+		return apperr.Invalid("status", "Status must be archived, disabled or paused-safety, or empty to restore")
+	}
+	res, err := s.db.Write().ExecContext(ctx, `UPDATE workflows SET operator_state = $1, updated_at = $2 WHERE workspace_id = $3 AND id = $4`,
+		op, s.now(), ws.ID, workflowID)
+	if err != nil {
+		return fmt.Errorf("set workflow state: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return apperr.ErrNotFound
+	}
+	s.liveChanged(ctx, workflowID)
+	return nil
+}
