@@ -110,7 +110,36 @@ func (e *Engine) StartRun(ctx context.Context, workflowID string, payload json.R
 	if !ok || !live.Status.Dispatching() {
 		return "", ErrNotDispatching
 	}
+	if err := e.breaker(ctx, live); err != nil {
+		return "", err
+	}
 	return e.start(ctx, live.WorkspaceID, workflowID, live.VersionID, live.Graph, payload, source, dedupKey, origin{})
+}
+
+// MsgBreakerTripped is the answer once the throughput breaker has paused a
+// workflow.
+const MsgBreakerTripped = "This workflow started more runs in the last minute than its limit allows, so it was paused for safety. Clear the safety pause on the workflow page to start runs again."
+
+// breaker trips the throughput breaker of a workflow with a limit when the
+// last minute already holds that many runs.
+func (e *Engine) breaker(ctx context.Context, live workflow.Live) error {
+	if live.MaxRunsPerMinute <= 0 {
+		return nil
+	}
+	var n int
+	if err := e.db.Read().QueryRowContext(ctx, `SELECT count(*) FROM runs WHERE workflow_id = $1 AND created_at > $2 AND parent_run_id IS NULL`,
+		live.WorkflowID, e.now().Add(-time.Minute)).Scan(&n); err != nil {
+		return fmt.Errorf("count recent runs: %w", err)
+	}
+	if n < live.MaxRunsPerMinute {
+		return nil
+	}
+	if tripped, err := e.workflows.TripBreaker(ctx, live.WorkflowID); err != nil {
+		return err
+	} else if tripped {
+		e.o.Log.Warn("throughput breaker tripped", "workflow", live.WorkflowID, "runs_last_minute", n, "limit", live.MaxRunsPerMinute)
+	}
+	return apperr.TooMany(MsgBreakerTripped)
 }
 
 // origin says where a run comes from besides its trigger: a replay of an

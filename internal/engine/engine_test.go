@@ -614,3 +614,33 @@ func TestDisabledWorkflowStartsNothing(t *testing.T) {
 		}
 	})
 }
+
+func TestThroughputBreaker(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		f := setup(t, d)
+		wf := f.publish([]workflow.Node{{ID: "done", Kind: workflow.NodeTransform, Config: json.RawMessage(`{"output": 1}`)}})
+		must(t, f.wfs.SetThroughputLimit(f.ctx, f.ws, wf, 3))
+		for i := range 3 {
+			if _, err := f.eng.StartRun(f.ctx, wf, nil, "manual", ""); err != nil {
+				t.Fatalf("run %d under the limit: %v", i+1, err)
+			}
+		}
+		_, err := f.eng.StartRun(f.ctx, wf, nil, "manual", "")
+		if e, ok := apperr.As(err); !ok || apperr.Status(err) != 429 || e.Message != engine.MsgBreakerTripped {
+			t.Fatalf("run over the limit: %v, want 429 with the breaker message", err)
+		}
+		w, _ := f.wfs.Get(f.ctx, f.ws, wf)
+		if w.Status != workflow.StatusPausedSafety {
+			t.Fatalf("status: %s, want paused-safety", w.Status)
+		}
+		if _, err := f.eng.StartRun(f.ctx, wf, nil, "manual", ""); !errors.Is(err, engine.ErrNotDispatching) {
+			t.Fatalf("run while paused: %v", err)
+		}
+		// Cleared, with the limit raised: runs start again.
+		must(t, f.wfs.SetThroughputLimit(f.ctx, f.ws, wf, 100))
+		must(t, f.wfs.SetOperatorState(f.ctx, f.ws, wf, ""))
+		if _, err := f.eng.StartRun(f.ctx, wf, nil, "manual", ""); err != nil {
+			t.Fatalf("run after clearing: %v", err)
+		}
+	})
+}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"taskjuice/internal/apperr"
@@ -207,6 +208,23 @@ func (h *Handler) workflowSettings(w http.ResponseWriter, r *http.Request, v vie
 		return
 	}
 	if err := h.Workflows.SetAutoResume(r.Context(), *v.Workspace, r.PathValue("id"), r.PostForm.Get("autoResume") == "on"); err != nil {
+		h.errorPage(w, r, v.P, err)
+		return
+	}
+	limit := 0
+	if s := strings.TrimSpace(r.PostForm.Get("maxRunsPerMinute")); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			h.renderWorkflow(w, r, v, http.StatusUnprocessableEntity, "The run limit must be a whole number (0 for none).")
+			return
+		}
+		limit = n
+	}
+	if err := h.Workflows.SetThroughputLimit(r.Context(), *v.Workspace, r.PathValue("id"), limit); err != nil {
+		if e, ok := apperr.As(err); ok {
+			h.renderWorkflow(w, r, v, apperr.Status(err), e.Message)
+			return
+		}
 		h.errorPage(w, r, v.P, err)
 		return
 	}

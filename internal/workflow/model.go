@@ -65,7 +65,9 @@ type Workflow struct {
 	ActiveVersionID string `json:"activeVersionId,omitempty"`
 	// AutoResumeReauth: runs held for reauthorization resume by themselves
 	// once their connection is reconnected.
-	AutoResumeReauth bool      `json:"autoResumeReauth"`
+	AutoResumeReauth bool `json:"autoResumeReauth"`
+	// MaxRunsPerMinute trips the safety breaker (0: no limit).
+	MaxRunsPerMinute int       `json:"maxRunsPerMinute"`
 	CreatedAt        time.Time `json:"createdAt"`
 	UpdatedAt        time.Time `json:"updatedAt"`
 }

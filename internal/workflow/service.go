@@ -92,12 +92,12 @@ func (w *Workflow) setStatus(operator string, active bool) {
 	w.StatusLabel, w.StatusText = w.Status.Label(), w.Status.Description()
 }
 
-const workflowCols = `id, workspace_id, name, description, operator_state, COALESCE(active_version_id, ''), auto_resume_reauth, created_at, updated_at`
+const workflowCols = `id, workspace_id, name, description, operator_state, COALESCE(active_version_id, ''), auto_resume_reauth, max_runs_per_minute, created_at, updated_at`
 
 func scanWorkflow(row interface{ Scan(...any) error }) (Workflow, error) {
 	var w Workflow
 	var op string
-	if err := row.Scan(&w.ID, &w.WorkspaceID, &w.Name, &w.Description, &op, &w.ActiveVersionID, &w.AutoResumeReauth, &w.CreatedAt, &w.UpdatedAt); err != nil {
+	if err := row.Scan(&w.ID, &w.WorkspaceID, &w.Name, &w.Description, &op, &w.ActiveVersionID, &w.AutoResumeReauth, &w.MaxRunsPerMinute, &w.CreatedAt, &w.UpdatedAt); err != nil {
 		return Workflow{}, err
 	}
 	w.setStatus(op, w.ActiveVersionID != "")
@@ -372,6 +372,8 @@ func (s *Service) Import(ctx context.Context, ws account.Workspace, raw []byte, 
 // Live is what the engine needs of a workflow to start a run: its
 // workspace, status, active version and graph.
 type Live struct {
+	// MaxRunsPerMinute trips the throughput breaker (0: no limit).
+	MaxRunsPerMinute int
 	WorkflowID       string
 	WorkspaceID      string
 	Status           Status
@@ -386,9 +388,10 @@ func (s *Service) Live(ctx context.Context, workflowID string) (Live, bool, erro
 	var l Live
 	var op, graph string
 	var versionID sql.NullString
-	err := s.db.Read().QueryRowContext(ctx, `SELECT w.id, w.workspace_id, w.operator_state, w.active_version_id, COALESCE(v.graph, ''), w.auto_resume_reauth
+	err := s.db.Read().QueryRowContext(ctx, `SELECT w.id, w.workspace_id, w.operator_state, w.active_version_id, COALESCE(v.graph, ''),
+		w.auto_resume_reauth, w.max_runs_per_minute
 		FROM workflows w LEFT JOIN workflow_versions v ON v.id = w.active_version_id WHERE w.id = $1`, workflowID).
-		Scan(&l.WorkflowID, &l.WorkspaceID, &op, &versionID, &graph, &l.AutoResumeReauth)
+		Scan(&l.WorkflowID, &l.WorkspaceID, &op, &versionID, &graph, &l.AutoResumeReauth, &l.MaxRunsPerMinute)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Live{}, false, apperr.ErrNotFound
 	}
@@ -449,6 +452,38 @@ func (g Graph) Node(id string) (Node, bool) {
 		}
 	}
 	return Node{}, false
+}
+
+// SetThroughputLimit sets the runs a workflow may start per minute before
+// the safety breaker pauses it (0: no limit).
+func (s *Service) SetThroughputLimit(ctx context.Context, ws account.Workspace, workflowID string, perMinute int) error {
+	if perMinute < 0 || perMinute > 100000 {
+		return apperr.Invalid("maxRunsPerMinute", "The limit must be 0 (none) to 100000 runs per minute")
+	}
+	res, err := s.db.Write().ExecContext(ctx, `UPDATE workflows SET max_runs_per_minute = $1, updated_at = $2 WHERE workspace_id = $3 AND id = $4`,
+		perMinute, s.now(), ws.ID, workflowID)
+	if err != nil {
+		return fmt.Errorf("set throughput limit: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return apperr.ErrNotFound
+	}
+	return nil
+}
+
+// TripBreaker pauses a workflow for safety (server code: the engine's
+// throughput breaker). It reports whether this call tripped it.
+func (s *Service) TripBreaker(ctx context.Context, workflowID string) (bool, error) {
+	res, err := s.db.Write().ExecContext(ctx, `UPDATE workflows SET operator_state = 'paused-safety', updated_at = $1 WHERE id = $2 AND operator_state = ''`,
+		s.now(), workflowID)
+	if err != nil {
+		return false, fmt.Errorf("trip breaker: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	if n == 1 {
+		s.liveChanged(ctx, workflowID)
+	}
+	return n == 1, nil
 }
 
 // SetAutoResume sets "Resume held runs automatically after reconnect".
