@@ -644,3 +644,62 @@ func TestThroughputBreaker(t *testing.T) {
 		}
 	})
 }
+
+// TestActionsRefuseWrongStates: Resume only paused runs, Replay only
+// finished ones, Cancel only unfinished ones, Pause only moving ones — each
+// refusal a 409 with a clear message.
+func TestActionsRefuseWrongStates(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		f := setup(t, d)
+		wf := f.publish([]workflow.Node{{ID: "ok", Kind: workflow.NodeApproval, Config: json.RawMessage(`{"message": "go?"}`)}})
+		start := func() string {
+			id, err := f.eng.StartRun(f.ctx, wf, nil, "manual", "")
+			must(t, err)
+			return id
+		}
+		pending := start()
+		waiting := start()
+		f.drain() // both are now waiting for approval
+		pending = start()
+		paused := start()
+		must(t, f.eng.Pause(f.ctx, f.ws.ID, paused, ""))
+		completed := start()
+		f.drain()
+		must(t, f.eng.Decide(f.ctx, f.ws.ID, completed, "", true, ""))
+		f.drain()
+		cancelled := start()
+		must(t, f.eng.Cancel(f.ctx, f.ws.ID, cancelled, ""))
+		if s := f.run(completed).Status; s != engine.StatusCompleted {
+			t.Fatalf("setup: completed run is %s", s)
+		}
+		noConn := func(context.Context, string) (string, error) { return "active", nil }
+		tests := []struct {
+			name string
+			do   func(id string) error
+			id   string
+			want string
+		}{
+			{"resume a waiting run", func(id string) error { return f.eng.Resume(f.ctx, f.ws.ID, id, "", noConn) }, waiting, "Only a paused run can be resumed"},
+			{"resume a completed run", func(id string) error { return f.eng.Resume(f.ctx, f.ws.ID, id, "", noConn) }, completed, "Only a paused run can be resumed"},
+			{"replay a pending run", func(id string) error { _, err := f.eng.Replay(f.ctx, f.ws.ID, id, ""); return err }, pending, "Only a finished run (completed, failed or cancelled) can be replayed"},
+			{"replay a paused run", func(id string) error { _, err := f.eng.Replay(f.ctx, f.ws.ID, id, ""); return err }, paused, "Only a finished run (completed, failed or cancelled) can be replayed"},
+			{"cancel a completed run", func(id string) error { return f.eng.Cancel(f.ctx, f.ws.ID, id, "") }, completed, "This run has already finished"},
+			{"cancel a cancelled run", func(id string) error { return f.eng.Cancel(f.ctx, f.ws.ID, id, "") }, cancelled, "This run has already finished"},
+			{"pause a paused run", func(id string) error { return f.eng.Pause(f.ctx, f.ws.ID, id, "") }, paused, "A paused run cannot be paused"},
+			{"pause a completed run", func(id string) error { return f.eng.Pause(f.ctx, f.ws.ID, id, "") }, completed, "A completed run cannot be paused"},
+			{"approve a paused run", func(id string) error { return f.eng.Decide(f.ctx, f.ws.ID, id, "", true, "") }, paused, "This run is not waiting for an approval"},
+		}
+		for _, tt := range tests {
+			err := tt.do(tt.id)
+			e, ok := apperr.As(err)
+			if !ok || apperr.Status(err) != 409 || e.Message != tt.want {
+				t.Errorf("%s: got %v, want 409 %q", tt.name, err, tt.want)
+			}
+		}
+		// And the right states work.
+		must(t, f.eng.Resume(f.ctx, f.ws.ID, paused, "", noConn))
+		if _, err := f.eng.Replay(f.ctx, f.ws.ID, cancelled, ""); err != nil {
+			t.Fatalf("replay a cancelled run: %v", err)
+		}
+	})
+}
