@@ -98,3 +98,6 @@ func (e *StepError) Error() string { return e.Code + ": " + e.Message }
 
 // String is the status word.
 func (s Status) String() string { return string(s) }
+
+// String is the status word.
+func (s StepStatus) String() string { return string(s) }

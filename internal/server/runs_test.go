@@ -3,8 +3,10 @@ package server_test
 import (
 	"context"
 	"encoding/json"
+	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"taskjuice/internal/engine"
 	"taskjuice/internal/workflow"
@@ -55,5 +57,68 @@ func TestRunsAPIAndPage(t *testing.T) {
 		wantStatus(t, "another workspace", member.api("GET", "/api/v1/workspaces/beta/runs/"+started.RunID, ""), 404)
 		wantStatus(t, "bad status", member.api("GET", "/api/v1/workspaces/acme/runs?status=nope", ""), 422)
 		wantStatus(t, "bad payload", member.api("POST", "/api/v1/workspaces/acme/workflows/"+w.ID+"/runs", `{"x":`), 400)
+	})
+}
+
+func TestRunPage(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		g, err := workflow.ParseGraph([]byte(`{"schema":1,"trigger":{"id":"start","kind":"manual"},
+			"nodes":[{"id":"ok","kind":"approval","name":"Manager approves","config":{"message":"Go?"}},
+			         {"id":"boom","kind":"http","config":{"method":"GET","url":"http://127.0.0.1:1/nothing"}}],
+			"edges":[{"from":"start","to":"ok"},{"from":"ok","to":"boom"}]}`))
+		must(t, err)
+		w, err := e.workflows.Create(ctx, e.acme, "Approvals", "", &g, "")
+		must(t, err)
+		_, err = e.workflows.Publish(ctx, e.acme, w.ID, "", workflow.Checks{})
+		must(t, err)
+		id, err := e.engine.StartRun(ctx, w.ID, []byte(`{"lead":"Ada"}`), "manual", "")
+		must(t, err)
+		drain := func() {
+			for {
+				did, err := e.engine.Work(ctx)
+				must(t, err)
+				if !did {
+					return
+				}
+			}
+		}
+		drain()
+		member := e.signIn("member@a.example")
+		base := "/acme/monitoring/workflow-runs/" + w.ID + "/" + id
+		page := member.get(base)
+		wantStatus(t, "run page", page, 200)
+		for _, want := range []string{"Monitoring / ", "Workflow " + w.ID[:8] + " / Run " + id[:8], "Progress", "0 / 2 steps", "Execution Steps", "Manager approves", "&#34;lead&#34;: &#34;Ada&#34;", "Waiting for approval", "Cancel"} {
+			if !strings.Contains(page.Body, want) {
+				t.Errorf("run page lacks %q", want)
+			}
+		}
+		if strings.Contains(page.Body, ">Resume<") || strings.Contains(page.Body, ">Replay<") {
+			t.Error("a waiting run offers Resume or Replay")
+		}
+		wantStatus(t, "resume a waiting run", member.post(base+"/resume", nil), 409)
+		wantRedirect(t, "approve", member.post(base+"/approve", url.Values{"comment": {"fine"}}), base)
+		// The HTTP step fails (after its retries): the page shows the error.
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			drain()
+			if r, _ := e.engine.Get(ctx, e.acme.ID, id); r.Status.Terminal() || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		page = member.get(base)
+		for _, want := range []string{"Execution Error", "NETWORK_ERROR", "(retryable)", ">Replay<"} {
+			if !strings.Contains(page.Body, want) {
+				t.Errorf("failed run page lacks %q", want)
+			}
+		}
+		res := member.post(base+"/replay", nil)
+		if res.StatusCode != 303 || !strings.HasPrefix(res.Header.Get("Location"), "/acme/monitoring/workflow-runs/"+w.ID+"/") || strings.HasSuffix(res.Header.Get("Location"), id) {
+			t.Fatalf("replay: %d to %q", res.StatusCode, res.Header.Get("Location"))
+		}
+		wantStatus(t, "another workflow id in the path", member.get("/acme/monitoring/workflow-runs/"+id+"/"+id), 404)
+		wantStatus(t, "another workspace", member.get("/beta/monitoring/workflow-runs/"+w.ID+"/"+id), 404)
+		wantStatus(t, "another account", e.signIn("owner@b.example").get(base), 404)
 	})
 }

@@ -118,6 +118,8 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	ws.HandleFunc("POST /{workspaceSlug}/connections/{id}/reconnect", h.inWorkspace("connections", h.reconnect))
 	ws.HandleFunc("POST /{workspaceSlug}/connections/{id}/revoke", h.inWorkspace("connections", h.revokeConnection))
 	ws.HandleFunc("GET /{workspaceSlug}/monitoring/workflow-runs", h.inWorkspace("runs", h.runs))
+	ws.HandleFunc("GET /{workspaceSlug}/monitoring/workflow-runs/{workflowId}/{runId}", h.inWorkspace("runs", h.runDetail))
+	ws.HandleFunc("POST /{workspaceSlug}/monitoring/workflow-runs/{workflowId}/{runId}/{action}", h.inWorkspace("runs", h.runAction))
 	ws.HandleFunc("GET /{workspaceSlug}/workspace/members", h.inWorkspace("members", h.members))
 	h.registerEditor(ws)
 	ws.HandleFunc("/", h.notFound)
@@ -145,14 +147,9 @@ var funcs = template.FuncMap{
 	},
 	"can": func(p *account.Principal, c string) bool { return p != nil && p.Can(account.Capability(c)) },
 	// statusLabel capitalises a status word: "active" → "Active".
-	"statusLabel": func(s fmt.Stringer) string { return capitalize(s.String()) },
-	"configured":  func(a catalog.App) bool { ok, _ := a.Configured(); return ok },
-	"short": func(id string) string {
-		if len(id) > 8 {
-			return id[:8]
-		}
-		return id
-	},
+	"statusLabel":   func(s fmt.Stringer) string { return capitalize(s.String()) },
+	"configured":    func(a catalog.App) bool { ok, _ := a.Configured(); return ok },
+	"short":         short,
 	"runDuration":   duration,
 	"notConfigured": func(a catalog.App) string { _, why := a.Configured(); return why },
 	"initial": func(s string) string {
@@ -287,6 +284,12 @@ var flashes = map[string]string{
 	"secret-saved":       "Webhook secret saved.",
 	"run-started":        "Run started.",
 	"workflow-published": "Workflow published",
+	"replayed":           "Replayed as this new run.",
+	"run-resume":         "Run resumed.",
+	"run-pause":          "Run paused.",
+	"run-cancel":         "Run cancelled.",
+	"run-approve":        "Approved. The run goes on.",
+	"run-reject":         "Rejected. The run goes on with the decision.",
 	"trigger-saved":      "Trigger saved.",
 	"step-added":         "Step added.",
 	"step-saved":         "Step saved.",
