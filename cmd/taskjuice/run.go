@@ -22,6 +22,7 @@ import (
 	"taskjuice/internal/demo"
 	"taskjuice/internal/engine"
 	"taskjuice/internal/expr"
+	"taskjuice/internal/notify"
 	"taskjuice/internal/sandbox"
 	"taskjuice/internal/server"
 	"taskjuice/internal/trigger"
@@ -192,6 +193,7 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 		Workflows: workflows, Engine: eng, Log: log, SecureCookies: cfg.SecureCookies(), BaseURL: cfg.BaseURL,
 		Webhooks:  trigger.New(d, keys, eng, workflows, trigger.Options{Log: log.With("component", "webhooks")}),
 		Scheduler: trigger.NewScheduler(d, eng, trigger.SchedulerOptions{Log: log.With("component", "schedules")}),
+		Notify:    notify.NewService(d, cat),
 	}
 	if sb != nil {
 		opts.Sandbox = sb.Handler()

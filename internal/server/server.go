@@ -22,6 +22,7 @@ import (
 	"taskjuice/internal/connection"
 	"taskjuice/internal/db"
 	"taskjuice/internal/engine"
+	"taskjuice/internal/notify"
 	"taskjuice/internal/trigger"
 	"taskjuice/internal/web"
 	"taskjuice/internal/workflow"
@@ -38,6 +39,7 @@ type Options struct {
 	Engine        *engine.Engine
 	Webhooks      *trigger.Webhooks
 	Scheduler     *trigger.Scheduler
+	Notify        *notify.Service
 	Log           *slog.Logger
 	SecureCookies bool
 	// BaseURL is the public URL, for OAuth redirects.
@@ -61,7 +63,7 @@ func New(o Options) (*Server, error) {
 	auth := authn.New(o.Accounts, o.SecureCookies)
 	pages, err := web.New(web.Deps{
 		Accounts: o.Accounts, Auth: auth, Log: o.Log, Connections: o.Connections,
-		Refresher: o.Refresher, Catalog: o.Catalog, Workflows: o.Workflows, Engine: o.Engine, Webhooks: o.Webhooks, BaseURL: o.BaseURL,
+		Refresher: o.Refresher, Catalog: o.Catalog, Workflows: o.Workflows, Engine: o.Engine, Webhooks: o.Webhooks, Notify: o.Notify, BaseURL: o.BaseURL,
 	})
 	if err != nil {
 		return nil, err
@@ -181,6 +183,9 @@ func (s *Server) Workers() []Worker {
 			Worker{Name: "run-engine", Run: s.opts.Engine.Run},
 			Worker{Name: "reauthorizations", Run: s.reauthLoop})
 	}
+	if s.opts.Notify != nil {
+		w = append(w, Worker{Name: "notifications", Run: s.notifyLoop})
+	}
 	if s.opts.Scheduler != nil {
 		w = append(w, Worker{Name: "schedules", Run: func(ctx context.Context) error { return s.opts.Scheduler.Run(ctx, 5*time.Second) }})
 	}
@@ -221,6 +226,22 @@ func (s *Server) followSchedule(ctx context.Context, l workflow.Live, ok bool) {
 	}
 	if err != nil {
 		s.opts.Log.Error("sync schedule", "workflow", l.WorkflowID, "err", err)
+	}
+}
+
+// notifyLoop raises and resolves the reauthorization alerts.
+func (s *Server) notifyLoop(ctx context.Context) error {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		if _, err := s.opts.Notify.Consume(ctx); err != nil && ctx.Err() == nil {
+			s.opts.Log.Warn("notifications", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
 	}
 }
 

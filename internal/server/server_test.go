@@ -22,6 +22,7 @@ import (
 	"taskjuice/internal/db/dbtest"
 	"taskjuice/internal/engine"
 	"taskjuice/internal/expr"
+	"taskjuice/internal/notify"
 	"taskjuice/internal/sandbox"
 	"taskjuice/internal/server"
 	"taskjuice/internal/trigger"
@@ -43,6 +44,7 @@ type env struct {
 	refresher   *connection.Refresher
 	workflows   *workflow.Service
 	engine      *engine.Engine
+	notify      *notify.Service
 	sandbox     *sandbox.Provider
 	srv         *httptest.Server
 	// seen holds every response TaskJuice gave in the test (headers and
@@ -67,7 +69,7 @@ func setup(t *testing.T, d *db.DB) *env {
 	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
 	t.Cleanup(e.srv.Close)
 	opts := fullOptions(t, d, accounts, log, e.srv.URL)
-	e.connections, e.refresher, e.workflows, e.engine = opts.Connections, opts.Refresher, opts.Workflows, opts.Engine
+	e.connections, e.refresher, e.workflows, e.engine, e.notify = opts.Connections, opts.Refresher, opts.Workflows, opts.Engine, opts.Notify
 	e.sandbox = newSandbox(t, e.srv.URL, log)
 	opts.Sandbox = e.sandbox.Handler()
 	t.Cleanup(e.checkNoSecretLeaked)
@@ -115,7 +117,8 @@ func fullOptions(t *testing.T, d *db.DB, accounts *account.Service, log *slog.Lo
 	return server.Options{DB: d, Accounts: accounts, Connections: conns, Refresher: refresher, Catalog: cat,
 		Workflows: workflows, Engine: eng, Log: log, BaseURL: baseURL,
 		Webhooks:  trigger.New(d, vault.NewKeyring(key), eng, workflows, trigger.Options{Log: log}),
-		Scheduler: trigger.NewScheduler(d, eng, trigger.SchedulerOptions{Log: log})}
+		Scheduler: trigger.NewScheduler(d, eng, trigger.SchedulerOptions{Log: log}),
+		Notify:    notify.NewService(d, cat)}
 }
 
 // newSandbox is the built-in sandbox provider as serve mounts it, with

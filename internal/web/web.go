@@ -20,6 +20,7 @@ import (
 	"taskjuice/internal/catalog"
 	"taskjuice/internal/connection"
 	"taskjuice/internal/engine"
+	"taskjuice/internal/notify"
 	"taskjuice/internal/trigger"
 	"taskjuice/internal/workflow"
 )
@@ -41,6 +42,7 @@ type Deps struct {
 	Workflows   *workflow.Service
 	Engine      *engine.Engine
 	Webhooks    *trigger.Webhooks
+	Notify      *notify.Service
 	// BaseURL is the public URL of this TaskJuice, for OAuth redirects.
 	BaseURL string
 	// HTTPClient calls apps (identity, revocation).
@@ -121,6 +123,9 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	ws.HandleFunc("GET /{workspaceSlug}/monitoring/workflow-runs/{workflowId}/{runId}", h.inWorkspace("runs", h.runDetail))
 	ws.HandleFunc("POST /{workspaceSlug}/monitoring/workflow-runs/{workflowId}/{runId}/{action}", h.inWorkspace("runs", h.runAction))
 	ws.HandleFunc("GET /{workspaceSlug}/workspace/members", h.inWorkspace("members", h.members))
+	ws.HandleFunc("GET /{workspaceSlug}/notifications", h.inWorkspace("notifications", h.notifications))
+	ws.HandleFunc("POST /{workspaceSlug}/notifications/read", h.inWorkspace("notifications", h.markRead))
+	ws.HandleFunc("POST /{workspaceSlug}/notifications/{id}/read", h.inWorkspace("notifications", h.markRead))
 	h.registerEditor(ws)
 	ws.HandleFunc("/", h.notFound)
 	mux.Handle("/", ws)
@@ -135,6 +140,10 @@ type view struct {
 	Section    string
 	Flash      string
 	Data       any
+	// Unread counts the person's unread notifications in the workspace (the
+	// bell); Banner holds the open reauthorization alerts.
+	Unread int
+	Banner []notify.Notification
 }
 
 var funcs = template.FuncMap{
@@ -150,6 +159,7 @@ var funcs = template.FuncMap{
 	"statusLabel":   func(s fmt.Stringer) string { return capitalize(s.String()) },
 	"configured":    func(a catalog.App) bool { ok, _ := a.Configured(); return ok },
 	"short":         short,
+	"minus":         func(a, b int) int { return a - b },
 	"runDuration":   duration,
 	"notConfigured": func(a catalog.App) string { _, why := a.Configured(); return why },
 	"initial": func(s string) string {

@@ -27,7 +27,21 @@ func (h *Handler) inWorkspace(section string, fn workspacePage) http.HandlerFunc
 			h.errorPage(w, r, &p, err)
 			return
 		}
-		fn(w, r, view{Title: ws.Name, P: &p, Workspace: &ws, Workspaces: all, Section: section})
+		v := view{Title: ws.Name, P: &p, Workspace: &ws, Workspaces: all, Section: section}
+		if h.Notify != nil {
+			if v.Unread, err = h.Notify.Unread(r.Context(), ws.ID, p.User.ID); err != nil {
+				h.errorPage(w, r, &p, err)
+				return
+			}
+			// The banner tops the runs area: the overview and the runs pages.
+			if section == "overview" || section == "runs" {
+				if v.Banner, err = h.Notify.Reauth(r.Context(), ws.ID, p.User.ID); err != nil {
+					h.errorPage(w, r, &p, err)
+					return
+				}
+			}
+		}
+		fn(w, r, v)
 	})
 }
 

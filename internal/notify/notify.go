@@ -1,0 +1,286 @@
+// Package notify owns notifications: a workspace's bell, and the alert that
+// a connection needs to be reauthorized — raised once when it breaks, with
+// what it blocks, and resolved when it is reconnected.
+package notify
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"taskjuice/internal/apperr"
+	"taskjuice/internal/catalog"
+	"taskjuice/internal/db"
+)
+
+// Severity of a notification.
+type Severity string
+
+const (
+	Info     Severity = "info"
+	Warning  Severity = "warning"
+	Critical Severity = "critical"
+)
+
+// Notification is one entry of the bell, as one person sees it.
+type Notification struct {
+	ID           string     `json:"id"`
+	WorkspaceID  string     `json:"workspaceId"`
+	Kind         string     `json:"kind"`
+	Severity     Severity   `json:"severity"`
+	Title        string     `json:"title"`
+	Body         string     `json:"body"`
+	Link         string     `json:"link"`
+	ConnectionID string     `json:"connectionId,omitempty"`
+	CreatedAt    time.Time  `json:"createdAt"`
+	ResolvedAt   *time.Time `json:"resolvedAt,omitempty"`
+	Read         bool       `json:"read"`
+}
+
+// Service is the notification domain.
+type Service struct {
+	db      *db.DB
+	catalog *catalog.Catalog
+	now     func() time.Time
+}
+
+// NewService returns the notification service.
+func NewService(d *db.DB, cat *catalog.Catalog) *Service {
+	return &Service{db: d, catalog: cat, now: db.Now}
+}
+
+const consumer = "notify"
+
+// Consume acts on connection signals not yet seen: needs_reauth raises a
+// critical notification (one per broken connection), reauthorized resolves
+// it. Each signal is consumed once, whichever process gets it. It returns
+// how many signals it handled.
+func (s *Service) Consume(ctx context.Context) (int, error) {
+	rows, err := s.db.Read().QueryContext(ctx, `SELECT g.id, g.kind, g.connection_id, g.workspace_id FROM connection_signals g
+		WHERE NOT EXISTS (SELECT 1 FROM signal_consumption c WHERE c.signal_id = g.id AND c.consumer = $1)
+		ORDER BY g.created_at, g.id LIMIT 100`, consumer)
+	if err != nil {
+		return 0, fmt.Errorf("read signals: %w", err)
+	}
+	type sig struct{ id, kind, conn, ws string }
+	var sigs []sig
+	for rows.Next() {
+		var g sig
+		if err := rows.Scan(&g.id, &g.kind, &g.conn, &g.ws); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		sigs = append(sigs, g)
+	}
+	rows.Close()
+	done := 0
+	for _, g := range sigs {
+		err := s.db.InTx(ctx, func(tx db.Querier) error {
+			_, err := tx.ExecContext(ctx, `INSERT INTO signal_consumption (signal_id, consumer, consumed_at) VALUES ($1, $2, $3)`, g.id, consumer, s.now())
+			if db.IsUniqueViolation(err) {
+				return errSeen
+			}
+			if err != nil {
+				return err
+			}
+			switch g.kind {
+			case "needs_reauth":
+				return s.raise(ctx, tx, g.ws, g.conn)
+			case "reauthorized":
+				_, err := tx.ExecContext(ctx, `UPDATE notifications SET resolved_at = $1 WHERE connection_id = $2 AND kind = 'reauth' AND resolved_at IS NULL`, s.now(), g.conn)
+				return err
+			}
+			return nil
+		})
+		if errors.Is(err, errSeen) {
+			continue
+		}
+		if err != nil {
+			return done, err
+		}
+		done++
+	}
+	return done, nil
+}
+
+var errSeen = errors.New("signal already consumed")
+
+// raise writes the reauth notification of a connection, saying what it
+// blocks: the workflows bound to it and the runs it holds.
+func (s *Service) raise(ctx context.Context, tx db.Querier, workspaceID, connID string) error {
+	var appKey, label, slug string
+	err := tx.QueryRowContext(ctx, `SELECT c.app_key, c.label, w.slug FROM connections c JOIN workspaces w ON w.id = c.workspace_id WHERE c.id = $1`, connID).
+		Scan(&appKey, &label, &slug)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil // deleted meanwhile
+	}
+	if err != nil {
+		return fmt.Errorf("read connection: %w", err)
+	}
+	app := appKey
+	if a, ok := s.catalog.App(appKey); ok {
+		app = a.Name
+	}
+	workflows, err := s.blocked(ctx, tx, workspaceID, connID)
+	if err != nil {
+		return err
+	}
+	var held int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM runs WHERE paused_connection_id = $1 AND status = 'paused'`, connID).Scan(&held); err != nil {
+		return fmt.Errorf("count held runs: %w", err)
+	}
+	body := fmt.Sprintf("The %s connection %q needs to be reconnected.", app, label)
+	if len(workflows) > 0 {
+		body += " It blocks " + strings.Join(workflows, ", ") + "."
+	} else {
+		body += " No published workflow uses it."
+	}
+	if held > 0 {
+		body += fmt.Sprintf(" %d %s held until then.", held, plural(held, "run is", "runs are"))
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO notifications (id, workspace_id, kind, severity, title, body, link, connection_id, created_at)
+		VALUES ($1, $2, 'reauth', 'critical', $3, $4, $5, $6, $7)`,
+		uuid.Must(uuid.NewV7()).String(), workspaceID, app+" reauth required", body, "/"+slug+"/connections/"+connID, connID, s.now())
+	if db.IsUniqueViolation(err) {
+		return nil // already raised while it stays broken
+	}
+	if err != nil {
+		return fmt.Errorf("raise notification: %w", err)
+	}
+	return nil
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// blocked names the workspace's live workflows whose active version binds
+// the connection.
+func (s *Service) blocked(ctx context.Context, tx db.Querier, workspaceID, connID string) ([]string, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT w.name, v.graph FROM workflows w JOIN workflow_versions v ON v.id = w.active_version_id
+		WHERE w.workspace_id = $1`, workspaceID)
+	if err != nil {
+		return nil, fmt.Errorf("read workflows: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var name, graph string
+		if err := rows.Scan(&name, &graph); err != nil {
+			return nil, err
+		}
+		var g struct {
+			Trigger *struct {
+				Connection *struct{ ID string } `json:"connection"`
+			} `json:"trigger"`
+			Nodes []struct {
+				Connection *struct{ ID string } `json:"connection"`
+			} `json:"nodes"`
+		}
+		if json.Unmarshal([]byte(graph), &g) != nil {
+			continue
+		}
+		uses := g.Trigger != nil && g.Trigger.Connection != nil && g.Trigger.Connection.ID == connID
+		for _, n := range g.Nodes {
+			uses = uses || (n.Connection != nil && n.Connection.ID == connID)
+		}
+		if uses {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out, rows.Err()
+}
+
+// List returns the workspace's notifications for a person, newest first.
+func (s *Service) List(ctx context.Context, workspaceID, userID string, limit int) ([]Notification, error) {
+	if limit <= 0 || limit > 200 {
+		limit = 50
+	}
+	rows, err := s.db.Read().QueryContext(ctx, `SELECT n.id, n.workspace_id, n.kind, n.severity, n.title, n.body, n.link, COALESCE(n.connection_id, ''),
+		n.created_at, n.resolved_at, r.user_id IS NOT NULL OR n.resolved_at IS NOT NULL
+		FROM notifications n LEFT JOIN notification_reads r ON r.notification_id = n.id AND r.user_id = $2
+		WHERE n.workspace_id = $1 ORDER BY n.created_at DESC, n.id DESC LIMIT $3`, workspaceID, userID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list notifications: %w", err)
+	}
+	defer rows.Close()
+	var out []Notification
+	for rows.Next() {
+		var n Notification
+		var sev string
+		var resolved sql.NullTime
+		if err := rows.Scan(&n.ID, &n.WorkspaceID, &n.Kind, &sev, &n.Title, &n.Body, &n.Link, &n.ConnectionID, &n.CreatedAt, &resolved, &n.Read); err != nil {
+			return nil, fmt.Errorf("scan notification: %w", err)
+		}
+		n.Severity, n.CreatedAt = Severity(sev), n.CreatedAt.UTC()
+		if resolved.Valid {
+			t := resolved.Time.UTC()
+			n.ResolvedAt = &t
+		}
+		out = append(out, n)
+	}
+	return out, rows.Err()
+}
+
+// Unread counts a person's unread notifications in the workspace.
+func (s *Service) Unread(ctx context.Context, workspaceID, userID string) (int, error) {
+	var n int
+	err := s.db.Read().QueryRowContext(ctx, `SELECT count(*) FROM notifications n WHERE n.workspace_id = $1 AND n.resolved_at IS NULL
+		AND NOT EXISTS (SELECT 1 FROM notification_reads r WHERE r.notification_id = n.id AND r.user_id = $2)`, workspaceID, userID).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count unread: %w", err)
+	}
+	return n, nil
+}
+
+// Reauth lists the workspace's open reauth alerts (the banner's rows),
+// oldest first; a person who marked one read no longer sees it.
+func (s *Service) Reauth(ctx context.Context, workspaceID, userID string) ([]Notification, error) {
+	all, err := s.List(ctx, workspaceID, userID, 200)
+	if err != nil {
+		return nil, err
+	}
+	var out []Notification
+	for i := len(all) - 1; i >= 0; i-- {
+		if all[i].Kind == "reauth" && !all[i].Read {
+			out = append(out, all[i])
+		}
+	}
+	return out, nil
+}
+
+// MarkRead marks one notification (or, with id "", all of the workspace's)
+// read for the person.
+func (s *Service) MarkRead(ctx context.Context, workspaceID, userID, id string) error {
+	query := `INSERT INTO notification_reads (notification_id, user_id, read_at)
+		SELECT n.id, $2, $3 FROM notifications n WHERE n.workspace_id = $1
+		AND NOT EXISTS (SELECT 1 FROM notification_reads r WHERE r.notification_id = n.id AND r.user_id = $2)`
+	args := []any{workspaceID, userID, s.now()}
+	if id != "" {
+		query += ` AND n.id = $4`
+		args = append(args, id)
+		var one int
+		err := s.db.Read().QueryRowContext(ctx, `SELECT 1 FROM notifications WHERE workspace_id = $1 AND id = $2`, workspaceID, id).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return apperr.ErrNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("read notification: %w", err)
+		}
+	}
+	if _, err := s.db.Write().ExecContext(ctx, query, args...); err != nil {
+		return fmt.Errorf("mark read: %w", err)
+	}
+	return nil
+}

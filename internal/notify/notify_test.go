@@ -1,0 +1,119 @@
+package notify_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"taskjuice/internal/account"
+	"taskjuice/internal/catalog"
+	"taskjuice/internal/connection"
+	"taskjuice/internal/db"
+	"taskjuice/internal/db/dbtest"
+	"taskjuice/internal/engine"
+	"taskjuice/internal/notify"
+	"taskjuice/internal/vault"
+	"taskjuice/internal/workflow"
+)
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestReauthNotification(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		ctx := context.Background()
+		accounts := account.NewService(d)
+		a, owner, err := accounts.CreateAccount(ctx, "Agency", account.NewUser{Email: "o@a.example", Password: "correct horse battery"})
+		must(t, err)
+		ws, err := accounts.CreateWorkspaceForAccount(ctx, a.ID, "Acme", "acme")
+		must(t, err)
+		other, err := accounts.CreateWorkspaceForAccount(ctx, a.ID, "Beta", "beta")
+		must(t, err)
+		cat, err := catalog.Load(catalog.Options{Getenv: func(string) string { return "" }, SandboxURL: "http://127.0.0.1:1/sandbox"})
+		must(t, err)
+		key, _, _ := vault.GenerateKey()
+		conns := connection.NewService(d, vault.NewKeyring(key))
+		c, err := conns.CreateWithCredential(ctx, ws, connection.New{AppKey: "sandbox-chat", Label: "Team chat", Status: connection.StatusActive},
+			connection.Credential{OAuth: &connection.OAuthToken{AccessToken: "a", RefreshToken: "r"}}, connection.System)
+		must(t, err)
+		wfs := workflow.NewService(d)
+		cfg, _ := json.Marshal(map[string]any{"app": "sandbox-chat", "action": "post-message", "inputs": map[string]any{"channel": "general", "text": "hi"}})
+		g := workflow.Graph{Schema: 1, Trigger: &workflow.Node{ID: "start", Kind: workflow.TriggerManual},
+			Nodes: []workflow.Node{{ID: "post", Kind: workflow.NodeAction, Config: cfg, Connection: &workflow.Binding{ID: c.ID}}},
+			Edges: []workflow.Edge{{From: "start", To: "post"}}}
+		w, err := wfs.Create(ctx, ws, "New leads", "", &g, "")
+		must(t, err)
+		_, err = wfs.Publish(ctx, ws, w.ID, "", workflow.Checks{})
+		must(t, err)
+		eng := engine.New(d, wfs, nil, nil, engine.Options{})
+		for range 2 {
+			id, err := eng.StartRun(ctx, w.ID, nil, "manual", "")
+			must(t, err)
+			_, err = d.Write().ExecContext(ctx, `UPDATE runs SET status = 'paused', pause_reason = 'reauth', paused_connection_id = $1 WHERE id = $2`, c.ID, id)
+			must(t, err)
+		}
+
+		svc := notify.NewService(d, cat)
+		_, err = conns.Transition(ctx, c.ID, connection.StatusError, "refresh rejected", connection.System, nil)
+		must(t, err)
+		for range 2 { // consumed once, however often it runs
+			_, err := svc.Consume(ctx)
+			must(t, err)
+		}
+		list, err := svc.List(ctx, ws.ID, owner.ID, 0)
+		must(t, err)
+		if len(list) != 1 {
+			t.Fatalf("notifications: %d, want 1", len(list))
+		}
+		n := list[0]
+		if n.Severity != notify.Critical || n.Title != "Sandbox Chat reauth required" || n.Read || n.Link != "/acme/connections/"+c.ID {
+			t.Fatalf("notification: %+v", n)
+		}
+		for _, want := range []string{`"Team chat"`, "It blocks New leads.", "2 runs are held"} {
+			if !strings.Contains(n.Body, want) {
+				t.Errorf("body %q lacks %q", n.Body, want)
+			}
+		}
+		if u, _ := svc.Unread(ctx, ws.ID, owner.ID); u != 1 {
+			t.Fatalf("unread: %d, want 1", u)
+		}
+		if u, _ := svc.Unread(ctx, other.ID, owner.ID); u != 0 {
+			t.Fatal("another workspace sees the notification")
+		}
+		if banner, _ := svc.Reauth(ctx, ws.ID, owner.ID); len(banner) != 1 {
+			t.Fatalf("banner rows: %d, want 1", len(banner))
+		}
+
+		// Reconnected: resolved, read for everyone.
+		_, err = conns.Transition(ctx, c.ID, connection.StatusActive, "reconnected", connection.System, nil)
+		must(t, err)
+		_, err = svc.Consume(ctx)
+		must(t, err)
+		if u, _ := svc.Unread(ctx, ws.ID, owner.ID); u != 0 {
+			t.Fatalf("unread after reconnect: %d, want 0", u)
+		}
+		if banner, _ := svc.Reauth(ctx, ws.ID, owner.ID); len(banner) != 0 {
+			t.Fatalf("banner after reconnect: %d rows", len(banner))
+		}
+		// Broken again: a new alert.
+		_, err = conns.Transition(ctx, c.ID, connection.StatusError, "refresh rejected", connection.System, nil)
+		must(t, err)
+		_, err = svc.Consume(ctx)
+		must(t, err)
+		if u, _ := svc.Unread(ctx, ws.ID, owner.ID); u != 1 {
+			t.Fatalf("unread after breaking again: %d, want 1", u)
+		}
+		must(t, svc.MarkRead(ctx, ws.ID, owner.ID, ""))
+		if u, _ := svc.Unread(ctx, ws.ID, owner.ID); u != 0 {
+			t.Fatalf("unread after mark all read: %d", u)
+		}
+		if err := svc.MarkRead(ctx, other.ID, owner.ID, n.ID); err == nil {
+			t.Fatal("marking another workspace's notification: got nil error")
+		}
+	})
+}
