@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"taskjuice/internal/connection"
+	"taskjuice/internal/engine"
 	"taskjuice/internal/sandbox"
+	"taskjuice/internal/workflow"
 )
 
 // consent walks the real consent flow from a TaskJuice form post to the
@@ -204,6 +206,67 @@ func TestConsentDeniedChangesNothing(t *testing.T) {
 			if !strings.Contains(r.Body, want) {
 				t.Fatalf("%s: page lacks %q", q, want)
 			}
+		}
+	})
+}
+
+// TestResumeAllAfterReconnect: runs held on a broken connection show on
+// "Paused for reauth" grouped by connection; once it is reconnected,
+// "Resume all" sets them going and they complete.
+func TestResumeAllAfterReconnect(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		owner := e.signIn("owner@a.example")
+		id := connectionFromLocation(t, owner.consent(t, "/acme/connections/new", url.Values{"app": {"sandbox-chat"}}, "Acme Chat"))
+		cfg, _ := json.Marshal(map[string]any{"app": "sandbox-chat", "action": "post-message", "inputs": map[string]any{"channel": "general", "text": "hi"}})
+		g := workflow.Graph{Schema: 1, Trigger: &workflow.Node{ID: "start", Kind: workflow.TriggerManual},
+			Nodes: []workflow.Node{{ID: "post", Kind: workflow.NodeAction, Config: cfg, Connection: &workflow.Binding{ID: id}}},
+			Edges: []workflow.Edge{{From: "start", To: "post"}}}
+		w, err := e.workflows.Create(ctx, e.acme, "Poster", "", &g, "")
+		must(t, err)
+		_, err = e.workflows.Publish(ctx, e.acme, w.ID, "", workflow.Checks{})
+		must(t, err)
+		_, err = e.sandbox.RevokeAccount("Acme Chat")
+		must(t, err)
+		drain := func() {
+			for {
+				did, err := e.engine.Work(ctx)
+				must(t, err)
+				if !did {
+					return
+				}
+			}
+		}
+		var runs []string
+		for range 2 {
+			res := owner.api("POST", "/api/v1/workspaces/acme/workflows/"+w.ID+"/runs", "")
+			wantStatus(t, "start", res, 202)
+			var s struct{ RunID string }
+			must(t, json.Unmarshal([]byte(res.Body), &s))
+			runs = append(runs, s.RunID)
+		}
+		drain()
+		view := "/acme/monitoring/workflow-runs?reason=reauth&status=paused"
+		page := owner.get(view)
+		if !strings.Contains(page.Body, "2 held") || !strings.Contains(page.Body, "Reconnect first") || strings.Contains(page.Body, ">Resume all<") {
+			t.Fatal("held runs before reconnect: expected 2 held and no Resume all")
+		}
+		connectionFromLocation(t, owner.consent(t, "/acme/connections/"+id+"/reconnect", url.Values{}, "Acme Chat"))
+		page = owner.get(view)
+		if !strings.Contains(page.Body, ">Resume all<") {
+			t.Fatal("no Resume all after reconnect")
+		}
+		wantRedirect(t, "resume all", owner.post("/acme/connections/"+id+"/resume-held", nil), view)
+		drain()
+		for _, r := range runs {
+			run, err := e.engine.Get(ctx, e.acme.ID, r)
+			must(t, err)
+			if run.Status != engine.StatusCompleted {
+				t.Fatalf("run %s: %s, want completed", r, run.Status)
+			}
+		}
+		if got := e.sandbox.Stats().MessagesPosted; got != 2 {
+			t.Fatalf("messages posted: %d, want 2", got)
 		}
 	})
 }

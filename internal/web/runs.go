@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -10,6 +11,9 @@ import (
 )
 
 type runsData struct {
+	// Held groups the runs paused for reauth by connection, on the "Paused
+	// for reauth" view, so those whose connection is back can be resumed.
+	Held     []heldGroup
 	Runs     []engine.RunRow
 	Status   string
 	Reason   string
@@ -17,6 +21,26 @@ type runsData struct {
 	Next     string
 	Statuses []engine.Status
 	Chips    []runsChip
+}
+
+type heldGroup struct {
+	Connection connectionRow
+	Runs       int
+}
+
+// resumeHeld is "Resume all": every run held for reauthorization on a
+// connection that is active again.
+func (h *Handler) resumeHeld(w http.ResponseWriter, r *http.Request, v view) {
+	n, err := h.Engine.ResumeHeld(r.Context(), v.Workspace.ID, r.PathValue("id"), v.P.User.ID, func(ctx context.Context, id string) (string, error) {
+		c, err := h.Connections.Get(ctx, *v.Workspace, id)
+		return string(c.Status), err
+	})
+	if err != nil {
+		h.errorPage(w, r, v.P, err)
+		return
+	}
+	setFlash(w, map[bool]string{true: "resumed-one", false: "resumed-all"}[n == 1])
+	redirect(w, r, "/"+v.Workspace.Slug+"/monitoring/workflow-runs?reason=reauth&status=paused")
 }
 
 type runsChip struct {
@@ -48,6 +72,24 @@ func (h *Handler) runs(w http.ResponseWriter, r *http.Request, v view) {
 		return
 	}
 	d.Runs = list
+	if d.Reason == string(engine.PauseReauth) {
+		seen := map[string]int{}
+		for _, run := range list {
+			if run.PausedConnectionID == "" {
+				continue
+			}
+			if i, ok := seen[run.PausedConnectionID]; ok {
+				d.Held[i].Runs++
+				continue
+			}
+			c, err := h.Connections.Get(r.Context(), *v.Workspace, run.PausedConnectionID)
+			if err != nil {
+				continue
+			}
+			seen[run.PausedConnectionID] = len(d.Held)
+			d.Held = append(d.Held, heldGroup{Connection: connectionRow{Connection: c, AppName: h.appName(c.AppKey)}, Runs: 1})
+		}
+	}
 	base := "/" + v.Workspace.Slug + "/monitoring/workflow-runs"
 	if len(list) == runsPage {
 		nq := url.Values{"before": {list[len(list)-1].ID}}
