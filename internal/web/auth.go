@@ -94,7 +94,7 @@ func (h *Handler) signinForm(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) signin(w http.ResponseWriter, r *http.Request) {
 	if err := r.ParseForm(); err != nil {
-		h.errorPage(w, r, nil, apperr.BadRequest("bad_form", "The form could not be read; please try again."))
+		h.errorPage(w, r, nil, errBadForm)
 		return
 	}
 	email, next := r.PostForm.Get("email"), safeNext(r.PostForm.Get("next"))

@@ -87,7 +87,7 @@ func (h *Handler) callbackURL() string { return h.BaseURL + "/oauth/callback" }
 // OAuth app, or storing the key for an API-key app.
 func (h *Handler) connect(w http.ResponseWriter, r *http.Request, v view) {
 	if err := r.ParseForm(); err != nil {
-		h.errorPage(w, r, v.P, apperr.BadRequest("bad_form", "The form could not be read; please try again."))
+		h.errorPage(w, r, v.P, errBadForm)
 		return
 	}
 	app, ok := h.Catalog.App(r.PostForm.Get("app"))
@@ -248,7 +248,7 @@ func (h *Handler) renderConnection(w http.ResponseWriter, r *http.Request, v vie
 
 func (h *Handler) renameConnection(w http.ResponseWriter, r *http.Request, v view) {
 	if err := r.ParseForm(); err != nil {
-		h.errorPage(w, r, v.P, apperr.BadRequest("bad_form", "The form could not be read; please try again."))
+		h.errorPage(w, r, v.P, errBadForm)
 		return
 	}
 	c, err := h.Connections.Rename(r.Context(), *v.Workspace, r.PathValue("id"), r.PostForm.Get("label"))

@@ -38,7 +38,7 @@ func (h *Handler) renderDashboard(w http.ResponseWriter, r *http.Request, p acco
 
 func (h *Handler) createWorkspace(w http.ResponseWriter, r *http.Request, p account.Principal) {
 	if err := r.ParseForm(); err != nil {
-		h.errorPage(w, r, &p, apperr.BadRequest("bad_form", "The form could not be read; please try again."))
+		h.errorPage(w, r, &p, errBadForm)
 		return
 	}
 	if !p.Can(account.CapManageWorkspaces) {

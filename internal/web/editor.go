@@ -938,7 +938,7 @@ func triggerCardOf(g workflow.Graph) triggerCard {
 // saved.
 func (h *Handler) change(w http.ResponseWriter, r *http.Request, v view, flash string, fn func(g *workflow.Graph, ends map[string]bool) (anchor string, bad *editorInput, err error)) {
 	if err := r.ParseForm(); err != nil {
-		h.errorPage(w, r, v.P, apperr.BadRequest("bad_form", "The form could not be read; please try again."))
+		h.errorPage(w, r, v.P, errBadForm)
 		return
 	}
 	ctx := r.Context()

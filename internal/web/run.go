@@ -114,7 +114,7 @@ func short(id string) string {
 func (h *Handler) runAction(w http.ResponseWriter, r *http.Request, v view) {
 	ctx, id, actor := r.Context(), r.PathValue("runId"), v.P.User.ID
 	if err := r.ParseForm(); err != nil {
-		h.errorPage(w, r, v.P, apperr.BadRequest("bad_form", "The form could not be read; please try again."))
+		h.errorPage(w, r, v.P, errBadForm)
 		return
 	}
 	base := "/" + v.Workspace.Slug + "/monitoring/workflow-runs/" + r.PathValue("workflowId") + "/"

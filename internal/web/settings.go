@@ -56,7 +56,7 @@ func (h *Handler) saveAccountSettings(w http.ResponseWriter, r *http.Request, p 
 		return
 	}
 	if err := r.ParseForm(); err != nil {
-		h.errorPage(w, r, &p, apperr.BadRequest("bad_form", "The form could not be read; please try again."))
+		h.errorPage(w, r, &p, errBadForm)
 		return
 	}
 	name := r.PostForm.Get("name")
@@ -75,7 +75,7 @@ func (h *Handler) saveAccountSettings(w http.ResponseWriter, r *http.Request, p 
 
 func (h *Handler) transferOwnership(w http.ResponseWriter, r *http.Request, p account.Principal) {
 	if err := r.ParseForm(); err != nil {
-		h.errorPage(w, r, &p, apperr.BadRequest("bad_form", "The form could not be read; please try again."))
+		h.errorPage(w, r, &p, errBadForm)
 		return
 	}
 	if err := h.accounts.TransferOwnership(r.Context(), p, r.PostForm.Get("userId")); err != nil {
@@ -114,7 +114,7 @@ func (h *Handler) renderAPITokens(w http.ResponseWriter, r *http.Request, p acco
 
 func (h *Handler) createAPIToken(w http.ResponseWriter, r *http.Request, p account.Principal) {
 	if err := r.ParseForm(); err != nil {
-		h.errorPage(w, r, &p, apperr.BadRequest("bad_form", "The form could not be read; please try again."))
+		h.errorPage(w, r, &p, errBadForm)
 		return
 	}
 	name := r.PostForm.Get("name")

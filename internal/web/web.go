@@ -326,3 +326,6 @@ func takeFlash(w http.ResponseWriter, r *http.Request) string {
 func redirect(w http.ResponseWriter, r *http.Request, to string) {
 	http.Redirect(w, r, to, http.StatusSeeOther)
 }
+
+// errBadForm answers a form that could not be parsed.
+var errBadForm = apperr.BadRequest("bad_form", "The form could not be read; please try again.")

@@ -38,7 +38,7 @@ func (h *Handler) renderWorkflows(w http.ResponseWriter, r *http.Request, v view
 
 func (h *Handler) createWorkflow(w http.ResponseWriter, r *http.Request, v view) {
 	if err := r.ParseForm(); err != nil {
-		h.errorPage(w, r, v.P, apperr.BadRequest("bad_form", "The form could not be read; please try again."))
+		h.errorPage(w, r, v.P, errBadForm)
 		return
 	}
 	name, desc := r.PostForm.Get("name"), r.PostForm.Get("description")
@@ -204,7 +204,7 @@ func (h *Handler) activateVersion(w http.ResponseWriter, r *http.Request, v view
 
 func (h *Handler) workflowSettings(w http.ResponseWriter, r *http.Request, v view) {
 	if err := r.ParseForm(); err != nil {
-		h.errorPage(w, r, v.P, apperr.BadRequest("bad_form", "The form could not be read; please try again."))
+		h.errorPage(w, r, v.P, errBadForm)
 		return
 	}
 	if err := h.Workflows.SetAutoResume(r.Context(), *v.Workspace, r.PathValue("id"), r.PostForm.Get("autoResume") == "on"); err != nil {
@@ -271,7 +271,7 @@ func (h *Handler) setWebhookSecret(w http.ResponseWriter, r *http.Request, v vie
 		return
 	}
 	if err := r.ParseForm(); err != nil {
-		h.errorPage(w, r, v.P, apperr.BadRequest("bad_form", "The form could not be read; please try again."))
+		h.errorPage(w, r, v.P, errBadForm)
 		return
 	}
 	if err := h.Webhooks.SetSecret(r.Context(), wf.ID, r.PostForm.Get("secret")); err != nil {
@@ -293,7 +293,7 @@ func (h *Handler) runWorkflow(w http.ResponseWriter, r *http.Request, v view) {
 		return
 	}
 	if err := r.ParseForm(); err != nil {
-		h.errorPage(w, r, v.P, apperr.BadRequest("bad_form", "The form could not be read; please try again."))
+		h.errorPage(w, r, v.P, errBadForm)
 		return
 	}
 	payload := strings.TrimSpace(r.PostForm.Get("payload"))
@@ -316,7 +316,7 @@ func (h *Handler) runWorkflow(w http.ResponseWriter, r *http.Request, v view) {
 // workflowState archives, disables, restores or clears a safety pause.
 func (h *Handler) workflowState(w http.ResponseWriter, r *http.Request, v view) {
 	if err := r.ParseForm(); err != nil {
-		h.errorPage(w, r, v.P, apperr.BadRequest("bad_form", "The form could not be read; please try again."))
+		h.errorPage(w, r, v.P, errBadForm)
 		return
 	}
 	if err := h.Workflows.SetOperatorState(r.Context(), *v.Workspace, r.PathValue("id"), workflow.Status(r.PostForm.Get("state"))); err != nil {
