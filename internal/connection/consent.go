@@ -227,9 +227,14 @@ func (s *Service) CompleteConsent(ctx context.Context, query url.Values, session
 		if _, err := s.storeSecret(ctx, tx, c.ID, cred); err != nil {
 			return err
 		}
+		var issued sql.NullTime
+		if tok.RefreshToken != "" {
+			issued = sql.NullTime{Time: s.now(), Valid: true}
+		}
 		if _, err := tx.ExecContext(ctx, `UPDATE connections SET external_account_id = $1, external_account_name = $2,
-			access_expires_at = $3, refresh_due_at = $4, refresh_failures = 0, refresh_lease_owner = '', refresh_lease_until = NULL
-			WHERE id = $5`, ext.ID, ext.Name, expires, due, c.ID); err != nil {
+			access_expires_at = $3, refresh_due_at = $4, refresh_failures = 0, refresh_lease_owner = '', refresh_lease_until = NULL,
+			refresh_issued_at = $6, refresh_used_at = $6
+			WHERE id = $5`, ext.ID, ext.Name, expires, due, c.ID, issued); err != nil {
 			return fmt.Errorf("record connected account: %w", err)
 		}
 		changed, err := s.transition(ctx, tx, c.ID, StatusActive, reason, actor, detail)

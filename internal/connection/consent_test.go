@@ -2,6 +2,7 @@ package connection_test
 
 import (
 	"context"
+	"database/sql"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -111,6 +112,10 @@ func TestConsentConnectsAndReconnects(t *testing.T) {
 		c := res.Connection
 		if c.ID != pending.ID || c.Status != connection.StatusActive || c.ExternalAccountID != "acct-1" || res.ReturnTo != "/acme/connections" {
 			t.Fatalf("after consent: %+v", res)
+		}
+		var issued sql.NullTime
+		if err := d.Read().QueryRowContext(ctx, `SELECT refresh_issued_at FROM connections WHERE id = $1`, c.ID).Scan(&issued); err != nil || !issued.Valid {
+			t.Fatalf("refresh token issue time not recorded: %v", err)
 		}
 
 		// Break it, then reconnect as another account: same id, active,

@@ -381,8 +381,9 @@ func (r *Refresher) refreshHeld(ctx context.Context, connID string, seen int64) 
 	if next.RefreshToken == "" {
 		next.RefreshToken = st.cred.OAuth.RefreshToken // the app did not rotate it
 	}
+	rotated := next.RefreshToken != st.cred.OAuth.RefreshToken
 	st.cred.OAuth = next
-	if err := r.save(ctx, connID, st.cred, next); err != nil {
+	if err := r.save(ctx, connID, st.cred, next, rotated); err != nil {
 		return nil, 0, err
 	}
 	return next, 0, nil
@@ -391,7 +392,7 @@ func (r *Refresher) refreshHeld(ctx context.Context, connID string, seen int64) 
 // save stores the renewed credential (with a rotated refresh token, if any)
 // in one transaction with the new expiry, the next due time, and the lease
 // release.
-func (r *Refresher) save(ctx context.Context, connID string, cred Credential, tok *OAuthToken) error {
+func (r *Refresher) save(ctx context.Context, connID string, cred Credential, tok *OAuthToken, rotated bool) error {
 	raw, err := cred.marshal()
 	if err != nil {
 		return err
@@ -413,9 +414,12 @@ func (r *Refresher) save(ctx context.Context, connID string, cred Credential, to
 			WHERE handle = (SELECT secret_handle FROM connections WHERE id = $4)`, sealed.KeyID, sealed.Ciphertext, now, connID); err != nil {
 			return fmt.Errorf("store refreshed secret: %w", err)
 		}
+		// A rotated refresh token starts its lifetime afresh; any use counts
+		// against an inactivity limit.
 		_, err := tx.ExecContext(ctx, `UPDATE connections SET credential_version = credential_version + 1, access_expires_at = $1,
-			refresh_due_at = $2, refresh_failures = 0, refresh_lease_owner = '', refresh_lease_until = NULL, updated_at = $3 WHERE id = $4`,
-			expires, due, now, connID)
+			refresh_due_at = $2, refresh_failures = 0, refresh_lease_owner = '', refresh_lease_until = NULL, updated_at = $3,
+			refresh_used_at = $3, refresh_issued_at = CASE WHEN $5 THEN $3 ELSE COALESCE(refresh_issued_at, $3) END WHERE id = $4`,
+			expires, due, now, connID, rotated)
 		if err != nil {
 			return fmt.Errorf("schedule next refresh: %w", err)
 		}

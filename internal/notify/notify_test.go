@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"taskjuice/internal/account"
 	"taskjuice/internal/catalog"
@@ -114,6 +115,52 @@ func TestReauthNotification(t *testing.T) {
 		}
 		if err := svc.MarkRead(ctx, other.ID, owner.ID, n.ID); err == nil {
 			t.Fatal("marking another workspace's notification: got nil error")
+		}
+	})
+}
+
+func TestExpiringWarning(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		ctx := context.Background()
+		accounts := account.NewService(d)
+		a, owner, err := accounts.CreateAccount(ctx, "Agency", account.NewUser{Email: "o@a.example", Password: "correct horse battery"})
+		must(t, err)
+		ws, err := accounts.CreateWorkspaceForAccount(ctx, a.ID, "Acme", "acme")
+		must(t, err)
+		cat, err := catalog.Load(catalog.Options{Getenv: func(string) string { return "" }, SandboxURL: "http://127.0.0.1:1/sandbox"})
+		must(t, err)
+		key, _, _ := vault.GenerateKey()
+		conns := connection.NewService(d, vault.NewKeyring(key))
+		c, err := conns.CreateWithCredential(ctx, ws, connection.New{AppKey: "sandbox-chat", Label: "Team chat", Status: connection.StatusActive},
+			connection.Credential{OAuth: &connection.OAuthToken{AccessToken: "a", RefreshToken: "r"}}, connection.System)
+		must(t, err)
+		svc := notify.NewService(d, cat)
+		// Sandbox Chat declares 30 days; issued 29 days ago, it ends within
+		// the warning window.
+		setIssued := func(ago time.Duration) {
+			_, err := d.Write().ExecContext(ctx, `UPDATE connections SET refresh_issued_at = $1, refresh_used_at = $1 WHERE id = $2`, time.Now().UTC().Add(-ago), c.ID)
+			must(t, err)
+		}
+		setIssued(24 * time.Hour)
+		if n, err := svc.Expiring(ctx); err != nil || n != 0 {
+			t.Fatalf("fresh token: %d warnings, %v", n, err)
+		}
+		setIssued(29 * 24 * time.Hour)
+		for range 2 {
+			if _, err := svc.Expiring(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		list, _ := svc.List(ctx, ws.ID, owner.ID, 0)
+		if len(list) != 1 || list[0].Severity != notify.Warning || list[0].Title != "Sandbox Chat connection expires soon" || !strings.Contains(list[0].Body, "Reconnect it before then") {
+			t.Fatalf("warnings: %+v", list)
+		}
+		// Reconnected (a new refresh token): the warning is resolved.
+		setIssued(0)
+		_, err = svc.Expiring(ctx)
+		must(t, err)
+		if u, _ := svc.Unread(ctx, ws.ID, owner.ID); u != 0 {
+			t.Fatalf("unread after renewal: %d", u)
 		}
 	})
 }

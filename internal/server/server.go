@@ -233,9 +233,17 @@ func (s *Server) followSchedule(ctx context.Context, l workflow.Live, ok bool) {
 func (s *Server) notifyLoop(ctx context.Context) error {
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
+	var lastExpiring time.Time
 	for {
 		if _, err := s.opts.Notify.Consume(ctx); err != nil && ctx.Err() == nil {
 			s.opts.Log.Warn("notifications", "err", err)
+		}
+		// Lifetimes are counted in days: looking every few minutes is plenty.
+		if time.Since(lastExpiring) > 5*time.Minute {
+			lastExpiring = time.Now()
+			if _, err := s.opts.Notify.Expiring(ctx); err != nil && ctx.Err() == nil {
+				s.opts.Log.Warn("expiring credentials", "err", err)
+			}
 		}
 		select {
 		case <-ctx.Done():
