@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"taskjuice/internal/apperr"
+	"taskjuice/internal/db"
 )
 
 // APITokenPrefix starts every API token, so one found in a log or a
@@ -29,7 +30,7 @@ func (s *Service) CreateAPIToken(ctx context.Context, p Principal, name string) 
 		return "", APIToken{}, invalid("name", "Token name must be 1–100 characters")
 	}
 	secret := newToken(APITokenPrefix)
-	t := APIToken{ID: newID(), Name: name, Prefix: secret[:len(APITokenPrefix)+6], CreatedAt: s.now()}
+	t := APIToken{ID: db.NewID(), Name: name, Prefix: secret[:len(APITokenPrefix)+6], CreatedAt: s.now()}
 	_, err := s.db.Write().ExecContext(ctx, `INSERT INTO api_tokens (id, user_id, name, prefix, token_hash, created_at)
 		VALUES ($1, $2, $3, $4, $5, $6)`, t.ID, p.User.ID, t.Name, t.Prefix, hashToken(secret), t.CreatedAt)
 	if err != nil {

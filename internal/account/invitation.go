@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"taskjuice/internal/apperr"
+	"taskjuice/internal/db"
 )
 
 // InvitationTTL is how long an emailed invitation link works.
@@ -38,7 +39,7 @@ func (s *Service) CreateInvitation(ctx context.Context, p Principal, email strin
 	}
 	now := s.now()
 	secret := newToken("tji_")
-	inv := Invitation{ID: newID(), Email: email, Role: role, WorkspaceID: workspaceID, CreatedAt: now, ExpiresAt: now.Add(InvitationTTL)}
+	inv := Invitation{ID: db.NewID(), Email: email, Role: role, WorkspaceID: workspaceID, CreatedAt: now, ExpiresAt: now.Add(InvitationTTL)}
 	_, err = s.db.Write().ExecContext(ctx, `INSERT INTO invitations (id, account_id, workspace_id, email, role, token_hash, invited_by, created_at, expires_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
 		inv.ID, p.AccountID, sql.NullString{String: workspaceID, Valid: workspaceID != ""}, email, string(role), hashToken(secret), p.User.ID, now, inv.ExpiresAt)

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
-
 	"taskjuice/internal/apperr"
 	"taskjuice/internal/db"
 )
@@ -25,8 +23,6 @@ type Service struct {
 func NewService(d *db.DB) *Service {
 	return &Service{db: d, now: db.Now}
 }
-
-func newID() string { return uuid.Must(uuid.NewV7()).String() }
 
 // NewUser is what it takes to create a person.
 type NewUser struct {
@@ -59,7 +55,7 @@ func (s *Service) insertUser(ctx context.Context, q db.Querier, u NewUser) (User
 		return User{}, err
 	}
 	now := s.now()
-	user := User{ID: newID(), Email: u.Email, Name: u.Name, CreatedAt: now}
+	user := User{ID: db.NewID(), Email: u.Email, Name: u.Name, CreatedAt: now}
 	_, err = q.ExecContext(ctx, `INSERT INTO users (id, email, name, password_hash, created_at, password_changed_at)
 		VALUES ($1, $2, $3, $4, $5, $5)`, user.ID, user.Email, user.Name, hash, now)
 	if db.IsUniqueViolation(err) {
@@ -80,7 +76,7 @@ func (s *Service) CreateAccount(ctx context.Context, name string, owner NewUser)
 	if err := owner.normalize(); err != nil {
 		return Account{}, User{}, err
 	}
-	acct := Account{ID: newID(), Name: strings.TrimSpace(name), CreatedAt: s.now()}
+	acct := Account{ID: db.NewID(), Name: strings.TrimSpace(name), CreatedAt: s.now()}
 	var user User
 	err := s.db.InTx(ctx, func(tx db.Querier) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO accounts (id, name, created_at) VALUES ($1, $2, $3)`,

@@ -126,7 +126,7 @@ func (s *Service) createWorkspace(ctx context.Context, accountID, name, slug str
 	if len(errs) > 0 {
 		return Workspace{}, errors.Join(errs...)
 	}
-	w := Workspace{ID: newID(), AccountID: accountID, Name: strings.TrimSpace(name), Slug: slug, CreatedAt: s.now()}
+	w := Workspace{ID: db.NewID(), AccountID: accountID, Name: strings.TrimSpace(name), Slug: slug, CreatedAt: s.now()}
 	_, err := s.db.Write().ExecContext(ctx, `INSERT INTO workspaces (`+workspaceCols+`) VALUES ($1, $2, $3, $4, $5)`,
 		w.ID, w.AccountID, w.Name, w.Slug, w.CreatedAt)
 	if db.IsUniqueViolation(err) {

@@ -17,7 +17,7 @@ import (
 // MaxBodyBytes limits every request body.
 const MaxBodyBytes = 1 << 20
 
-var errNoRoute = &apperr.Error{Kind: apperr.KindNotFound, Code: "not_found", Message: "No such API endpoint; see /api/v1/openapi.json"}
+var errNoRoute = apperr.NotFound("No such API endpoint; see /api/v1/openapi.json")
 
 type errorBody struct {
 	Error errorDetail `json:"error"`

@@ -41,7 +41,21 @@ func (e *Error) Error() string {
 }
 
 // ErrNotFound is the sentinel for a missing (or invisible) record.
-var ErrNotFound = &Error{Kind: KindNotFound, Code: "not_found", Message: "Not found"}
+var ErrNotFound = NotFound("Not found")
+
+// NotFound reports a missing (or invisible) thing, in words for a person.
+func NotFound(message string) *Error {
+	return &Error{Kind: KindNotFound, Code: "not_found", Message: message}
+}
+
+// Explain replaces the message of a not-found error with one that says what
+// was not found; other errors pass through.
+func Explain(err error, notFound string) error {
+	if IsNotFound(err) {
+		return NotFound(notFound)
+	}
+	return err
+}
 
 // Invalid reports malformed input for one field.
 func Invalid(field, message string) *Error {

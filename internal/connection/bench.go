@@ -54,7 +54,7 @@ func (s *Service) seedBatch(ctx context.Context, ws account.Workspace, appKey st
 		if err != nil {
 			return nil, err
 		}
-		id := newID()
+		id := db.NewID()
 		// Sealed with the connection's id as additional data, exactly as
 		// putSecret seals, so Secret opens it like any other.
 		sealed, err := s.keys.Seal(raw, []byte(id))
@@ -65,7 +65,7 @@ func (s *Service) seedBatch(ctx context.Context, ws account.Workspace, appKey st
 		if c.OAuth != nil && !c.OAuth.Expiry.IsZero() {
 			expires = &c.OAuth.Expiry
 		}
-		rows = append(rows, seedRow{id: id, handle: newID(), label: "Bench " + strconv.Itoa(i+1),
+		rows = append(rows, seedRow{id: id, handle: db.NewID(), label: "Bench " + strconv.Itoa(i+1),
 			sealed: sealed.Ciphertext, expires: nullTime(expires)})
 	}
 	now := s.now()
@@ -85,7 +85,7 @@ func (s *Service) seedBatch(ctx context.Context, ws account.Workspace, appKey st
 			})
 		events := multiRow(`INSERT INTO connection_events (id, connection_id, at, from_status, to_status, reason, actor_kind, detail) VALUES `,
 			[]any{now, string(StatusActive), string(ActorSystem)}, rows, func(r seedRow, p func(any) string) string {
-				return "(" + p(newID()) + ", " + p(r.id) + ", $1, '', $2, 'created', $3, '{}')"
+				return "(" + p(db.NewID()) + ", " + p(r.id) + ", $1, '', $2, 'created', $3, '{}')"
 			})
 		for _, st := range []struct {
 			what string

@@ -106,7 +106,7 @@ func NewRefresher(svc *Service, config OAuthConfigFunc, o RefresherOptions) *Ref
 		o.HTTPClient = &http.Client{Timeout: 20 * time.Second}
 	}
 	if o.Owner == "" {
-		o.Owner = newID()
+		o.Owner = db.NewID()
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)

@@ -9,8 +9,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/google/uuid"
-
 	"taskjuice/internal/account"
 	"taskjuice/internal/apperr"
 	"taskjuice/internal/db"
@@ -28,8 +26,6 @@ type Service struct {
 func NewService(d *db.DB, keys vault.Keyring) *Service {
 	return &Service{db: d, keys: keys, now: db.Now}
 }
-
-func newID() string { return uuid.Must(uuid.NewV7()).String() }
 
 // New is what it takes to store a connection.
 type New struct {
@@ -72,7 +68,7 @@ func (s *Service) Create(ctx context.Context, ws account.Workspace, in New, acto
 	}
 	now := s.now()
 	c := Connection{
-		ID: newID(), WorkspaceID: ws.ID, AppKey: in.AppKey, Label: label, Status: in.Status,
+		ID: db.NewID(), WorkspaceID: ws.ID, AppKey: in.AppKey, Label: label, Status: in.Status,
 		StatusDescription: in.Status.Description(), StatusReason: in.Reason, StatusChangedAt: now,
 		Metadata: in.Metadata, ExternalAccountID: in.ExternalAccountID, ExternalAccountName: in.ExternalAccountName,
 		OwnerKind: in.OwnerKind, OwnerUserID: in.OwnerUserID, AccessExpiresAt: in.AccessExpiresAt,
@@ -95,8 +91,8 @@ func (s *Service) Create(ctx context.Context, ws account.Workspace, in New, acto
 			secret_handle, credential_version, access_expires_at, refresh_due_at, created_by, created_at, updated_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $7, $7)`,
 			c.ID, c.WorkspaceID, c.AppKey, c.Label, string(c.Status), c.StatusReason, now, encodeMap(c.Metadata),
-			c.ExternalAccountID, c.ExternalAccountName, string(c.OwnerKind), nullString(c.OwnerUserID),
-			handle, boolInt(handle.Valid), nullTime(in.AccessExpiresAt), nullTime(in.RefreshDueAt), nullString(actor.UserID))
+			c.ExternalAccountID, c.ExternalAccountName, string(c.OwnerKind), db.NullString(c.OwnerUserID),
+			handle, boolInt(handle.Valid), nullTime(in.AccessExpiresAt), nullTime(in.RefreshDueAt), db.NullString(actor.UserID))
 		if err != nil {
 			return fmt.Errorf("insert connection: %w", err)
 		}
@@ -121,8 +117,6 @@ func boolInt(b bool) int64 {
 	}
 	return 0
 }
-
-func nullString(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
 
 func nullTime(t *time.Time) sql.NullTime {
 	if t == nil {
@@ -322,7 +316,7 @@ func (s *Service) transition(ctx context.Context, tx db.Querier, id string, to S
 	}
 	if signal != "" {
 		_, err := tx.ExecContext(ctx, `INSERT INTO connection_signals (id, connection_id, workspace_id, kind, reason, created_at) VALUES ($1, $2, $3, $4, $5, $6)`,
-			newID(), id, workspaceID, signal, reason, now)
+			db.NewID(), id, workspaceID, signal, reason, now)
 		if err != nil {
 			return false, fmt.Errorf("raise %s: %w", signal, err)
 		}
@@ -375,7 +369,7 @@ func (s *Service) recordEvent(ctx context.Context, tx db.Querier, connID string,
 	}
 	_, err := tx.ExecContext(ctx, `INSERT INTO connection_events (id, connection_id, at, from_status, to_status, reason, actor_kind, actor_user_id, detail)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-		newID(), connID, s.now(), string(from), string(to), reason, string(actor.Kind), nullString(actor.UserID), encodeMap(detail))
+		db.NewID(), connID, s.now(), string(from), string(to), reason, string(actor.Kind), db.NullString(actor.UserID), encodeMap(detail))
 	if err != nil {
 		return fmt.Errorf("record connection event: %w", err)
 	}

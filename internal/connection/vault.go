@@ -24,7 +24,7 @@ func (s *Service) putSecret(ctx context.Context, tx db.Querier, handle, connID s
 	}
 	now := s.now()
 	if handle == "" {
-		handle = newID()
+		handle = db.NewID()
 		_, err = tx.ExecContext(ctx, `INSERT INTO credentials (handle, key_id, ciphertext, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)`,
 			handle, sealed.KeyID, sealed.Ciphertext, now)
 	} else {

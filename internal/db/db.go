@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
 	_ "modernc.org/sqlite"             // registers the "sqlite" driver
 )
@@ -193,3 +194,10 @@ func (d *DB) InTx(ctx context.Context, fn func(tx Querier) error) (err error) {
 // Now is the database layer's clock: UTC, at the microsecond precision both
 // engines store, so a time written and read back compares equal.
 func Now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
+
+// NewID returns a new record id: a UUIDv7, so ids sort by creation time
+// (lists page by id alone).
+func NewID() string { return uuid.Must(uuid.NewV7()).String() }
+
+// NullString is s as a nullable column value: NULL when empty.
+func NullString(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }

@@ -9,8 +9,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/google/uuid"
-
 	"taskjuice/internal/apperr"
 	"taskjuice/internal/db"
 	"taskjuice/internal/workflow"
@@ -50,7 +48,7 @@ type Engine struct {
 // evaluating configs with eval (nil leaves configs as written).
 func New(d *db.DB, workflows *workflow.Service, exec map[workflow.Kind]Executor, eval Evaluator, o Options) *Engine {
 	if o.Owner == "" {
-		o.Owner = newID()
+		o.Owner = db.NewID()
 	}
 	if o.Lease == 0 {
 		o.Lease = 2 * time.Minute
@@ -72,8 +70,6 @@ func New(d *db.DB, workflows *workflow.Service, exec map[workflow.Kind]Executor,
 	}
 	return &Engine{db: d, workflows: workflows, exec: exec, eval: eval, o: o, now: db.Now, wake: make(chan struct{}, 1)}
 }
-
-func newID() string { return uuid.Must(uuid.NewV7()).String() }
 
 // Wake nudges idle workers of this process to look for due runs at once.
 func (e *Engine) Wake() {
@@ -163,12 +159,12 @@ func (e *Engine) start(ctx context.Context, workspaceID, workflowID, versionID s
 	}
 	frontier, _ := json.Marshal(g.Successors(g.Trigger.ID, ""))
 	now := e.now()
-	id := newID()
+	id := db.NewID()
 	_, err := e.db.Write().ExecContext(ctx, `INSERT INTO runs (id, workspace_id, workflow_id, version_id, status, source, trigger_payload,
 		dedup_key, replay_of, replay_depth, parent_run_id, parent_node_id, frontier, due_at, created_at, updated_at)
 		VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $13)`,
-		id, workspaceID, workflowID, versionID, source, string(payload), nullString(dedupKey), nullString(o.replayOf), o.depth,
-		nullString(o.parentRun), nullString(o.parentNode), string(frontier), now)
+		id, workspaceID, workflowID, versionID, source, string(payload), db.NullString(dedupKey), db.NullString(o.replayOf), o.depth,
+		db.NullString(o.parentRun), db.NullString(o.parentNode), string(frontier), now)
 	if db.IsUniqueViolation(err) && dedupKey != "" {
 		var existing string
 		if err := e.db.Read().QueryRowContext(ctx, `SELECT id FROM runs WHERE workflow_id = $1 AND dedup_key = $2`, workflowID, dedupKey).Scan(&existing); err != nil {
@@ -182,8 +178,6 @@ func (e *Engine) start(ctx context.Context, workspaceID, workflowID, versionID s
 	e.notify(ctx)
 	return id, nil
 }
-
-func nullString(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
 
 // Run works on due runs until ctx ends. On PostgreSQL it also listens for
 // other processes' notices, so an idle worker starts a new run at once

@@ -23,7 +23,9 @@ type iteration struct {
 	index int
 }
 
-func entryNode(entry string) string {
+// EntryNode is the node id of a frontier entry or step row ("node" or
+// "node@loop#i").
+func EntryNode(entry string) string {
 	if i := strings.IndexByte(entry, '@'); i >= 0 {
 		return entry[:i]
 	}
@@ -99,32 +101,6 @@ func (e *Engine) loopItems(ctx context.Context, runID, loopEntry string) ([]any,
 	return v.Items, nil
 }
 
-// body lists a loop's body: what its "each" path reaches before meeting
-// what its "done" path reaches.
-func body(g workflow.Graph, loopID string) map[string]bool {
-	after := map[string]bool{}
-	var mark func(id string, into map[string]bool, stop map[string]bool)
-	mark = func(id string, into map[string]bool, stop map[string]bool) {
-		if into[id] || stop[id] {
-			return
-		}
-		into[id] = true
-		for _, e := range g.Edges {
-			if e.From == id {
-				mark(e.To, into, stop)
-			}
-		}
-	}
-	for _, n := range g.Successors(loopID, "done") {
-		mark(n, after, nil)
-	}
-	in := map[string]bool{}
-	for _, n := range g.Successors(loopID, "each") {
-		mark(n, in, after)
-	}
-	return in
-}
-
 // advanceFrontier is the frontier after entry completed with out: the rest,
 // plus what comes next — the node's successors, a loop's first iteration,
 // the next iteration, or the loop's done path.
@@ -162,7 +138,7 @@ func (e *Engine) advanceFrontier(ctx context.Context, st state, g workflow.Graph
 		return next, nil
 	}
 	// Inside an iteration: stay within the body.
-	in := body(g, it.loop)
+	in := g.LoopBody(it.loop)
 	for _, n := range g.Successors(node.ID, out.Path) {
 		if in[n] {
 			add(inIteration(n, it))

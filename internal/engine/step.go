@@ -23,6 +23,8 @@ func (e *Engine) advance(ctx context.Context, runID string) error {
 	defer func() {
 		_, _ = e.db.Write().ExecContext(context.WithoutCancel(ctx), `UPDATE runs SET lease_owner = '', lease_until = NULL WHERE id = $1 AND lease_owner = $2`, runID, e.o.Owner)
 	}()
+	// A run executes the version it started on: its graph is read once.
+	var g *workflow.Graph
 	for ctx.Err() == nil {
 		st, err := e.load(ctx, e.db.Read(), runID)
 		if err != nil {
@@ -34,11 +36,14 @@ func (e *Engine) advance(ctx context.Context, runID string) error {
 		if len(st.frontier) == 0 {
 			return e.finish(ctx, runID, StatusCompleted, nil)
 		}
-		g, err := e.workflows.GraphOf(ctx, st.VersionID)
-		if err != nil {
-			return err
+		if g == nil {
+			graph, err := e.workflows.GraphOf(ctx, st.VersionID)
+			if err != nil {
+				return err
+			}
+			g = &graph
 		}
-		more, err := e.step(ctx, st, g)
+		more, err := e.step(ctx, st, *g)
 		if err != nil || !more {
 			return err
 		}
@@ -114,9 +119,9 @@ func (e *Engine) step(ctx context.Context, st state, g workflow.Graph) (bool, er
 	// a Loop; step rows carry the entry, so each iteration has its own
 	// attempts and idempotency keys.
 	nodeID := st.frontier[0]
-	node, ok := g.Node(entryNode(nodeID))
+	node, ok := g.Node(EntryNode(nodeID))
 	if !ok {
-		return false, e.finish(ctx, st.ID, StatusFailed, &StepError{Code: "GRAPH_INVALID", Message: fmt.Sprintf("The version has no step %q", entryNode(nodeID))})
+		return false, e.finish(ctx, st.ID, StatusFailed, &StepError{Code: "GRAPH_INVALID", Message: fmt.Sprintf("The version has no step %q", EntryNode(nodeID))})
 	}
 	prev, hasPrev, err := e.lastStep(ctx, st.ID, nodeID)
 	if err != nil {
@@ -144,7 +149,7 @@ func (e *Engine) step(ctx context.Context, st state, g workflow.Graph) (bool, er
 		return false, err
 	}
 	now := e.now()
-	stepID := newID()
+	stepID := db.NewID()
 	if hasPrev && prev.Status == StepRunning {
 		stepID = prev.ID
 	} else {
@@ -213,7 +218,7 @@ func (e *Engine) scope(ctx context.Context, st state, entry string) (Scope, json
 		if it := entryIteration(node); it.loop != "" {
 			meta["iteration"] = it.index
 		}
-		s.Steps[entryNode(node)] = StepData{Data: json.RawMessage(output), Meta: meta}
+		s.Steps[EntryNode(node)] = StepData{Data: json.RawMessage(output), Meta: meta}
 		last = json.RawMessage(output)
 	}
 	if err := rows.Err(); err != nil {
@@ -433,7 +438,7 @@ func (e *Engine) finishTx(ctx context.Context, tx db.Querier, runID string, stat
 
 func (e *Engine) event(ctx context.Context, tx db.Querier, runID, action, actor, detail string) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO run_events (id, run_id, at, action, actor_user_id, detail) VALUES ($1, $2, $3, $4, $5, $6)`,
-		newID(), runID, e.now(), action, nullString(actor), detail)
+		db.NewID(), runID, e.now(), action, db.NullString(actor), detail)
 	if err != nil {
 		return fmt.Errorf("record run event: %w", err)
 	}

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/google/uuid"
-
 	"taskjuice/internal/db"
 )
 
@@ -66,7 +64,7 @@ func (s *Service) Expiring(ctx context.Context) (int, error) {
 		}
 		_, err := s.db.Write().ExecContext(ctx, `INSERT INTO notifications (id, workspace_id, kind, severity, title, body, link, connection_id, created_at)
 			VALUES ($1, $2, 'expiring', 'warning', $3, $4, $5, $6, $7)`,
-			uuid.Must(uuid.NewV7()).String(), c.ws, app.Name+" connection expires soon",
+			db.NewID(), c.ws, app.Name+" connection expires soon",
 			fmt.Sprintf("%s's refresh token for the %q connection stops working around %s. Reconnect it before then to avoid a break.",
 				app.Name, c.label, ends.UTC().Format("2 Jan 2006 15:04 UTC")),
 			"/"+c.slug+"/connections/"+c.id, c.id, now)

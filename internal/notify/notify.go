@@ -13,8 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
-
 	"taskjuice/internal/apperr"
 	"taskjuice/internal/catalog"
 	"taskjuice/internal/db"
@@ -147,7 +145,7 @@ func (s *Service) raise(ctx context.Context, tx db.Querier, workspaceID, connID 
 	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO notifications (id, workspace_id, kind, severity, title, body, link, connection_id, created_at)
 		VALUES ($1, $2, 'reauth', 'critical', $3, $4, $5, $6, $7)`,
-		uuid.Must(uuid.NewV7()).String(), workspaceID, app+" reauth required", body, "/"+slug+"/connections/"+connID, connID, s.now())
+		db.NewID(), workspaceID, app+" reauth required", body, "/"+slug+"/connections/"+connID, connID, s.now())
 	if db.IsUniqueViolation(err) {
 		return nil // already raised while it stays broken
 	}

@@ -25,23 +25,45 @@ func must(t *testing.T, err error) {
 	}
 }
 
+// fixture is an agency with workspaces acme and beta, and an active
+// Sandbox Chat connection in acme.
+type fixture struct {
+	ctx   context.Context
+	owner account.User
+	ws    account.Workspace
+	other account.Workspace
+	cat   *catalog.Catalog
+	conns *connection.Service
+	conn  connection.Connection
+	svc   *notify.Service
+}
+
+func setup(t *testing.T, d *db.DB) fixture {
+	t.Helper()
+	f := fixture{ctx: context.Background()}
+	accounts := account.NewService(d)
+	a, owner, err := accounts.CreateAccount(f.ctx, "Agency", account.NewUser{Email: "o@a.example", Password: "correct horse battery"})
+	must(t, err)
+	f.owner = owner
+	f.ws, err = accounts.CreateWorkspaceForAccount(f.ctx, a.ID, "Acme", "acme")
+	must(t, err)
+	f.other, err = accounts.CreateWorkspaceForAccount(f.ctx, a.ID, "Beta", "beta")
+	must(t, err)
+	f.cat, err = catalog.Load(catalog.Options{Getenv: func(string) string { return "" }, SandboxURL: "http://127.0.0.1:1/sandbox"})
+	must(t, err)
+	key, _, _ := vault.GenerateKey()
+	f.conns = connection.NewService(d, vault.NewKeyring(key))
+	f.conn, err = f.conns.CreateWithCredential(f.ctx, f.ws, connection.New{AppKey: "sandbox-chat", Label: "Team chat", Status: connection.StatusActive},
+		connection.Credential{OAuth: &connection.OAuthToken{AccessToken: "a", RefreshToken: "r"}}, connection.System)
+	must(t, err)
+	f.svc = notify.NewService(d, f.cat)
+	return f
+}
+
 func TestReauthNotification(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, d *db.DB) {
-		ctx := context.Background()
-		accounts := account.NewService(d)
-		a, owner, err := accounts.CreateAccount(ctx, "Agency", account.NewUser{Email: "o@a.example", Password: "correct horse battery"})
-		must(t, err)
-		ws, err := accounts.CreateWorkspaceForAccount(ctx, a.ID, "Acme", "acme")
-		must(t, err)
-		other, err := accounts.CreateWorkspaceForAccount(ctx, a.ID, "Beta", "beta")
-		must(t, err)
-		cat, err := catalog.Load(catalog.Options{Getenv: func(string) string { return "" }, SandboxURL: "http://127.0.0.1:1/sandbox"})
-		must(t, err)
-		key, _, _ := vault.GenerateKey()
-		conns := connection.NewService(d, vault.NewKeyring(key))
-		c, err := conns.CreateWithCredential(ctx, ws, connection.New{AppKey: "sandbox-chat", Label: "Team chat", Status: connection.StatusActive},
-			connection.Credential{OAuth: &connection.OAuthToken{AccessToken: "a", RefreshToken: "r"}}, connection.System)
-		must(t, err)
+		f := setup(t, d)
+		ctx, owner, ws, other, conns, c, svc := f.ctx, f.owner, f.ws, f.other, f.conns, f.conn, f.svc
 		wfs := workflow.NewService(d)
 		cfg, _ := json.Marshal(map[string]any{"app": "sandbox-chat", "action": "post-message", "inputs": map[string]any{"channel": "general", "text": "hi"}})
 		g := workflow.Graph{Schema: 1, Trigger: &workflow.Node{ID: "start", Kind: workflow.TriggerManual},
@@ -59,7 +81,6 @@ func TestReauthNotification(t *testing.T) {
 			must(t, err)
 		}
 
-		svc := notify.NewService(d, cat)
 		_, err = conns.Transition(ctx, c.ID, connection.StatusError, "refresh rejected", connection.System, nil)
 		must(t, err)
 		for range 2 { // consumed once, however often it runs
@@ -121,20 +142,8 @@ func TestReauthNotification(t *testing.T) {
 
 func TestExpiringWarning(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, d *db.DB) {
-		ctx := context.Background()
-		accounts := account.NewService(d)
-		a, owner, err := accounts.CreateAccount(ctx, "Agency", account.NewUser{Email: "o@a.example", Password: "correct horse battery"})
-		must(t, err)
-		ws, err := accounts.CreateWorkspaceForAccount(ctx, a.ID, "Acme", "acme")
-		must(t, err)
-		cat, err := catalog.Load(catalog.Options{Getenv: func(string) string { return "" }, SandboxURL: "http://127.0.0.1:1/sandbox"})
-		must(t, err)
-		key, _, _ := vault.GenerateKey()
-		conns := connection.NewService(d, vault.NewKeyring(key))
-		c, err := conns.CreateWithCredential(ctx, ws, connection.New{AppKey: "sandbox-chat", Label: "Team chat", Status: connection.StatusActive},
-			connection.Credential{OAuth: &connection.OAuthToken{AccessToken: "a", RefreshToken: "r"}}, connection.System)
-		must(t, err)
-		svc := notify.NewService(d, cat)
+		f := setup(t, d)
+		ctx, owner, ws, c, svc := f.ctx, f.owner, f.ws, f.conn, f.svc
 		// Sandbox Chat declares 30 days; issued 29 days ago, it ends within
 		// the warning window.
 		setIssued := func(ago time.Duration) {
@@ -157,7 +166,7 @@ func TestExpiringWarning(t *testing.T) {
 		}
 		// Reconnected (a new refresh token): the warning is resolved.
 		setIssued(0)
-		_, err = svc.Expiring(ctx)
+		_, err := svc.Expiring(ctx)
 		must(t, err)
 		if u, _ := svc.Unread(ctx, ws.ID, owner.ID); u != 0 {
 			t.Fatalf("unread after renewal: %d", u)

@@ -215,9 +215,7 @@ type connectionData struct {
 func (h *Handler) loadConnection(w http.ResponseWriter, r *http.Request, v view) (connection.Connection, bool) {
 	c, err := h.Connections.Get(r.Context(), *v.Workspace, r.PathValue("id"))
 	if err != nil {
-		if apperr.IsNotFound(err) {
-			err = &apperr.Error{Kind: apperr.KindNotFound, Code: "not_found", Message: "There is no such connection in this workspace."}
-		}
+		err = apperr.Explain(err, "There is no such connection in this workspace.")
 		h.errorPage(w, r, v.P, err)
 		return connection.Connection{}, false
 	}

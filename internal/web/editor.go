@@ -988,7 +988,7 @@ func (h *Handler) editorURL(v view, id string) string {
 }
 
 // errNoStep is the error for a step id that is not in the draft.
-var errNoStep = &apperr.Error{Kind: apperr.KindNotFound, Code: "not_found", Message: "There is no such step in this workflow; it may have been deleted."}
+var errNoStep = apperr.NotFound("There is no such step in this workflow; it may have been deleted.")
 
 func (h *Handler) editTrigger(w http.ResponseWriter, r *http.Request, v view) {
 	h.change(w, r, v, "trigger-saved", func(g *workflow.Graph, _ map[string]bool) (string, *editorInput, error) {

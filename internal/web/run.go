@@ -52,9 +52,7 @@ func (h *Handler) renderRun(w http.ResponseWriter, r *http.Request, v view, stat
 		err = apperr.ErrNotFound
 	}
 	if err != nil {
-		if apperr.IsNotFound(err) {
-			err = &apperr.Error{Kind: apperr.KindNotFound, Code: "not_found", Message: "There is no such run in this workspace."}
-		}
+		err = apperr.Explain(err, "There is no such run in this workspace.")
 		h.errorPage(w, r, v.P, err)
 		return
 	}
@@ -80,7 +78,7 @@ func (h *Handler) renderRun(w http.ResponseWriter, r *http.Request, v view, stat
 			}
 		}
 		for _, s := range steps {
-			d.Steps = append(d.Steps, stepView{Step: s, Name: names[entryName(s.NodeID)], Input: pretty(s.Input), Output: pretty(s.Output)})
+			d.Steps = append(d.Steps, stepView{Step: s, Name: names[engine.EntryNode(s.NodeID)], Input: pretty(s.Input), Output: pretty(s.Output)})
 		}
 	}
 	if run.PausedConnectionID != "" {
@@ -90,16 +88,6 @@ func (h *Handler) renderRun(w http.ResponseWriter, r *http.Request, v view, stat
 	}
 	v.Title, v.Section, v.Data = "Run "+short(run.ID), "runs", d
 	h.render(w, r, status, "run", v)
-}
-
-// entryName strips a loop iteration from a step's node id (node@loop#i).
-func entryName(id string) string {
-	for i := 0; i < len(id); i++ {
-		if id[i] == '@' {
-			return id[:i]
-		}
-	}
-	return id
 }
 
 func short(id string) string {

@@ -269,7 +269,7 @@ func (h *Handler) notFound(w http.ResponseWriter, r *http.Request) {
 	if p, err := h.auth.Session(r); err == nil {
 		pp = &p
 	}
-	h.errorPage(w, r, pp, &apperr.Error{Kind: apperr.KindNotFound, Code: "not_found", Message: "There is no page at this address."})
+	h.errorPage(w, r, pp, apperr.NotFound("There is no page at this address."))
 }
 
 // Flash messages survive one redirect in a short-lived cookie holding a key,

@@ -106,9 +106,7 @@ type webhookData struct {
 func (h *Handler) loadWorkflow(w http.ResponseWriter, r *http.Request, v view) (workflow.Workflow, bool) {
 	wf, err := h.Workflows.Get(r.Context(), *v.Workspace, r.PathValue("id"))
 	if err != nil {
-		if apperr.IsNotFound(err) {
-			err = &apperr.Error{Kind: apperr.KindNotFound, Code: "not_found", Message: "There is no such workflow in this workspace."}
-		}
+		err = apperr.Explain(err, "There is no such workflow in this workspace.")
 		h.errorPage(w, r, v.P, err)
 		return workflow.Workflow{}, false
 	}

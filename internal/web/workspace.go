@@ -16,9 +16,7 @@ func (h *Handler) inWorkspace(section string, fn workspacePage) http.HandlerFunc
 	return h.staff(func(w http.ResponseWriter, r *http.Request, p account.Principal) {
 		ws, err := h.accounts.WorkspaceBySlug(r.Context(), p, r.PathValue("workspaceSlug"))
 		if err != nil {
-			if apperr.IsNotFound(err) {
-				err = &apperr.Error{Kind: apperr.KindNotFound, Code: "not_found", Message: "There is no workspace at this address in your account."}
-			}
+			err = apperr.Explain(err, "There is no workspace at this address in your account.")
 			h.errorPage(w, r, &p, err)
 			return
 		}

@@ -153,3 +153,28 @@ func ParseGraph(raw []byte) (Graph, error) {
 	}
 	return g, nil
 }
+
+// LoopBody lists the steps a Loop runs once per item: what its "each" path
+// reaches before meeting what its "done" path reaches.
+func (g Graph) LoopBody(loopID string) map[string]bool {
+	reach := func(starts []string, stop map[string]bool) map[string]bool {
+		seen := map[string]bool{}
+		var mark func(id string)
+		mark = func(id string) {
+			if seen[id] || stop[id] {
+				return
+			}
+			seen[id] = true
+			for _, e := range g.Edges {
+				if e.From == id {
+					mark(e.To)
+				}
+			}
+		}
+		for _, s := range starts {
+			mark(s)
+		}
+		return seen
+	}
+	return reach(g.Successors(loopID, "each"), reach(g.Successors(loopID, "done"), nil))
+}

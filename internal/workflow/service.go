@@ -10,8 +10,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/google/uuid"
-
 	"taskjuice/internal/account"
 	"taskjuice/internal/apperr"
 	"taskjuice/internal/db"
@@ -26,8 +24,6 @@ type Service struct {
 
 // NewService returns the workflow service.
 func NewService(d *db.DB) *Service { return &Service{db: d, now: db.Now} }
-
-func newID() string { return uuid.Must(uuid.NewV7()).String() }
 
 // StarterGraph is a new workflow's first draft: a manual trigger and
 // nothing yet after it.
@@ -61,15 +57,15 @@ func (s *Service) Create(ctx context.Context, ws account.Workspace, name, descri
 		return Workflow{}, fmt.Errorf("encode graph: %w", err)
 	}
 	now := s.now()
-	w := Workflow{ID: newID(), WorkspaceID: ws.ID, Name: name, Description: strings.TrimSpace(description), CreatedAt: now, UpdatedAt: now}
+	w := Workflow{ID: db.NewID(), WorkspaceID: ws.ID, Name: name, Description: strings.TrimSpace(description), CreatedAt: now, UpdatedAt: now}
 	w.setStatus("", false)
 	err = s.db.InTx(ctx, func(tx db.Querier) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO workflows (id, workspace_id, name, description, next_version, created_by, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, 2, $5, $6, $6)`, w.ID, w.WorkspaceID, w.Name, w.Description, nullString(actor), now); err != nil {
+			VALUES ($1, $2, $3, $4, 2, $5, $6, $6)`, w.ID, w.WorkspaceID, w.Name, w.Description, db.NullString(actor), now); err != nil {
 			return fmt.Errorf("insert workflow: %w", err)
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO workflow_versions (id, workflow_id, number, state, graph, created_by, created_at)
-			VALUES ($1, $2, 1, 'draft', $3, $4, $5)`, newID(), w.ID, string(raw), nullString(actor), now)
+			VALUES ($1, $2, 1, 'draft', $3, $4, $5)`, db.NewID(), w.ID, string(raw), db.NullString(actor), now)
 		if err != nil {
 			return fmt.Errorf("insert first draft: %w", err)
 		}
@@ -77,8 +73,6 @@ func (s *Service) Create(ctx context.Context, ws account.Workspace, name, descri
 	})
 	return w, err
 }
-
-func nullString(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
 
 func (w *Workflow) setStatus(operator string, active bool) {
 	switch {
@@ -222,9 +216,9 @@ func (s *Service) Draft(ctx context.Context, ws account.Workspace, workflowID, a
 			return fmt.Errorf("number draft: %w", err)
 		}
 		raw, _ := json.Marshal(src.Graph)
-		out = Version{ID: newID(), WorkflowID: workflowID, Number: number, State: VersionDraft, Graph: src.Graph, BasedOn: src.Number, CreatedAt: s.now()}
+		out = Version{ID: db.NewID(), WorkflowID: workflowID, Number: number, State: VersionDraft, Graph: src.Graph, BasedOn: src.Number, CreatedAt: s.now()}
 		_, err = tx.ExecContext(ctx, `INSERT INTO workflow_versions (id, workflow_id, number, state, graph, based_on, created_by, created_at)
-			VALUES ($1, $2, $3, 'draft', $4, $5, $6, $7)`, out.ID, workflowID, number, string(raw), src.Number, nullString(actor), out.CreatedAt)
+			VALUES ($1, $2, $3, 'draft', $4, $5, $6, $7)`, out.ID, workflowID, number, string(raw), src.Number, db.NullString(actor), out.CreatedAt)
 		if err != nil {
 			return fmt.Errorf("create draft: %w", err)
 		}

@@ -270,31 +270,11 @@ func (v *validator) edges() {
 // nestedLoops refuses a Loop inside another Loop's body (what its "each"
 // path reaches before its "done" path): the engine runs one level of loop.
 func (v *validator) nestedLoops() {
-	reach := func(starts []string, stop map[string]bool) map[string]bool {
-		seen := map[string]bool{}
-		var mark func(id string)
-		mark = func(id string) {
-			if seen[id] || stop[id] {
-				return
-			}
-			seen[id] = true
-			for _, e := range v.g.Edges {
-				if e.From == id {
-					mark(e.To)
-				}
-			}
-		}
-		for _, s := range starts {
-			mark(s)
-		}
-		return seen
-	}
 	for _, n := range v.g.Nodes {
 		if n.Kind != NodeLoop {
 			continue
 		}
-		after := reach(v.g.Successors(n.ID, "done"), nil)
-		for id := range reach(v.g.Successors(n.ID, "each"), after) {
+		for id := range v.g.LoopBody(n.ID) {
 			if inner, ok := v.g.Node(id); ok && inner.Kind == NodeLoop {
 				v.add(id, "", "A Loop cannot sit inside another Loop's steps yet")
 			}
