@@ -150,7 +150,7 @@ func (e *Engine) Replay(ctx context.Context, workspaceID, runID, actor string) (
 	if !ok || !live.Status.Dispatching() {
 		return "", ErrNotDispatching
 	}
-	id, err := e.start(ctx, st.WorkspaceID, st.WorkflowID, live.VersionID, live.Graph, st.TriggerPayload, "replay", "", origin{replayOf: runID, depth: depth + 1})
+	id, err := e.start(ctx, live, st.TriggerPayload, "replay", "", origin{replayOf: runID, depth: depth + 1})
 	if err != nil {
 		return "", err
 	}
@@ -239,12 +239,13 @@ func (e *Engine) ConsumeReauthorizations(ctx context.Context) (int, error) {
 var errAlreadyConsumed = errors.New("signal already consumed")
 
 // heldOn lists the runs paused for reauthorization on a connection (only
-// those whose workflow resumes them automatically, when autoOnly).
+// those that resume by themselves, when autoOnly: agent runs, and runs of
+// workflows set to resume automatically).
 func (e *Engine) heldOn(ctx context.Context, q db.Querier, connID string, autoOnly bool) ([]string, error) {
 	query := `SELECT r.id FROM runs r JOIN workflows w ON w.id = r.workflow_id
 		WHERE r.status = 'paused' AND r.pause_reason = 'reauth' AND r.paused_connection_id = $1`
 	if autoOnly {
-		query += ` AND w.auto_resume_reauth`
+		query += ` AND (w.auto_resume_reauth OR r.kind = 'agent')`
 	}
 	rows, err := q.QueryContext(ctx, query+` ORDER BY r.created_at`, connID)
 	if err != nil {
@@ -363,7 +364,7 @@ func (e *Engine) List(ctx context.Context, workspaceID string, f ListFilter) ([]
 		// Ids are time-ordered (UUIDv7), so the id alone is the cursor.
 		where = append(where, "r.id < "+arg(f.Before))
 	}
-	rows, err := e.db.Read().QueryContext(ctx, `SELECT r.id, r.workflow_id, w.name, r.status, r.source, r.pause_reason, COALESCE(r.paused_connection_id, ''),
+	rows, err := e.db.Read().QueryContext(ctx, `SELECT r.id, r.workflow_id, w.name, r.kind, r.status, r.source, r.pause_reason, COALESCE(r.paused_connection_id, ''),
 		r.steps_done, r.created_at, r.started_at, r.finished_at FROM runs r JOIN workflows w ON w.id = r.workflow_id
 		WHERE `+strings.Join(where, " AND ")+` ORDER BY r.id DESC LIMIT `+arg(f.Limit), args...)
 	if err != nil {
@@ -375,7 +376,7 @@ func (e *Engine) List(ctx context.Context, workspaceID string, f ListFilter) ([]
 		var r RunRow
 		var status string
 		var started, finished sql.NullTime
-		if err := rows.Scan(&r.ID, &r.WorkflowID, &r.WorkflowName, &status, &r.Source, &r.PauseReason, &r.PausedConnectionID,
+		if err := rows.Scan(&r.ID, &r.WorkflowID, &r.WorkflowName, &r.Kind, &status, &r.Source, &r.PauseReason, &r.PausedConnectionID,
 			&r.StepsDone, &r.CreatedAt, &started, &finished); err != nil {
 			return nil, fmt.Errorf("scan run: %w", err)
 		}

@@ -45,7 +45,7 @@ func (e *Engine) callWorkflow(ctx context.Context, c Call) (Outcome, error) {
 	if len(input) == 0 || string(input) == "null" {
 		input = c.Input
 	}
-	child, err := e.start(ctx, live.WorkspaceID, live.WorkflowID, live.VersionID, live.Graph, input, "call", "call:"+c.IdempotencyKey,
+	child, err := e.start(ctx, live, input, "call", "call:"+c.IdempotencyKey,
 		origin{parentRun: c.Run.ID, parentNode: c.Node.ID})
 	if err != nil {
 		return Outcome{}, err

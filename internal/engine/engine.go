@@ -109,7 +109,7 @@ func (e *Engine) StartRun(ctx context.Context, workflowID string, payload json.R
 	if err := e.breaker(ctx, live); err != nil {
 		return "", err
 	}
-	return e.start(ctx, live.WorkspaceID, workflowID, live.VersionID, live.Graph, payload, source, dedupKey, origin{})
+	return e.start(ctx, live, payload, source, dedupKey, origin{})
 }
 
 // MsgBreakerTripped is the answer once the throughput breaker has paused a
@@ -147,7 +147,8 @@ type origin struct {
 	parentNode string
 }
 
-func (e *Engine) start(ctx context.Context, workspaceID, workflowID, versionID string, g workflow.Graph, payload json.RawMessage, source, dedupKey string, o origin) (string, error) {
+func (e *Engine) start(ctx context.Context, live workflow.Live, payload json.RawMessage, source, dedupKey string, o origin) (string, error) {
+	g := live.Graph
 	if len(payload) == 0 {
 		payload = json.RawMessage(`{}`)
 	}
@@ -160,14 +161,18 @@ func (e *Engine) start(ctx context.Context, workspaceID, workflowID, versionID s
 	frontier, _ := json.Marshal(g.Successors(g.Trigger.ID, ""))
 	now := e.now()
 	id := db.NewID()
-	_, err := e.db.Write().ExecContext(ctx, `INSERT INTO runs (id, workspace_id, workflow_id, version_id, status, source, trigger_payload,
+	kind := KindWorkflow
+	if live.Type == workflow.TypeAgent {
+		kind = KindAgent
+	}
+	_, err := e.db.Write().ExecContext(ctx, `INSERT INTO runs (id, workspace_id, workflow_id, version_id, kind, status, source, trigger_payload,
 		dedup_key, replay_of, replay_depth, parent_run_id, parent_node_id, frontier, due_at, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $13)`,
-		id, workspaceID, workflowID, versionID, source, string(payload), db.NullString(dedupKey), db.NullString(o.replayOf), o.depth,
+		VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $14)`,
+		id, live.WorkspaceID, live.WorkflowID, live.VersionID, kind, source, string(payload), db.NullString(dedupKey), db.NullString(o.replayOf), o.depth,
 		db.NullString(o.parentRun), db.NullString(o.parentNode), string(frontier), now)
 	if db.IsUniqueViolation(err) && dedupKey != "" {
 		var existing string
-		if err := e.db.Read().QueryRowContext(ctx, `SELECT id FROM runs WHERE workflow_id = $1 AND dedup_key = $2`, workflowID, dedupKey).Scan(&existing); err != nil {
+		if err := e.db.Read().QueryRowContext(ctx, `SELECT id FROM runs WHERE workflow_id = $1 AND dedup_key = $2`, live.WorkflowID, dedupKey).Scan(&existing); err != nil {
 			return "", fmt.Errorf("read deduplicated run: %w", err)
 		}
 		return existing, nil
@@ -263,9 +268,9 @@ func (e *Engine) load(ctx context.Context, q db.Querier, id string) (state, erro
 	var status, payload, frontier string
 	var errJSON, pausedConn, replayOf sql.NullString
 	var started, finished sql.NullTime
-	err := q.QueryRowContext(ctx, `SELECT id, workspace_id, workflow_id, version_id, status, source, trigger_payload, pause_reason,
+	err := q.QueryRowContext(ctx, `SELECT id, workspace_id, workflow_id, version_id, kind, status, source, trigger_payload, pause_reason,
 		paused_connection_id, wait_reason, error, frontier, steps_done, replay_of, created_at, started_at, finished_at FROM runs WHERE id = $1`, id).
-		Scan(&st.ID, &st.WorkspaceID, &st.WorkflowID, &st.VersionID, &status, &st.Source, &payload, &st.PauseReason,
+		Scan(&st.ID, &st.WorkspaceID, &st.WorkflowID, &st.VersionID, &st.Kind, &status, &st.Source, &payload, &st.PauseReason,
 			&pausedConn, &st.WaitReason, &errJSON, &frontier, &st.StepsDone, &replayOf, &st.CreatedAt, &started, &finished)
 	if errors.Is(err, sql.ErrNoRows) {
 		return state{}, apperr.ErrNotFound

@@ -23,10 +23,10 @@ type iteration struct {
 	index int
 }
 
-// EntryNode is the node id of a frontier entry or step row ("node" or
-// "node@loop#i").
+// EntryNode is the node id of a frontier entry or step row ("node",
+// "node@loop#i", or an agent's "node!k" and "node!k.tool").
 func EntryNode(entry string) string {
-	if i := strings.IndexByte(entry, '@'); i >= 0 {
+	if i := strings.IndexAny(entry, "@!"); i >= 0 {
 		return entry[:i]
 	}
 	return entry
@@ -114,6 +114,21 @@ func (e *Engine) advanceFrontier(ctx context.Context, st state, g workflow.Graph
 		}
 	}
 	it := entryIteration(entry)
+	if node.Kind == workflow.NodeAgent {
+		if it.loop != "" {
+			return nil, &StepError{Code: "NOT_SUPPORTED", Message: "An agent inside a loop cannot run yet"}
+		}
+		turn, done, err := agentNext(node, entry, out)
+		if err != nil {
+			return nil, err
+		}
+		if !done {
+			// The agent's next turn comes before anything else.
+			return append([]string{turn}, next...), nil
+		}
+		add(g.Successors(node.ID, out.Path)...)
+		return next, nil
+	}
 	if node.Kind == workflow.NodeLoop {
 		if it.loop != "" {
 			return nil, &StepError{Code: "NOT_SUPPORTED", Message: "A loop inside a loop cannot run yet"}

@@ -28,6 +28,15 @@ func (s Status) Terminal() bool {
 	return s == StatusCompleted || s == StatusFailed || s == StatusCancelled
 }
 
+// RunKind tells workflow runs from agent runs: a held agent run resumes by
+// itself once its connection is reconnected.
+type RunKind string
+
+const (
+	KindWorkflow RunKind = "workflow"
+	KindAgent    RunKind = "agent"
+)
+
 // PauseReason says why a run is paused.
 type PauseReason string
 
@@ -44,6 +53,7 @@ type Run struct {
 	WorkspaceID        string          `json:"workspaceId"`
 	WorkflowID         string          `json:"workflowId"`
 	VersionID          string          `json:"versionId"`
+	Kind               RunKind         `json:"kind"`
 	Status             Status          `json:"status"`
 	Source             string          `json:"source"`
 	TriggerPayload     json.RawMessage `json:"triggerPayload"`

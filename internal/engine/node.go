@@ -26,8 +26,11 @@ import (
 
 // Call is one execution of one node.
 type Call struct {
-	Run            Run
-	Node           workflow.Node
+	Run  Run
+	Node workflow.Node
+	// Entry is the frontier entry being run: the node id, or the node id
+	// within a loop iteration or an agent's turn.
+	Entry          string
 	Config         json.RawMessage // evaluated
 	Input          json.RawMessage // the previous step's output
 	IdempotencyKey string

@@ -251,8 +251,11 @@ func (e *Engine) execute(ctx context.Context, st state, node workflow.Node, inpu
 		}
 	}()
 	exec, ok := e.exec[node.Kind]
-	if node.Kind == workflow.NodeCallWorkflow {
+	switch node.Kind {
+	case workflow.NodeCallWorkflow:
 		exec, ok = e.callWorkflow, true
+	case workflow.NodeAgent:
+		exec, ok = e.agent, true
 	}
 	if !ok {
 		return Outcome{}, &StepError{Code: "NOT_SUPPORTED", Message: fmt.Sprintf("This TaskJuice cannot run %s steps yet", node.Kind.Label())}
@@ -266,7 +269,7 @@ func (e *Engine) execute(ctx context.Context, st state, node workflow.Node, inpu
 	var console strings.Builder
 	sctx, cancel := context.WithTimeout(ctx, e.o.StepTimeout)
 	defer cancel()
-	out, err = exec(sctx, Call{Run: st.Run, Node: node, Config: cfg, Input: input, IdempotencyKey: key, Console: &console})
+	out, err = exec(sctx, Call{Run: st.Run, Node: node, Entry: cur.NodeID, Config: cfg, Input: input, IdempotencyKey: key, Console: &console})
 	cur.Console = console.String()
 	if err == nil && sctx.Err() != nil && ctx.Err() == nil {
 		err = &StepError{Code: "TIMEOUT", Message: fmt.Sprintf("The step took longer than %s", e.o.StepTimeout), Retryable: true}

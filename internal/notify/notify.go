@@ -16,6 +16,7 @@ import (
 	"taskjuice/internal/apperr"
 	"taskjuice/internal/catalog"
 	"taskjuice/internal/db"
+	"taskjuice/internal/workflow"
 )
 
 // Severity of a notification.
@@ -162,8 +163,8 @@ func plural(n int, one, many string) string {
 	return many
 }
 
-// blocked names the workspace's live workflows whose active version binds
-// the connection.
+// blocked names the workspace's live workflows and agents whose active
+// version uses the connection.
 func (s *Service) blocked(ctx context.Context, tx db.Querier, workspaceID, connID string) ([]string, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT w.name, v.graph FROM workflows w JOIN workflow_versions v ON v.id = w.active_version_id
 		WHERE w.workspace_id = $1`, workspaceID)
@@ -177,22 +178,11 @@ func (s *Service) blocked(ctx context.Context, tx db.Querier, workspaceID, connI
 		if err := rows.Scan(&name, &graph); err != nil {
 			return nil, err
 		}
-		var g struct {
-			Trigger *struct {
-				Connection *struct{ ID string } `json:"connection"`
-			} `json:"trigger"`
-			Nodes []struct {
-				Connection *struct{ ID string } `json:"connection"`
-			} `json:"nodes"`
-		}
+		var g workflow.Graph
 		if json.Unmarshal([]byte(graph), &g) != nil {
 			continue
 		}
-		uses := g.Trigger != nil && g.Trigger.Connection != nil && g.Trigger.Connection.ID == connID
-		for _, n := range g.Nodes {
-			uses = uses || (n.Connection != nil && n.Connection.ID == connID)
-		}
-		if uses {
+		if g.Uses(connID) {
 			out = append(out, name)
 		}
 	}

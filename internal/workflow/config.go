@@ -101,6 +101,56 @@ type CallWorkflowConfig struct {
 	Input      json.RawMessage `json:"input,omitempty"`
 }
 
+// AgentConfig is an agent's loop: at each turn its driver decides the next
+// tool call or gives the final answer. With the "callback" driver an
+// outside caller submits each decision through the API.
+type AgentConfig struct {
+	Instructions string      `json:"instructions"`
+	Driver       string      `json:"driver"`
+	Tools        []AgentTool `json:"tools"`
+	// MaxSteps bounds the turns (decisions) of one run.
+	MaxSteps int `json:"maxSteps,omitempty"`
+}
+
+// AgentTool is an app action the agent may call, through a connection.
+type AgentTool struct {
+	Name         string `json:"name"`
+	Description  string `json:"description,omitempty"`
+	App          string `json:"app"`
+	Action       string `json:"action"`
+	ConnectionID string `json:"connectionId"`
+}
+
+// Agent drivers.
+const (
+	DriverCallback = "callback"
+)
+
+// Limits of an agent.
+const (
+	MaxAgentSteps     = 50
+	DefaultAgentSteps = 10
+	MaxAgentTools     = 32
+)
+
+// Steps is the agent's turn limit.
+func (c AgentConfig) Steps() int {
+	if c.MaxSteps <= 0 {
+		return DefaultAgentSteps
+	}
+	return min(c.MaxSteps, MaxAgentSteps)
+}
+
+// Tool finds a tool by name.
+func (c AgentConfig) Tool(name string) (AgentTool, bool) {
+	for _, t := range c.Tools {
+		if t.Name == name {
+			return t, true
+		}
+	}
+	return AgentTool{}, false
+}
+
 // configFor returns a pointer to the zero config of a kind.
 func configFor(k Kind) any {
 	switch k {
@@ -128,6 +178,8 @@ func configFor(k Kind) any {
 		return &LoopConfig{}
 	case NodeCallWorkflow:
 		return &CallWorkflowConfig{}
+	case NodeAgent:
+		return &AgentConfig{}
 	}
 	return nil
 }

@@ -88,6 +88,7 @@ const (
 	NodeApproval     Kind = "approval"
 	NodeLoop         Kind = "loop"
 	NodeCallWorkflow Kind = "call-workflow"
+	NodeAgent        Kind = "agent"
 )
 
 // IsTrigger reports whether k is a trigger kind.
@@ -102,7 +103,7 @@ func (k Kind) IsTrigger() bool {
 // IsNode reports whether k is a step kind.
 func (k Kind) IsNode() bool {
 	switch k {
-	case NodeAction, NodeHTTP, NodeBranch, NodeSwitch, NodeTransform, NodeDelay, NodeApproval, NodeLoop, NodeCallWorkflow:
+	case NodeAction, NodeHTTP, NodeBranch, NodeSwitch, NodeTransform, NodeDelay, NodeApproval, NodeLoop, NodeCallWorkflow, NodeAgent:
 		return true
 	}
 	return false
@@ -135,6 +136,8 @@ func (k Kind) Label() string {
 		return "Loop"
 	case NodeCallWorkflow:
 		return "Call Workflow"
+	case NodeAgent:
+		return "Agent"
 	}
 	return string(k)
 }

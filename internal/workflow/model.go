@@ -53,10 +53,19 @@ func (s Status) Description() string {
 // Dispatching reports whether new runs may start.
 func (s Status) Dispatching() bool { return s == StatusPublished }
 
+// Types of workflow: an agent is a workflow whose graph is a trigger and
+// one Agent step, and whose runs are agent runs.
+const (
+	TypeWorkflow = "workflow"
+	TypeAgent    = "agent"
+)
+
 // Workflow is a durable container of versions.
 type Workflow struct {
-	ID              string `json:"id"`
-	WorkspaceID     string `json:"workspaceId"`
+	ID          string `json:"id"`
+	WorkspaceID string `json:"workspaceId"`
+	// Type is TypeWorkflow or TypeAgent.
+	Type            string `json:"type"`
 	Name            string `json:"name"`
 	Description     string `json:"description"`
 	Status          Status `json:"status"`

@@ -41,6 +41,16 @@ func validName(name string) (string, error) {
 
 // Create makes a workflow with a first draft (v1).
 func (s *Service) Create(ctx context.Context, ws account.Workspace, name, description string, g *Graph, actor string) (Workflow, error) {
+	return s.create(ctx, ws, TypeWorkflow, name, description, g, actor)
+}
+
+// CreateAgent makes an agent: a workflow of type agent, whose graph is a
+// trigger and one Agent step.
+func (s *Service) CreateAgent(ctx context.Context, ws account.Workspace, name, description string, g Graph, actor string) (Workflow, error) {
+	return s.create(ctx, ws, TypeAgent, name, description, &g, actor)
+}
+
+func (s *Service) create(ctx context.Context, ws account.Workspace, typ, name, description string, g *Graph, actor string) (Workflow, error) {
 	name, err := validName(name)
 	if err != nil {
 		return Workflow{}, err
@@ -57,11 +67,11 @@ func (s *Service) Create(ctx context.Context, ws account.Workspace, name, descri
 		return Workflow{}, fmt.Errorf("encode graph: %w", err)
 	}
 	now := s.now()
-	w := Workflow{ID: db.NewID(), WorkspaceID: ws.ID, Name: name, Description: strings.TrimSpace(description), CreatedAt: now, UpdatedAt: now}
+	w := Workflow{ID: db.NewID(), WorkspaceID: ws.ID, Type: typ, Name: name, Description: strings.TrimSpace(description), CreatedAt: now, UpdatedAt: now}
 	w.setStatus("", false)
 	err = s.db.InTx(ctx, func(tx db.Querier) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO workflows (id, workspace_id, name, description, next_version, created_by, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, 2, $5, $6, $6)`, w.ID, w.WorkspaceID, w.Name, w.Description, db.NullString(actor), now); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO workflows (id, workspace_id, type, name, description, next_version, created_by, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, 2, $6, $7, $7)`, w.ID, w.WorkspaceID, typ, w.Name, w.Description, db.NullString(actor), now); err != nil {
 			return fmt.Errorf("insert workflow: %w", err)
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO workflow_versions (id, workflow_id, number, state, graph, created_by, created_at)
@@ -86,12 +96,12 @@ func (w *Workflow) setStatus(operator string, active bool) {
 	w.StatusLabel, w.StatusText = w.Status.Label(), w.Status.Description()
 }
 
-const workflowCols = `id, workspace_id, name, description, operator_state, COALESCE(active_version_id, ''), auto_resume_reauth, max_runs_per_minute, created_at, updated_at`
+const workflowCols = `id, workspace_id, type, name, description, operator_state, COALESCE(active_version_id, ''), auto_resume_reauth, max_runs_per_minute, created_at, updated_at`
 
 func scanWorkflow(row interface{ Scan(...any) error }) (Workflow, error) {
 	var w Workflow
 	var op string
-	if err := row.Scan(&w.ID, &w.WorkspaceID, &w.Name, &w.Description, &op, &w.ActiveVersionID, &w.AutoResumeReauth, &w.MaxRunsPerMinute, &w.CreatedAt, &w.UpdatedAt); err != nil {
+	if err := row.Scan(&w.ID, &w.WorkspaceID, &w.Type, &w.Name, &w.Description, &op, &w.ActiveVersionID, &w.AutoResumeReauth, &w.MaxRunsPerMinute, &w.CreatedAt, &w.UpdatedAt); err != nil {
 		return Workflow{}, err
 	}
 	w.setStatus(op, w.ActiveVersionID != "")
@@ -115,9 +125,18 @@ func (s *Service) get(ctx context.Context, q db.Querier, workspaceID, id string)
 	return w, nil
 }
 
-// List returns the workspace's workflows by name.
+// List returns the workspace's workflows by name (not its agents).
 func (s *Service) List(ctx context.Context, ws account.Workspace) ([]Workflow, error) {
-	rows, err := s.db.Read().QueryContext(ctx, `SELECT `+workflowCols+` FROM workflows WHERE workspace_id = $1 ORDER BY name, id`, ws.ID)
+	return s.list(ctx, ws, TypeWorkflow)
+}
+
+// ListAgents returns the workspace's agents by name.
+func (s *Service) ListAgents(ctx context.Context, ws account.Workspace) ([]Workflow, error) {
+	return s.list(ctx, ws, TypeAgent)
+}
+
+func (s *Service) list(ctx context.Context, ws account.Workspace, typ string) ([]Workflow, error) {
+	rows, err := s.db.Read().QueryContext(ctx, `SELECT `+workflowCols+` FROM workflows WHERE workspace_id = $1 AND type = $2 ORDER BY name, id`, ws.ID, typ)
 	if err != nil {
 		return nil, fmt.Errorf("list workflows: %w", err)
 	}
@@ -370,6 +389,8 @@ type Live struct {
 	MaxRunsPerMinute int
 	WorkflowID       string
 	WorkspaceID      string
+	// Type is TypeWorkflow or TypeAgent.
+	Type             string
 	Status           Status
 	VersionID        string
 	Graph            Graph
@@ -382,10 +403,10 @@ func (s *Service) Live(ctx context.Context, workflowID string) (Live, bool, erro
 	var l Live
 	var op, graph string
 	var versionID sql.NullString
-	err := s.db.Read().QueryRowContext(ctx, `SELECT w.id, w.workspace_id, w.operator_state, w.active_version_id, COALESCE(v.graph, ''),
+	err := s.db.Read().QueryRowContext(ctx, `SELECT w.id, w.workspace_id, w.type, w.operator_state, w.active_version_id, COALESCE(v.graph, ''),
 		w.auto_resume_reauth, w.max_runs_per_minute
 		FROM workflows w LEFT JOIN workflow_versions v ON v.id = w.active_version_id WHERE w.id = $1`, workflowID).
-		Scan(&l.WorkflowID, &l.WorkspaceID, &op, &versionID, &graph, &l.AutoResumeReauth, &l.MaxRunsPerMinute)
+		Scan(&l.WorkflowID, &l.WorkspaceID, &l.Type, &op, &versionID, &graph, &l.AutoResumeReauth, &l.MaxRunsPerMinute)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Live{}, false, apperr.ErrNotFound
 	}
@@ -446,6 +467,29 @@ func (g Graph) Node(id string) (Node, bool) {
 		}
 	}
 	return Node{}, false
+}
+
+// Uses reports whether the graph uses the connection: bound to its trigger
+// or a step, or behind one of an agent's tools.
+func (g Graph) Uses(connectionID string) bool {
+	if g.Trigger != nil && g.Trigger.Connection != nil && g.Trigger.Connection.ID == connectionID {
+		return true
+	}
+	for _, n := range g.Nodes {
+		if n.Connection != nil && n.Connection.ID == connectionID {
+			return true
+		}
+		if n.Kind == NodeAgent {
+			if cfg, err := DecodeConfig(n); err == nil {
+				for _, t := range cfg.(*AgentConfig).Tools {
+					if t.ConnectionID == connectionID {
+						return true
+					}
+				}
+			}
+		}
+	}
+	return false
 }
 
 // SetThroughputLimit sets the runs a workflow may start per minute before

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"taskjuice/internal/catalog"
 )
@@ -16,6 +17,7 @@ import (
 const (
 	MsgTriggerInactiveConnection = "Trigger node has an inactive connection"
 	MsgActionInactiveConnection  = "Action node has an inactive connection"
+	MsgAgentInactiveConnection   = "Agent tool has an inactive connection"
 	MsgCompilationFailed         = "Workflow compilation failed"
 )
 
@@ -278,6 +280,9 @@ func (v *validator) nestedLoops() {
 			if inner, ok := v.g.Node(id); ok && inner.Kind == NodeLoop {
 				v.add(id, "", "A Loop cannot sit inside another Loop's steps yet")
 			}
+			if inner, ok := v.g.Node(id); ok && inner.Kind == NodeAgent {
+				v.add(id, "", "An Agent cannot sit inside a Loop's steps yet")
+			}
 		}
 	}
 }
@@ -394,6 +399,8 @@ func (v *validator) node(n Node) {
 		if c.MaxItems < 0 || c.MaxItems > MaxLoopItems {
 			v.add(n.ID, "maxItems", "A loop runs at most %d items", MaxLoopItems)
 		}
+	case *AgentConfig:
+		v.agent(n, c)
 	case *CallWorkflowConfig:
 		if c.WorkflowID == "" {
 			v.add(n.ID, "workflowId", "Choose the workflow to call")
@@ -446,6 +453,66 @@ func (v *validator) binding(n Node, cfg any) {
 		v.add(n.ID, "connection", "The chosen connection is for another app")
 	case status != "active":
 		v.inactive(n)
+	}
+}
+
+var toolNamePattern = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,63}$`)
+
+func (v *validator) agent(n Node, c *AgentConfig) {
+	if strings.TrimSpace(c.Instructions) == "" {
+		v.add(n.ID, "instructions", "Tell the agent what to do")
+	} else if utf8.RuneCountInString(c.Instructions) > 20000 {
+		v.add(n.ID, "instructions", "Instructions hold at most 20000 characters")
+	}
+	if c.Driver != DriverCallback {
+		v.add(n.ID, "driver", "The agent's driver must be %q (an outside caller submits each decision)", DriverCallback)
+	}
+	if c.MaxSteps < 0 || c.MaxSteps > MaxAgentSteps {
+		v.add(n.ID, "maxSteps", "An agent takes 1–%d steps", MaxAgentSteps)
+	}
+	switch {
+	case len(c.Tools) == 0:
+		v.add(n.ID, "tools", "Give the agent at least one tool")
+	case len(c.Tools) > MaxAgentTools:
+		v.add(n.ID, "tools", "An agent has at most %d tools", MaxAgentTools)
+	}
+	names := map[string]bool{}
+	for i, t := range c.Tools {
+		field := fmt.Sprintf("tools[%d]", i)
+		switch {
+		case !toolNamePattern.MatchString(t.Name):
+			v.add(n.ID, field, "A tool's name starts with a letter and holds only letters, digits, - and _ (at most 64)")
+		case names[t.Name]:
+			v.add(n.ID, field, "Two tools are named %q", t.Name)
+		}
+		names[t.Name] = true
+		if v.c.Apps != nil {
+			app, ok := v.c.Apps.App(t.App)
+			if !ok {
+				v.add(n.ID, field, "Unknown app %q", t.App)
+				continue
+			}
+			if _, ok := app.Action(t.Action); !ok {
+				v.add(n.ID, field, "Choose one of %s's actions", app.Name)
+				continue
+			}
+		}
+		if t.ConnectionID == "" {
+			v.add(n.ID, field, "Choose the connection the tool %q uses", t.Name)
+			continue
+		}
+		if v.c.Connection == nil {
+			continue
+		}
+		app, status, ok := v.c.Connection(t.ConnectionID)
+		switch {
+		case !ok:
+			v.add(n.ID, field, "The chosen connection does not exist in this workspace")
+		case app != t.App:
+			v.add(n.ID, field, "The chosen connection is for another app")
+		case status != "active":
+			v.add(n.ID, field, MsgAgentInactiveConnection)
+		}
 	}
 }
 
