@@ -9,6 +9,7 @@ import (
 	"net/http"
 
 	"taskjuice/internal/account"
+	"taskjuice/internal/agent"
 	"taskjuice/internal/authn"
 	"taskjuice/internal/catalog"
 	"taskjuice/internal/connection"
@@ -29,6 +30,7 @@ type Handler struct {
 	catalog     *catalog.Catalog
 	workflows   *workflow.Service
 	engine      *engine.Engine
+	agents      *agent.Service
 	baseURL     string
 }
 
@@ -42,13 +44,14 @@ type Deps struct {
 	Catalog     *catalog.Catalog
 	Workflows   *workflow.Service
 	Engine      *engine.Engine
+	Agents      *agent.Service
 	BaseURL     string
 }
 
 // New returns the API handler.
 func New(d Deps) *Handler {
 	return &Handler{accounts: d.Accounts, auth: d.Auth, log: d.Log, connections: d.Connections,
-		refresher: d.Refresher, catalog: d.Catalog, workflows: d.Workflows, engine: d.Engine, baseURL: d.BaseURL}
+		refresher: d.Refresher, catalog: d.Catalog, workflows: d.Workflows, engine: d.Engine, agents: d.Agents, baseURL: d.BaseURL}
 }
 
 // Route is one entry of the route table.
@@ -84,6 +87,11 @@ func (h *Handler) Routes() []Route {
 		{"POST", "/api/v1/connections/{id}/revoke", h.authed(h.revokeConnection)},
 		{"POST", "/api/v1/connections/{id}/resume-held", h.authed(h.resumeHeld)},
 		{"POST", "/api/v1/workspaces/{slug}/workflows/{id}/runs", h.authed(h.startRun)},
+		{"GET", "/api/v1/workspaces/{slug}/agents", h.authed(h.listAgents)},
+		{"POST", "/api/v1/workspaces/{slug}/agents", h.authed(h.createAgent)},
+		{"GET", "/api/v1/workspaces/{slug}/agents/{id}", h.authed(h.getAgent)},
+		{"PUT", "/api/v1/workspaces/{slug}/agents/{id}", h.authed(h.updateAgent)},
+		{"POST", "/api/v1/workspaces/{slug}/agents/{id}/runs", h.authed(h.startAgentRun)},
 		{"GET", "/api/v1/workspaces/{slug}/runs", h.authed(h.listRuns)},
 		{"GET", "/api/v1/workspaces/{slug}/runs/{id}", h.authed(h.getRun)},
 		{"POST", "/api/v1/workspaces/{slug}/runs/{id}/{action}", h.authed(h.runAction)},

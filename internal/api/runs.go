@@ -128,6 +128,8 @@ func (h *Handler) runAction(w http.ResponseWriter, r *http.Request, p account.Pr
 			writeJSON(w, http.StatusAccepted, map[string]string{"runId": newID})
 			return
 		}
+	case "agent-decision":
+		err = h.agentDecision(r, w, ws, id, actor)
 	case "approve", "reject":
 		var in struct {
 			Comment string `json:"comment"`

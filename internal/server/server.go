@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"taskjuice/internal/account"
+	"taskjuice/internal/agent"
 	"taskjuice/internal/api"
 	"taskjuice/internal/authn"
 	"taskjuice/internal/catalog"
@@ -79,6 +80,7 @@ func New(o Options) (*Server, error) {
 	api.New(api.Deps{
 		Accounts: o.Accounts, Auth: auth, Log: o.Log, Connections: o.Connections,
 		Refresher: o.Refresher, Catalog: o.Catalog, Workflows: o.Workflows, Engine: o.Engine, BaseURL: o.BaseURL,
+		Agents: agent.NewService(o.Workflows, o.Connections, o.Catalog),
 	}).Register(mux)
 	pages.Register(mux)
 	if o.Sandbox != nil {

@@ -478,27 +478,27 @@ func (v *validator) agent(n Node, c *AgentConfig) {
 	}
 	names := map[string]bool{}
 	for i, t := range c.Tools {
-		field := fmt.Sprintf("tools[%d]", i)
+		field := func(name string) string { return fmt.Sprintf("tools[%d].%s", i, name) }
 		switch {
 		case !toolNamePattern.MatchString(t.Name):
-			v.add(n.ID, field, "A tool's name starts with a letter and holds only letters, digits, - and _ (at most 64)")
+			v.add(n.ID, field("name"), "A tool's name starts with a letter and holds only letters, digits, - and _ (at most 64)")
 		case names[t.Name]:
-			v.add(n.ID, field, "Two tools are named %q", t.Name)
+			v.add(n.ID, field("name"), "Two tools are named %q", t.Name)
 		}
 		names[t.Name] = true
 		if v.c.Apps != nil {
 			app, ok := v.c.Apps.App(t.App)
 			if !ok {
-				v.add(n.ID, field, "Unknown app %q", t.App)
+				v.add(n.ID, field("app"), "Unknown app %q", t.App)
 				continue
 			}
 			if _, ok := app.Action(t.Action); !ok {
-				v.add(n.ID, field, "Choose one of %s's actions", app.Name)
+				v.add(n.ID, field("action"), "Choose one of %s's actions", app.Name)
 				continue
 			}
 		}
 		if t.ConnectionID == "" {
-			v.add(n.ID, field, "Choose the connection the tool %q uses", t.Name)
+			v.add(n.ID, field("connectionId"), "Choose the connection the tool %q uses", t.Name)
 			continue
 		}
 		if v.c.Connection == nil {
@@ -507,11 +507,11 @@ func (v *validator) agent(n Node, c *AgentConfig) {
 		app, status, ok := v.c.Connection(t.ConnectionID)
 		switch {
 		case !ok:
-			v.add(n.ID, field, "The chosen connection does not exist in this workspace")
+			v.add(n.ID, field("connectionId"), "The chosen connection does not exist in this workspace")
 		case app != t.App:
-			v.add(n.ID, field, "The chosen connection is for another app")
+			v.add(n.ID, field("connectionId"), "The chosen connection is for another app")
 		case status != "active":
-			v.add(n.ID, field, MsgAgentInactiveConnection)
+			v.add(n.ID, field("connectionId"), MsgAgentInactiveConnection)
 		}
 	}
 }

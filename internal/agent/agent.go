@@ -1,0 +1,207 @@
+// Package agent manages agents: each has instructions, the tools it may
+// use (app actions, each through a connection of the workspace) and a step
+// limit. An agent is stored as a workflow of type agent whose graph is a
+// manual trigger and one Agent step; every change publishes a new version,
+// and each agent run keeps the version it started on. The engine runs the
+// agent's loop (see engine/agent.go).
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"taskjuice/internal/account"
+	"taskjuice/internal/apperr"
+	"taskjuice/internal/catalog"
+	"taskjuice/internal/connection"
+	"taskjuice/internal/expr"
+	"taskjuice/internal/workflow"
+)
+
+// Spec is what a person sets on an agent.
+type Spec struct {
+	Name         string               `json:"name"`
+	Description  string               `json:"description"`
+	Instructions string               `json:"instructions"`
+	Tools        []workflow.AgentTool `json:"tools"`
+	MaxSteps     int                  `json:"maxSteps,omitempty"`
+}
+
+// Agent is an agent as people and the API see it.
+type Agent struct {
+	ID           string               `json:"id"`
+	Name         string               `json:"name"`
+	Description  string               `json:"description"`
+	Status       workflow.Status      `json:"status"`
+	Driver       string               `json:"driver"`
+	Instructions string               `json:"instructions"`
+	Tools        []workflow.AgentTool `json:"tools"`
+	MaxSteps     int                  `json:"maxSteps"`
+	VersionID    string               `json:"versionId"`
+}
+
+// Service is the agent domain.
+type Service struct {
+	workflows   *workflow.Service
+	connections *connection.Service
+	catalog     *catalog.Catalog
+}
+
+// NewService returns the agent service.
+func NewService(w *workflow.Service, c *connection.Service, cat *catalog.Catalog) *Service {
+	return &Service{workflows: w, connections: c, catalog: cat}
+}
+
+// stepID is the id of the Agent step in an agent's graph.
+const stepID = "agent"
+
+func (sp Spec) graph() workflow.Graph {
+	tools := sp.Tools
+	if tools == nil {
+		tools = []workflow.AgentTool{}
+	}
+	cfg, _ := json.Marshal(workflow.AgentConfig{Instructions: sp.Instructions, Driver: workflow.DriverCallback, Tools: tools, MaxSteps: sp.MaxSteps})
+	return workflow.Graph{
+		Schema:  workflow.SchemaVersion,
+		Trigger: &workflow.Node{ID: "start", Kind: workflow.TriggerManual},
+		Nodes:   []workflow.Node{{ID: stepID, Kind: workflow.NodeAgent, Name: sp.Name, Config: cfg}},
+		Edges:   []workflow.Edge{{From: "start", To: stepID}},
+	}
+}
+
+// checks are the publish gate's questions for the workspace: the catalog,
+// the expressions and the workspace's connections.
+func (s *Service) checks(ctx context.Context, ws account.Workspace) (workflow.Checks, error) {
+	conns, err := s.connections.List(ctx, ws, "")
+	if err != nil {
+		return workflow.Checks{}, err
+	}
+	byID := map[string][2]string{}
+	for _, c := range conns {
+		byID[c.ID] = [2]string{c.AppKey, string(c.Status)}
+	}
+	return workflow.Checks{Apps: s.catalog, Expressions: expr.CompileJSON, Connection: func(id string) (string, string, bool) {
+		v, ok := byID[id]
+		return v[0], v[1], ok
+	}}, nil
+}
+
+// validate reports every problem of the spec as field errors.
+func (s *Service) validate(ctx context.Context, ws account.Workspace, g workflow.Graph) error {
+	c, err := s.checks(ctx, ws)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, p := range workflow.Validate(g, c) {
+		errs = append(errs, apperr.Invalid(p.Field, p.Message))
+	}
+	return errors.Join(errs...)
+}
+
+// Create makes and publishes an agent. Nothing is stored when the spec has
+// a problem.
+func (s *Service) Create(ctx context.Context, ws account.Workspace, sp Spec, actor string) (Agent, error) {
+	g := sp.graph()
+	if err := s.validate(ctx, ws, g); err != nil {
+		return Agent{}, err
+	}
+	w, err := s.workflows.CreateAgent(ctx, ws, sp.Name, sp.Description, g, actor)
+	if err != nil {
+		return Agent{}, err
+	}
+	if err := s.publish(ctx, ws, w.ID); err != nil {
+		return Agent{}, err
+	}
+	return s.Get(ctx, ws, w.ID)
+}
+
+// Update publishes a new version of the agent with the spec's instructions,
+// tools and limit; runs already under way keep the version they started on.
+func (s *Service) Update(ctx context.Context, ws account.Workspace, id string, sp Spec, actor string) (Agent, error) {
+	cur, err := s.Get(ctx, ws, id)
+	if err != nil {
+		return Agent{}, err
+	}
+	sp.Name = cur.Name
+	g := sp.graph()
+	if err := s.validate(ctx, ws, g); err != nil {
+		return Agent{}, err
+	}
+	if _, err := s.workflows.SaveDraft(ctx, ws, id, g, actor); err != nil {
+		return Agent{}, err
+	}
+	if err := s.publish(ctx, ws, id); err != nil {
+		return Agent{}, err
+	}
+	return s.Get(ctx, ws, id)
+}
+
+func (s *Service) publish(ctx context.Context, ws account.Workspace, id string) error {
+	c, err := s.checks(ctx, ws)
+	if err != nil {
+		return err
+	}
+	_, err = s.workflows.Publish(ctx, ws, id, "", c)
+	var ce *workflow.CompileError
+	if errors.As(err, &ce) && len(ce.Problems) > 0 {
+		return apperr.Invalid(ce.Problems[0].Field, ce.Problems[0].Message)
+	}
+	return err
+}
+
+// Get returns an agent of the workspace with its published settings.
+func (s *Service) Get(ctx context.Context, ws account.Workspace, id string) (Agent, error) {
+	w, err := s.workflows.Get(ctx, ws, id)
+	if err != nil {
+		return Agent{}, apperr.Explain(err, "No such agent in this workspace")
+	}
+	if w.Type != workflow.TypeAgent {
+		return Agent{}, apperr.NotFound("No such agent in this workspace")
+	}
+	return s.describe(ctx, ws, w)
+}
+
+// List returns the workspace's agents by name.
+func (s *Service) List(ctx context.Context, ws account.Workspace) ([]Agent, error) {
+	ws2, err := s.workflows.ListAgents(ctx, ws)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Agent, 0, len(ws2))
+	for _, w := range ws2 {
+		a, err := s.describe(ctx, ws, w)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+func (s *Service) describe(ctx context.Context, ws account.Workspace, w workflow.Workflow) (Agent, error) {
+	a := Agent{ID: w.ID, Name: w.Name, Description: w.Description, Status: w.Status, VersionID: w.ActiveVersionID, Tools: []workflow.AgentTool{}}
+	if w.ActiveVersionID == "" {
+		return a, nil
+	}
+	g, err := s.workflows.GraphOf(ctx, w.ActiveVersionID)
+	if err != nil {
+		return Agent{}, err
+	}
+	n, ok := g.Node(stepID)
+	if !ok {
+		return Agent{}, fmt.Errorf("agent %s: version %s has no agent step", w.ID, w.ActiveVersionID)
+	}
+	cfg, err := workflow.DecodeConfig(n)
+	if err != nil {
+		return Agent{}, fmt.Errorf("agent %s: %w", w.ID, err)
+	}
+	c := cfg.(*workflow.AgentConfig)
+	a.Driver, a.Instructions, a.MaxSteps = c.Driver, c.Instructions, c.Steps()
+	if c.Tools != nil {
+		a.Tools = c.Tools
+	}
+	return a, nil
+}
