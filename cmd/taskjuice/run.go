@@ -22,6 +22,7 @@ import (
 	"taskjuice/internal/demo"
 	"taskjuice/internal/engine"
 	"taskjuice/internal/expr"
+	"taskjuice/internal/mail"
 	"taskjuice/internal/notify"
 	"taskjuice/internal/sandbox"
 	"taskjuice/internal/server"
@@ -194,6 +195,14 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 		Webhooks:  trigger.New(d, keys, eng, workflows, trigger.Options{Log: log.With("component", "webhooks")}),
 		Scheduler: trigger.NewScheduler(d, eng, trigger.SchedulerOptions{Log: log.With("component", "schedules")}),
 		Notify:    notify.NewService(d, cat),
+	}
+	if cfg.SMTP.Host != "" {
+		sender, err := mail.NewSMTP(cfg.SMTP)
+		if err != nil {
+			return err
+		}
+		opts.Mail = mail.NewOutbox(d, sender, log.With("component", "mailer"))
+		opts.Notify.EmailAlerts(cfg.BaseURL)
 	}
 	if sb != nil {
 		opts.Sandbox = sb.Handler()

@@ -13,9 +13,11 @@ import (
 
 // Account is an agency.
 type Account struct {
-	ID        string    `json:"id"`
-	Name      string    `json:"name"`
-	CreatedAt time.Time `json:"createdAt"`
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	// AlertEmails: critical alerts are emailed to the owner and admins.
+	AlertEmails bool      `json:"alertEmails"`
+	CreatedAt   time.Time `json:"createdAt"`
 }
 
 // User is a person who can sign in: staff of one account, or a client of

@@ -35,17 +35,25 @@ func (h *Handler) getAccount(w http.ResponseWriter, r *http.Request, p account.P
 
 func (h *Handler) patchAccount(w http.ResponseWriter, r *http.Request, p account.Principal) {
 	var in struct {
-		Name *string `json:"name"`
+		Name        *string `json:"name"`
+		AlertEmails *bool   `json:"alertEmails"`
 	}
 	if err := decode(w, r, &in); err != nil {
 		writeError(w, r, h.log, err)
 		return
 	}
-	if in.Name == nil {
-		writeError(w, r, h.log, apperr.Invalid("name", "Field \"name\" is required"))
+	if in.Name == nil && in.AlertEmails == nil {
+		writeError(w, r, h.log, apperr.Invalid("name", "Send \"name\" or \"alertEmails\" to change"))
 		return
 	}
-	a, err := h.accounts.RenameAccount(r.Context(), p, *in.Name)
+	var a account.Account
+	var err error
+	if in.Name != nil {
+		a, err = h.accounts.RenameAccount(r.Context(), p, *in.Name)
+	}
+	if err == nil && in.AlertEmails != nil {
+		a, err = h.accounts.SetAlertEmails(r.Context(), p, *in.AlertEmails)
+	}
 	if err != nil {
 		writeError(w, r, h.log, err)
 		return

@@ -16,6 +16,7 @@ import (
 	"taskjuice/internal/apperr"
 	"taskjuice/internal/catalog"
 	"taskjuice/internal/db"
+	"taskjuice/internal/mail"
 	"taskjuice/internal/workflow"
 )
 
@@ -48,7 +49,14 @@ type Service struct {
 	db      *db.DB
 	catalog *catalog.Catalog
 	now     func() time.Time
+	// mailBase, when set, is the public URL for links in alert emails, and
+	// turns the emails on.
+	mailBase string
 }
+
+// EmailAlerts turns on emailing critical alerts to each account's owner
+// and admins (unless the account turned it off), with links to baseURL.
+func (s *Service) EmailAlerts(baseURL string) { s.mailBase = strings.TrimRight(baseURL, "/") }
 
 // NewService returns the notification service.
 func NewService(d *db.DB, cat *catalog.Catalog) *Service {
@@ -144,14 +152,61 @@ func (s *Service) raise(ctx context.Context, tx db.Querier, workspaceID, connID 
 	if held > 0 {
 		body += fmt.Sprintf(" %d %s held until then.", held, plural(held, "run is", "runs are"))
 	}
+	title, link := app+" reauth required", "/"+slug+"/connections/"+connID
 	_, err = tx.ExecContext(ctx, `INSERT INTO notifications (id, workspace_id, kind, severity, title, body, link, connection_id, created_at)
 		VALUES ($1, $2, 'reauth', 'critical', $3, $4, $5, $6, $7)`,
-		db.NewID(), workspaceID, app+" reauth required", body, "/"+slug+"/connections/"+connID, connID, s.now())
+		db.NewID(), workspaceID, title, body, link, connID, s.now())
 	if db.IsUniqueViolation(err) {
 		return nil // already raised while it stays broken
 	}
 	if err != nil {
 		return fmt.Errorf("raise notification: %w", err)
+	}
+	return s.emailAlert(ctx, tx, workspaceID, title, body, link)
+}
+
+// emailAlert queues a critical alert's email to the owner and admins of the
+// workspace's account, in the transaction that raised it. It says what
+// broke and links to where it is fixed; it never holds a credential.
+func (s *Service) emailAlert(ctx context.Context, tx db.Querier, workspaceID, title, body, link string) error {
+	if s.mailBase == "" {
+		return nil
+	}
+	var wsName, accountName string
+	var on bool
+	err := tx.QueryRowContext(ctx, `SELECT w.name, a.name, a.alert_emails FROM workspaces w JOIN accounts a ON a.id = w.account_id WHERE w.id = $1`, workspaceID).
+		Scan(&wsName, &accountName, &on)
+	if err != nil {
+		return fmt.Errorf("read workspace for alert email: %w", err)
+	}
+	if !on {
+		return nil
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT u.email FROM account_members m JOIN users u ON u.id = m.user_id JOIN workspaces w ON w.account_id = m.account_id
+		WHERE w.id = $1 AND m.role IN ('account-owner', 'account-admin') ORDER BY u.email`, workspaceID)
+	if err != nil {
+		return fmt.Errorf("read alert recipients: %w", err)
+	}
+	var to []string
+	for rows.Next() {
+		var e string
+		if err := rows.Scan(&e); err != nil {
+			rows.Close()
+			return err
+		}
+		to = append(to, e)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	text := fmt.Sprintf("%s in %s\n\n%s\n\nReconnect it here:\n%s%s\n\nRuns held on it go on once it is reconnected.\n\n"+
+		"You get this email as an owner or admin of %s. Turn these emails off under Account settings: %s/settings/account\n",
+		title, wsName, body, s.mailBase, link, accountName, s.mailBase)
+	for _, addr := range to {
+		if err := mail.Enqueue(ctx, tx, "reauth-alert", mail.Message{To: addr, Subject: title + " (" + wsName + ")", Text: text}); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -4,10 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"net/url"
+	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"taskjuice/internal/connection"
+	"taskjuice/internal/mail"
+	"taskjuice/internal/mail/mailtest"
 )
 
 // TestBellAndBanner: broken connections raise the bell and the red banner
@@ -71,6 +75,81 @@ func TestBellAndBanner(t *testing.T) {
 		// Another person still sees it.
 		if !strings.Contains(e.signIn("admin@a.example").get("/acme/monitoring/workflow-runs").Body, "A connection needs to be reauthorized") {
 			t.Fatal("marking read hid the banner for everyone")
+		}
+	})
+}
+
+// TestAlertEmails: a connection that breaks is emailed over SMTP to the
+// account's owner and admins — once, with a link and no credential; an
+// account that turned alert emails off gets none.
+func TestAlertEmails(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		smtpd := mailtest.Start(t)
+		sender, err := mail.NewSMTP(smtpd.Config())
+		must(t, err)
+		outbox := mail.NewOutbox(e.db, sender, nil)
+		e.notify.EmailAlerts(e.srv.URL)
+
+		owner := e.signIn("owner@a.example")
+		id := connectionFromLocation(t, owner.consent(t, "/acme/connections/new", url.Values{"app": {"sandbox-chat"}}, "Acme Chat"))
+		breakIt := func() {
+			t.Helper()
+			_, err := e.sandbox.RevokeAccount("Acme Chat")
+			must(t, err)
+			wantStatus(t, "refresh a revoked grant", owner.api("POST", "/api/v1/connections/"+id+"/refresh", ""), 400)
+			_, err = e.notify.Consume(ctx)
+			must(t, err)
+			_, err = outbox.Deliver(ctx)
+			must(t, err)
+		}
+		breakIt()
+		got := smtpd.Wait(2, 5*time.Second)
+		if len(got) != 2 {
+			t.Fatalf("alert emails: %d, want 2 (owner and admin)", len(got))
+		}
+		var to []string
+		for _, m := range got {
+			to = append(to, m.To...)
+			e.seenMu.Lock()
+			e.seen = append(e.seen, m.Raw)
+			e.seenMu.Unlock()
+			if m.Subject != "Sandbox Chat reauth required (Acme Corp)" {
+				t.Errorf("subject %q", m.Subject)
+			}
+			for _, want := range []string{"needs to be reconnected", e.srv.URL + "/acme/connections/" + id, "/settings/account"} {
+				if !strings.Contains(m.Text, want) {
+					t.Errorf("email lacks %q:\n%s", want, m.Text)
+				}
+			}
+		}
+		sort.Strings(to)
+		if strings.Join(to, ",") != "admin@a.example,owner@a.example" {
+			t.Fatalf("recipients %v, want the owner and the admin (not the member or the client)", to)
+		}
+		if n, _ := e.notify.Consume(ctx); n != 0 {
+			t.Fatal("the break was handled twice")
+		}
+		if n, _ := outbox.Deliver(ctx); n != 0 {
+			t.Fatal("an alert was emailed twice")
+		}
+
+		// Reconnected, then turned off and broken again: the bell rings, no email.
+		connectionFromLocation(t, owner.consent(t, "/acme/connections/"+id+"/reconnect", url.Values{}, "Acme Chat"))
+		_, err = e.notify.Consume(ctx)
+		must(t, err)
+		wantStatus(t, "member turns emails off", e.signIn("member@a.example").api("PATCH", "/api/v1/account", `{"alertEmails":false}`), 403)
+		res := owner.api("PATCH", "/api/v1/account", `{"alertEmails":false}`)
+		wantStatus(t, "turn alert emails off", res, 200)
+		if !strings.Contains(res.Body, `"alertEmails":false`) {
+			t.Fatalf("account after turning emails off: %s", res.Body)
+		}
+		breakIt()
+		if !strings.Contains(owner.get("/acme/monitoring/workflow-runs").Body, "Sandbox Chat reauth required") {
+			t.Fatal("no banner after the second break")
+		}
+		if got := smtpd.Messages(); len(got) != 2 {
+			t.Fatalf("emails after turning them off: %d, want still 2", len(got))
 		}
 	})
 }

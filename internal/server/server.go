@@ -23,6 +23,7 @@ import (
 	"taskjuice/internal/connection"
 	"taskjuice/internal/db"
 	"taskjuice/internal/engine"
+	"taskjuice/internal/mail"
 	"taskjuice/internal/notify"
 	"taskjuice/internal/trigger"
 	"taskjuice/internal/web"
@@ -31,16 +32,18 @@ import (
 
 // Options are the parts the server is built from.
 type Options struct {
-	DB            *db.DB
-	Accounts      *account.Service
-	Connections   *connection.Service
-	Refresher     *connection.Refresher
-	Catalog       *catalog.Catalog
-	Workflows     *workflow.Service
-	Engine        *engine.Engine
-	Webhooks      *trigger.Webhooks
-	Scheduler     *trigger.Scheduler
-	Notify        *notify.Service
+	DB          *db.DB
+	Accounts    *account.Service
+	Connections *connection.Service
+	Refresher   *connection.Refresher
+	Catalog     *catalog.Catalog
+	Workflows   *workflow.Service
+	Engine      *engine.Engine
+	Webhooks    *trigger.Webhooks
+	Scheduler   *trigger.Scheduler
+	Notify      *notify.Service
+	// Mail, when set, delivers the outbox's email over SMTP.
+	Mail          *mail.Outbox
 	Log           *slog.Logger
 	SecureCookies bool
 	// BaseURL is the public URL, for OAuth redirects.
@@ -187,6 +190,9 @@ func (s *Server) Workers() []Worker {
 	}
 	if s.opts.Notify != nil {
 		w = append(w, Worker{Name: "notifications", Run: s.notifyLoop})
+	}
+	if s.opts.Mail != nil {
+		w = append(w, Worker{Name: "mailer", Run: func(ctx context.Context) error { s.opts.Mail.Run(ctx, 2*time.Second); return nil }})
 	}
 	if s.opts.Scheduler != nil {
 		w = append(w, Worker{Name: "schedules", Run: func(ctx context.Context) error { return s.opts.Scheduler.Run(ctx, 5*time.Second) }})

@@ -73,6 +73,19 @@ func (h *Handler) saveAccountSettings(w http.ResponseWriter, r *http.Request, p 
 	redirect(w, r, "/settings/account")
 }
 
+func (h *Handler) saveAlertSettings(w http.ResponseWriter, r *http.Request, p account.Principal) {
+	if err := r.ParseForm(); err != nil {
+		h.errorPage(w, r, &p, errBadForm)
+		return
+	}
+	if _, err := h.accounts.SetAlertEmails(r.Context(), p, r.PostForm.Get("alertEmails") == "on"); err != nil {
+		h.errorPage(w, r, &p, err)
+		return
+	}
+	setFlash(w, "account-saved")
+	redirect(w, r, "/settings/account")
+}
+
 func (h *Handler) transferOwnership(w http.ResponseWriter, r *http.Request, p account.Principal) {
 	if err := r.ParseForm(); err != nil {
 		h.errorPage(w, r, &p, errBadForm)

@@ -87,6 +87,7 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /dashboard/workspaces", h.staff(h.createWorkspace))
 	mux.HandleFunc("GET /settings/account", h.staff(h.accountSettings))
 	mux.HandleFunc("POST /settings/account", h.staff(h.saveAccountSettings))
+	mux.HandleFunc("POST /settings/account/alerts", h.staff(h.saveAlertSettings))
 	mux.HandleFunc("POST /settings/account/transfer", h.staff(h.transferOwnership))
 	mux.HandleFunc("GET /settings/api-tokens", h.staff(h.apiTokens))
 	mux.HandleFunc("POST /settings/api-tokens", h.staff(h.createAPIToken))
