@@ -40,6 +40,8 @@ Usage:
   taskjuice bench refresh   the token refresher: an idle pass over many
                             connections, and refreshes per second against
                             the built-in sandbox provider
+  taskjuice bench engine    durable steps per second: runs of a chain of
+                            Transform steps, executed by the engine's workers
 
 Run "taskjuice bench COMMAND -h" for a command's flags.
 `
@@ -53,6 +55,8 @@ func cmdBench(ctx context.Context, args []string, e env) error {
 	switch cmd {
 	case "refresh":
 		return benchRefresh(ctx, args, e)
+	case "engine":
+		return benchEngine(ctx, args, e)
 	case "help", "-h", "--help":
 		fmt.Fprint(e.stdout, benchUsage)
 		return nil

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"taskjuice/internal/apperr"
@@ -25,6 +26,8 @@ type Options struct {
 	StepTimeout time.Duration
 	// Poll is how often an idle worker looks for due runs.
 	Poll time.Duration
+	// Workers is how many runs Run works on at once.
+	Workers int
 	// MaxReplayDepth bounds replays of replays.
 	MaxReplayDepth int
 	// RetryBackoff is the first wait before retrying a retryable step
@@ -58,6 +61,9 @@ func New(d *db.DB, workflows *workflow.Service, exec map[workflow.Kind]Executor,
 	}
 	if o.Poll == 0 {
 		o.Poll = time.Second
+	}
+	if o.Workers <= 0 {
+		o.Workers = 32
 	}
 	if o.MaxReplayDepth == 0 {
 		o.MaxReplayDepth = 5
@@ -188,8 +194,6 @@ func (e *Engine) start(ctx context.Context, live workflow.Live, payload json.Raw
 // other processes' notices, so an idle worker starts a new run at once
 // rather than at its next poll.
 func (e *Engine) Run(ctx context.Context) error {
-	t := time.NewTicker(e.o.Poll)
-	defer t.Stop()
 	lctx, stopListening := context.WithCancel(ctx)
 	listening := make(chan struct{})
 	go func() {
@@ -197,6 +201,21 @@ func (e *Engine) Run(ctx context.Context) error {
 		_ = e.db.Listen(lctx, runsChannel, e.Wake)
 	}()
 	defer func() { stopListening(); <-listening }()
+	var wg sync.WaitGroup
+	for range e.o.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e.workLoop(ctx)
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+func (e *Engine) workLoop(ctx context.Context) error {
+	t := time.NewTicker(e.o.Poll)
+	defer t.Stop()
 	for {
 		for {
 			did, err := e.Work(ctx)

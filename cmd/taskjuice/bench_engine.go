@@ -1,0 +1,302 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strings"
+	"time"
+
+	"taskjuice/internal/account"
+	"taskjuice/internal/catalog"
+	"taskjuice/internal/connection"
+	"taskjuice/internal/db"
+	"taskjuice/internal/engine"
+	"taskjuice/internal/expr"
+	"taskjuice/internal/vault"
+	"taskjuice/internal/workflow"
+)
+
+// stepsTarget is what the engine is held to: durable steps per second, on
+// either database, with 10-step runs and at least 32 in flight.
+const stepsTarget = 6000.0
+
+type benchEngineFlags struct {
+	runs, steps, concurrency int
+	databaseURL, cpuProfile  string
+	duration, timeout        time.Duration
+	keep                     bool
+}
+
+func benchEngine(ctx context.Context, args []string, e env) error {
+	var f benchEngineFlags
+	fs := flag.NewFlagSet("taskjuice bench engine", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.StringVar(&f.databaseURL, "database-url", "", "a postgres:// URL (the bench works in a schema of its own, dropped at the end), or a new SQLite file; default: SQLite in a temporary folder")
+	fs.IntVar(&f.runs, "runs", 3000, "runs started, all pending before the engine starts")
+	fs.IntVar(&f.steps, "steps", 10, "Transform steps per run, chained, each evaluating an expression on the previous step's output")
+	fs.IntVar(&f.concurrency, "concurrency", 32, "runs the engine works on at once (engine.Options.Workers)")
+	fs.DurationVar(&f.duration, "duration", 0, "stop counting after this long, finished or not (0: wait for every run)")
+	fs.DurationVar(&f.timeout, "timeout", 15*time.Minute, "give up after this long")
+	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the execution to this file (for go tool pprof)")
+	fs.BoolVar(&f.keep, "keep", false, "keep the database (or PostgreSQL schema) afterwards, for inspection, and print where it is")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	switch {
+	case f.runs < 1:
+		return errors.New("--runs must be at least 1")
+	case f.steps < 1 || f.steps > 200:
+		return errors.New("--steps must be between 1 and 200")
+	case f.concurrency < 1:
+		return errors.New("--concurrency must be at least 1")
+	case f.duration < 0:
+		return errors.New("--duration must not be negative")
+	}
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	out := e.stdout
+
+	d, dbName, cleanup, err := openBenchDB(ctx, f.databaseURL, f.keep, e.stderr)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	fmt.Fprintf(out, "taskjuice bench engine: %s, %s, %d CPUs\n", dbName, runtime.Version(), runtime.NumCPU())
+
+	ws, err := benchWorkspace(ctx, d)
+	if err != nil {
+		return err
+	}
+	cat, err := catalog.Load(catalog.Options{Getenv: func(string) string { return "" }})
+	if err != nil {
+		return fmt.Errorf("app catalog: %w", err)
+	}
+	conns := connection.NewService(d, vault.NewKeyring(benchKey()))
+	refresher := connection.NewRefresher(conns, connection.CatalogOAuth(cat, benchRedirectURL), connection.RefresherOptions{Log: log})
+	wfs := workflow.NewService(d)
+	// The engine as "taskjuice serve" builds it: the built-in executors and
+	// the expression evaluator.
+	eng := engine.New(d, wfs, engine.Builtins(cat, connection.NewAppClient(conns, refresher, cat, nil), nil), engine.Expressions(expr.Limits{}),
+		engine.Options{Workers: f.concurrency, Poll: 100 * time.Millisecond, Log: log.With("component", "engine")})
+
+	wf, err := publishChain(ctx, wfs, ws, f.steps)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	ids := make([]string, f.runs)
+	for i := range ids {
+		if ids[i], err = eng.StartRun(ctx, wf, json.RawMessage(fmt.Sprintf(`{"n": 0, "run": %d}`, i)), "bench", ""); err != nil {
+			return fmt.Errorf("start run %d: %w", i+1, err)
+		}
+	}
+	took := time.Since(start)
+	fmt.Fprintf(out, "started %d runs of a chain of %d Transform steps: %s, %.0f/s\n", f.runs, f.steps, round(took), float64(f.runs)/took.Seconds())
+
+	res, err := executeRuns(ctx, d, eng, wf, f)
+	if err != nil {
+		return err
+	}
+	ok := res.stepsPerSecond >= stepsTarget && res.completed == f.runs && res.badRuns == 0
+	fmt.Fprintf(out, "completed %d of %d runs, %d durable steps in %.2f s with %d in flight\n", res.completed, f.runs, res.steps, res.seconds, f.concurrency)
+	fmt.Fprintf(out, "run latency (first step started to run finished): p50 %s, p95 %s, max %s\n", ms(res.p50), ms(res.p95), ms(res.max))
+	if res.badRuns > 0 {
+		fmt.Fprintf(out, "%d completed runs did not end with the expected output or step count: FAIL\n", res.badRuns)
+	}
+	fmt.Fprintf(out, "steps per second: %.0f (target >= %.0f durable steps/s): %s\n", res.stepsPerSecond, stepsTarget, verdict(ok))
+	writeJSONLine(out, map[string]any{
+		"bench": "engine", "database": string(d.Dialect()), "runs": res.completed, "steps": res.steps, "steps_per_run": f.steps,
+		"concurrency": f.concurrency, "seconds": roundTo(res.seconds, 3), "steps_per_second": roundTo(res.stepsPerSecond, 0),
+		"p50_run_ms": roundTo(msf(res.p50), 2), "p95_run_ms": roundTo(msf(res.p95), 2), "target_steps_per_second": stepsTarget, "pass": ok,
+	})
+	if !ok {
+		return errors.New("bench engine: a target was missed")
+	}
+	return nil
+}
+
+// benchWorkspace creates the bench's account and workspace.
+func benchWorkspace(ctx context.Context, d *db.DB) (account.Workspace, error) {
+	accounts := account.NewService(d)
+	acct, _, err := accounts.CreateAccount(ctx, "Bench Agency", account.NewUser{Email: "owner@bench.example", Password: account.GeneratePassword()})
+	if err != nil {
+		return account.Workspace{}, fmt.Errorf("create account: %w", err)
+	}
+	ws, err := accounts.CreateWorkspaceForAccount(ctx, acct.ID, "Bench", "bench")
+	if err != nil {
+		return account.Workspace{}, fmt.Errorf("create workspace: %w", err)
+	}
+	return ws, nil
+}
+
+func benchKey() vault.Key {
+	key, _, err := vault.GenerateKey()
+	if err != nil {
+		panic(err) // the system's random source failed
+	}
+	return key
+}
+
+// publishChain publishes a workflow of a manual trigger and n Transform
+// steps, each adding one to the previous step's n, so the last step's
+// output is {"n": steps}.
+func publishChain(ctx context.Context, wfs *workflow.Service, ws account.Workspace, n int) (string, error) {
+	g := workflow.Graph{Schema: 1, Trigger: &workflow.Node{ID: "start", Kind: workflow.TriggerManual}}
+	prev := "start"
+	for i := range n {
+		id := fmt.Sprintf("step%d", i+1)
+		g.Nodes = append(g.Nodes, workflow.Node{ID: id, Kind: workflow.NodeTransform,
+			Config: json.RawMessage(`{"output": {"n": "{{ $input.n + 1 }}", "run": "{{ $trigger.run }}"}}`)})
+		g.Edges = append(g.Edges, workflow.Edge{From: prev, To: id})
+		prev = id
+	}
+	w, err := wfs.Create(ctx, ws, "Bench chain", "", &g, "")
+	if err != nil {
+		return "", fmt.Errorf("create workflow: %w", err)
+	}
+	_, err = wfs.Publish(ctx, ws, w.ID, "", workflow.Checks{Expressions: expr.CompileJSON})
+	var ce *workflow.CompileError
+	if errors.As(err, &ce) {
+		return "", fmt.Errorf("publish: %v", ce.Problems)
+	}
+	if err != nil {
+		return "", fmt.Errorf("publish: %w", err)
+	}
+	return w.ID, nil
+}
+
+type engineResult struct {
+	completed, steps, badRuns int
+	seconds, stepsPerSecond   float64
+	p50, p95, max             time.Duration
+}
+
+// executeRuns runs the engine's workers until every run of wf completed
+// (or --duration is up) and measures what they did.
+func executeRuns(ctx context.Context, d *db.DB, eng *engine.Engine, wf string, f benchEngineFlags) (engineResult, error) {
+	if f.cpuProfile != "" {
+		pf, err := os.Create(f.cpuProfile)
+		if err != nil {
+			return engineResult{}, fmt.Errorf("cpu profile: %w", err)
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return engineResult{}, fmt.Errorf("cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	wctx, stop := context.WithCancel(ctx)
+	worked := make(chan error, 1)
+	start := time.Now()
+	go func() { worked <- eng.Run(wctx) }()
+	var deadline <-chan time.Time
+	if f.duration > 0 {
+		deadline = time.After(f.duration)
+	}
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	var completed int
+	var took time.Duration
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			stop()
+			<-worked
+			return engineResult{}, fmt.Errorf("gave up waiting for the runs: %w", ctx.Err())
+		case <-deadline:
+			took = time.Since(start)
+			break wait
+		case <-tick.C:
+		}
+		if err := d.Read().QueryRowContext(ctx, `SELECT count(*) FROM runs WHERE workflow_id = $1 AND status = 'completed'`, wf).Scan(&completed); err != nil {
+			stop()
+			<-worked
+			return engineResult{}, fmt.Errorf("count completed runs: %w", err)
+		}
+		if completed == f.runs {
+			took = time.Since(start)
+			break
+		}
+		var failed int
+		_ = d.Read().QueryRowContext(ctx, `SELECT count(*) FROM runs WHERE workflow_id = $1 AND status IN ('failed', 'cancelled', 'paused')`, wf).Scan(&failed)
+		if failed > 0 {
+			stop()
+			<-worked
+			return engineResult{}, fmt.Errorf("%d runs failed or stopped; see the run_steps table (--keep)", failed)
+		}
+	}
+	stop()
+	if err := <-worked; err != nil {
+		return engineResult{}, err
+	}
+	pprof.StopCPUProfile()
+
+	// Count what is durable now: completed steps, and the runs' own record.
+	var r engineResult
+	r.seconds = took.Seconds()
+	if err := d.Read().QueryRowContext(ctx, `SELECT count(*) FROM run_steps s JOIN runs r ON r.id = s.run_id
+		WHERE r.workflow_id = $1 AND s.status = 'completed'`, wf).Scan(&r.steps); err != nil {
+		return r, fmt.Errorf("count steps: %w", err)
+	}
+	rows, err := d.Read().QueryContext(ctx, `SELECT r.started_at, r.finished_at, r.steps_done, COALESCE(s.output, '')
+		FROM runs r LEFT JOIN run_steps s ON s.run_id = r.id AND s.node_id = $2 AND s.status = 'completed'
+		WHERE r.workflow_id = $1 AND r.status = 'completed'`, wf, fmt.Sprintf("step%d", f.steps))
+	if err != nil {
+		return r, fmt.Errorf("read runs: %w", err)
+	}
+	defer rows.Close()
+	var lat []time.Duration
+	want := fmt.Sprintf(`"n":%d`, f.steps)
+	for rows.Next() {
+		var started, finished time.Time
+		var done int
+		var output string
+		if err := rows.Scan(&started, &finished, &done, &output); err != nil {
+			return r, err
+		}
+		r.completed++
+		lat = append(lat, finished.Sub(started))
+		if done != f.steps || !strings.Contains(output, want) {
+			r.badRuns++
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return r, err
+	}
+	if len(lat) > 0 {
+		slices.Sort(lat)
+		r.p50, r.p95, r.max = quantile(lat, 0.5), quantile(lat, 0.95), lat[len(lat)-1]
+	}
+	r.stepsPerSecond = float64(r.steps) / r.seconds
+	return r, nil
+}
+
+func msf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func roundTo(v float64, places int) float64 {
+	p := 1.0
+	for range places {
+		p *= 10
+	}
+	return float64(int64(v*p+0.5)) / p
+}
+
+// writeJSONLine prints v as the bench's last line.
+func writeJSONLine(out io.Writer, v any) {
+	b, _ := json.Marshal(v)
+	fmt.Fprintln(out, string(b))
+}
