@@ -38,12 +38,19 @@ func (p *Provider) routes() http.Handler {
 	mux.HandleFunc("GET /api/channels/{channel}/messages", p.api(ScopeMessagesRead, p.handleListMessages))
 	mux.HandleFunc("POST /api/channels/{channel}/messages", p.api(ScopeChatWrite, p.handlePostMessage))
 
+	mux.HandleFunc("GET /v1/models", p.modelAuth(p.handleModels))
+	mux.HandleFunc("GET /v1/models/{model}", p.modelAuth(p.handleModel))
+	mux.HandleFunc("POST /v1/chat/completions", p.modelAuth(p.handleChatCompletions))
+
 	mux.HandleFunc("GET /admin/grants", p.adminOnly(p.handleAdminGrants))
 	mux.HandleFunc("POST /admin/revoke", p.adminOnly(p.handleAdminRevoke))
 	mux.HandleFunc("POST /admin/fail", p.adminOnly(p.handleAdminFail))
 	mux.HandleFunc("GET /admin/lifetimes", p.adminOnly(p.handleAdminGetLifetimes))
 	mux.HandleFunc("POST /admin/lifetimes", p.adminOnly(p.handleAdminLifetimes))
 	mux.HandleFunc("GET /admin/stats", p.adminOnly(p.handleAdminStats))
+	mux.HandleFunc("POST /admin/model/script", p.adminOnly(p.handleAdminModelScript))
+	mux.HandleFunc("DELETE /admin/model/script", p.adminOnly(p.handleAdminModelClear))
+	mux.HandleFunc("POST /admin/model/fail", p.adminOnly(p.handleAdminModelFail))
 	return mux
 }
 

@@ -82,7 +82,10 @@ type Options struct {
 	// TimeoutHold is the longest a "timeout" fault holds a request before
 	// answering 504 (default 30s).
 	TimeoutHold time.Duration
-	Log         *slog.Logger
+	// ModelKey is the API key of the model endpoint (/v1/...); empty
+	// generates a random one, which Provider.ModelKey returns.
+	ModelKey string
+	Log      *slog.Logger
 	// Now is the clock for every expiry; nil means time.Now.
 	Now func() time.Time
 }
@@ -121,6 +124,8 @@ type Stats struct {
 	FailuresInjected int            `json:"failures_injected"`
 	FailuresPending  int            `json:"failures_pending"`
 	MessagesPosted   int            `json:"messages_posted"`
+	// Model counts the model endpoint's work.
+	Model ModelStats `json:"model"`
 }
 
 type fault struct {
@@ -139,6 +144,8 @@ type Provider struct {
 	now     func() time.Time
 	oauth   *server.Server
 	handler http.Handler
+	// modelKey is the model endpoint's API key.
+	modelKey string
 
 	// tokenMu serialises token-endpoint grants so that a refresh token is
 	// spent exactly once even when a client races itself.
@@ -155,6 +162,10 @@ type Provider struct {
 	fault     fault
 	stats     Stats
 	pending   map[string]pendingAuth
+
+	modelScript []ModelReply
+	modelFault  fault
+	modelStats  ModelStats
 }
 
 // New builds a sandbox provider, loading its state file if there is one.
@@ -174,6 +185,10 @@ func New(o Options) (*Provider, error) {
 		path:    o.StatePath,
 		pending: make(map[string]pendingAuth),
 		stats:   newStats(),
+	}
+	p.modelKey = o.ModelKey
+	if p.modelKey == "" {
+		p.modelKey = randomToken("sk-sandbox-")
 	}
 	if p.hold <= 0 {
 		p.hold = DefaultTimeoutHold
@@ -239,6 +254,8 @@ type Endpoints struct {
 	Token     string `json:"token_endpoint"`
 	Revoke    string `json:"revocation_endpoint"`
 	API       string `json:"api_base"`
+	// Model is the base URL of the OpenAI-compatible model endpoint.
+	Model string `json:"model_base"`
 }
 
 // Endpoints returns the public URLs of the OAuth endpoints and the API.
@@ -248,6 +265,7 @@ func (p *Provider) Endpoints() Endpoints {
 		Token:     p.base + "/oauth/token",
 		Revoke:    p.base + "/oauth/revoke",
 		API:       p.base + "/api",
+		Model:     p.base + "/v1",
 	}
 }
 
@@ -355,6 +373,7 @@ func (p *Provider) Stats() Stats {
 	s.Refreshes = cloneCounts(p.stats.Refreshes)
 	s.TokenErrors = cloneCounts(p.stats.TokenErrors)
 	s.FailuresPending = max(p.fault.remaining, 0)
+	s.Model = p.modelStatsLocked()
 	return s
 }
 
