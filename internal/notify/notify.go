@@ -5,6 +5,8 @@ package notify
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -285,6 +287,31 @@ func (s *Service) Unread(ctx context.Context, workspaceID, userID string) (int, 
 		return 0, fmt.Errorf("count unread: %w", err)
 	}
 	return n, nil
+}
+
+// Signature is a short fingerprint of a person's unread, open
+// notifications in a workspace: it changes whenever the bell or the banner
+// would show something else.
+func (s *Service) Signature(ctx context.Context, workspaceID, userID string) (string, error) {
+	rows, err := s.db.Read().QueryContext(ctx, `SELECT n.id FROM notifications n WHERE n.workspace_id = $1 AND n.resolved_at IS NULL
+		AND NOT EXISTS (SELECT 1 FROM notification_reads r WHERE r.notification_id = n.id AND r.user_id = $2) ORDER BY n.id`, workspaceID, userID)
+	if err != nil {
+		return "", fmt.Errorf("read unread notifications: %w", err)
+	}
+	defer rows.Close()
+	h := sha256.New()
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return "", err
+		}
+		h.Write([]byte(id))
+		h.Write([]byte{0})
+	}
+	if err := rows.Err(); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8]), nil
 }
 
 // Reauth lists the workspace's open reauth alerts (the banner's rows),

@@ -294,8 +294,11 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logge
 		ReadTimeout:       60 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
+	// Event streams end when shutdown begins; other requests finish.
+	drain := make(chan struct{})
+	srv.RegisterOnShutdown(func() { close(drain) })
+	srv.BaseContext = func(net.Listener) context.Context { return web.WithDrain(context.WithoutCancel(ctx), drain) }
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWork()
 	var wg sync.WaitGroup

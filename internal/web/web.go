@@ -121,6 +121,7 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	ws.HandleFunc("POST /{workspaceSlug}/connections/{id}/reconnect", h.inWorkspace("connections", h.reconnect))
 	ws.HandleFunc("POST /{workspaceSlug}/connections/{id}/revoke", h.inWorkspace("connections", h.revokeConnection))
 	ws.HandleFunc("POST /{workspaceSlug}/connections/{id}/resume-held", h.inWorkspace("runs", h.resumeHeld))
+	ws.HandleFunc("GET /{workspaceSlug}/live", h.inWorkspace("live", h.live))
 	ws.HandleFunc("GET /{workspaceSlug}/monitoring/workflow-runs", h.inWorkspace("runs", h.runs))
 	ws.HandleFunc("GET /{workspaceSlug}/monitoring/workflow-runs/{workflowId}/{runId}", h.inWorkspace("runs", h.runDetail))
 	ws.HandleFunc("POST /{workspaceSlug}/monitoring/workflow-runs/{workflowId}/{runId}/{action}", h.inWorkspace("runs", h.runAction))

@@ -48,3 +48,98 @@
   slug.addEventListener("input", function () { touched = slug.value !== ""; schedule(); });
   if (slug.value !== "" && status.textContent === "") check();
 })();
+
+// Live pages. A workspace page listens to its event stream (Server-Sent
+// Events): when the person's alerts change (a connection broke or was
+// fixed) or the run on screen moves, it fetches itself again and swaps in
+// its live regions (the bell, the banner, the runs list, the run). Hidden
+// tabs close the stream and catch up when shown again. Without a stream
+// (an old browser, or it keeps failing) a running run's page polls every
+// 10 seconds instead.
+(function () {
+  "use strict";
+  var base = document.body.getAttribute("data-live");
+  if (!base) return;
+  var runEl = document.getElementById("run");
+  var runID = runEl ? runEl.getAttribute("data-run") : "";
+  var url = base + (runID ? "?run=" + encodeURIComponent(runID) : "");
+  var source = null, pollTimer = null, failures = 0, busy = false, again = false;
+  var known = { alerts: null, run: null };
+
+  function polling() {
+    var r = document.getElementById("run");
+    return r && r.getAttribute("data-poll") === "true";
+  }
+
+  function refresh() {
+    if (busy) { again = true; return; }
+    busy = true;
+    fetch(location.href, { credentials: "same-origin", headers: { "Accept": "text/html" } })
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (html) {
+        if (!html) return;
+        var doc = new DOMParser().parseFromString(html, "text/html");
+        document.querySelectorAll("[data-live-region]").forEach(function (cur) {
+          var next = cur.id && doc.getElementById(cur.id);
+          if (!next) return;
+          // Keep what the person opened.
+          cur.querySelectorAll("details[data-keep]").forEach(function (d) {
+            var n = next.querySelector('details[data-keep="' + d.getAttribute("data-keep") + '"]');
+            if (n) n.open = d.open;
+          });
+          cur.replaceWith(next);
+        });
+      })
+      .catch(function () {})
+      .then(function () {
+        busy = false;
+        if (again) { again = false; refresh(); }
+      });
+  }
+
+  function changed(kind, value) {
+    var was = known[kind];
+    known[kind] = value;
+    return was !== null && was !== value;
+  }
+
+  function open() {
+    if (source || !window.EventSource) return;
+    source = new EventSource(url);
+    source.addEventListener("alerts", function (e) {
+      failures = 0;
+      if (changed("alerts", JSON.parse(e.data).signature)) refresh();
+    });
+    source.addEventListener("run", function (e) {
+      failures = 0;
+      var r = JSON.parse(e.data);
+      if (changed("run", [r.status, r.stepsDone, r.reason].join("|"))) refresh();
+    });
+    source.onerror = function () {
+      if (++failures >= 3) { close(); startPolling(); }
+    };
+  }
+
+  function close() {
+    if (source) { source.close(); source = null; }
+    known = { alerts: null, run: null };
+  }
+
+  function startPolling() {
+    if (pollTimer) return;
+    pollTimer = setInterval(function () {
+      if (document.visibilityState === "visible" && polling()) refresh();
+    }, 10000);
+  }
+
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState === "visible") {
+      refresh();
+      if (!pollTimer) open();
+    } else {
+      close();
+    }
+  });
+  if (!window.EventSource) startPolling();
+  else if (document.visibilityState === "visible") open();
+})();
