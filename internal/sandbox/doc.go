@@ -1,9 +1,10 @@
 // Package sandbox is "Sandbox Chat": a third-party app that TaskJuice can
 // connect to like any real one, but that runs inside our own process (or
 // standalone with "taskjuice sandbox serve"). It is a real OAuth 2.0
-// authorization server, a small chat API protected by its tokens, and admin
-// controls to break it on purpose so the demo and the tests can show what
-// the product does when a provider misbehaves.
+// authorization server, a small chat API protected by its tokens, a
+// scripted model endpoint speaking OpenAI's chat-completions protocol, and
+// admin controls to break it on purpose so the demo and the tests can show
+// what the product does when a provider misbehaves.
 //
 // Every path below is relative to the handler's root, so the handler can be
 // served at "/" or mounted under a prefix with http.StripPrefix.
@@ -46,6 +47,75 @@
 // WWW-Authenticate: Bearer error="invalid_token"; a missing scope answers
 // 403 {"error":"insufficient_scope"}.
 //
+// # Model API (Authorization: Bearer MODEL_KEY)
+//
+// An OpenAI-compatible chat-completions endpoint, so that agents run with
+// no outside service. MODEL_KEY is Options.ModelKey, or a random key that
+// Provider.ModelKey returns.
+//
+//	GET  /v1/models                 {"object":"list","data":[{id,object,created,owned_by}]}
+//	GET  /v1/models/{model}         one model, or 404 model_not_found
+//	POST /v1/chat/completions       model, messages, tools, tool_choice,
+//	                                max_tokens, max_completion_tokens,
+//	                                response_format; other fields
+//	                                (temperature, user, ...) are ignored.
+//
+// Models: sandbox-small (16,384 prompt tokens, 4,096 completion tokens)
+// and sandbox-large (131,072 and 16,384); they answer alike.
+//
+// Requests are validated like OpenAI does: roles system, developer, user,
+// assistant and tool; content a string, text parts or (for an assistant
+// calling tools) null; every assistant tool call answered by a tool
+// message with its tool_call_id before the next other message, and no
+// tool message without one; function tools with unique names; tool_choice
+// none, auto, required or a named tool, only with tools; max tokens from 1
+// to the model's limit (with both fields, the smaller wins); stream and
+// n > 1 unsupported. Errors use OpenAI's shape,
+// {"error":{"message","type","param","code"}}: 401 invalid_api_key, 400
+// invalid_request_error (code invalid_json, missing_required_parameter,
+// invalid_type, invalid_value, unsupported_value or
+// context_length_exceeded), 404 model_not_found.
+//
+// Answers are chat.completion objects with one choice. Tokens are counted
+// as one per four characters, rounded up, at least one: the prompt is the
+// compacted JSON of messages and tools, the completion the content plus
+// each call's name and arguments. A reply longer than max_tokens is cut
+// (tool arguments too, leaving broken JSON as a real model would) and
+// finishes "length"; otherwise "tool_calls" or "stop".
+//
+// Replies are scripted and deterministic. Provider.ScriptModel (or POST
+// /admin/model/script) queues replies, each text, tool calls or both;
+// every valid request takes the next one, served as written. With no
+// script queued the default policy answers:
+//
+//   - Call a tool when tool_choice names one; when it is "required", call
+//     the first tool that mentions posting (post, message, send, notify or
+//     chat in its name, else its description), or the first tool; when it
+//     is "auto", call that posting tool if the last user message asks to
+//     post or tell something (post, send, tell, say, announce, notify,
+//     inform, share, remind, message, ping, publish, or "let ... know") and
+//     no tool result has come since that message.
+//   - The call's arguments fill the tool's parameters schema (see below),
+//     with channel-like properties (channel, channel_id, room, ...) set to
+//     the first #channel of the user message or "general", and text-like
+//     ones (text, message, content, body, summary, ...) set to the
+//     message's first quoted text, else what follows its first colon, else
+//     the whole message, in at most 280 characters. A tool without
+//     parameters gets {"channel","text"}, Sandbox Chat's post shape.
+//   - Otherwise answer with text: "Done. NAME returned RESULT." for the
+//     tool results since the last user message (each result cut to 160
+//     characters), else This is MODEL, the sandbox's scripted model. You
+//     said: "MESSAGE" (cut to 160 characters). With response_format
+//     json_object the text comes as {"answer": TEXT}; with json_schema as
+//     a value fitting the schema, text-like properties holding the text.
+//
+// Values fitting a schema: const, else the first enum value; the first
+// non-null branch of anyOf, oneOf or allOf; local $refs followed; objects
+// with their required properties (all of them if none is listed as
+// required); arrays with minItems items (one if unset); strings by format
+// (date-time, date, email, uri, uuid) or "example", padded to minLength
+// and cut to maxLength; numbers at their minimum (or 0); booleans false.
+//
 // # Admin API (Authorization: Bearer ADMIN_TOKEN; disabled without one)
 //
 //	GET  /admin/grants      {"grants":[{id, account, client_id, scopes, created, revoked}]}
@@ -61,7 +131,23 @@
 //	POST /admin/lifetimes   {"access_ttl":"30s", "refresh_ttl":"720h"} (Go
 //	                        durations; omitted = unchanged) -> current lifetimes
 //	GET  /admin/stats       token requests by grant type, refreshes per grant,
-//	                        failures injected, messages posted.
+//	                        failures injected, messages posted, and under
+//	                        "model": requests (every chat-completion request
+//	                        past the key check), completions, scripted,
+//	                        prompt_tokens, completion_tokens, rejected,
+//	                        unauthorized, failures_injected,
+//	                        failures_pending, script_pending.
+//	POST /admin/model/script  {"replies":[{"content":"..."} or
+//	                        {"tool_calls":[{"name":"...","arguments":{...}}]}]}
+//	                        (arguments a JSON value or a string, sent as
+//	                        is) appends to the script -> {"pending": N}
+//	DELETE /admin/model/script  drops the script -> {"pending":0,"cleared":N}
+//	POST /admin/model/fail  like /admin/fail, for the next N
+//	                        chat-completion requests past the key check:
+//	                        500 server_error, 429 rate_limit_exceeded with
+//	                        Retry-After (at least 1), or timeout then 504.
+//	                        Failures come before validation and leave the
+//	                        script alone.
 //
 // The same controls exist as Provider methods for tests in this process,
 // and as AdminClient for a sandbox running elsewhere.
