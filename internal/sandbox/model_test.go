@@ -449,6 +449,17 @@ func TestModelJSONSchema(t *testing.T) {
 		t.Error("an optional property was filled in; want only the required ones")
 	}
 
+	// Recursive or greedy schemas get a bounded answer.
+	for _, greedy := range []string{
+		`{"$ref":"#/$defs/node","$defs":{"node":{"type":"object","properties":{"kids":{"type":"array","minItems":1000000,"items":{"$ref":"#/$defs/node"}}},"required":["kids"]}}}`,
+		`{"type":"object","properties":{"s":{"type":"string","minLength":1e12},"a":{"type":"array","minItems":-3}},"required":["s","a"]}`,
+	} {
+		c, r := f.complete(t, chat(sandbox.ModelLarge, `"messages":[{"role":"user","content":"x"}]`, `"response_format":{"type":"json_schema","json_schema":{"name":"greedy","schema":`+greedy+`}}`))
+		if r.StatusCode != 200 || !json.Valid([]byte(c.content())) || len(c.content()) > 64<<10 {
+			t.Errorf("greedy schema %s: got %d, %d bytes, want 200 with a small JSON value", greedy, r.StatusCode, len(c.content()))
+		}
+	}
+
 	// No schema is an empty object.
 	c, _ = f.complete(t, chat(sandbox.ModelSmall, `"messages":[{"role":"user","content":"x"}]`, `"response_format":{"type":"json_schema","json_schema":{"name":"empty"}}`))
 	if c.content() != "{}" {

@@ -8,15 +8,21 @@ import (
 	"slices"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // The default policy answers when no scripted reply is queued. It is
 // deliberately simple and deterministic; doc.go describes it.
 
 const (
-	maxSchemaDepth = 8
-	shortTextRunes = 280
-	echoRunes      = 160
+	// A schema may be recursive or ask for many items: these bound the
+	// value built for it.
+	maxSchemaDepth  = 8
+	maxSchemaValues = 1000
+	maxSchemaItems  = 20
+	maxSchemaString = 1000
+	shortTextRunes  = 280
+	echoRunes       = 160
 )
 
 // postWords are the words of a request to post or tell something.
@@ -62,7 +68,7 @@ func defaultReply(req *chatRequest) ModelReply {
 		b, _ := json.Marshal(map[string]string{"answer": text})
 		return ModelReply{Content: string(b)}
 	case "json_schema":
-		v := placeholder(req.schema, req.schema, 0, "", filler{channel: "general", text: text})
+		v := fitSchema(req.schema, filler{channel: "general", text: text})
 		b, _ := json.Marshal(v)
 		return ModelReply{Content: string(b)}
 	}
@@ -126,7 +132,7 @@ func toolArguments(t *chatTool, user string) string {
 	}
 	var v any = map[string]string{"channel": f.channel, "text": f.text}
 	if t.params != nil {
-		v = placeholder(t.params, t.params, 0, "", f)
+		v = fitSchema(t.params, f)
 	}
 	b, _ := json.Marshal(v)
 	return string(b)
@@ -185,19 +191,33 @@ func (f filler) value(name string) (string, bool) {
 	return "", false
 }
 
-// placeholder is a value that fits the JSON Schema s (within root, for
-// $ref): const or the first enum value; the first branch of anyOf, oneOf
+// fitSchema is a value that fits the JSON Schema s: const or the first
+// enum value; the first branch of anyOf, oneOf
 // or allOf; objects with their required properties (all properties when
 // the schema lists none as required); arrays with minItems items (one
 // when unset); strings from the filler, by format, or "example"; numbers
-// at their minimum or 0; booleans false.
-func placeholder(root, s map[string]any, depth int, name string, f filler) any {
-	if depth > maxSchemaDepth {
+// at their minimum or 0; booleans false. Past the depth or size bounds it
+// gives null.
+func fitSchema(s map[string]any, f filler) any {
+	g := &schemaValues{root: s, f: f, left: maxSchemaValues}
+	return g.value(s, 0, "")
+}
+
+type schemaValues struct {
+	root map[string]any // for $ref
+	f    filler
+	left int // values still allowed
+}
+
+// value fits s, the schema of the property name (or "").
+func (g *schemaValues) value(s map[string]any, depth int, name string) any {
+	if depth > maxSchemaDepth || g.left <= 0 {
 		return nil
 	}
+	g.left--
 	if ref, ok := s["$ref"].(string); ok {
-		if t := resolveRef(root, ref); t != nil {
-			return placeholder(root, t, depth+1, name, f)
+		if t := resolveRef(g.root, ref); t != nil {
+			return g.value(t, depth+1, name)
 		}
 		return nil
 	}
@@ -205,7 +225,7 @@ func placeholder(root, s map[string]any, depth int, name string, f filler) any {
 		return v
 	}
 	if e, ok := s["enum"].([]any); ok && len(e) > 0 {
-		if v, ok := f.value(name); ok && slices.Contains(e, any(v)) {
+		if v, ok := g.f.value(name); ok && slices.Contains(e, any(v)) {
 			return v
 		}
 		return e[0]
@@ -214,7 +234,7 @@ func placeholder(root, s map[string]any, depth int, name string, f filler) any {
 		alts, _ := s[k].([]any)
 		for _, a := range alts {
 			if m, ok := a.(map[string]any); ok && schemaType(m) != "null" {
-				return placeholder(root, m, depth+1, name, f)
+				return g.value(m, depth+1, name)
 			}
 		}
 	}
@@ -239,7 +259,7 @@ func placeholder(root, s map[string]any, depth int, name string, f filler) any {
 			if ps == nil {
 				ps = map[string]any{}
 			}
-			out[k] = placeholder(root, ps, depth+1, k, f)
+			out[k] = g.value(ps, depth+1, k)
 		}
 		return out
 	case "array":
@@ -251,17 +271,18 @@ func placeholder(root, s map[string]any, depth int, name string, f filler) any {
 		if v, ok := number(s, "maxItems"); ok {
 			n = min(n, int(v))
 		}
+		n = min(max(n, 0), maxSchemaItems)
 		out := make([]any, 0, n)
 		for range n {
 			if items == nil {
 				out = append(out, "example")
 				continue
 			}
-			out = append(out, placeholder(root, items, depth+1, "", f))
+			out = append(out, g.value(items, depth+1, ""))
 		}
 		return out
 	case "string":
-		return stringValue(s, name, f)
+		return stringValue(s, name, g.f)
 	case "integer":
 		return int64(numberValue(s, true))
 	case "number":
@@ -274,7 +295,7 @@ func placeholder(root, s map[string]any, depth int, name string, f filler) any {
 	if depth == 0 {
 		return map[string]any{}
 	}
-	return stringValue(s, name, f)
+	return stringValue(s, name, g.f)
 }
 
 func schemaType(s map[string]any) string {
@@ -347,9 +368,7 @@ func stringValue(s map[string]any, name string, f filler) string {
 		}
 	}
 	if n, ok := number(s, "minLength"); ok {
-		for len([]rune(v)) < int(n) {
-			v += "x"
-		}
+		v += strings.Repeat("x", max(min(int(n), maxSchemaString)-utf8.RuneCountInString(v), 0))
 	}
 	if n, ok := number(s, "maxLength"); ok {
 		v, _ = clip(v, int(n))
