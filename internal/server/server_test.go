@@ -46,6 +46,7 @@ type env struct {
 	engine      *engine.Engine
 	notify      *notify.Service
 	sandbox     *sandbox.Provider
+	server      *server.Server
 	srv         *httptest.Server
 	// seen holds every response TaskJuice gave in the test (headers and
 	// body), for the leak check.
@@ -77,7 +78,7 @@ func setup(t *testing.T, d *db.DB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	handler = s.Handler()
+	handler, e.server = s.Handler(), s
 
 	a, _, err := accounts.CreateAccount(ctx, "Agency A", account.NewUser{Email: "owner@a.example", Name: "Olive", Password: pw})
 	must(t, err)

@@ -147,6 +147,10 @@ type view struct {
 	// bell); Banner holds the open reauthorization alerts.
 	Unread int
 	Banner []notify.Notification
+	// Alerts fingerprints the unread notifications the page was drawn
+	// with, so its live stream can tell a change that came before it
+	// connected.
+	Alerts string
 }
 
 var funcs = template.FuncMap{

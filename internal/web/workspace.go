@@ -31,6 +31,10 @@ func (h *Handler) inWorkspace(section string, fn workspacePage) http.HandlerFunc
 				h.errorPage(w, r, &p, err)
 				return
 			}
+			if v.Alerts, err = h.Notify.Signature(r.Context(), ws.ID, p.User.ID); err != nil {
+				h.errorPage(w, r, &p, err)
+				return
+			}
 			// The banner tops the runs area: the overview and the runs pages.
 			if section == "overview" || section == "runs" {
 				if v.Banner, err = h.Notify.Reauth(r.Context(), ws.ID, p.User.ID); err != nil {

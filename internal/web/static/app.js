@@ -64,7 +64,13 @@
   var runID = runEl ? runEl.getAttribute("data-run") : "";
   var url = base + (runID ? "?run=" + encodeURIComponent(runID) : "");
   var source = null, pollTimer = null, failures = 0, busy = false, again = false;
-  var known = { alerts: null, run: null };
+  // What the page was drawn with: a change before the stream connected
+  // still counts.
+  function drawn() {
+    var r = document.getElementById("run");
+    return { alerts: document.body.getAttribute("data-alerts"), run: r ? r.getAttribute("data-state") : null };
+  }
+  var known = drawn();
 
   function polling() {
     var r = document.getElementById("run");
@@ -89,6 +95,8 @@
           });
           cur.replaceWith(next);
         });
+        var b = doc.body.getAttribute("data-alerts");
+        if (b !== null) document.body.setAttribute("data-alerts", b);
       })
       .catch(function () {})
       .then(function () {
@@ -122,7 +130,6 @@
 
   function close() {
     if (source) { source.close(); source = null; }
-    known = { alerts: null, run: null };
   }
 
   function startPolling() {
@@ -135,6 +142,7 @@
   document.addEventListener("visibilitychange", function () {
     if (document.visibilityState === "visible") {
       refresh();
+      known = drawn();
       if (!pollTimer) open();
     } else {
       close();
