@@ -42,6 +42,9 @@ Usage:
                             the built-in sandbox provider
   taskjuice bench engine    durable steps per second: runs of a chain of
                             Transform steps, executed by the engine's workers
+  taskjuice bench runs      the runs pages over a million runs: the "Paused
+                            for reauth" list and the alert banner, timed on
+                            the server
 
 Run "taskjuice bench COMMAND -h" for a command's flags.
 `
@@ -57,6 +60,8 @@ func cmdBench(ctx context.Context, args []string, e env) error {
 		return benchRefresh(ctx, args, e)
 	case "engine":
 		return benchEngine(ctx, args, e)
+	case "runs":
+		return benchRuns(ctx, args, e)
 	case "help", "-h", "--help":
 		fmt.Fprint(e.stdout, benchUsage)
 		return nil

@@ -1,0 +1,270 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"time"
+
+	"taskjuice/internal/account"
+	"taskjuice/internal/catalog"
+	"taskjuice/internal/connection"
+	"taskjuice/internal/db"
+	"taskjuice/internal/engine"
+	"taskjuice/internal/expr"
+	"taskjuice/internal/notify"
+	"taskjuice/internal/server"
+	"taskjuice/internal/vault"
+	"taskjuice/internal/workflow"
+)
+
+// Targets of the runs pages, from the reauthorization experience's
+// acceptance criteria.
+const (
+	runsListTarget = 50 * time.Millisecond
+	bannerTarget   = 5 * time.Millisecond
+)
+
+type benchRunsFlags struct {
+	runs, held, samples int
+	databaseURL         string
+	keep                bool
+}
+
+// benchRuns fills a workspace with runs (most finished, some held for
+// reauthorization on a broken connection) and times, on the server, the
+// "Paused for reauth" runs page and what the alert banner costs a page.
+func benchRuns(ctx context.Context, args []string, e env) error {
+	var f benchRunsFlags
+	fs := flag.NewFlagSet("bench runs", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.IntVar(&f.runs, "runs", 1_000_000, "runs in the workspace")
+	fs.IntVar(&f.held, "held", 2_000, "of which held for reauthorization on the broken connection")
+	fs.IntVar(&f.samples, "samples", 300, "requests timed per page")
+	fs.StringVar(&f.databaseURL, "database-url", "", "postgres://… to bench PostgreSQL (a schema of its own, dropped afterwards); empty: a temporary SQLite file")
+	fs.BoolVar(&f.keep, "keep", false, "keep the database afterwards")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	switch {
+	case f.runs < 1:
+		return errors.New("bench runs: --runs must be at least 1")
+	case f.held < 1 || f.held > f.runs:
+		return errors.New("bench runs: --held must be 1 to --runs")
+	case f.samples < 10:
+		return errors.New("bench runs: --samples must be at least 10")
+	}
+	d, name, cleanup, err := openBenchDB(ctx, f.databaseURL, f.keep, e.stderr)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	out := e.stdout
+	fmt.Fprintf(out, "bench runs: %s, %d runs, %d held for reauthorization\n", name, f.runs, f.held)
+	w, err := seedRunsBench(ctx, d, out, f)
+	if err != nil {
+		return err
+	}
+	reauth, err := w.timePage(ctx, "/acme/monitoring/workflow-runs?status=paused&reason=reauth", f.samples, "Paused for reauth")
+	if err != nil {
+		return err
+	}
+	all, err := w.timePage(ctx, "/acme/monitoring/workflow-runs", f.samples, "Workflow Runs")
+	if err != nil {
+		return err
+	}
+	banner := w.timeBanner(ctx, f.samples)
+	report := func(what string, s []time.Duration, target time.Duration) bool {
+		p95 := quantile(s, .95)
+		ok := target == 0 || p95 < target
+		line := fmt.Sprintf("%-38s p50 %s  p95 %s  max %s", what, ms(quantile(s, .5)), ms(p95), ms(s[len(s)-1]))
+		if target > 0 {
+			line += fmt.Sprintf("  (target p95 < %s: %s)", ms(target), verdict(ok))
+		}
+		fmt.Fprintln(out, line)
+		return ok
+	}
+	okReauth := report(`"Paused for reauth" page (server time)`, reauth, runsListTarget)
+	report("All runs page (server time)", all, 0)
+	okBanner := report("banner and bell per page", banner, bannerTarget)
+	fmt.Fprintf(out, `{"bench":"runs","database":%q,"runs":%d,"held":%d,"paused_for_reauth_p95_ms":%.2f,"all_runs_p95_ms":%.2f,"banner_p95_ms":%.3f}`+"\n",
+		string(d.Dialect()), f.runs, f.held, msf(quantile(reauth, .95)), msf(quantile(all, .95)), msf(quantile(banner, .95)))
+	if !okReauth || !okBanner {
+		return errors.New("bench runs: a target was missed")
+	}
+	return nil
+}
+
+type runsBench struct {
+	handler http.Handler
+	cookie  *http.Cookie
+	notify  *notify.Service
+	ws      account.Workspace
+	userID  string
+}
+
+func seedRunsBench(ctx context.Context, d *db.DB, out io.Writer, f benchRunsFlags) (*runsBench, error) {
+	log := slog.New(slog.DiscardHandler)
+	accounts := account.NewService(d)
+	const email, password = "owner@bench.example", "bench password 1"
+	a, u, err := accounts.CreateAccount(ctx, "Bench agency", account.NewUser{Email: email, Name: "Bench", Password: password})
+	if err != nil {
+		return nil, err
+	}
+	ws, err := accounts.CreateWorkspaceForAccount(ctx, a.ID, "Acme", "acme")
+	if err != nil {
+		return nil, err
+	}
+	cat, err := catalog.Load(catalog.Options{Getenv: func(string) string { return "" }, SandboxURL: "http://127.0.0.1:1/sandbox"})
+	if err != nil {
+		return nil, err
+	}
+	key, _, err := vault.GenerateKey()
+	if err != nil {
+		return nil, err
+	}
+	conns := connection.NewService(d, vault.NewKeyring(key))
+	c, err := conns.CreateWithCredential(ctx, ws, connection.New{AppKey: catalog.SandboxKey, Label: "Chat", Status: connection.StatusActive},
+		connection.Credential{OAuth: &connection.OAuthToken{AccessToken: "bench-access", RefreshToken: "bench-refresh", TokenType: "Bearer"}}, connection.System)
+	if err != nil {
+		return nil, err
+	}
+	workflows := workflow.NewService(d)
+	g, err := workflow.ParseGraph([]byte(`{"schema":1,"trigger":{"id":"start","kind":"manual"},
+		"nodes":[{"id":"post","kind":"action","config":{"app":"sandbox-chat","action":"post-message","inputs":{"channel":"general","text":"hi"}},"connection":{"id":"` + c.ID + `"}}],
+		"edges":[{"from":"start","to":"post"}]}`))
+	if err != nil {
+		return nil, err
+	}
+	wf, err := workflows.Create(ctx, ws, "Lead alert", "", &g, "")
+	if err != nil {
+		return nil, err
+	}
+	v, err := workflows.Publish(ctx, ws, wf.ID, "", workflow.Checks{})
+	if err != nil {
+		return nil, err
+	}
+
+	// The runs, written in bulk the way the engine leaves them: finished
+	// ones, and every k-th held at its step on the broken connection.
+	start := time.Now()
+	every := f.runs / f.held
+	now := time.Now().UTC().Add(-time.Duration(f.runs) * time.Millisecond)
+	const batch, perTx = 500, 10
+	stmt := func(done, n int) (string, []any) {
+		var sb strings.Builder
+		sb.WriteString(`INSERT INTO runs (id, workspace_id, workflow_id, version_id, kind, status, source, trigger_payload, pause_reason,
+			paused_connection_id, frontier, steps_done, created_at, started_at, finished_at, updated_at) VALUES `)
+		args := make([]any, 0, n*11)
+		for i := range n {
+			idx := done + i
+			at := now.Add(time.Duration(idx) * time.Millisecond)
+			status, reason, conn, frontier, steps, finished := "completed", "", any(nil), "[]", 1, any(at.Add(200*time.Millisecond))
+			switch {
+			case idx%every == 0 && idx/every < f.held:
+				status, reason, conn, frontier, steps, finished = "paused", "reauth", c.ID, `["post"]`, 0, nil
+			case idx%97 == 0:
+				status = "failed"
+			}
+			if i > 0 {
+				sb.WriteString(",")
+			}
+			p := len(args)
+			fmt.Fprintf(&sb, "($%d, $%d, $%d, $%d, 'workflow', $%d, 'webhook', '{}', $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d)",
+				p+1, p+2, p+3, p+4, p+5, p+6, p+7, p+8, p+9, p+10, p+10, p+11, p+10)
+			args = append(args, db.NewID(), ws.ID, wf.ID, v.ID, status, reason, conn, frontier, steps, at, finished)
+		}
+		return sb.String(), args
+	}
+	for done := 0; done < f.runs; {
+		if err := d.InTx(ctx, func(tx db.Querier) error {
+			for range perTx {
+				n := min(batch, f.runs-done)
+				if n == 0 {
+					return nil
+				}
+				q, args := stmt(done, n)
+				if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+					return err
+				}
+				done += n
+			}
+			return nil
+		}); err != nil {
+			return nil, fmt.Errorf("seed runs: %w", err)
+		}
+	}
+	took := time.Since(start)
+	fmt.Fprintf(out, "seeded %d runs: %s, %.0f/s\n", f.runs, round(took), float64(f.runs)/took.Seconds())
+	if _, err := d.Write().ExecContext(ctx, `INSERT INTO pending_reauths (run_id, connection_id, created_at)
+		SELECT id, paused_connection_id, created_at FROM runs WHERE status = 'paused'`); err != nil {
+		return nil, fmt.Errorf("seed pending reauthorizations: %w", err)
+	}
+	// Fresh statistics, as a database that has been running has.
+	if _, err := d.Write().ExecContext(ctx, `ANALYZE`); err != nil {
+		return nil, err
+	}
+
+	// The connection breaks: the alert is raised the way the server does.
+	if _, err := conns.Transition(ctx, c.ID, connection.StatusError, "rejected", connection.System, nil); err != nil {
+		return nil, err
+	}
+	nt := notify.NewService(d, cat)
+	if _, err := nt.Consume(ctx); err != nil {
+		return nil, err
+	}
+	eng := engine.New(d, workflows, engine.Builtins(cat, connection.NewAppClient(conns, nil, cat, nil), nil), engine.Expressions(expr.Limits{}), engine.Options{Log: log})
+	srv, err := server.New(server.Options{DB: d, Accounts: accounts, Connections: conns, Catalog: cat, Workflows: workflows, Engine: eng,
+		Notify: nt, Log: log, BaseURL: "http://127.0.0.1"})
+	if err != nil {
+		return nil, err
+	}
+	sess, _, err := accounts.SignIn(ctx, email, password, "127.0.0.1", "bench")
+	if err != nil {
+		return nil, err
+	}
+	return &runsBench{handler: srv.Handler(), cookie: &http.Cookie{Name: "tj_session", Value: sess.Token}, notify: nt, ws: ws, userID: u.ID}, nil
+}
+
+// timePage requests a page samples times, as the signed-in owner, and
+// returns the server's times, sorted.
+func (b *runsBench) timePage(ctx context.Context, path string, samples int, want string) ([]time.Duration, error) {
+	var out []time.Duration
+	for i := range samples + 5 {
+		req := httptest.NewRequestWithContext(ctx, "GET", "http://127.0.0.1"+path, nil)
+		req.AddCookie(b.cookie)
+		rec := httptest.NewRecorder()
+		start := time.Now()
+		b.handler.ServeHTTP(rec, req)
+		took := time.Since(start)
+		if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), want) {
+			return nil, fmt.Errorf("GET %s: %d, want 200 with %q", path, rec.Code, want)
+		}
+		if i >= 5 { // the first few warm caches up
+			out = append(out, took)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// timeBanner times what the bell and the banner add to a workspace page.
+func (b *runsBench) timeBanner(ctx context.Context, samples int) []time.Duration {
+	var out []time.Duration
+	for range samples {
+		start := time.Now()
+		_, _ = b.notify.Unread(ctx, b.ws.ID, b.userID)
+		_, _ = b.notify.Signature(ctx, b.ws.ID, b.userID)
+		_, _ = b.notify.Reauth(ctx, b.ws.ID, b.userID)
+		out = append(out, time.Since(start))
+	}
+	slices.Sort(out)
+	return out
+}
