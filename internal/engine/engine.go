@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"taskjuice/internal/apperr"
@@ -20,13 +21,14 @@ type Options struct {
 	// Owner names this process in leases.
 	Owner string
 	// Lease is how long a worker holds a run it is executing before another
-	// process may take it over (extended before every step).
+	// process may take it over (extended with every step, and while a long
+	// step runs).
 	Lease time.Duration
 	// StepTimeout bounds one node execution.
 	StepTimeout time.Duration
 	// Poll is how often an idle worker looks for due runs.
 	Poll time.Duration
-	// Workers is how many runs Run works on at once.
+	// Workers is how many runs Run works on at once (default 32).
 	Workers int
 	// MaxReplayDepth bounds replays of replays.
 	MaxReplayDepth int
@@ -45,6 +47,11 @@ type Engine struct {
 	o         Options
 	now       func() time.Time
 	wake      chan struct{}
+	// claims numbers lease tokens.
+	claims atomic.Uint64
+	// commits gathers the steps of several runs into one transaction.
+	commits committer
+	graphs  graphCache
 }
 
 // New returns an engine executing nodes with the given executors and
@@ -190,8 +197,11 @@ func (e *Engine) start(ctx context.Context, live workflow.Live, payload json.Raw
 	return id, nil
 }
 
-// Run works on due runs until ctx ends. On PostgreSQL it also listens for
-// other processes' notices, so an idle worker starts a new run at once
+// Run works on due runs until ctx ends: it claims due runs, several at a
+// time, whenever some of its Options.Workers are free, and works on each in
+// a goroutine of its own for as long as it holds the run (a run that waits
+// or is held costs a row, not a goroutine). On PostgreSQL it also listens
+// for other processes' notices, so an idle engine starts a new run at once
 // rather than at its next poll.
 func (e *Engine) Run(ctx context.Context) error {
 	lctx, stopListening := context.WithCancel(ctx)
@@ -201,34 +211,44 @@ func (e *Engine) Run(ctx context.Context) error {
 		_ = e.db.Listen(lctx, runsChannel, e.Wake)
 	}()
 	defer func() { stopListening(); <-listening }()
-	var wg sync.WaitGroup
-	for range e.o.Workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			e.workLoop(ctx)
-		}()
-	}
-	wg.Wait()
-	return nil
-}
-
-func (e *Engine) workLoop(ctx context.Context) error {
 	t := time.NewTicker(e.o.Poll)
 	defer t.Stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	freed := make(chan struct{}, e.o.Workers)
+	busy := 0
 	for {
-		for {
-			did, err := e.Work(ctx)
+		if free := e.o.Workers - busy; free > 0 && ctx.Err() == nil {
+			runs, err := e.claim(ctx, free)
 			if err != nil && ctx.Err() == nil {
-				e.o.Log.Warn("engine", "err", err)
+				e.o.Log.Warn("engine: claim runs", "err", err)
 			}
-			if !did || ctx.Err() != nil {
-				break
+			for _, c := range runs {
+				busy++
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if err := e.advance(ctx, c); err != nil && ctx.Err() == nil {
+						e.o.Log.Warn("engine", "run", c.ID, "err", err)
+					}
+					freed <- struct{}{}
+				}()
 			}
 		}
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-freed:
+			busy--
+			// Whoever else finished meanwhile: claim for all of them at once.
+			for drained := false; !drained; {
+				select {
+				case <-freed:
+					busy--
+				default:
+					drained = true
+				}
+			}
 		case <-t.C:
 		case <-e.wake:
 		}
@@ -238,67 +258,87 @@ func (e *Engine) workLoop(ctx context.Context) error {
 // Work claims one due run and takes it as far as it goes (finished, parked,
 // or due again later). It reports whether it found one.
 func (e *Engine) Work(ctx context.Context) (bool, error) {
-	id, err := e.claim(ctx)
-	if err != nil || id == "" {
+	runs, err := e.claim(ctx, 1)
+	if err != nil || len(runs) == 0 {
 		return false, err
 	}
-	return true, e.advance(ctx, id)
+	return true, e.advance(ctx, runs[0])
 }
 
-func (e *Engine) claim(ctx context.Context) (string, error) {
+// claim takes the lease of up to limit due runs and returns them as they
+// are now. Each claim gets a lease token of its own (the process's owner
+// name and a number), which fences every later write of the worker: a
+// worker of this process whose lease lapsed cannot write over the worker
+// that took the run over, even in the same process.
+func (e *Engine) claim(ctx context.Context, limit int) ([]claimed, error) {
 	now := e.now()
-	rows, err := e.db.Read().QueryContext(ctx, `SELECT id FROM runs WHERE due_at <= $1 AND (lease_until IS NULL OR lease_until < $1)
-		ORDER BY due_at LIMIT 8`, now)
+	token := fmt.Sprintf("%s#%d", e.o.Owner, e.claims.Add(1))
+	// On PostgreSQL, processes claiming at once skip each other's rows
+	// instead of queueing on them; on SQLite the one writer serializes
+	// claims anyway.
+	lock := ""
+	if e.db.Dialect() == db.Postgres {
+		lock = " FOR UPDATE SKIP LOCKED"
+	}
+	rows, err := e.db.Write().QueryContext(ctx, `UPDATE runs SET lease_owner = $1, lease_until = $2
+		WHERE id IN (SELECT id FROM runs WHERE due_at <= $3 AND (lease_until IS NULL OR lease_until < $3) ORDER BY due_at LIMIT $4`+lock+`)
+		AND due_at <= $3 AND (lease_until IS NULL OR lease_until < $3)
+		RETURNING `+runColumns, token, now.Add(e.o.Lease), now, limit)
 	if err != nil {
-		return "", fmt.Errorf("find due runs: %w", err)
+		return nil, fmt.Errorf("claim runs: %w", err)
 	}
-	var ids []string
+	defer rows.Close()
+	var out []claimed
 	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return "", err
-		}
-		ids = append(ids, id)
-	}
-	rows.Close()
-	for _, id := range ids {
-		// Compare-and-set: of several processes, one takes the lease.
-		res, err := e.db.Write().ExecContext(ctx, `UPDATE runs SET lease_owner = $1, lease_until = $2
-			WHERE id = $3 AND due_at <= $4 AND (lease_until IS NULL OR lease_until < $4)`, e.o.Owner, now.Add(e.o.Lease), id, now)
+		st, err := scanState(rows)
 		if err != nil {
-			return "", fmt.Errorf("claim run: %w", err)
+			return nil, err
 		}
-		if n, _ := res.RowsAffected(); n == 1 {
-			return id, nil
-		}
+		out = append(out, claimed{state: st, token: token})
 	}
-	return "", nil
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("claim runs: %w", err)
+	}
+	return out, nil
 }
 
 // state is a run as the worker needs it.
 type state struct {
 	Run
 	frontier []string
+	// called says the run was started by a Call Workflow step, whose run
+	// its end wakes.
+	called bool
+	due    sql.NullTime
 }
 
+// runColumns are what scanState reads.
+const runColumns = `id, workspace_id, workflow_id, version_id, kind, status, source, trigger_payload, pause_reason,
+	paused_connection_id, wait_reason, error, frontier, steps_done, replay_of, created_at, started_at, finished_at, parent_run_id, due_at`
+
 func (e *Engine) load(ctx context.Context, q db.Querier, id string) (state, error) {
-	var st state
-	var status, payload, frontier string
-	var errJSON, pausedConn, replayOf sql.NullString
-	var started, finished sql.NullTime
-	err := q.QueryRowContext(ctx, `SELECT id, workspace_id, workflow_id, version_id, kind, status, source, trigger_payload, pause_reason,
-		paused_connection_id, wait_reason, error, frontier, steps_done, replay_of, created_at, started_at, finished_at FROM runs WHERE id = $1`, id).
-		Scan(&st.ID, &st.WorkspaceID, &st.WorkflowID, &st.VersionID, &st.Kind, &status, &st.Source, &payload, &st.PauseReason,
-			&pausedConn, &st.WaitReason, &errJSON, &frontier, &st.StepsDone, &replayOf, &st.CreatedAt, &started, &finished)
+	st, err := scanState(q.QueryRowContext(ctx, `SELECT `+runColumns+` FROM runs WHERE id = $1`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return state{}, apperr.ErrNotFound
+	}
+	return st, err
+}
+
+func scanState(row interface{ Scan(...any) error }) (state, error) {
+	var st state
+	var status, payload, frontier string
+	var errJSON, pausedConn, replayOf, parent sql.NullString
+	var started, finished sql.NullTime
+	err := row.Scan(&st.ID, &st.WorkspaceID, &st.WorkflowID, &st.VersionID, &st.Kind, &status, &st.Source, &payload, &st.PauseReason,
+		&pausedConn, &st.WaitReason, &errJSON, &frontier, &st.StepsDone, &replayOf, &st.CreatedAt, &started, &finished, &parent, &st.due)
+	if errors.Is(err, sql.ErrNoRows) {
+		return state{}, err
 	}
 	if err != nil {
 		return state{}, fmt.Errorf("read run: %w", err)
 	}
 	st.Status, st.TriggerPayload = Status(status), json.RawMessage(payload)
-	st.PausedConnectionID, st.ReplayOf = pausedConn.String, replayOf.String
+	st.PausedConnectionID, st.ReplayOf, st.called = pausedConn.String, replayOf.String, parent.Valid
 	st.CreatedAt = st.CreatedAt.UTC()
 	st.StartedAt, st.FinishedAt = timePtr(started), timePtr(finished)
 	if errJSON.Valid {

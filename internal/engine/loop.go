@@ -2,9 +2,7 @@ package engine
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -83,29 +81,25 @@ func loop(_ context.Context, c Call) (Outcome, error) {
 	return Outcome{Output: map[string]any{"items": items, "count": len(items)}}, nil
 }
 
-// loopItems reads the items a loop node produced.
-func (e *Engine) loopItems(ctx context.Context, runID, loopEntry string) ([]any, error) {
-	var out sql.NullString
-	err := e.db.Read().QueryRowContext(ctx, `SELECT output FROM run_steps WHERE run_id = $1 AND node_id = $2 AND status = 'completed'
-		ORDER BY attempt DESC LIMIT 1`, runID, loopEntry).Scan(&out)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read loop items: %w", err)
+// loopItems are the items a loop node produced.
+func (c *claimed) loopItems(loopEntry string) []any {
+	s, ok := c.last[loopEntry]
+	if !ok || s.Status != StepCompleted {
+		return nil
 	}
 	var v struct {
 		Items []any `json:"items"`
 	}
-	_ = json.Unmarshal([]byte(out.String), &v)
-	return v.Items, nil
+	_ = json.Unmarshal(s.Output, &v)
+	return v.Items
 }
 
 // advanceFrontier is the frontier after entry completed with out: the rest,
 // plus what comes next — the node's successors, a loop's first iteration,
 // the next iteration, or the loop's done path.
-func (e *Engine) advanceFrontier(ctx context.Context, st state, g workflow.Graph, node workflow.Node, entry string, out Outcome) ([]string, error) {
-	next := append([]string{}, st.frontier[1:]...)
+func (c *claimed) advanceFrontier(node workflow.Node, entry string, out Outcome) ([]string, error) {
+	g := c.g
+	next := append([]string{}, c.frontier[1:]...)
 	add := func(ids ...string) {
 		for _, id := range ids {
 			if !contains(next, id) {
@@ -165,11 +159,7 @@ func (e *Engine) advanceFrontier(ctx context.Context, st state, g workflow.Graph
 			return next, nil // this iteration still has steps to run
 		}
 	}
-	items, err := e.loopItems(ctx, st.ID, it.loop)
-	if err != nil {
-		return nil, err
-	}
-	if it.index+1 < len(items) {
+	if it.index+1 < len(c.loopItems(it.loop)) {
 		for _, n := range g.Successors(it.loop, "each") {
 			add(inIteration(n, iteration{loop: it.loop, index: it.index + 1}))
 		}

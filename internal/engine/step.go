@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,52 +17,183 @@ import (
 // defaultAttempts is how many times a retryable step failure is tried.
 const defaultAttempts = 3
 
+// claimed is a run whose lease a worker holds. While it holds the run the
+// worker keeps what the next steps need in memory — the frontier, the
+// latest attempt of each entry, and the scope expressions see — and only
+// writes: nobody else records the run's steps meanwhile, since every write
+// of the worker is fenced on its lease token and another worker takes the
+// run over only once the lease has lapsed.
+type claimed struct {
+	state
+	token string
+	g     *workflow.Graph
+	// last is the latest attempt of each frontier entry.
+	last map[string]Step
+	// scope holds $trigger, $steps and $input as of the last completed step.
+	scope Scope
+	// released says the lease was given up with the last commit.
+	released bool
+}
+
+// current is the attempt a worker is making.
+type current struct {
+	Step
+	// recorded says its row is written already: recorded as running before
+	// it executed, or left running or waiting by an earlier worker.
+	recorded bool
+}
+
+func (s Status) active() bool {
+	return s == StatusPending || s == StatusRunning || s == StatusWaiting
+}
+
 // advance runs the claimed run's steps one at a time, committing each
 // result before the next starts, until the run finishes, parks or is due
 // again later. It gives the lease up when it stops.
-func (e *Engine) advance(ctx context.Context, runID string) error {
+func (e *Engine) advance(ctx context.Context, c claimed) error {
 	defer func() {
-		_, _ = e.db.Write().ExecContext(context.WithoutCancel(ctx), `UPDATE runs SET lease_owner = '', lease_until = NULL WHERE id = $1 AND lease_owner = $2`, runID, e.o.Owner)
+		if !c.released {
+			e.release(context.WithoutCancel(ctx), c.ID, c.token)
+		}
 	}()
-	// A run executes the version it started on: its graph is read once.
-	var g *workflow.Graph
-	for ctx.Err() == nil {
-		st, err := e.load(ctx, e.db.Read(), runID)
-		if err != nil {
-			return err
+	// The lease is kept for as long as the worker holds the run, however
+	// long a step takes; if it is lost all the same, the step is cancelled.
+	rctx, lost := context.WithCancelCause(ctx)
+	kept := make(chan struct{})
+	go func() {
+		defer close(kept)
+		e.keepLease(rctx, c.ID, c.token, lost)
+	}()
+	defer func() { lost(nil); <-kept }()
+
+	if err := e.hold(rctx, &c); err != nil {
+		return err
+	}
+	for rctx.Err() == nil {
+		if !c.Status.active() {
+			return e.park(rctx, c.ID) // paused or finished meanwhile
 		}
-		if st.Status != StatusPending && st.Status != StatusRunning && st.Status != StatusWaiting {
-			return e.park(ctx, runID) // paused or finished meanwhile
+		if len(c.frontier) == 0 {
+			return e.finish(rctx, c.ID, StatusCompleted, nil)
 		}
-		if len(st.frontier) == 0 {
-			return e.finish(ctx, runID, StatusCompleted, nil)
-		}
-		if g == nil {
-			graph, err := e.workflows.GraphOf(ctx, st.VersionID)
-			if err != nil {
-				return err
-			}
-			g = &graph
-		}
-		more, err := e.step(ctx, st, *g)
+		more, err := e.step(rctx, &c)
 		if err != nil || !more {
 			return err
 		}
-		// Keep the lease while working.
-		if err := e.extendLease(ctx, runID); err != nil {
+	}
+	return context.Cause(rctx)
+}
+
+// hold reads what the worker keeps in memory: the run's graph and its
+// steps so far.
+func (e *Engine) hold(ctx context.Context, c *claimed) error {
+	if c.g == nil {
+		g, err := e.graph(ctx, c.VersionID)
+		if err != nil {
 			return err
 		}
+		c.g = g
 	}
-	return ctx.Err()
+	c.last = map[string]Step{}
+	c.scope = Scope{Trigger: c.TriggerPayload, Steps: map[string]StepData{}, Input: c.TriggerPayload}
+	rows, err := e.db.Read().QueryContext(ctx, `SELECT id, node_id, attempt, status, COALESCE(input, ''), COALESCE(output, ''), idempotency_key,
+		started_at, finished_at FROM run_steps WHERE run_id = $1`, c.ID)
+	if err != nil {
+		return fmt.Errorf("read steps: %w", err)
+	}
+	defer rows.Close()
+	var done []Step
+	for rows.Next() {
+		s := Step{RunID: c.ID}
+		var status, input, output string
+		var finished sql.NullTime
+		if err := rows.Scan(&s.ID, &s.NodeID, &s.Attempt, &status, &input, &output, &s.IdempotencyKey, &s.StartedAt, &finished); err != nil {
+			return fmt.Errorf("read steps: %w", err)
+		}
+		s.Status, s.StartedAt, s.FinishedAt = StepStatus(status), s.StartedAt.UTC(), timePtr(finished)
+		s.Input, s.Output = json.RawMessage(input), json.RawMessage(output)
+		if prev, ok := c.last[s.NodeID]; !ok || s.Attempt > prev.Attempt {
+			c.last[s.NodeID] = s
+		}
+		if s.Status == StepCompleted {
+			done = append(done, s)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read steps: %w", err)
+	}
+	// In the order they finished: a node's latest output is what $steps
+	// shows, and the very latest is $input.
+	slices.SortFunc(done, func(a, b Step) int {
+		if c := compareTimes(a.FinishedAt, b.FinishedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	for _, s := range done {
+		c.see(s)
+	}
+	return nil
+}
+
+func compareTimes(a, b *time.Time) int {
+	switch {
+	case a == nil && b == nil:
+		return 0
+	case a == nil:
+		return -1
+	case b == nil:
+		return 1
+	}
+	return a.Compare(*b)
+}
+
+// see adds a completed step to the scope.
+func (c *claimed) see(s Step) {
+	meta := map[string]any{"attempt": s.Attempt, "startedAt": s.StartedAt}
+	if s.FinishedAt != nil {
+		meta["finishedAt"] = *s.FinishedAt
+	}
+	if it := entryIteration(s.NodeID); it.loop != "" {
+		meta["iteration"] = it.index
+	}
+	out := json.RawMessage(nonEmpty(s.Output))
+	c.scope.Steps[EntryNode(s.NodeID)] = StepData{Data: out, Meta: meta}
+	c.scope.Input = out
+}
+
+// scopeFor is what the expressions of a frontier entry see: the trigger
+// payload, every completed step's output, the previous step's output as
+// $input, and $meta (inside a loop, $meta.loop is the current item).
+func (c *claimed) scopeFor(entry string) Scope {
+	s := c.scope
+	s.Meta = map[string]any{"runId": c.ID, "workflowId": c.WorkflowID, "versionId": c.VersionID, "source": c.Source}
+	if it := entryIteration(entry); it.loop != "" {
+		if items := c.loopItems(it.loop); it.index < len(items) {
+			s.Meta["loop"] = map[string]any{"index": it.index, "item": items[it.index], "count": len(items)}
+		}
+	}
+	return s
+}
+
+// reload reads the run and its steps again, after a commit whose effects
+// are not mirrored in memory.
+func (e *Engine) reload(ctx context.Context, c *claimed) error {
+	st, err := e.load(ctx, e.db.Read(), c.ID)
+	if err != nil {
+		return err
+	}
+	c.state = st
+	return e.hold(ctx, c)
 }
 
 // errLeaseLost stops a worker whose lease lapsed and was taken over: the
 // run is someone else's now.
 var errLeaseLost = errors.New("lease lost to another worker")
 
-func (e *Engine) extendLease(ctx context.Context, runID string) error {
+func (e *Engine) extendLease(ctx context.Context, runID, token string) error {
 	res, err := e.db.Write().ExecContext(ctx, `UPDATE runs SET lease_until = $1 WHERE id = $2 AND lease_owner = $3`,
-		e.now().Add(e.o.Lease), runID, e.o.Owner)
+		e.now().Add(e.o.Lease), runID, token)
 	if err != nil {
 		return fmt.Errorf("extend lease: %w", err)
 	}
@@ -71,10 +203,11 @@ func (e *Engine) extendLease(ctx context.Context, runID string) error {
 	return nil
 }
 
-// holdLease extends the lease while a step executes, so a step longer than
-// the lease is not taken over and executed again by another worker. If the
-// lease is lost all the same, it cancels the step.
-func (e *Engine) holdLease(ctx context.Context, runID string, lost context.CancelFunc) {
+// keepLease extends the lease while the worker holds the run (every commit
+// extends it too), so a step longer than the lease is not taken over and
+// executed again by another worker. If the lease is lost all the same, it
+// cancels the worker.
+func (e *Engine) keepLease(ctx context.Context, runID, token string, lost context.CancelCauseFunc) {
 	t := time.NewTicker(e.o.Lease / 3)
 	defer t.Stop()
 	for {
@@ -83,10 +216,16 @@ func (e *Engine) holdLease(ctx context.Context, runID string, lost context.Cance
 			return
 		case <-t.C:
 		}
-		if err := e.extendLease(ctx, runID); errors.Is(err, errLeaseLost) {
-			lost()
+		if err := e.extendLease(ctx, runID, token); errors.Is(err, errLeaseLost) {
+			lost(errLeaseLost)
 			return
 		}
+	}
+}
+
+func (e *Engine) release(ctx context.Context, runID, token string) {
+	if _, err := e.db.Write().ExecContext(ctx, `UPDATE runs SET lease_owner = '', lease_until = NULL WHERE id = $1 AND lease_owner = $2`, runID, token); err != nil {
+		e.o.Log.Warn("release run", "run", runID, "err", err)
 	}
 }
 
@@ -95,7 +234,7 @@ func (e *Engine) park(ctx context.Context, runID string) error {
 	return err
 }
 
-// lastStep is the latest attempt of a node in a run.
+// lastStep is the latest attempt of a node in a run, as recorded.
 func (e *Engine) lastStep(ctx context.Context, runID, nodeID string) (Step, bool, error) {
 	var s Step
 	var status string
@@ -112,69 +251,97 @@ func (e *Engine) lastStep(ctx context.Context, runID, nodeID string) (Step, bool
 	return s, true, nil
 }
 
-// step runs the first node of the frontier. It reports whether the run can
+// recordsFirst says whether a node's step row is written, as running,
+// before it executes: nodes with effects outside the run (an app call, a
+// request, a called run, an agent's turn), so that an effect in flight is
+// on record and on the run's page, and a run an operator paused meanwhile
+// does not start it. Other nodes finish at once; their row is written
+// once, with the result.
+func recordsFirst(n workflow.Node) bool {
+	switch n.Kind {
+	case workflow.NodeHTTP, workflow.NodeAction, workflow.NodeCallWorkflow, workflow.NodeAgent:
+		return true
+	}
+	return false
+}
+
+// step runs the first entry of the frontier. It reports whether the run can
 // go on at once.
-func (e *Engine) step(ctx context.Context, st state, g workflow.Graph) (bool, error) {
+func (e *Engine) step(ctx context.Context, c *claimed) (bool, error) {
 	// A frontier entry is a node id, or "node@loop#i" inside iteration i of
 	// a Loop; step rows carry the entry, so each iteration has its own
 	// attempts and idempotency keys.
-	nodeID := st.frontier[0]
-	node, ok := g.Node(EntryNode(nodeID))
+	entry := c.frontier[0]
+	node, ok := c.g.Node(EntryNode(entry))
 	if !ok {
-		return false, e.finish(ctx, st.ID, StatusFailed, &StepError{Code: "GRAPH_INVALID", Message: fmt.Sprintf("The version has no step %q", EntryNode(nodeID))})
+		return false, e.finish(ctx, c.ID, StatusFailed, &StepError{Code: "GRAPH_INVALID", Message: fmt.Sprintf("The version has no step %q", EntryNode(entry))})
 	}
-	prev, hasPrev, err := e.lastStep(ctx, st.ID, nodeID)
-	if err != nil {
-		return false, err
-	}
+	prev, hasPrev := c.last[entry]
 	// A wait that has come due completes its step without running it again.
 	if hasPrev && prev.Status == StepWaiting {
-		if e.waitOver(ctx, st.ID) {
-			return e.commit(ctx, st, g, node, prev, Outcome{Output: json.RawMessage(nonEmpty(prev.Output))}, calledFailure(node, prev.Output))
+		if c.due.Valid && !c.due.Time.After(e.now()) {
+			return e.commit(ctx, c, node, current{Step: prev, recorded: true}, Outcome{Output: json.RawMessage(nonEmpty(prev.Output))}, calledFailure(node, prev.Output))
 		}
-		return false, e.park(ctx, st.ID)
+		return false, e.park(ctx, c.ID)
 	}
-	attempt, key := 1, fmt.Sprintf("%s:%s:1", st.ID, nodeID)
+	cur := current{Step: Step{ID: db.NewID(), RunID: c.ID, NodeID: entry, Attempt: 1, IdempotencyKey: fmt.Sprintf("%s:%s:1", c.ID, entry)}}
 	switch {
 	case hasPrev && prev.Status == StepRunning:
 		// Interrupted (the process died mid-step): try again under the same
 		// idempotency key, so the app can tell it is the same effect.
-		attempt, key = prev.Attempt, prev.IdempotencyKey
+		cur.Step, cur.recorded = prev, true
 	case hasPrev:
-		attempt = prev.Attempt + 1
-		key = fmt.Sprintf("%s:%s:%d", st.ID, nodeID, attempt)
+		cur.Attempt = prev.Attempt + 1
+		cur.IdempotencyKey = fmt.Sprintf("%s:%s:%d", c.ID, entry, cur.Attempt)
 	}
-	scope, input, err := e.scope(ctx, st, nodeID)
+	scope := c.scopeFor(entry)
+	input := json.RawMessage(nonEmpty(scope.Input))
+	if !cur.recorded {
+		cur.Input, cur.StartedAt = input, e.now()
+		if recordsFirst(node) {
+			if goOn, err := e.recordStart(ctx, c, &cur); err != nil || !goOn {
+				return false, err
+			}
+		}
+	}
+	out, runErr := e.execute(ctx, c.state, node, input, scope, cur.IdempotencyKey, &cur.Step)
+	return e.commit(ctx, c, node, cur, out, runErr)
+}
+
+// recordStart writes the attempt's row as running, and the run as running,
+// fenced on the lease. It reports whether the run is to go on: an operator
+// may have paused or cancelled it.
+func (e *Engine) recordStart(ctx context.Context, c *claimed, cur *current) (bool, error) {
+	var status string
+	err := e.db.InTx(ctx, func(tx db.Querier) error {
+		err := tx.QueryRowContext(ctx, `UPDATE runs SET lease_until = $1, status = CASE WHEN status = 'pending' THEN 'running' ELSE status END,
+			started_at = COALESCE(started_at, $2), updated_at = $2 WHERE id = $3 AND lease_owner = $4 RETURNING status`,
+			cur.StartedAt.Add(e.o.Lease), cur.StartedAt, c.ID, c.token).Scan(&status)
+		if errors.Is(err, sql.ErrNoRows) {
+			return errLeaseLost
+		}
+		if err != nil {
+			return fmt.Errorf("start step: %w", err)
+		}
+		if !Status(status).active() {
+			return nil
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO run_steps (id, run_id, node_id, attempt, status, input, idempotency_key, started_at)
+			VALUES ($1, $2, $3, $4, 'running', $5, $6, $7)`, cur.ID, c.ID, cur.NodeID, cur.Attempt, string(cur.Input), cur.IdempotencyKey, cur.StartedAt); err != nil {
+			return fmt.Errorf("record step: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
 		return false, err
 	}
-	now := e.now()
-	stepID := db.NewID()
-	if hasPrev && prev.Status == StepRunning {
-		stepID = prev.ID
-	} else {
-		if _, err := e.db.Write().ExecContext(ctx, `INSERT INTO run_steps (id, run_id, node_id, attempt, status, input, idempotency_key, started_at)
-			VALUES ($1, $2, $3, $4, 'running', $5, $6, $7)`, stepID, st.ID, nodeID, attempt, string(nonEmpty(input)), key, now); err != nil {
-			return false, fmt.Errorf("record step: %w", err)
-		}
+	c.Status = Status(status)
+	if !c.Status.active() {
+		return false, e.park(ctx, c.ID)
 	}
-	if st.Status == StatusPending {
-		if _, err := e.db.Write().ExecContext(ctx, `UPDATE runs SET status = 'running', started_at = COALESCE(started_at, $1), updated_at = $1
-			WHERE id = $2 AND status = 'pending'`, now, st.ID); err != nil {
-			return false, fmt.Errorf("start run: %w", err)
-		}
-	}
-	cur := Step{ID: stepID, NodeID: nodeID, Attempt: attempt, IdempotencyKey: key}
-	sctx, cancel := context.WithCancel(ctx)
-	held := make(chan struct{})
-	go func() {
-		defer close(held)
-		e.holdLease(sctx, st.ID, cancel)
-	}()
-	out, runErr := e.execute(sctx, st, node, input, scope, key, &cur)
-	cancel()
-	<-held
-	return e.commit(ctx, st, g, node, cur, out, runErr)
+	cur.recorded, cur.Status = true, StepRunning
+	c.last[cur.NodeID] = cur.Step
+	return true, nil
 }
 
 func nonEmpty(b json.RawMessage) json.RawMessage {
@@ -182,63 +349,6 @@ func nonEmpty(b json.RawMessage) json.RawMessage {
 		return json.RawMessage("null")
 	}
 	return b
-}
-
-func (e *Engine) waitOver(ctx context.Context, runID string) bool {
-	var due sql.NullTime
-	_ = e.db.Read().QueryRowContext(ctx, `SELECT due_at FROM runs WHERE id = $1`, runID).Scan(&due)
-	return due.Valid && !due.Time.After(e.now())
-}
-
-// scope gathers what expressions see: the trigger payload, every completed
-// step's output, and the previous step's output as $input.
-func (e *Engine) scope(ctx context.Context, st state, entry string) (Scope, json.RawMessage, error) {
-	s := Scope{Trigger: st.TriggerPayload, Steps: map[string]StepData{}, Meta: map[string]any{
-		"runId": st.ID, "workflowId": st.WorkflowID, "versionId": st.VersionID, "source": st.Source,
-	}}
-	rows, err := e.db.Read().QueryContext(ctx, `SELECT node_id, attempt, COALESCE(output, 'null'), started_at, finished_at FROM run_steps
-		WHERE run_id = $1 AND status = 'completed' ORDER BY finished_at, id`, st.ID)
-	if err != nil {
-		return Scope{}, nil, fmt.Errorf("read steps: %w", err)
-	}
-	defer rows.Close()
-	var last json.RawMessage
-	for rows.Next() {
-		var node, output string
-		var attempt int
-		var started time.Time
-		var finished sql.NullTime
-		if err := rows.Scan(&node, &attempt, &output, &started, &finished); err != nil {
-			return Scope{}, nil, err
-		}
-		meta := map[string]any{"attempt": attempt, "startedAt": started.UTC()}
-		if finished.Valid {
-			meta["finishedAt"] = finished.Time.UTC()
-		}
-		if it := entryIteration(node); it.loop != "" {
-			meta["iteration"] = it.index
-		}
-		s.Steps[EntryNode(node)] = StepData{Data: json.RawMessage(output), Meta: meta}
-		last = json.RawMessage(output)
-	}
-	if err := rows.Err(); err != nil {
-		return Scope{}, nil, err
-	}
-	if last == nil {
-		last = st.TriggerPayload
-	}
-	s.Input = last
-	// Inside a loop, $meta.loop is the current item and its index.
-	if it := entryIteration(entry); it.loop != "" {
-		items, err := e.loopItems(ctx, st.ID, it.loop)
-		if err != nil {
-			return Scope{}, nil, err
-		}
-		if it.index < len(items) {
-			s.Meta["loop"] = map[string]any{"index": it.index, "item": items[it.index], "count": len(items)}
-		}
-	}
-	return s, last, nil
 }
 
 // execute evaluates the node's config and runs its executor, turning a
@@ -277,8 +387,28 @@ func (e *Engine) execute(ctx context.Context, st state, node workflow.Node, inpu
 	return out, err
 }
 
-// commit records a step's result and moves the run on, in one transaction.
-func (e *Engine) commit(ctx context.Context, st state, g workflow.Graph, node workflow.Node, cur Step, out Outcome, runErr error) (bool, error) {
+// commit records a step's result and moves the run on. A step that
+// completed at once, with its run going on or completing, joins the group
+// commit (commit.go); every other outcome is written in a transaction of
+// its own, as rare as it is varied.
+func (e *Engine) commit(ctx context.Context, c *claimed, node workflow.Node, cur current, out Outcome, runErr error) (bool, error) {
+	if runErr == nil && out.WaitUntil == nil && out.WaitFor == "" && !cur.recorded {
+		// A called run's end wakes its caller: that takes the other path.
+		if next, err := c.advanceFrontier(node, cur.NodeID, out); err == nil && (len(next) > 0 || !c.called) {
+			return e.commitStep(ctx, c, cur.Step, out, next)
+		}
+	}
+	more, err := e.commitTx(ctx, c, node, cur, out, runErr)
+	if err != nil || !more {
+		return false, err
+	}
+	// Read the run back rather than mirror this commit in memory.
+	return true, e.reload(ctx, c)
+}
+
+// commitTx records a step's result and moves the run on, in one
+// transaction.
+func (e *Engine) commitTx(ctx context.Context, c *claimed, node workflow.Node, cur current, out Outcome, runErr error) (bool, error) {
 	now := e.now()
 	more := false
 	err := e.db.InTx(ctx, func(tx db.Querier) error {
@@ -286,26 +416,24 @@ func (e *Engine) commit(ctx context.Context, st state, g workflow.Graph, node wo
 		// retries the step under the same idempotency key. Extending the
 		// lease first also locks the run's row until this commits, so no
 		// one can take it over in between.
-		res, err := tx.ExecContext(ctx, `UPDATE runs SET lease_until = $1 WHERE id = $2 AND lease_owner = $3`, now.Add(e.o.Lease), st.ID, e.o.Owner)
+		var status string
+		err := tx.QueryRowContext(ctx, `UPDATE runs SET lease_until = $1, status = CASE WHEN status = 'pending' THEN 'running' ELSE status END,
+			started_at = CASE WHEN status = 'pending' THEN COALESCE(started_at, $2) ELSE started_at END
+			WHERE id = $3 AND lease_owner = $4 RETURNING status`, now.Add(e.o.Lease), cur.StartedAt, c.ID, c.token).Scan(&status)
+		if errors.Is(err, sql.ErrNoRows) {
+			return errLeaseLost
+		}
 		if err != nil {
 			return fmt.Errorf("extend lease: %w", err)
 		}
-		if n, err := res.RowsAffected(); err == nil && n == 0 {
-			return errLeaseLost
-		}
-		var status string
-		if err := tx.QueryRowContext(ctx, `SELECT status FROM runs WHERE id = $1`, st.ID).Scan(&status); err != nil {
-			return fmt.Errorf("read run status: %w", err)
-		}
 		// An operator may have paused or cancelled the run meanwhile: the
 		// step's result is still kept, the run stays as they left it.
-		active := status == string(StatusPending) || status == string(StatusRunning) || status == string(StatusWaiting)
+		active := Status(status).active()
 		var reauth *ReauthError
 		switch {
 		case runErr == nil && (out.WaitUntil != nil || out.WaitFor != ""):
 			output, _ := json.Marshal(out.Output)
-			if _, err := tx.ExecContext(ctx, `UPDATE run_steps SET status = 'waiting', output = $1, console = $2 WHERE id = $3`,
-				string(output), cur.Console, cur.ID); err != nil {
+			if err := putStep(ctx, tx, cur, StepWaiting, string(output), nil, nil); err != nil {
 				return err
 			}
 			if !active {
@@ -318,35 +446,34 @@ func (e *Engine) commit(ctx context.Context, st state, g workflow.Graph, node wo
 				reason = "delay"
 			}
 			_, err := tx.ExecContext(ctx, `UPDATE runs SET status = 'waiting', wait_reason = $1, due_at = $2, updated_at = $3 WHERE id = $4`,
-				reason, due, now, st.ID)
+				reason, due, now, c.ID)
 			return err
 		case runErr == nil:
 			output, err := json.Marshal(out.Output)
 			if err != nil {
 				return fmt.Errorf("encode output: %w", err)
 			}
-			if _, err := tx.ExecContext(ctx, `UPDATE run_steps SET status = 'completed', output = $1, console = $2, finished_at = $3 WHERE id = $4`,
-				string(output), cur.Console, now, cur.ID); err != nil {
+			if err := putStep(ctx, tx, cur, StepCompleted, string(output), nil, &now); err != nil {
 				return err
 			}
-			next, err := e.advanceFrontier(ctx, st, g, node, cur.NodeID, out)
+			next, err := c.advanceFrontier(node, cur.NodeID, out)
 			var se *StepError
 			if errors.As(err, &se) {
-				return e.finishTx(ctx, tx, st.ID, StatusFailed, se, now)
+				return e.finishTx(ctx, tx, c.ID, StatusFailed, se, now)
 			}
 			if err != nil {
 				return err
 			}
 			frontier, _ := json.Marshal(next)
 			if _, err := tx.ExecContext(ctx, `UPDATE runs SET frontier = $1, steps_done = steps_done + 1, wait_reason = '', updated_at = $2 WHERE id = $3`,
-				string(frontier), now, st.ID); err != nil {
+				string(frontier), now, c.ID); err != nil {
 				return err
 			}
 			if !active {
 				return nil
 			}
 			if status == string(StatusWaiting) {
-				if _, err := tx.ExecContext(ctx, `UPDATE runs SET status = 'running' WHERE id = $1`, st.ID); err != nil {
+				if _, err := tx.ExecContext(ctx, `UPDATE runs SET status = 'running' WHERE id = $1`, c.ID); err != nil {
 					return err
 				}
 			}
@@ -354,27 +481,27 @@ func (e *Engine) commit(ctx context.Context, st state, g workflow.Graph, node wo
 			return nil
 		case errors.As(runErr, &reauth):
 			se := &StepError{Code: "AUTH_REAUTHORIZATION_NEEDED", Message: "The connection needs to be reconnected; the run is held until then.", Detail: reauth.Reason}
-			if err := e.failStep(ctx, tx, cur, se, "paused", now); err != nil {
+			if err := putStep(ctx, tx, cur, StepPaused, "", se, &now); err != nil {
 				return err
 			}
 			if !active {
 				return nil
 			}
 			if _, err := tx.ExecContext(ctx, `UPDATE runs SET status = 'paused', pause_reason = 'reauth', paused_connection_id = $1, due_at = NULL, updated_at = $2 WHERE id = $3`,
-				reauth.ConnectionID, now, st.ID); err != nil {
+				reauth.ConnectionID, now, c.ID); err != nil {
 				return err
 			}
 			if _, err := tx.ExecContext(ctx, `INSERT INTO pending_reauths (run_id, connection_id, created_at) VALUES ($1, $2, $3)
-				ON CONFLICT (run_id, connection_id) DO UPDATE SET consumed_at = NULL, created_at = excluded.created_at`, st.ID, reauth.ConnectionID, now); err != nil {
+				ON CONFLICT (run_id, connection_id) DO UPDATE SET consumed_at = NULL, created_at = excluded.created_at`, c.ID, reauth.ConnectionID, now); err != nil {
 				return fmt.Errorf("record pending reauthorization: %w", err)
 			}
-			return e.event(ctx, tx, st.ID, "held-reauth", "", "connection "+reauth.ConnectionID)
+			return e.event(ctx, tx, c.ID, "held-reauth", "", "connection "+reauth.ConnectionID)
 		default:
 			se := asStepError(runErr)
 			if se.Code == "INTERNAL" {
-				e.o.Log.Error("step failed", "run", st.ID, "node", node.ID, "err", runErr)
+				e.o.Log.Error("step failed", "run", c.ID, "node", node.ID, "err", runErr)
 			}
-			if err := e.failStep(ctx, tx, cur, se, "failed", now); err != nil {
+			if err := putStep(ctx, tx, cur, StepFailed, "", se, &now); err != nil {
 				return err
 			}
 			if !active {
@@ -382,20 +509,42 @@ func (e *Engine) commit(ctx context.Context, st state, g workflow.Graph, node wo
 			}
 			if se.Retryable && cur.Attempt < attemptsOf(node) {
 				backoff := e.o.RetryBackoff << (cur.Attempt - 1)
-				_, err := tx.ExecContext(ctx, `UPDATE runs SET due_at = $1, updated_at = $2 WHERE id = $3`, now.Add(backoff), now, st.ID)
+				_, err := tx.ExecContext(ctx, `UPDATE runs SET due_at = $1, updated_at = $2 WHERE id = $3`, now.Add(backoff), now, c.ID)
 				return err
 			}
-			return e.finishTx(ctx, tx, st.ID, StatusFailed, se, now)
+			return e.finishTx(ctx, tx, c.ID, StatusFailed, se, now)
 		}
 	})
 	return more, err
 }
 
-func (e *Engine) failStep(ctx context.Context, tx db.Querier, cur Step, se *StepError, status string, now time.Time) error {
-	b, _ := json.Marshal(se)
-	_, err := tx.ExecContext(ctx, `UPDATE run_steps SET status = $1, error = $2, console = $3, finished_at = $4 WHERE id = $5`,
-		status, string(b), cur.Console, now, cur.ID)
-	return err
+// putStep writes an attempt's outcome: over its row when it was recorded
+// before (keeping the output it has when given none), as a new row
+// otherwise.
+func putStep(ctx context.Context, tx db.Querier, cur current, status StepStatus, output string, se *StepError, finished *time.Time) error {
+	var errJSON sql.NullString
+	if se != nil {
+		b, _ := json.Marshal(se)
+		errJSON = sql.NullString{String: string(b), Valid: true}
+	}
+	var fin sql.NullTime
+	if finished != nil {
+		fin = sql.NullTime{Time: *finished, Valid: true}
+	}
+	var err error
+	if cur.recorded {
+		_, err = tx.ExecContext(ctx, `UPDATE run_steps SET status = $1, output = COALESCE($2, output), error = $3, console = $4,
+			finished_at = COALESCE($5, finished_at) WHERE id = $6`, string(status), db.NullString(output), errJSON, cur.Console, fin, cur.ID)
+	} else {
+		_, err = tx.ExecContext(ctx, `INSERT INTO run_steps (id, run_id, node_id, attempt, status, input, output, console, error,
+			idempotency_key, started_at, finished_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+			cur.ID, cur.RunID, cur.NodeID, cur.Attempt, string(status), string(nonEmpty(cur.Input)), db.NullString(output), cur.Console, errJSON,
+			cur.IdempotencyKey, cur.StartedAt, fin)
+	}
+	if err != nil {
+		return fmt.Errorf("record step: %w", err)
+	}
+	return nil
 }
 
 func attemptsOf(n workflow.Node) int {
