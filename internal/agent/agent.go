@@ -17,6 +17,7 @@ import (
 	"taskjuice/internal/catalog"
 	"taskjuice/internal/connection"
 	"taskjuice/internal/expr"
+	"taskjuice/internal/llm"
 	"taskjuice/internal/workflow"
 )
 
@@ -27,6 +28,10 @@ type Spec struct {
 	Instructions string               `json:"instructions"`
 	Tools        []workflow.AgentTool `json:"tools"`
 	MaxSteps     int                  `json:"maxSteps,omitempty"`
+	// Model drives the agent; without one, an outside caller submits each
+	// decision (the agent callback).
+	Model     *workflow.ModelRef `json:"model,omitempty"`
+	MaxTokens int                `json:"maxTokens,omitempty"`
 }
 
 // Agent is an agent as people and the API see it.
@@ -39,6 +44,8 @@ type Agent struct {
 	Instructions string               `json:"instructions"`
 	Tools        []workflow.AgentTool `json:"tools"`
 	MaxSteps     int                  `json:"maxSteps"`
+	Model        *workflow.ModelRef   `json:"model,omitempty"`
+	MaxTokens    int                  `json:"maxTokens,omitempty"`
 	VersionID    string               `json:"versionId"`
 }
 
@@ -47,11 +54,13 @@ type Service struct {
 	workflows   *workflow.Service
 	connections *connection.Service
 	catalog     *catalog.Catalog
+	models      *llm.Service
 }
 
-// NewService returns the agent service.
-func NewService(w *workflow.Service, c *connection.Service, cat *catalog.Catalog) *Service {
-	return &Service{workflows: w, connections: c, catalog: cat}
+// NewService returns the agent service; models (may be nil) are the
+// workspaces' model providers, which drive agents.
+func NewService(w *workflow.Service, c *connection.Service, cat *catalog.Catalog, models *llm.Service) *Service {
+	return &Service{workflows: w, connections: c, catalog: cat, models: models}
 }
 
 // stepID is the id of the Agent step in an agent's graph.
@@ -62,7 +71,12 @@ func (sp Spec) graph() workflow.Graph {
 	if tools == nil {
 		tools = []workflow.AgentTool{}
 	}
-	cfg, _ := json.Marshal(workflow.AgentConfig{Instructions: sp.Instructions, Driver: workflow.DriverCallback, Tools: tools, MaxSteps: sp.MaxSteps})
+	driver := workflow.DriverCallback
+	if sp.Model != nil {
+		driver = workflow.DriverModel
+	}
+	cfg, _ := json.Marshal(workflow.AgentConfig{Instructions: sp.Instructions, Driver: driver, Model: sp.Model, Tools: tools,
+		MaxSteps: sp.MaxSteps, MaxTokens: sp.MaxTokens})
 	return workflow.Graph{
 		Schema:  workflow.SchemaVersion,
 		Trigger: &workflow.Node{ID: "start", Kind: workflow.TriggerManual},
@@ -82,10 +96,38 @@ func (s *Service) checks(ctx context.Context, ws account.Workspace) (workflow.Ch
 	for _, c := range conns {
 		byID[c.ID] = [2]string{c.AppKey, string(c.Status)}
 	}
-	return workflow.Checks{Apps: s.catalog, Expressions: expr.CompileJSON, Connection: func(id string) (string, string, bool) {
+	c := workflow.Checks{Apps: s.catalog, Expressions: expr.CompileJSON, Connection: func(id string) (string, string, bool) {
 		v, ok := byID[id]
 		return v[0], v[1], ok
-	}}, nil
+	}}
+	c.Model = func(string, string) (bool, bool) { return false, false }
+	if s.models != nil {
+		c.Model, err = ModelCheck(ctx, s.models, ws.ID)
+		if err != nil {
+			return workflow.Checks{}, err
+		}
+	}
+	return c, nil
+}
+
+// ModelCheck answers the publish gate's question about models from the
+// workspace's providers.
+func ModelCheck(ctx context.Context, models *llm.Service, workspaceID string) (func(providerID, model string) (bool, bool), error) {
+	ps, err := models.List(ctx, workspaceID)
+	if err != nil {
+		return nil, err
+	}
+	offered := map[string]map[string]bool{}
+	for _, p := range ps {
+		offered[p.ID] = map[string]bool{}
+		for _, m := range p.Models {
+			offered[p.ID][m.Model] = true
+		}
+	}
+	return func(providerID, model string) (bool, bool) {
+		m, ok := offered[providerID]
+		return m[model], ok
+	}, nil
 }
 
 // validate reports every problem of the spec as field errors.
@@ -199,7 +241,7 @@ func (s *Service) describe(ctx context.Context, ws account.Workspace, w workflow
 		return Agent{}, fmt.Errorf("agent %s: %w", w.ID, err)
 	}
 	c := cfg.(*workflow.AgentConfig)
-	a.Driver, a.Instructions, a.MaxSteps = c.Driver, c.Instructions, c.Steps()
+	a.Driver, a.Instructions, a.MaxSteps, a.Model, a.MaxTokens = c.Driver, c.Instructions, c.Steps(), c.Model, c.MaxTokens
 	if c.Tools != nil {
 		a.Tools = c.Tools
 	}

@@ -83,7 +83,7 @@ func New(o Options) (*Server, error) {
 	api.New(api.Deps{
 		Accounts: o.Accounts, Auth: auth, Log: o.Log, Connections: o.Connections,
 		Refresher: o.Refresher, Catalog: o.Catalog, Workflows: o.Workflows, Engine: o.Engine, BaseURL: o.BaseURL,
-		Agents: agent.NewService(o.Workflows, o.Connections, o.Catalog),
+		Agents: agent.NewService(o.Workflows, o.Connections, o.Catalog, nil),
 	}).Register(mux)
 	pages.Register(mux)
 	if o.Sandbox != nil {

@@ -102,15 +102,45 @@ type CallWorkflowConfig struct {
 }
 
 // AgentConfig is an agent's loop: at each turn its driver decides the next
-// tool call or gives the final answer. With the "callback" driver an
+// tool call or gives the final answer. With the "model" driver a model of
+// one of the workspace's providers decides; with the "callback" driver an
 // outside caller submits each decision through the API.
 type AgentConfig struct {
 	Instructions string      `json:"instructions"`
 	Driver       string      `json:"driver"`
+	Model        *ModelRef   `json:"model,omitempty"`
 	Tools        []AgentTool `json:"tools"`
 	// MaxSteps bounds the turns (decisions) of one run.
 	MaxSteps int `json:"maxSteps,omitempty"`
+	// MaxTokens bounds each model call's answer.
+	MaxTokens int `json:"maxTokens,omitempty"`
 }
+
+// ModelRef names a model of one of the workspace's model providers.
+type ModelRef struct {
+	ProviderID string `json:"providerId"`
+	Name       string `json:"name"`
+}
+
+// AIGenerateConfig turns a prompt into text with a model.
+type AIGenerateConfig struct {
+	Model     ModelRef `json:"model"`
+	System    string   `json:"system,omitempty"`
+	Prompt    string   `json:"prompt"`
+	MaxTokens int      `json:"maxTokens,omitempty"`
+}
+
+// AIExtractConfig reads text into JSON that must match a JSON Schema.
+type AIExtractConfig struct {
+	Model        ModelRef        `json:"model"`
+	Instructions string          `json:"instructions,omitempty"`
+	Text         string          `json:"text"`
+	Schema       json.RawMessage `json:"schema"`
+	MaxTokens    int             `json:"maxTokens,omitempty"`
+}
+
+// MaxModelTokens bounds the answer of one model call a step may ask for.
+const MaxModelTokens = 32000
 
 // AgentTool is an app action the agent may call, through a connection.
 type AgentTool struct {
@@ -123,6 +153,7 @@ type AgentTool struct {
 
 // Agent drivers.
 const (
+	DriverModel    = "model"
 	DriverCallback = "callback"
 )
 
@@ -180,6 +211,10 @@ func configFor(k Kind) any {
 		return &CallWorkflowConfig{}
 	case NodeAgent:
 		return &AgentConfig{}
+	case NodeAIGenerate:
+		return &AIGenerateConfig{}
+	case NodeAIExtract:
+		return &AIExtractConfig{}
 	}
 	return nil
 }

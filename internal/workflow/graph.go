@@ -89,6 +89,8 @@ const (
 	NodeLoop         Kind = "loop"
 	NodeCallWorkflow Kind = "call-workflow"
 	NodeAgent        Kind = "agent"
+	NodeAIGenerate   Kind = "ai-generate"
+	NodeAIExtract    Kind = "ai-extract"
 )
 
 // IsTrigger reports whether k is a trigger kind.
@@ -103,7 +105,7 @@ func (k Kind) IsTrigger() bool {
 // IsNode reports whether k is a step kind.
 func (k Kind) IsNode() bool {
 	switch k {
-	case NodeAction, NodeHTTP, NodeBranch, NodeSwitch, NodeTransform, NodeDelay, NodeApproval, NodeLoop, NodeCallWorkflow, NodeAgent:
+	case NodeAction, NodeHTTP, NodeBranch, NodeSwitch, NodeTransform, NodeDelay, NodeApproval, NodeLoop, NodeCallWorkflow, NodeAgent, NodeAIGenerate, NodeAIExtract:
 		return true
 	}
 	return false
@@ -138,6 +140,10 @@ func (k Kind) Label() string {
 		return "Call Workflow"
 	case NodeAgent:
 		return "Agent"
+	case NodeAIGenerate:
+		return "AI Generate"
+	case NodeAIExtract:
+		return "AI Extract"
 	}
 	return string(k)
 }

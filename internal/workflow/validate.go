@@ -54,6 +54,9 @@ type Checks struct {
 	// Workflow reports whether a workflow that a Call Workflow node names
 	// exists in the workspace and is published.
 	Workflow func(id string) bool
+	// Model reports whether a model provider of the workspace offers the
+	// model (ok false: no such provider).
+	Model func(providerID, model string) (offered, ok bool)
 }
 
 var nodeIDPattern = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,62}$`)
@@ -401,6 +404,21 @@ func (v *validator) node(n Node) {
 		}
 	case *AgentConfig:
 		v.agent(n, c)
+	case *AIGenerateConfig:
+		v.model(n, "model", c.Model)
+		v.maxTokens(n, c.MaxTokens)
+		if strings.TrimSpace(c.Prompt) == "" {
+			v.add(n.ID, "prompt", "Write the prompt")
+		}
+	case *AIExtractConfig:
+		v.model(n, "model", c.Model)
+		v.maxTokens(n, c.MaxTokens)
+		if strings.TrimSpace(c.Text) == "" {
+			v.add(n.ID, "text", "Say which text to read, e.g. {{ $trigger.body }}")
+		}
+		if msg := schemaProblem(c.Schema); msg != "" {
+			v.add(n.ID, "schema", "%s", msg)
+		}
 	case *CallWorkflowConfig:
 		if c.WorkflowID == "" {
 			v.add(n.ID, "workflowId", "Choose the workflow to call")
@@ -456,6 +474,29 @@ func (v *validator) binding(n Node, cfg any) {
 	}
 }
 
+// model checks a node's model: a provider of the workspace that offers it.
+func (v *validator) model(n Node, field string, m ModelRef) {
+	switch {
+	case m.ProviderID == "":
+		v.add(n.ID, field+".providerId", "Choose the model provider")
+	case strings.TrimSpace(m.Name) == "":
+		v.add(n.ID, field+".name", "Choose the model")
+	case v.c.Model != nil:
+		offered, ok := v.c.Model(m.ProviderID, m.Name)
+		if !ok {
+			v.add(n.ID, field+".providerId", "The chosen model provider does not exist in this workspace")
+		} else if !offered {
+			v.add(n.ID, field+".name", "The provider does not offer the model %q", m.Name)
+		}
+	}
+}
+
+func (v *validator) maxTokens(n Node, max int) {
+	if max < 0 || max > MaxModelTokens {
+		v.add(n.ID, "maxTokens", "A model call answers in at most %d tokens", MaxModelTokens)
+	}
+}
+
 var toolNamePattern = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,63}$`)
 
 func (v *validator) agent(n Node, c *AgentConfig) {
@@ -464,9 +505,21 @@ func (v *validator) agent(n Node, c *AgentConfig) {
 	} else if utf8.RuneCountInString(c.Instructions) > 20000 {
 		v.add(n.ID, "instructions", "Instructions hold at most 20000 characters")
 	}
-	if c.Driver != DriverCallback {
-		v.add(n.ID, "driver", "The agent's driver must be %q (an outside caller submits each decision)", DriverCallback)
+	switch c.Driver {
+	case DriverModel:
+		if c.Model == nil {
+			v.add(n.ID, "model", "Choose the model that drives the agent")
+		} else {
+			v.model(n, "model", *c.Model)
+		}
+	case DriverCallback:
+		if c.Model != nil {
+			v.add(n.ID, "model", "An agent driven by callbacks has no model")
+		}
+	default:
+		v.add(n.ID, "driver", "The agent's driver is %q (a model decides) or %q (an outside caller submits each decision)", DriverModel, DriverCallback)
 	}
+	v.maxTokens(n, c.MaxTokens)
 	if c.MaxSteps < 0 || c.MaxSteps > MaxAgentSteps {
 		v.add(n.ID, "maxSteps", "An agent takes 1–%d steps", MaxAgentSteps)
 	}
@@ -514,6 +567,27 @@ func (v *validator) agent(n Node, c *AgentConfig) {
 			v.add(n.ID, field("connectionId"), MsgAgentInactiveConnection)
 		}
 	}
+}
+
+// schemaProblem checks an AI Extract schema: a JSON Schema object whose
+// type is "object".
+func schemaProblem(raw json.RawMessage) string {
+	if len(raw) == 0 {
+		return "Describe the JSON to extract as a JSON Schema"
+	}
+	var s struct {
+		Type string `json:"type"`
+	}
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "The schema must be a JSON object (a JSON Schema)"
+	}
+	if s.Type != "object" {
+		return `The schema describes an object: give it "type": "object" and its properties`
+	}
+	if _, err := CompileSchema(raw); err != nil {
+		return "The schema is not a valid JSON Schema: " + err.Error()
+	}
+	return ""
 }
 
 func (v *validator) inactive(n Node) {
