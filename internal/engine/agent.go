@@ -9,6 +9,7 @@ import (
 
 	"taskjuice/internal/apperr"
 	"taskjuice/internal/db"
+	"taskjuice/internal/llm"
 	"taskjuice/internal/workflow"
 )
 
@@ -60,6 +61,11 @@ func toolEntry(node string, turn int) string { return node + "!" + strconv.Itoa(
 type AgentDecision struct {
 	ToolCall *ToolCall `json:"toolCall,omitempty"`
 	Answer   any       `json:"answer,omitempty"`
+	// A model's decision also records the model's id for the tool call and
+	// what the call used and cost.
+	CallID string     `json:"callId,omitempty"`
+	Usage  *llm.Usage `json:"usage,omitempty"`
+	Cost   string     `json:"costUsd,omitempty"`
 }
 
 // ToolCall names one of the agent's tools and its input.
@@ -109,6 +115,8 @@ func (e *Engine) agent(ctx context.Context, c Call) (Outcome, error) {
 		return Outcome{}, &StepError{Code: "AGENT_STEP_LIMIT", Message: fmt.Sprintf("The agent took all of its %d steps without giving an answer", cfg.Steps())}
 	}
 	switch cfg.Driver {
+	case workflow.DriverModel:
+		return e.modelDecision(ctx, c, cfg, t.turn)
 	case workflow.DriverCallback:
 		fmt.Fprintf(c.Console, "turn %d: waiting for the next decision from the agent callback\n", t.turn)
 		return Outcome{Output: map[string]any{"turn": t.turn, "awaiting": "decision"}, WaitFor: WaitAgentCallback}, nil
@@ -188,6 +196,10 @@ func (e *Engine) SubmitAgentDecision(ctx context.Context, workspaceID, runID, ac
 		if err != nil {
 			return err
 		}
+		if cfg.Driver != workflow.DriverCallback {
+			return apperr.Conflict("not_waiting_for_agent", "", "This agent is driven by a model; it takes no decisions from callers")
+		}
+		d.CallID, d.Usage, d.Cost = "", nil, ""
 		if err := d.check(cfg); err != nil {
 			return err
 		}

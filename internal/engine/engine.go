@@ -52,6 +52,8 @@ type Engine struct {
 	// commits gathers the steps of several runs into one transaction.
 	commits committer
 	graphs  graphCache
+	// models makes AI steps' and agents' model calls (UseModels).
+	models Models
 }
 
 // New returns an engine executing nodes with the given executors and

@@ -38,6 +38,10 @@ type fixture struct {
 	sbURL  string
 	cat    *catalog.Catalog
 	connID string
+	// modelCheck answers the publish gate about models (see models()).
+	modelCheck func(providerID, model string) (bool, bool)
+	// before, when set, sees each request to the sandbox first.
+	before func(r *http.Request)
 }
 
 func setup(t *testing.T, d *db.DB) *fixture {
@@ -50,7 +54,12 @@ func setup(t *testing.T, d *db.DB) *fixture {
 	f.ws, err = accounts.CreateWorkspaceForAccount(ctx, a.ID, "Acme", "acme")
 	must(t, err)
 
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { f.sb.Handler().ServeHTTP(w, r) }))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if f.before != nil {
+			f.before(r)
+		}
+		f.sb.Handler().ServeHTTP(w, r)
+	}))
 	t.Cleanup(srv.Close)
 	f.sbURL = srv.URL
 	f.sb, err = sandbox.New(sandbox.Options{BaseURL: srv.URL, Clients: []sandbox.Client{{ID: "taskjuice", RedirectURIs: []string{"http://127.0.0.1/callback"}}}})

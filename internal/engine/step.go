@@ -60,9 +60,11 @@ func (e *Engine) advance(ctx context.Context, c claimed) error {
 	// long a step takes; if it is lost all the same, the step is cancelled.
 	rctx, lost := context.WithCancelCause(ctx)
 	kept := make(chan struct{})
+	// Read before the goroutine starts: the worker rewrites c as it goes.
+	id, token := c.ID, c.token
 	go func() {
 		defer close(kept)
-		e.keepLease(rctx, c.ID, c.token, lost)
+		e.keepLease(rctx, id, token, lost)
 	}()
 	defer func() { lost(nil); <-kept }()
 
@@ -366,6 +368,10 @@ func (e *Engine) execute(ctx context.Context, st state, node workflow.Node, inpu
 		exec, ok = e.callWorkflow, true
 	case workflow.NodeAgent:
 		exec, ok = e.agent, true
+	case workflow.NodeAIGenerate:
+		exec, ok = e.aiGenerate, true
+	case workflow.NodeAIExtract:
+		exec, ok = e.aiExtract, true
 	}
 	if !ok {
 		return Outcome{}, &StepError{Code: "NOT_SUPPORTED", Message: fmt.Sprintf("This TaskJuice cannot run %s steps yet", node.Kind.Label())}
@@ -430,6 +436,7 @@ func (e *Engine) commitTx(ctx context.Context, c *claimed, node workflow.Node, c
 		// step's result is still kept, the run stays as they left it.
 		active := Status(status).active()
 		var reauth *ReauthError
+		var capped *SpendCapError
 		switch {
 		case runErr == nil && (out.WaitUntil != nil || out.WaitFor != ""):
 			output, _ := json.Marshal(out.Output)
@@ -496,6 +503,21 @@ func (e *Engine) commitTx(ctx context.Context, c *claimed, node workflow.Node, c
 				return fmt.Errorf("record pending reauthorization: %w", err)
 			}
 			return e.event(ctx, tx, c.ID, "held-reauth", "", "connection "+reauth.ConnectionID)
+		case errors.As(runErr, &capped):
+			// Refused before it was sent: the run waits at this step for the
+			// cap to be raised (or the period to roll over) and Resume.
+			se := &StepError{Code: "SPEND_CAP_REACHED", Message: capped.Message}
+			if err := putStep(ctx, tx, cur, StepPaused, "", se, &now); err != nil {
+				return err
+			}
+			if !active {
+				return nil
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE runs SET status = 'paused', pause_reason = 'spend-cap', due_at = NULL, updated_at = $1 WHERE id = $2`,
+				now, c.ID); err != nil {
+				return err
+			}
+			return e.event(ctx, tx, c.ID, "held-spend-cap", "", "")
 		default:
 			se := asStepError(runErr)
 			if se.Code == "INTERNAL" {
