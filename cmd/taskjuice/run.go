@@ -22,10 +22,12 @@ import (
 	"taskjuice/internal/demo"
 	"taskjuice/internal/engine"
 	"taskjuice/internal/expr"
+	"taskjuice/internal/llm"
 	"taskjuice/internal/mail"
 	"taskjuice/internal/notify"
 	"taskjuice/internal/sandbox"
 	"taskjuice/internal/server"
+	"taskjuice/internal/spend"
 	"taskjuice/internal/trigger"
 	"taskjuice/internal/vault"
 	"taskjuice/internal/workflow"
@@ -195,6 +197,8 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 		Webhooks:  trigger.New(d, keys, eng, workflows, trigger.Options{Log: log.With("component", "webhooks")}),
 		Scheduler: trigger.NewScheduler(d, eng, trigger.SchedulerOptions{Log: log.With("component", "schedules")}),
 		Notify:    notify.NewService(d, cat),
+		Models:    llm.NewService(d, keys, llm.Options{}),
+		Spend:     spend.NewService(d, spend.Options{}),
 	}
 	if cfg.SMTP.Host != "" {
 		sender, err := mail.NewSMTP(cfg.SMTP)
@@ -442,6 +446,12 @@ func cmdRotateKey(ctx context.Context, args []string, e env) error {
 	if err != nil {
 		return fmt.Errorf("rotate keys: %w", err)
 	}
+	// Model providers' API keys are sealed with the same keyring.
+	m, err := llm.NewService(d, keys, llm.Options{}).RotateKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("rotate model provider keys: %w", err)
+	}
+	n += m
 	if fileManaged {
 		if err := vault.RetireKeyFile(cfg.DataDir, retiring); err != nil {
 			return err

@@ -14,6 +14,8 @@ import (
 	"taskjuice/internal/catalog"
 	"taskjuice/internal/connection"
 	"taskjuice/internal/engine"
+	"taskjuice/internal/llm"
+	"taskjuice/internal/spend"
 	"taskjuice/internal/workflow"
 )
 
@@ -31,6 +33,8 @@ type Handler struct {
 	workflows   *workflow.Service
 	engine      *engine.Engine
 	agents      *agent.Service
+	models      *llm.Service
+	spend       *spend.Service
 	baseURL     string
 }
 
@@ -45,13 +49,16 @@ type Deps struct {
 	Workflows   *workflow.Service
 	Engine      *engine.Engine
 	Agents      *agent.Service
+	Models      *llm.Service   // the workspaces' model providers
+	Spend       *spend.Service // model spend and its cap
 	BaseURL     string
 }
 
 // New returns the API handler.
 func New(d Deps) *Handler {
 	return &Handler{accounts: d.Accounts, auth: d.Auth, log: d.Log, connections: d.Connections,
-		refresher: d.Refresher, catalog: d.Catalog, workflows: d.Workflows, engine: d.Engine, agents: d.Agents, baseURL: d.BaseURL}
+		refresher: d.Refresher, catalog: d.Catalog, workflows: d.Workflows, engine: d.Engine, agents: d.Agents,
+		models: d.Models, spend: d.Spend, baseURL: d.BaseURL}
 }
 
 // Route is one entry of the route table.
@@ -92,6 +99,13 @@ func (h *Handler) Routes() []Route {
 		{"GET", "/api/v1/workspaces/{slug}/agents/{id}", h.authed(h.getAgent)},
 		{"PUT", "/api/v1/workspaces/{slug}/agents/{id}", h.authed(h.updateAgent)},
 		{"POST", "/api/v1/workspaces/{slug}/agents/{id}/runs", h.authed(h.startAgentRun)},
+		{"GET", "/api/v1/workspaces/{slug}/model-providers", h.authed(h.listModelProviders)},
+		{"POST", "/api/v1/workspaces/{slug}/model-providers", h.authed(h.createModelProvider)},
+		{"GET", "/api/v1/workspaces/{slug}/model-providers/{id}", h.authed(h.getModelProvider)},
+		{"PUT", "/api/v1/workspaces/{slug}/model-providers/{id}", h.authed(h.updateModelProvider)},
+		{"DELETE", "/api/v1/workspaces/{slug}/model-providers/{id}", h.authed(h.deleteModelProvider)},
+		{"GET", "/api/v1/workspaces/{slug}/spend", h.authed(h.getSpend)},
+		{"PUT", "/api/v1/workspaces/{slug}/spend/cap", h.authed(h.setSpendCap)},
 		{"GET", "/api/v1/workspaces/{slug}/runs", h.authed(h.listRuns)},
 		{"GET", "/api/v1/workspaces/{slug}/runs/{id}", h.authed(h.getRun)},
 		{"POST", "/api/v1/workspaces/{slug}/runs/{id}/{action}", h.authed(h.runAction)},

@@ -23,8 +23,10 @@ import (
 	"taskjuice/internal/connection"
 	"taskjuice/internal/db"
 	"taskjuice/internal/engine"
+	"taskjuice/internal/llm"
 	"taskjuice/internal/mail"
 	"taskjuice/internal/notify"
+	"taskjuice/internal/spend"
 	"taskjuice/internal/trigger"
 	"taskjuice/internal/web"
 	"taskjuice/internal/workflow"
@@ -42,6 +44,8 @@ type Options struct {
 	Webhooks    *trigger.Webhooks
 	Scheduler   *trigger.Scheduler
 	Notify      *notify.Service
+	Models      *llm.Service   // the workspaces' model providers
+	Spend       *spend.Service // model spend and its cap
 	// Mail, when set, delivers the outbox's email over SMTP.
 	Mail          *mail.Outbox
 	Log           *slog.Logger
@@ -68,6 +72,7 @@ func New(o Options) (*Server, error) {
 	pages, err := web.New(web.Deps{
 		Accounts: o.Accounts, Auth: auth, Log: o.Log, Connections: o.Connections,
 		Refresher: o.Refresher, Catalog: o.Catalog, Workflows: o.Workflows, Engine: o.Engine, Webhooks: o.Webhooks, Notify: o.Notify, BaseURL: o.BaseURL,
+		Models: o.Models, Spend: o.Spend,
 	})
 	if err != nil {
 		return nil, err
@@ -84,6 +89,7 @@ func New(o Options) (*Server, error) {
 		Accounts: o.Accounts, Auth: auth, Log: o.Log, Connections: o.Connections,
 		Refresher: o.Refresher, Catalog: o.Catalog, Workflows: o.Workflows, Engine: o.Engine, BaseURL: o.BaseURL,
 		Agents: agent.NewService(o.Workflows, o.Connections, o.Catalog, nil),
+		Models: o.Models, Spend: o.Spend,
 	}).Register(mux)
 	pages.Register(mux)
 	if o.Sandbox != nil {

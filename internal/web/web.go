@@ -20,7 +20,9 @@ import (
 	"taskjuice/internal/catalog"
 	"taskjuice/internal/connection"
 	"taskjuice/internal/engine"
+	"taskjuice/internal/llm"
 	"taskjuice/internal/notify"
+	"taskjuice/internal/spend"
 	"taskjuice/internal/trigger"
 	"taskjuice/internal/workflow"
 )
@@ -43,6 +45,8 @@ type Deps struct {
 	Engine      *engine.Engine
 	Webhooks    *trigger.Webhooks
 	Notify      *notify.Service
+	Models      *llm.Service   // the workspaces' model providers
+	Spend       *spend.Service // model spend and its cap
 	// BaseURL is the public URL of this TaskJuice, for OAuth redirects.
 	BaseURL string
 	// HTTPClient calls apps (identity, revocation).
@@ -126,6 +130,13 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	ws.HandleFunc("GET /{workspaceSlug}/monitoring/workflow-runs/{workflowId}/{runId}", h.inWorkspace("runs", h.runDetail))
 	ws.HandleFunc("POST /{workspaceSlug}/monitoring/workflow-runs/{workflowId}/{runId}/{action}", h.inWorkspace("runs", h.runAction))
 	ws.HandleFunc("GET /{workspaceSlug}/workspace/members", h.inWorkspace("members", h.members))
+	ws.HandleFunc("GET /{workspaceSlug}/analytics/costs", h.inWorkspace("costs", h.costs))
+	ws.HandleFunc("POST /{workspaceSlug}/analytics/costs/cap", h.inWorkspace("costs", h.setSpendCap))
+	ws.HandleFunc("GET /{workspaceSlug}/settings/models", h.inWorkspace("models", h.modelProviders))
+	ws.HandleFunc("POST /{workspaceSlug}/settings/models", h.inWorkspace("models", h.saveModelProvider))
+	ws.HandleFunc("GET /{workspaceSlug}/settings/models/{id}", h.inWorkspace("models", h.editModelProvider))
+	ws.HandleFunc("POST /{workspaceSlug}/settings/models/{id}", h.inWorkspace("models", h.saveModelProvider))
+	ws.HandleFunc("POST /{workspaceSlug}/settings/models/{id}/delete", h.inWorkspace("models", h.deleteModelProvider))
 	ws.HandleFunc("GET /{workspaceSlug}/notifications", h.inWorkspace("notifications", h.notifications))
 	ws.HandleFunc("POST /{workspaceSlug}/notifications/read", h.inWorkspace("notifications", h.markRead))
 	ws.HandleFunc("POST /{workspaceSlug}/notifications/{id}/read", h.inWorkspace("notifications", h.markRead))
@@ -312,6 +323,9 @@ var flashes = map[string]string{
 	"step-saved":         "Step saved.",
 	"step-moved":         "Step moved.",
 	"step-deleted":       "Step deleted.",
+	"spend-cap-saved":    "Spend cap saved.",
+	"provider-saved":     "Model provider saved.",
+	"provider-deleted":   "Model provider deleted.",
 }
 
 const flashCookie = "tj_flash"
