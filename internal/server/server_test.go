@@ -22,9 +22,11 @@ import (
 	"taskjuice/internal/db/dbtest"
 	"taskjuice/internal/engine"
 	"taskjuice/internal/expr"
+	"taskjuice/internal/llm"
 	"taskjuice/internal/notify"
 	"taskjuice/internal/sandbox"
 	"taskjuice/internal/server"
+	"taskjuice/internal/spend"
 	"taskjuice/internal/trigger"
 	"taskjuice/internal/vault"
 	"taskjuice/internal/workflow"
@@ -45,6 +47,8 @@ type env struct {
 	workflows   *workflow.Service
 	engine      *engine.Engine
 	notify      *notify.Service
+	models      *llm.Service
+	spend       *spend.Service
 	sandbox     *sandbox.Provider
 	server      *server.Server
 	srv         *httptest.Server
@@ -71,6 +75,7 @@ func setup(t *testing.T, d *db.DB) *env {
 	t.Cleanup(e.srv.Close)
 	opts := fullOptions(t, d, accounts, log, e.srv.URL)
 	e.connections, e.refresher, e.workflows, e.engine, e.notify = opts.Connections, opts.Refresher, opts.Workflows, opts.Engine, opts.Notify
+	e.models, e.spend = opts.Models, opts.Spend
 	e.sandbox = newSandbox(t, e.srv.URL, log)
 	opts.Sandbox = e.sandbox.Handler()
 	t.Cleanup(e.checkNoSecretLeaked)
@@ -119,7 +124,9 @@ func fullOptions(t *testing.T, d *db.DB, accounts *account.Service, log *slog.Lo
 		Workflows: workflows, Engine: eng, Log: log, BaseURL: baseURL,
 		Webhooks:  trigger.New(d, vault.NewKeyring(key), eng, workflows, trigger.Options{Log: log}),
 		Scheduler: trigger.NewScheduler(d, eng, trigger.SchedulerOptions{Log: log}),
-		Notify:    notify.NewService(d, cat)}
+		Notify:    notify.NewService(d, cat),
+		Models:    llm.NewService(d, vault.NewKeyring(key), llm.Options{}),
+		Spend:     spend.NewService(d, spend.Options{})}
 }
 
 // newSandbox is the built-in sandbox provider as serve mounts it, with
@@ -193,8 +200,8 @@ func (b *browser) do(req *http.Request) response {
 }
 
 // secretPattern matches the credentials tests create: sandbox access and
-// refresh tokens, and app API keys.
-var secretPattern = regexp.MustCompile(`sbx[ar]_[A-Za-z0-9_-]{8,}|sk_(test|live)_[A-Za-z0-9]{4,}`)
+// refresh tokens, app API keys, and the sandbox's model key.
+var secretPattern = regexp.MustCompile(`sbx[ar]_[A-Za-z0-9_-]{8,}|sk_(test|live)_[A-Za-z0-9]{4,}|sk-sandbox-[A-Za-z0-9_-]{8,}`)
 
 // checkNoSecretLeaked fails the test if any response TaskJuice gave, or any
 // log line it wrote, carries a credential.
