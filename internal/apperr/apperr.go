@@ -22,6 +22,7 @@ const (
 	KindBadRequest                   // the request itself cannot be understood (400)
 	KindTooLarge                     // the request body is over the limit (413)
 	KindUpstream                     // a third-party app could not be reached (502)
+	KindGone                         // it existed but is used up or expired for good (410)
 )
 
 // Error is a user-facing error: Message is written for a person, Field names
@@ -92,6 +93,12 @@ func Upstream(message string) *Error {
 	return &Error{Kind: KindUpstream, Code: "upstream_unavailable", Message: message}
 }
 
+// Gone reports something that existed but can no longer be used: an
+// expired or already used link.
+func Gone(code, message string) *Error {
+	return &Error{Kind: KindGone, Code: code, Message: message}
+}
+
 // As returns the user-facing error inside err, if there is one.
 func As(err error) (*Error, bool) {
 	var e *Error
@@ -148,6 +155,8 @@ func Status(err error) int {
 		return 413
 	case KindUpstream:
 		return 502
+	case KindGone:
+		return 410
 	}
 	return 500
 }

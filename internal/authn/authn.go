@@ -58,6 +58,13 @@ func (a *Authenticator) StartSession(w http.ResponseWriter, r *http.Request, ema
 	if err != nil {
 		return account.Principal{}, err
 	}
+	a.SetSession(w, r, sess)
+	return p, nil
+}
+
+// SetSession sets the cookie of a session opened some other way than by
+// password (an accepted invitation, a single-use sign-in link).
+func (a *Authenticator) SetSession(w http.ResponseWriter, r *http.Request, sess account.Session) {
 	http.SetCookie(w, &http.Cookie{
 		Name:     SessionCookie,
 		Value:    sess.Token,
@@ -67,7 +74,6 @@ func (a *Authenticator) StartSession(w http.ResponseWriter, r *http.Request, ema
 		Secure:   a.secure || r.TLS != nil,
 		SameSite: http.SameSiteLaxMode,
 	})
-	return p, nil
 }
 
 // EndSession signs the person out and clears the cookie.

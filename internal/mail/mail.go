@@ -88,16 +88,53 @@ func (s *SMTP) Send(ctx context.Context, m Message) error {
 
 // Enqueue records a message for delivery, in the caller's transaction.
 func Enqueue(ctx context.Context, q db.Querier, kind string, m Message) error {
+	return EnqueueRef(ctx, q, kind, "", m)
+}
+
+// LinkPlaceholder stands, in an enqueued message, for a link whose secret
+// token is minted only when the message is sent, by the expander registered
+// for its kind (Outbox.Expand).
+const LinkPlaceholder = "{{link}}"
+
+// EnqueueRef records a message whose text carries LinkPlaceholder; ref
+// tells the kind's expander what the link is for (an invitation's id, a
+// client request's id).
+//
+// Why at delivery rather than encrypting the outbox: a sign-in link is a
+// bearer secret. Minted at the moment of sending, it exists only in the
+// SMTP session and in the recipient's mailbox; the database holds its hash
+// alone, as for sessions and API tokens, and a copy of the outbox table
+// (or a backup) opens nothing. A retry mints a new token and the unsent
+// one never worked.
+func EnqueueRef(ctx context.Context, q db.Querier, kind, ref string, m Message) error {
 	if _, err := mail.ParseAddress(m.To); err != nil {
 		return fmt.Errorf("mail: recipient %q: %w", m.To, err)
 	}
 	now := db.Now()
-	_, err := q.ExecContext(ctx, `INSERT INTO outbound_emails (id, kind, to_address, subject, text_body, created_at, next_attempt_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $6)`, db.NewID(), kind, m.To, oneLine(m.Subject), m.Text, now)
+	_, err := q.ExecContext(ctx, `INSERT INTO outbound_emails (id, kind, to_address, subject, text_body, created_at, next_attempt_at, ref)
+		VALUES ($1, $2, $3, $4, $5, $6, $6, $7)`, db.NewID(), kind, m.To, oneLine(m.Subject), m.Text, now, ref)
 	if err != nil {
 		return fmt.Errorf("enqueue email: %w", err)
 	}
 	return nil
+}
+
+// Expander completes a message of one kind just before it is sent: it
+// mints the link's token, stores what it needs (the token's hash), and
+// returns the message with LinkPlaceholder replaced. ErrDrop says the
+// message is no longer wanted (the invitation was revoked, the request
+// superseded): it is not sent.
+type Expander func(ctx context.Context, ref string, m Message) (Message, error)
+
+// ErrDrop is returned by an expander for a message that must not go out.
+var ErrDrop = errors.New("mail: message no longer wanted")
+
+// Expand registers the expander of a kind. Call it before Run.
+func (o *Outbox) Expand(kind string, fn Expander) {
+	if o.expanders == nil {
+		o.expanders = map[string]Expander{}
+	}
+	o.expanders[kind] = fn
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
@@ -108,6 +145,8 @@ type Outbox struct {
 	sender Sender
 	log    *slog.Logger
 	now    func() time.Time
+	// expanders complete messages with links (Expand).
+	expanders map[string]Expander
 	// MaxAttempts is how often a message is tried before it is given up.
 	MaxAttempts int
 	// Backoff is the wait after the first failure; it doubles each time.
@@ -168,13 +207,27 @@ func (o *Outbox) deliver(ctx context.Context, id string) (bool, error) {
 		return false, nil
 	}
 	var m Message
-	var kind string
+	var kind, ref string
 	var attempts int
-	if err := o.db.Write().QueryRowContext(ctx, `SELECT kind, to_address, subject, text_body, attempts FROM outbound_emails WHERE id = $1`, id).
-		Scan(&kind, &m.To, &m.Subject, &m.Text, &attempts); err != nil {
+	if err := o.db.Write().QueryRowContext(ctx, `SELECT kind, ref, to_address, subject, text_body, attempts FROM outbound_emails WHERE id = $1`, id).
+		Scan(&kind, &ref, &m.To, &m.Subject, &m.Text, &attempts); err != nil {
 		return false, fmt.Errorf("read email: %w", err)
 	}
-	sendErr := o.sender.Send(ctx, m)
+	var sendErr error
+	if fn, ok := o.expanders[kind]; ok {
+		m, sendErr = fn(ctx, ref, m)
+	} else if strings.Contains(m.Text, LinkPlaceholder) {
+		sendErr = fmt.Errorf("no expander registered for %q email", kind)
+	}
+	if errors.Is(sendErr, ErrDrop) {
+		o.log.Info("email dropped: no longer wanted", "kind", kind, "id", id)
+		_, err := o.db.Write().ExecContext(context.WithoutCancel(ctx), `UPDATE outbound_emails SET next_attempt_at = NULL, lease_until = NULL,
+			last_error = 'dropped: no longer wanted' WHERE id = $1`, id)
+		return false, err
+	}
+	if sendErr == nil {
+		sendErr = o.sender.Send(ctx, m)
+	}
 	if sendErr == nil {
 		_, err := o.db.Write().ExecContext(context.WithoutCancel(ctx), `UPDATE outbound_emails SET sent_at = $1, next_attempt_at = NULL, lease_until = NULL,
 			attempts = attempts + 1, last_error = '' WHERE id = $2`, o.now(), id)

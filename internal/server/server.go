@@ -78,6 +78,9 @@ func New(o Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{opts: o, metrics: newMetrics()}
+	if o.Mail != nil {
+		s.UseMail(o.Mail)
+	}
 	if o.Scheduler != nil && o.Workflows != nil {
 		o.Workflows.OnLiveChange(s.followSchedule)
 	}
@@ -105,6 +108,14 @@ func New(o Options) (*Server, error) {
 	cop.SetDenyHandler(http.HandlerFunc(crossOriginDenied))
 	s.handler = s.observe(recoverPanics(o.Log, securityHeaders(cop.Handler(mux))))
 	return s, nil
+}
+
+// UseMail makes the server deliver email through o (its mailer worker),
+// and teaches o to mint the links of invitation and client-request emails
+// as they are sent.
+func (s *Server) UseMail(o *mail.Outbox) {
+	s.opts.Mail = o
+	o.Expand(account.MailInvitation, s.opts.Accounts.InvitationExpander(s.opts.BaseURL))
 }
 
 // Handler is the whole HTTP surface.

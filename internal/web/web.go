@@ -98,6 +98,8 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /settings/api-tokens/{id}/revoke", h.staff(h.revokeAPIToken))
 	mux.HandleFunc("GET /portal", h.client(h.portal))
 	mux.HandleFunc("GET /oauth/callback", h.oauthCallback)
+	mux.HandleFunc("GET /invitations/{token}", h.invitation)
+	mux.HandleFunc("POST /invitations/{token}", h.acceptInvitation)
 	mux.HandleFunc("GET /static/{file}", h.static.serve)
 	mux.HandleFunc("GET /favicon.ico", h.static.favicon)
 
@@ -130,6 +132,9 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	ws.HandleFunc("GET /{workspaceSlug}/monitoring/workflow-runs/{workflowId}/{runId}", h.inWorkspace("runs", h.runDetail))
 	ws.HandleFunc("POST /{workspaceSlug}/monitoring/workflow-runs/{workflowId}/{runId}/{action}", h.inWorkspace("runs", h.runAction))
 	ws.HandleFunc("GET /{workspaceSlug}/workspace/members", h.inWorkspace("members", h.members))
+	ws.HandleFunc("POST /{workspaceSlug}/workspace/members/invite", h.inWorkspace("members", h.inviteClient))
+	ws.HandleFunc("POST /{workspaceSlug}/workspace/members/invitations/{id}/resend", h.inWorkspace("members", h.resendInvitation))
+	ws.HandleFunc("POST /{workspaceSlug}/workspace/members/invitations/{id}/revoke", h.inWorkspace("members", h.revokeInvitation))
 	ws.HandleFunc("GET /{workspaceSlug}/analytics/costs", h.inWorkspace("costs", h.costs))
 	ws.HandleFunc("POST /{workspaceSlug}/analytics/costs/cap", h.inWorkspace("costs", h.setSpendCap))
 	ws.HandleFunc("GET /{workspaceSlug}/settings/models", h.inWorkspace("models", h.modelProviders))
@@ -326,6 +331,10 @@ var flashes = map[string]string{
 	"spend-cap-saved":    "Spend cap saved.",
 	"provider-saved":     "Model provider saved.",
 	"provider-deleted":   "Model provider deleted.",
+	"invitation-sent":    "Invitation sent.",
+	"invitation-resent":  "Invitation sent again. The earlier link no longer works.",
+	"invitation-revoked": "Invitation revoked.",
+	"welcome":            "Welcome to TaskJuice.",
 }
 
 const flashCookie = "tj_flash"

@@ -62,9 +62,20 @@ func (h *Handler) workspaceHome(w http.ResponseWriter, r *http.Request, v view) 
 type membersData struct {
 	Members     []account.Member
 	Invitations []account.Invitation
+	Invite      inviteForm
+}
+
+// inviteForm is the "Invite client" dialog: one email field.
+type inviteForm struct {
+	Open         bool
+	Email, Error string
 }
 
 func (h *Handler) members(w http.ResponseWriter, r *http.Request, v view) {
+	h.renderMembers(w, r, v, http.StatusOK, inviteForm{})
+}
+
+func (h *Handler) renderMembers(w http.ResponseWriter, r *http.Request, v view, status int, form inviteForm) {
 	ctx := r.Context()
 	members, err := h.accounts.Members(ctx, *v.P, *v.Workspace)
 	if err != nil {
@@ -77,6 +88,6 @@ func (h *Handler) members(w http.ResponseWriter, r *http.Request, v view) {
 		return
 	}
 	v.Title = "Members · " + v.Workspace.Name
-	v.Data = membersData{Members: members, Invitations: inv}
-	h.render(w, r, http.StatusOK, "members", v)
+	v.Data = membersData{Members: members, Invitations: inv, Invite: form}
+	h.render(w, r, status, "members", v)
 }
