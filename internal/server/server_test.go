@@ -56,7 +56,7 @@ type env struct {
 	// body), for the leak check.
 	seenMu sync.Mutex
 	seen   []string
-	log    *strings.Builder
+	log    *lockedWriter
 	acme   account.Workspace
 	bravo  account.Workspace
 }
@@ -64,8 +64,8 @@ type env struct {
 func setup(t *testing.T, d *db.DB) *env {
 	t.Helper()
 	ctx := context.Background()
-	logs := &strings.Builder{}
-	log := slog.New(slog.NewTextHandler(&lockedWriter{b: logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	logs := &lockedWriter{b: &strings.Builder{}}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	accounts := account.NewService(d)
 	e := &env{t: t, db: d, accounts: accounts, log: logs}
 	// The handler needs the server's own URL (OAuth redirects), known only
@@ -280,6 +280,14 @@ func (w *lockedWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.b.Write(p)
+}
+
+// String is what was written so far; handlers still running (a live
+// stream at cleanup) may be writing meanwhile.
+func (w *lockedWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
 }
 
 func each(t *testing.T, fn func(t *testing.T, e *env)) {
