@@ -17,6 +17,7 @@ import (
 
 	"taskjuice/internal/account"
 	"taskjuice/internal/agent"
+	"taskjuice/internal/ai"
 	"taskjuice/internal/api"
 	"taskjuice/internal/authn"
 	"taskjuice/internal/catalog"
@@ -78,6 +79,11 @@ func New(o Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{opts: o, metrics: newMetrics()}
+	if o.Engine != nil && o.Models != nil && o.Spend != nil {
+		// AI steps and model-driven agents call the workspaces' own
+		// providers, under their spend caps.
+		o.Engine.UseModels(ai.New(o.Models, o.Spend, o.Catalog))
+	}
 	if o.Mail != nil {
 		s.UseMail(o.Mail)
 	}
@@ -91,7 +97,7 @@ func New(o Options) (*Server, error) {
 	api.New(api.Deps{
 		Accounts: o.Accounts, Auth: auth, Log: o.Log, Connections: o.Connections,
 		Refresher: o.Refresher, Catalog: o.Catalog, Workflows: o.Workflows, Engine: o.Engine, BaseURL: o.BaseURL,
-		Agents: agent.NewService(o.Workflows, o.Connections, o.Catalog, nil),
+		Agents: agent.NewService(o.Workflows, o.Connections, o.Catalog, o.Models),
 		Models: o.Models, Spend: o.Spend,
 	}).Register(mux)
 	pages.Register(mux)
