@@ -214,11 +214,11 @@ func builtinClient(a App, getenv func(string) string, sandbox string) *clientCon
 	if !a.IsOAuth() {
 		return &clientConfig{configured: true}
 	}
-	if a.Key == SandboxKey {
+	if isSandboxApp(a) {
 		// The sandbox provider registers TaskJuice as client "taskjuice".
 		// Without a secret configured the client is public: the flow is
 		// protected by PKCE alone, as for a native app.
-		c := &clientConfig{id: sandboxClientID, secret: strings.TrimSpace(getenv(ClientSecretEnv(a.Key)))}
+		c := &clientConfig{id: sandboxClientID, secret: strings.TrimSpace(getenv(ClientSecretEnv(SandboxKey)))}
 		if sandbox == "" {
 			c.reason = a.Name + " is not configured: start the built-in sandbox provider and set its URL"
 			return c
@@ -227,6 +227,13 @@ func builtinClient(a App, getenv func(string) string, sandbox string) *clientCon
 		return c
 	}
 	return oauthClient(a, strings.TrimSpace(getenv(ClientIDEnv(a.Key))), ClientIDEnv(a.Key), ClientSecretEnv(a.Key), getenv, sandbox)
+}
+
+// isSandboxApp reports whether a built-in app is served by the built-in
+// sandbox provider (sandbox-chat, sandbox-inbox): they share its one client
+// registration, "taskjuice", and sandbox-chat's secret variable.
+func isSandboxApp(a App) bool {
+	return a.OAuth != nil && strings.HasPrefix(a.OAuth.AuthorizeURL, "{sandbox}/")
 }
 
 // genericClient reads an administrator-defined app's client registration:

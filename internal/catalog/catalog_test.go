@@ -53,6 +53,7 @@ func TestBuiltinApps(t *testing.T) {
 		"stripe":        catalog.AuthAPIKey,
 		"freshdesk":     catalog.AuthAPIKey,
 		"sandbox-chat":  catalog.AuthOAuth2,
+		"sandbox-inbox": catalog.AuthOAuth2,
 	}
 	for key, auth := range want {
 		t.Run(key, func(t *testing.T) {
@@ -262,8 +263,8 @@ func TestGenericApps(t *testing.T) {
 		if got, want := a.RefreshLifetime.Absolute, 90*24*time.Hour; got != want {
 			t.Errorf("refresh lifetime: got %v, want %v", got, want)
 		}
-		if got := len(c.Apps()); got != 10 {
-			t.Errorf("apps: got %d, want 10 (9 built-in + 1 generic)", got)
+		if got := len(c.Apps()); got != 11 {
+			t.Errorf("apps: got %d, want 11 (10 built-in + 1 generic)", got)
 		}
 	})
 	t.Run("client id in file, secret env named in file", func(t *testing.T) {
