@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 
 	"taskjuice/internal/account"
 	"taskjuice/internal/llm"
@@ -302,6 +305,86 @@ func TestModelProvidersPage(t *testing.T) {
 		wantRedirect(t, "delete provider", member.post("/acme/settings/models/"+id+"/delete", nil), "/acme/settings/models")
 		if page := member.get("/acme/settings/models"); !strings.Contains(page.Body, "Model provider deleted.") || strings.Contains(page.Body, "Sandbox renamed") {
 			t.Fatal("after deleting: want the flash and no provider")
+		}
+	})
+}
+
+// TestBrowserCostsAndModels adds a provider and sets the cap the way a
+// person does, and looks at the cost page's tiles and chart.
+func TestBrowserCostsAndModels(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		if !strings.HasSuffix(t.Name(), "sqlite") {
+			t.Skip("one browser run is enough")
+		}
+		// Spend on a few days of this period, as settled calls.
+		per := spend.PeriodOf(time.Now())
+		today := time.Now().UTC().Day()
+		var spent llm.Money
+		for i, day := range []int{1, today / 2, today} {
+			if day < 1 {
+				continue
+			}
+			spent += llm.Money(400_000 * (i + 1))
+			at := per.Start.AddDate(0, 0, day-1)
+			_, err := e.db.Write().ExecContext(context.Background(), `INSERT INTO spend_entries (id, workspace_id, ref, status, reserved_micros, cost_micros, period, day, created_at, reserved_at, settled_at)
+				VALUES ($1, $2, $3, 'settled', $4, $4, $5, $6, $7, $7, $7)`,
+				"e"+strconv.Itoa(i), e.acme.ID, "seed-"+strconv.Itoa(i), int64(400_000*(i+1)), per.Key(), at.Format("2006-01-02"), at)
+			must(t, err)
+		}
+		ctx := newBrowser(t)
+		err := chromedp.Do(ctx,
+			chromedp.Navigate(e.srv.URL+"/signin"),
+			chromedp.SendKeys(`input[name=email]`, "admin@a.example"),
+			chromedp.SendKeys(`input[name=password]`, pw),
+			chromedp.Submit(`input[name=password]`),
+			chromedp.WaitVisible(`.tiles`),
+			chromedp.Navigate(e.srv.URL+"/acme/analytics/costs"),
+			chromedp.WaitVisible(`a[href="/acme/settings/models"]`),
+			chromedp.Click(`a.button[href="/acme/settings/models"]`),
+			chromedp.WaitVisible(`input[name=apiKey]`),
+			chromedp.SendKeys(`input[name=name]`, "Sandbox"),
+			chromedp.Evaluate[chromedp.Void](`document.querySelector("input[name=baseUrl]").value = `+strconv.Quote(e.srv.URL+"/sandbox/v1")),
+			chromedp.SendKeys(`input[name=apiKey]`, e.sandbox.ModelKey()),
+			chromedp.SendKeys(`input[name=model_0]`, sandbox.ModelSmall),
+			chromedp.SendKeys(`input[name=input_0]`, "2.50"),
+			chromedp.SendKeys(`input[name=output_0]`, "10"),
+			chromedp.Submit(`input[name=model_0]`),
+		)
+		if err != nil {
+			t.Fatalf("add a provider: %v", err)
+		}
+		waitFlash(t, ctx, "Model provider saved.")
+		screenshot(t, ctx, "model-providers")
+		if got := text(t, ctx, `table.table tbody tr td strong`); got != "Sandbox" {
+			t.Fatalf("providers table: got %q", got)
+		}
+
+		err = chromedp.Do(ctx,
+			chromedp.Navigate(e.srv.URL+"/acme/analytics/costs"),
+			chromedp.WaitVisible(`input[name=cap]`),
+			chromedp.SendKeys(`input[name=cap]`, "5"),
+			chromedp.Submit(`input[name=cap]`),
+		)
+		if err != nil {
+			t.Fatalf("set the cap: %v", err)
+		}
+		waitFlash(t, ctx, "Spend cap saved.")
+		screenshot(t, ctx, "costs")
+		for sel, want := range map[string]string{`[data-tile=spend]`: spent.String(), `[data-tile=cap]`: "$5.00", `[data-tile=status]`: string(spend.StatusOf(spent, 5*llm.Dollar))} {
+			if got := text(t, ctx, sel); got != want {
+				t.Errorf("%s: got %q, want %q", sel, got, want)
+			}
+		}
+		// The chart's name is what a screen reader announces.
+		name, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("costs-chart-title").textContent`))
+		must(t, err)
+		if want := "Spend per day, " + per.Label(); name != want {
+			t.Errorf("chart title: got %q, want %q", name, want)
+		}
+		bars, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("svg rect").length`))
+		must(t, err)
+		if bars != len(per.Days()) {
+			t.Fatalf("chart: got %d bars, want one per day (%d)", bars, len(per.Days()))
 		}
 	})
 }
