@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -127,10 +128,62 @@ func signInSeesAcme(t *testing.T, base, email, password string) {
 			if n := strings.Count(string(b), `"app":"sandbox-chat"`); n != 1 {
 				t.Fatalf("demo Sandbox Chat connections: got %d, want 1", n)
 			}
+			demoAgentRuns(t, c, base)
 			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("the demo has no active Sandbox Chat connection: %s", b)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// demoAgentRuns finds the demo's agent, driven by the sandbox's model, and
+// runs it to completion: the model key the demo's provider holds works in
+// this process too.
+func demoAgentRuns(t *testing.T, c *http.Client, base string) {
+	t.Helper()
+	get := func(path string) string {
+		res, err := c.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		return string(b)
+	}
+	var agentID string
+	deadline := time.Now().Add(15 * time.Second)
+	for agentID == "" {
+		var list struct{ Agents []struct{ ID, Name string } }
+		_ = json.Unmarshal([]byte(get("/api/v1/workspaces/acme/agents")), &list)
+		for _, a := range list.Agents {
+			if a.Name == "Lead notifier" {
+				agentID = a.ID
+			}
+		}
+		if agentID == "" && time.Now().After(deadline) {
+			t.Fatal("the demo has no agent")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	res, err := c.Post(base+"/api/v1/workspaces/acme/agents/"+agentID+"/runs", "application/json", strings.NewReader(`{"message":"Tell the team: Ada wants a demo"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var started struct{ RunID string }
+	_ = json.NewDecoder(res.Body).Decode(&started)
+	res.Body.Close()
+	if res.StatusCode != 202 || started.RunID == "" {
+		t.Fatalf("start the demo agent: %d", res.StatusCode)
+	}
+	for {
+		body := get("/api/v1/workspaces/acme/runs/" + started.RunID)
+		if strings.Contains(body, `"status":"completed"`) {
+			return
+		}
+		if strings.Contains(body, `"status":"failed"`) || time.Now().After(deadline.Add(15*time.Second)) {
+			t.Fatalf("the demo agent's run did not complete: %.2000s", body)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -15,6 +15,7 @@ import (
 	"text/tabwriter"
 
 	"taskjuice/internal/account"
+	"taskjuice/internal/agent"
 	"taskjuice/internal/catalog"
 	"taskjuice/internal/config"
 	"taskjuice/internal/connection"
@@ -165,10 +166,15 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 	}
 	sandboxURL := ""
 	var sb *sandbox.Provider
+	modelKey := ""
 	if !cfg.NoSandbox {
 		sandboxURL = cfg.BaseURL + "/sandbox"
+		if modelKey, err = demo.SandboxModelKey(cfg.DataDir); err != nil {
+			return err
+		}
 		sb, err = sandbox.New(sandbox.Options{
-			BaseURL: sandboxURL,
+			ModelKey: modelKey,
+			BaseURL:  sandboxURL,
 			Clients: []sandbox.Client{{ID: "taskjuice", Name: "TaskJuice",
 				Secret:       e.getenv(catalog.ClientSecretEnv(catalog.SandboxKey)),
 				RedirectURIs: []string{cfg.BaseURL + "/oauth/callback"}}},
@@ -210,6 +216,15 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 	}
 	if sb != nil {
 		opts.Sandbox = sb.Handler()
+		if demoPassword != "" {
+			if err := demo.AddModels(ctx, d, accounts, opts.Models, sandboxURL, modelKey); err != nil {
+				log.Warn("could not give the demo its sandbox models", "err", err)
+			}
+		} else if !cfg.NoDemo {
+			if err := demo.FollowSandbox(ctx, d, accounts, opts.Models, sandboxURL); err != nil {
+				log.Debug("demo sandbox models", "err", err)
+			}
+		}
 	}
 	srv, err := server.New(opts)
 	if err != nil {
@@ -226,8 +241,15 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 		// flow over HTTP, so it runs beside the server (the listener is
 		// bound; requests wait for it to accept).
 		workers = append(workers, server.Worker{Name: "demo-sandbox-connection", Run: func(ctx context.Context) error {
-			if err := demo.ConnectSandbox(ctx, cfg.BaseURL, ln.Addr().String(), demoPassword); err != nil && ctx.Err() == nil {
-				log.Warn("could not connect the demo's Sandbox Chat", "err", err)
+			if err := demo.ConnectSandbox(ctx, cfg.BaseURL, ln.Addr().String(), demoPassword); err != nil {
+				if ctx.Err() == nil {
+					log.Warn("could not connect the demo's Sandbox Chat", "err", err)
+				}
+				return nil
+			}
+			agents := agent.NewService(workflows, conns, cat, opts.Models)
+			if err := demo.AddAgent(ctx, d, accounts, conns, opts.Models, agents); err != nil && ctx.Err() == nil {
+				log.Warn("could not give the demo its agent", "err", err)
 			}
 			return nil
 		}})
