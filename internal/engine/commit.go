@@ -2,10 +2,10 @@ package engine
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -37,8 +37,6 @@ type stepWrite struct {
 	// so the run completes and its lease is given up.
 	frontier string
 	last     bool
-	// start marks a pending run running, as of the step's start.
-	start bool
 
 	// Set by the commit.
 	status Status    // the run's status after it; "" when the lease was lost
@@ -47,6 +45,12 @@ type stepWrite struct {
 	// wake is told false when the write is committed (or failed), true
 	// when its worker is to lead the next commit.
 	wake chan bool
+}
+
+// stmtCache holds the statements prepared on the write pool.
+type stmtCache struct {
+	mu sync.Mutex
+	m  map[string]*sql.Stmt
 }
 
 type committer struct {
@@ -67,8 +71,7 @@ func (e *Engine) commitStep(ctx context.Context, c *claimed, s Step, out Outcome
 		return false, fmt.Errorf("encode frontier: %w", err)
 	}
 	s.Output = output
-	w := &stepWrite{run: c.ID, token: c.token, step: s, frontier: string(frontier), last: len(next) == 0,
-		start: c.Status == StatusPending, wake: make(chan bool, 1)}
+	w := &stepWrite{run: c.ID, token: c.token, step: s, frontier: string(frontier), last: len(next) == 0, wake: make(chan bool, 1)}
 	e.groupCommit(ctx, w)
 	if w.err != nil {
 		return false, w.err
@@ -136,16 +139,28 @@ func (e *Engine) groupCommit(ctx context.Context, w *stepWrite) {
 	}
 }
 
-// writeSteps commits a batch in one transaction. Should it fail, each
-// write is tried alone, so that one bad write fails only its own run.
+// writeSteps commits a batch. Should that fail, each write is tried
+// alone, so that one bad write fails only its own run.
 func (e *Engine) writeSteps(ctx context.Context, batch []*stepWrite) {
 	now := e.now()
-	results := map[string]Status{}
-	err := e.db.InTx(ctx, func(tx db.Querier) error {
-		var err error
-		results, err = e.writeStepsTx(ctx, tx, batch, now)
-		return err
-	})
+	var moved map[string]Status
+	var err error
+	if e.db.Dialect() == db.Postgres {
+		moved, err = e.writeStepsPostgres(ctx, batch, now)
+	} else {
+		var stmts [3]*sql.Stmt
+		for i, q := range []string{sqliteMoveOn, sqliteComplete, sqliteRecordStep} {
+			if stmts[i], err = e.prepare(ctx, q); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			err = e.db.InTx(ctx, func(tx db.Querier) error {
+				moved, err = e.writeStepsSQLite(ctx, tx, batch, now, stmts)
+				return err
+			})
+		}
+	}
 	if err != nil && len(batch) > 1 {
 		for _, w := range batch {
 			e.writeSteps(ctx, []*stepWrite{w})
@@ -153,106 +168,188 @@ func (e *Engine) writeSteps(ctx context.Context, batch []*stepWrite) {
 		return
 	}
 	for _, w := range batch {
-		w.status, w.at, w.err = results[w.run], now, err
+		w.status, w.at, w.err = moved[w.run], now, err
 	}
 }
 
-// writeStepsTx moves the batch's runs on with one statement and records
-// their steps with another, whatever the batch's size. It returns the
-// status of each run it moved on; a run missing there lost its lease, and
-// its step is not recorded.
-func (e *Engine) writeStepsTx(ctx context.Context, tx db.Querier, batch []*stepWrite, now time.Time) (map[string]Status, error) {
-	// A run's first step marks it running, as of that step's start.
+// moveRuns (PostgreSQL) moves each run of the batch (v) on: the new frontier, one more
+// step done, the run marked running (as of its first step's start), and
+// the lease extended; or, after its last step, the run completed and its
+// lease given up. A run an operator paused or cancelled meanwhile keeps its
+// status; the step's result is kept all the same. $1 is the commit's time,
+// $2 the new lease's end (COALESCE tells PostgreSQL its type, which a bare
+// parameter in a CASE does not).
+const moveRuns = `frontier = v.frontier, steps_done = steps_done + 1, wait_reason = '', updated_at = $1,
+	status = CASE WHEN status NOT IN ('pending', 'running', 'waiting') THEN status WHEN v.last THEN 'completed' ELSE 'running' END,
+	started_at = CASE WHEN status = 'pending' THEN COALESCE(started_at, v.started) ELSE started_at END,
+	finished_at = CASE WHEN status IN ('pending', 'running', 'waiting') AND v.last THEN $1 ELSE finished_at END,
+	due_at = CASE WHEN status IN ('pending', 'running', 'waiting') AND v.last THEN NULL ELSE due_at END,
+	lease_owner = CASE WHEN v.last THEN '' ELSE lease_owner END,
+	lease_until = CASE WHEN v.last THEN NULL ELSE COALESCE($2, lease_until) END`
+
+// The lease check (lease_owner = v.token) is part of the update, which
+// locks each row it changes until the commit: no one takes a run over in
+// between, and a run whose lease was lost is neither moved on nor gets its
+// step recorded.
+
+// The SQLite statements, one row each: SQLite runs in this process, so a
+// statement costs no round trip, but parsing it costs more than running
+// it; each is prepared once (see prepare) and run once per write. They
+// move a run on as moveRuns does, the run's last step apart from the
+// others, so that the others leave the runs_due index alone.
+const (
+	sqliteMoveOn = `UPDATE runs SET frontier = $1, steps_done = steps_done + 1, wait_reason = '', updated_at = $2, lease_until = $3,
+		status = CASE WHEN status IN ('pending', 'waiting') THEN 'running' ELSE status END,
+		started_at = CASE WHEN status = 'pending' THEN COALESCE(started_at, $4) ELSE started_at END
+		WHERE id = $5 AND lease_owner = $6 RETURNING status`
+	sqliteComplete = `UPDATE runs SET frontier = $1, steps_done = steps_done + 1, wait_reason = '', updated_at = $2,
+		status = CASE WHEN status IN ('pending', 'running', 'waiting') THEN 'completed' ELSE status END,
+		started_at = CASE WHEN status = 'pending' THEN COALESCE(started_at, $3) ELSE started_at END,
+		finished_at = CASE WHEN status IN ('pending', 'running', 'waiting') THEN $2 ELSE finished_at END,
+		due_at = CASE WHEN status IN ('pending', 'running', 'waiting') THEN NULL ELSE due_at END,
+		lease_owner = '', lease_until = NULL
+		WHERE id = $4 AND lease_owner = $5 RETURNING status`
+	sqliteRecordStep = `INSERT INTO run_steps (id, run_id, node_id, attempt, status, input, output, console, idempotency_key, started_at, finished_at)
+		VALUES ($1, $2, $3, $4, 'completed', $5, $6, $7, $8, $9, $10)`
+)
+
+// writeStepsSQLite writes a batch inside the transaction, two statements
+// per write.
+func (e *Engine) writeStepsSQLite(ctx context.Context, tx db.Querier, batch []*stepWrite, now time.Time, stmts [3]*sql.Stmt) (map[string]Status, error) {
+	moveOn, complete, record := inTx(ctx, tx, stmts[0]), inTx(ctx, tx, stmts[1]), inTx(ctx, tx, stmts[2])
+	moved := make(map[string]Status, len(batch))
 	for _, w := range batch {
-		if !w.start {
-			continue
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE runs SET status = 'running', started_at = COALESCE(started_at, $1)
-			WHERE id = $2 AND status = 'pending' AND lease_owner = $3`, w.step.StartedAt, w.run, w.token); err != nil {
-			return nil, fmt.Errorf("start run: %w", err)
-		}
-	}
-	// The runs: the new frontier, one more step done, and the lease
-	// extended, or, after the last step, the run completed and the lease
-	// given up. A run an operator paused or cancelled meanwhile keeps its
-	// status (the step's result is kept all the same). The lease check
-	// locks each row until the commit, so no one takes a run over in
-	// between. (COALESCE tells PostgreSQL the type of $2, which a bare
-	// parameter in a CASE does not.)
-	var b strings.Builder
-	args := []any{now, now.Add(e.o.Lease)}
-	b.WriteString(`UPDATE runs SET frontier = v.column3, steps_done = steps_done + 1, wait_reason = '', updated_at = $1,
-		status = CASE WHEN status NOT IN ('pending', 'running', 'waiting') THEN status WHEN v.column4 = 'last' THEN 'completed' ELSE 'running' END,
-		finished_at = CASE WHEN status IN ('pending', 'running', 'waiting') AND v.column4 = 'last' THEN $1 ELSE finished_at END,
-		due_at = CASE WHEN status IN ('pending', 'running', 'waiting') AND v.column4 = 'last' THEN NULL ELSE due_at END,
-		lease_owner = CASE WHEN v.column4 = 'last' THEN '' ELSE lease_owner END,
-		lease_until = CASE WHEN v.column4 = 'last' THEN NULL ELSE COALESCE($2, lease_until) END
-		FROM (VALUES `)
-	for i, w := range batch {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString("(" + placeholders(len(args), 4) + ")")
-		more := "more"
+		var row *sql.Row
 		if w.last {
-			more = "last"
+			row = complete.QueryRowContext(ctx, sqliteComplete, w.frontier, now, w.step.StartedAt, w.run, w.token)
+		} else {
+			row = moveOn.QueryRowContext(ctx, sqliteMoveOn, w.frontier, now, now.Add(e.o.Lease), w.step.StartedAt, w.run, w.token)
 		}
-		args = append(args, w.run, w.token, w.frontier, more)
-	}
-	b.WriteString(`) AS v WHERE runs.id = v.column1 AND runs.lease_owner = v.column2 RETURNING id, status`)
-	rows, err := tx.QueryContext(ctx, b.String(), args...)
-	if err != nil {
-		return nil, fmt.Errorf("move runs on: %w", err)
-	}
-	moved := map[string]Status{}
-	for rows.Next() {
-		var id, status string
-		if err := rows.Scan(&id, &status); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("move runs on: %w", err)
+		var status string
+		if err := row.Scan(&status); errors.Is(err, sql.ErrNoRows) {
+			continue // the lease was lost
+		} else if err != nil {
+			return nil, fmt.Errorf("move run on: %w", err)
 		}
-		moved[id] = Status(status)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("move runs on: %w", err)
-	}
-	if len(moved) == 0 {
-		return moved, nil
-	}
-	// The steps of the runs that were moved on, completed.
-	b.Reset()
-	args = []any{now}
-	b.WriteString(`INSERT INTO run_steps (id, run_id, node_id, attempt, status, input, output, console, idempotency_key, started_at, finished_at) VALUES `)
-	first := true
-	for _, w := range batch {
-		if _, ok := moved[w.run]; !ok {
-			continue
-		}
-		if !first {
-			b.WriteString(", ")
-		}
-		first = false
 		s := w.step
-		b.WriteString("(" + placeholders(len(args), 4) + ", 'completed', " + placeholders(len(args)+4, 5) + ", $1)")
-		args = append(args, s.ID, w.run, s.NodeID, s.Attempt, string(nonEmpty(s.Input)), string(s.Output), s.Console, s.IdempotencyKey, s.StartedAt)
-	}
-	if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
-		return nil, fmt.Errorf("record steps: %w", err)
+		if _, err := record.ExecContext(ctx, sqliteRecordStep, s.ID, w.run, s.NodeID, s.Attempt, string(nonEmpty(s.Input)), string(s.Output), s.Console,
+			s.IdempotencyKey, s.StartedAt, now); err != nil {
+			return nil, fmt.Errorf("record step: %w", err)
+		}
+		moved[w.run] = Status(status)
 	}
 	return moved, nil
 }
 
-// placeholders lists n placeholders after the first `after`: "$3, $4".
-func placeholders(after, n int) string {
-	var b strings.Builder
-	for i := range n {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString("$" + strconv.Itoa(after+i+1))
+// writeStepsPostgres writes a batch with one statement, atomic on its own,
+// so that a batch costs one round trip; its text is the same whatever the
+// batch's size (the writes travel as arrays), so PostgreSQL plans it once
+// per connection.
+func (e *Engine) writeStepsPostgres(ctx context.Context, batch []*stepWrite, now time.Time) (map[string]Status, error) {
+	n := len(batch)
+	var (
+		runs, tokens, frontiers     = make([]string, n), make([]string, n), make([]string, n)
+		last                        = make([]bool, n)
+		started                     = make([]time.Time, n)
+		ids, nodes, inputs, outputs = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		consoles, keys              = make([]string, n), make([]string, n)
+		attempts                    = make([]int32, n)
+	)
+	for i, w := range batch {
+		s := w.step
+		runs[i], tokens[i], frontiers[i], last[i], started[i] = w.run, w.token, w.frontier, w.last, s.StartedAt
+		ids[i], nodes[i], attempts[i], inputs[i], outputs[i] = s.ID, s.NodeID, int32(s.Attempt), string(nonEmpty(s.Input)), string(s.Output)
+		consoles[i], keys[i] = s.Console, s.IdempotencyKey
 	}
-	return b.String()
+	return scanMoved(e.db.Write().QueryContext(ctx, `WITH v AS (
+			SELECT * FROM unnest($3::text[], $4::text[], $5::text[], $6::boolean[], $7::timestamptz[],
+				$8::text[], $9::text[], $10::integer[], $11::text[], $12::text[], $13::text[], $14::text[])
+				AS v (run_id, token, frontier, last, started, step_id, node_id, attempt, input, output, console, idempotency_key)
+		), moved AS (
+			UPDATE runs SET `+moveRuns+` FROM v WHERE runs.id = v.run_id AND runs.lease_owner = v.token RETURNING runs.id, runs.status
+		), recorded AS (
+			INSERT INTO run_steps (id, run_id, node_id, attempt, status, input, output, console, idempotency_key, started_at, finished_at)
+			SELECT v.step_id, v.run_id, v.node_id, v.attempt, 'completed', v.input, v.output, v.console, v.idempotency_key, v.started, $1
+			FROM v JOIN moved ON moved.id = v.run_id
+		)
+		SELECT id, status FROM moved`,
+		now, now.Add(e.o.Lease), runs, tokens, frontiers, last, started, ids, nodes, attempts, inputs, outputs, consoles, keys))
+}
+
+// scanMoved reads the runs a batch moved on, and their status after it.
+func scanMoved(rows *sql.Rows, err error) (map[string]Status, error) {
+	if err != nil {
+		return nil, fmt.Errorf("move runs on: %w", err)
+	}
+	defer rows.Close()
+	moved := map[string]Status{}
+	for rows.Next() {
+		var id, status string
+		if err := rows.Scan(&id, &status); err != nil {
+			return nil, fmt.Errorf("move runs on: %w", err)
+		}
+		moved[id] = Status(status)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("move runs on: %w", err)
+	}
+	return moved, nil
+}
+
+// prepare returns query prepared on the write pool, the first time it is
+// asked for and from the cache after (database/sql keeps it prepared on
+// the pool's connection), or nil where the pool cannot prepare. It must be
+// called outside a transaction: on SQLite the transaction would hold the
+// one connection the pool prepares on.
+func (e *Engine) prepare(ctx context.Context, query string) (*sql.Stmt, error) {
+	pool, ok := e.db.Write().(interface {
+		PrepareContext(ctx context.Context, query string) (*sql.Stmt, error)
+	})
+	if !ok {
+		return nil, nil
+	}
+	e.stmts.mu.Lock()
+	defer e.stmts.mu.Unlock()
+	if st, ok := e.stmts.m[query]; ok {
+		return st, nil
+	}
+	st, err := pool.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, fmt.Errorf("prepare: %w", err)
+	}
+	if e.stmts.m == nil {
+		e.stmts.m = map[string]*sql.Stmt{}
+	}
+	e.stmts.m[query] = st
+	return st, nil
+}
+
+// inTx is st ready to run in tx, or tx itself (which parses the query each
+// time) when st is nil or tx cannot take it.
+func inTx(ctx context.Context, tx db.Querier, st *sql.Stmt) db.Querier {
+	t, ok := tx.(interface {
+		StmtContext(ctx context.Context, stmt *sql.Stmt) *sql.Stmt
+	})
+	if st == nil || !ok {
+		return tx
+	}
+	return stmtQuerier{t.StmtContext(ctx, st)}
+}
+
+// stmtQuerier runs a prepared statement as a Querier; the query text
+// given is the statement's own, and ignored.
+type stmtQuerier struct{ st *sql.Stmt }
+
+func (q stmtQuerier) ExecContext(ctx context.Context, _ string, args ...any) (sql.Result, error) {
+	return q.st.ExecContext(ctx, args...)
+}
+
+func (q stmtQuerier) QueryContext(ctx context.Context, _ string, args ...any) (*sql.Rows, error) {
+	return q.st.QueryContext(ctx, args...)
+}
+
+func (q stmtQuerier) QueryRowContext(ctx context.Context, _ string, args ...any) *sql.Row {
+	return q.st.QueryRowContext(ctx, args...)
 }
 
 // graphCache keeps the graphs of the versions runs execute: a run executes

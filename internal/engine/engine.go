@@ -51,6 +51,7 @@ type Engine struct {
 	claims atomic.Uint64
 	// commits gathers the steps of several runs into one transaction.
 	commits committer
+	stmts   stmtCache
 	graphs  graphCache
 	// models makes AI steps' and agents' model calls (UseModels).
 	models Models

@@ -372,6 +372,10 @@ func (e *Engine) execute(ctx context.Context, st state, node workflow.Node, inpu
 		exec, ok = e.aiGenerate, true
 	case workflow.NodeAIExtract:
 		exec, ok = e.aiExtract, true
+	case workflow.NodeAction:
+		if ok {
+			exec = e.withClientConnection(exec) // clientwait.go
+		}
 	}
 	if !ok {
 		return Outcome{}, &StepError{Code: "NOT_SUPPORTED", Message: fmt.Sprintf("This TaskJuice cannot run %s steps yet", node.Kind.Label())}
