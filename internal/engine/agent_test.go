@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 
 	"taskjuice/internal/apperr"
@@ -241,4 +242,45 @@ func TestSeedStory(t *testing.T) {
 func postTo(channel, text string) workflow.Node {
 	cfg, _ := json.Marshal(map[string]any{"app": "sandbox-chat", "action": "post-message", "inputs": map[string]any{"channel": channel, "text": text}})
 	return workflow.Node{ID: "post", Kind: workflow.NodeAction, Config: cfg}
+}
+
+// TestWorkflowCallsAnAgent: a Call Workflow step runs an agent; the agent
+// run is an agent run of its own, and the workflow goes on with its answer.
+func TestWorkflowCallsAnAgent(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		f := setup(t, d)
+		agent := f.publishAgent()
+		cfg, _ := json.Marshal(workflow.CallWorkflowConfig{WorkflowID: agent})
+		wf := f.publish([]workflow.Node{{ID: "ask", Kind: workflow.NodeCallWorkflow, Config: cfg}})
+		id, err := f.eng.StartRun(f.ctx, wf, json.RawMessage(`{"lead":"Ada"}`), "manual", "")
+		must(t, err)
+		f.drain()
+		if r := f.run(id); r.Status != engine.StatusWaiting {
+			t.Fatalf("calling run: %s, want waiting for the agent", r.Status)
+		}
+		runs, err := f.eng.List(f.ctx, f.ws.ID, engine.ListFilter{Status: engine.StatusWaiting})
+		must(t, err)
+		var child string
+		for _, r := range runs {
+			if r.WorkflowID == agent {
+				child = r.ID
+				if r.Kind != engine.KindAgent {
+					t.Fatalf("called agent's run kind %q, want agent", r.Kind)
+				}
+			}
+		}
+		if child == "" {
+			t.Fatal("no agent run was started")
+		}
+		f.decide(child, engine.AgentDecision{Answer: "Ada is a good lead."})
+		r := f.run(id)
+		if r.Status != engine.StatusCompleted {
+			t.Fatalf("calling run after the agent answered: %s %+v", r.Status, r.Error)
+		}
+		steps, err := f.eng.Steps(f.ctx, f.ws.ID, id)
+		must(t, err)
+		if !strings.Contains(string(steps[len(steps)-1].Output), "Ada is a good lead.") {
+			t.Fatalf("the agent's answer did not reach the caller: %s", steps[len(steps)-1].Output)
+		}
+	})
 }
