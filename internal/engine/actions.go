@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"time"
 
 	"taskjuice/internal/apperr"
 	"taskjuice/internal/db"
@@ -200,35 +202,29 @@ func (e *Engine) ConsumeReauthorizations(ctx context.Context) (int, error) {
 	rows.Close()
 	resumed := 0
 	for _, s := range sigs {
+		var ids []string
 		err := e.db.InTx(ctx, func(tx db.Querier) error {
-			_, err := tx.ExecContext(ctx, `INSERT INTO signal_consumption (signal_id, consumer, consumed_at) VALUES ($1, 'engine', $2)`, s.id, e.now())
+			now := e.now()
+			_, err := tx.ExecContext(ctx, `INSERT INTO signal_consumption (signal_id, consumer, consumed_at) VALUES ($1, 'engine', $2)`, s.id, now)
 			if db.IsUniqueViolation(err) {
 				return errAlreadyConsumed
 			}
 			if err != nil {
 				return err
 			}
-			if _, err := tx.ExecContext(ctx, `UPDATE pending_reauths SET consumed_at = $1 WHERE connection_id = $2 AND consumed_at IS NULL`, e.now(), s.conn); err != nil {
+			if _, err := tx.ExecContext(ctx, `UPDATE pending_reauths SET consumed_at = $1 WHERE connection_id = $2 AND consumed_at IS NULL`, now, s.conn); err != nil {
 				return err
 			}
-			ids, err := e.heldOn(ctx, tx, s.conn, true)
-			if err != nil {
-				return err
-			}
-			for _, id := range ids {
-				if err := e.resumeTx(ctx, tx, id); err != nil {
-					return err
-				}
-				if err := e.event(ctx, tx, id, "resumed", "", "automatically after the connection was reconnected"); err != nil {
-					return err
-				}
-			}
-			resumed += len(ids)
-			return nil
+			ids, err = e.resumeHeld(ctx, tx, s.conn, now, heldFilter{autoOnly: true, detail: "automatically after the connection was reconnected"})
+			return err
 		})
-		if err != nil && !errors.Is(err, errAlreadyConsumed) {
+		if errors.Is(err, errAlreadyConsumed) {
+			continue
+		}
+		if err != nil {
 			return resumed, err
 		}
+		resumed += len(ids)
 	}
 	if resumed > 0 {
 		e.notify(ctx)
@@ -236,32 +232,71 @@ func (e *Engine) ConsumeReauthorizations(ctx context.Context) (int, error) {
 	return resumed, nil
 }
 
-var errAlreadyConsumed = errors.New("signal already consumed")
+// heldFilter says which of a connection's held runs resumeHeld resumes,
+// and what their events say.
+type heldFilter struct {
+	// autoOnly keeps the runs that resume by themselves: agent runs, and
+	// runs of workflows set to resume automatically.
+	autoOnly bool
+	// workspaceID, when set, keeps the workspace's runs.
+	workspaceID   string
+	actor, detail string
+}
 
-// heldOn lists the runs paused for reauthorization on a connection (only
-// those that resume by themselves, when autoOnly: agent runs, and runs of
-// workflows set to resume automatically).
-func (e *Engine) heldOn(ctx context.Context, q db.Querier, connID string, autoOnly bool) ([]string, error) {
-	query := `SELECT r.id FROM runs r JOIN workflows w ON w.id = r.workflow_id
-		WHERE r.status = 'paused' AND r.pause_reason = 'reauth' AND r.paused_connection_id = $1`
-	if autoOnly {
-		query += ` AND (w.auto_resume_reauth OR r.kind = 'agent')`
+// resumeHeld sets going again, all at once, the runs held for
+// reauthorization on a connection that f keeps, each with its "resumed"
+// event, and returns their ids. A connection may hold many thousands of
+// runs: one statement resumes them, and their events go in a few
+// statements of many rows each.
+func (e *Engine) resumeHeld(ctx context.Context, tx db.Querier, connID string, now time.Time, f heldFilter) ([]string, error) {
+	query := `UPDATE runs SET status = 'running', pause_reason = '', paused_connection_id = NULL, due_at = $1, updated_at = $1
+		WHERE paused_connection_id = $2 AND status = 'paused' AND pause_reason = 'reauth'`
+	args := []any{now, connID}
+	if f.autoOnly {
+		query += ` AND (kind = 'agent' OR workflow_id IN (SELECT id FROM workflows WHERE auto_resume_reauth))`
 	}
-	rows, err := q.QueryContext(ctx, query+` ORDER BY r.created_at`, connID)
+	if f.workspaceID != "" {
+		args = append(args, f.workspaceID)
+		query += ` AND workspace_id = $3`
+	}
+	rows, err := tx.QueryContext(ctx, query+` RETURNING id`, args...)
 	if err != nil {
-		return nil, fmt.Errorf("find held runs: %w", err)
+		return nil, fmt.Errorf("resume held runs: %w", err)
 	}
-	defer rows.Close()
 	var ids []string
 	for rows.Next() {
 		var id string
 		if err := rows.Scan(&id); err != nil {
-			return nil, err
+			rows.Close()
+			return nil, fmt.Errorf("resume held runs: %w", err)
 		}
 		ids = append(ids, id)
 	}
-	return ids, rows.Err()
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("resume held runs: %w", err)
+	}
+	const perStatement = 1000
+	for chunk := range slices.Chunk(ids, perStatement) {
+		var b strings.Builder
+		args := make([]any, 0, 3+2*len(chunk))
+		args = append(args, now, db.NullString(f.actor), f.detail)
+		b.WriteString(`INSERT INTO run_events (id, run_id, at, action, actor_user_id, detail) VALUES `)
+		for i, id := range chunk {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "($%d, $%d, $1, 'resumed', $2, $3)", len(args)+1, len(args)+2)
+			args = append(args, db.NewID(), id)
+		}
+		if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
+			return nil, fmt.Errorf("record run events: %w", err)
+		}
+	}
+	return ids, nil
 }
+
+var errAlreadyConsumed = errors.New("signal already consumed")
 
 // ResumeHeld resumes every run of the workspace paused for reauthorization
 // on a connection that is active again ("Resume all").
@@ -272,34 +307,25 @@ func (e *Engine) ResumeHeld(ctx context.Context, workspaceID, connID, actor stri
 		}
 		return 0, apperr.Conflict("connection_not_active", "", MsgResumeNeedsConnection)
 	}
-	n := 0
+	var ids []string
 	err := e.db.InTx(ctx, func(tx db.Querier) error {
-		ids, err := e.heldOn(ctx, tx, connID, false)
-		if err != nil {
+		now := e.now()
+		if _, err := tx.ExecContext(ctx, `UPDATE pending_reauths SET consumed_at = $1 WHERE connection_id = $2 AND consumed_at IS NULL
+			AND run_id IN (SELECT id FROM runs WHERE workspace_id = $3 AND status = 'paused' AND pause_reason = 'reauth' AND paused_connection_id = $2)`,
+			now, connID, workspaceID); err != nil {
 			return err
 		}
-		for _, id := range ids {
-			st, err := e.load(ctx, tx, id)
-			if err != nil {
-				return err
-			}
-			if st.WorkspaceID != workspaceID {
-				continue
-			}
-			if err := e.resumeTx(ctx, tx, id); err != nil {
-				return err
-			}
-			if err := e.event(ctx, tx, id, "resumed", actor, "resume all after reconnect"); err != nil {
-				return err
-			}
-			n++
-		}
-		return nil
+		var err error
+		ids, err = e.resumeHeld(ctx, tx, connID, now, heldFilter{workspaceID: workspaceID, actor: actor, detail: "resume all after reconnect"})
+		return err
 	})
-	if n > 0 {
+	if err != nil {
+		return 0, err
+	}
+	if len(ids) > 0 {
 		e.notify(ctx)
 	}
-	return n, err
+	return len(ids), nil
 }
 
 // Decide records an approval decision on a run waiting for one and sets it

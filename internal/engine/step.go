@@ -255,13 +255,13 @@ func (e *Engine) lastStep(ctx context.Context, runID, nodeID string) (Step, bool
 
 // recordsFirst says whether a node's step row is written, as running,
 // before it executes: nodes with effects outside the run (an app call, a
-// request, a called run, an agent's turn), so that an effect in flight is
-// on record and on the run's page, and a run an operator paused meanwhile
-// does not start it. Other nodes finish at once; their row is written
-// once, with the result.
+// request, a called run, an agent's turn, a model call), so that an effect
+// in flight is on record and on the run's page, and a run an operator
+// paused meanwhile does not start it. Other nodes finish at once; their
+// row is written once, with the result.
 func recordsFirst(n workflow.Node) bool {
 	switch n.Kind {
-	case workflow.NodeHTTP, workflow.NodeAction, workflow.NodeCallWorkflow, workflow.NodeAgent:
+	case workflow.NodeHTTP, workflow.NodeAction, workflow.NodeCallWorkflow, workflow.NodeAgent, workflow.NodeAIGenerate, workflow.NodeAIExtract:
 		return true
 	}
 	return false
