@@ -27,6 +27,7 @@ import (
 	"taskjuice/internal/llm"
 	"taskjuice/internal/mail"
 	"taskjuice/internal/notify"
+	"taskjuice/internal/portal"
 	"taskjuice/internal/spend"
 	"taskjuice/internal/trigger"
 	"taskjuice/internal/web"
@@ -65,20 +66,26 @@ type Server struct {
 	opts    Options
 	handler http.Handler
 	metrics *metrics
+	portal  *portal.Service
 }
 
 // New builds the server.
 func New(o Options) (*Server, error) {
 	auth := authn.New(o.Accounts, o.SecureCookies)
+	var waker portal.Waker
+	if o.Engine != nil {
+		waker = o.Engine
+	}
+	clients := portal.NewService(o.DB, o.Accounts, o.Connections, o.Workflows, o.Catalog, waker)
 	pages, err := web.New(web.Deps{
 		Accounts: o.Accounts, Auth: auth, Log: o.Log, Connections: o.Connections,
 		Refresher: o.Refresher, Catalog: o.Catalog, Workflows: o.Workflows, Engine: o.Engine, Webhooks: o.Webhooks, Notify: o.Notify, BaseURL: o.BaseURL,
-		Models: o.Models, Spend: o.Spend,
+		Models: o.Models, Spend: o.Spend, Portal: clients,
 	})
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{opts: o, metrics: newMetrics()}
+	s := &Server{opts: o, metrics: newMetrics(), portal: clients}
 	if o.Engine != nil && o.Models != nil && o.Spend != nil {
 		// AI steps and model-driven agents call the workspaces' own
 		// providers, under their spend caps.
@@ -122,6 +129,7 @@ func New(o Options) (*Server, error) {
 func (s *Server) UseMail(o *mail.Outbox) {
 	s.opts.Mail = o
 	o.Expand(account.MailInvitation, s.opts.Accounts.InvitationExpander(s.opts.BaseURL))
+	o.Expand(portal.MailRequest, s.portal.LinkExpander(s.opts.BaseURL))
 }
 
 // Handler is the whole HTTP surface.
@@ -294,6 +302,13 @@ func (s *Server) reauthLoop(ctx context.Context) error {
 			s.opts.Log.Warn("consume reauthorizations", "err", err)
 		} else if n > 0 {
 			s.opts.Log.Info("resumed runs held for reauthorization", "runs", n)
+		}
+		// Runs that parked for a client's connection while it was being
+		// bound: connecting wakes them at once, this catches the rest.
+		if n, err := s.opts.Engine.ResumeClientWaits(ctx, ""); err != nil && ctx.Err() == nil {
+			s.opts.Log.Warn("resume client waits", "err", err)
+		} else if n > 0 {
+			s.opts.Log.Info("resumed runs waiting for a client's connection", "runs", n)
 		}
 		select {
 		case <-ctx.Done():

@@ -5,15 +5,17 @@ import (
 
 	"taskjuice/internal/account"
 	"taskjuice/internal/expr"
+	"taskjuice/internal/portal"
 	"taskjuice/internal/trigger"
 	"taskjuice/internal/workflow"
 )
 
 // workflowChecks is what the publish gate asks of the rest of TaskJuice for
-// one workspace: the catalog, the workspace's connections and workflows.
-// Lookups that fail leave their check out; the gate then reports what it
-// can (a missing connection reads as not found).
-func (h *Handler) workflowChecks(ctx context.Context, ws account.Workspace) workflow.Checks {
+// one workflow of a workspace: the catalog, the workspace's connections and
+// workflows, and where its client-provided nodes stand. Lookups that fail
+// leave their check out; the gate then reports what it can (a missing
+// connection reads as not found, a client node as not connected).
+func (h *Handler) workflowChecks(ctx context.Context, ws account.Workspace, workflowID string) workflow.Checks {
 	c := workflow.Checks{Apps: h.Catalog, Expressions: expr.CompileJSON, Cron: trigger.ValidateCron}
 	conns, err := h.Connections.List(ctx, ws, "")
 	if err == nil {
@@ -33,6 +35,16 @@ func (h *Handler) workflowChecks(ctx context.Context, ws account.Workspace) work
 			published[w.ID] = w.Status == workflow.StatusPublished
 		}
 		c.Workflow = func(id string) bool { return published[id] }
+	}
+	if workflowID != "" {
+		bound, err := h.Workflows.ClientBindings(ctx, workflowID)
+		states := map[string]portal.NodeState{}
+		if err == nil && h.Portal != nil {
+			states, err = h.Portal.NodeStates(ctx, ws, workflowID)
+		}
+		if err == nil {
+			c.ClientNode = func(node string) (string, bool) { return bound[node], states[node].Sent }
+		}
 	}
 	return c
 }

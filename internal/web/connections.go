@@ -188,7 +188,15 @@ func (h *Handler) oauthCallback(w http.ResponseWriter, r *http.Request) {
 		h.errorPage(w, r, &p, err)
 		return
 	}
+	if err := h.clientConsentDone(r.Context(), res.Connection); err != nil {
+		h.errorPage(w, r, &p, err)
+		return
+	}
 	switch {
+	case res.Connection.OwnerKind == connection.OwnerClient && isPortalPath(res.ReturnTo):
+		// The request page shows the app as "Connected".
+		redirect(w, r, safeNext(res.ReturnTo))
+		return
 	case res.AccountChanged:
 		setFlash(w, "account-changed")
 	case res.Reconnect:

@@ -14,6 +14,7 @@ import (
 	"taskjuice/internal/apperr"
 	"taskjuice/internal/catalog"
 	"taskjuice/internal/connection"
+	"taskjuice/internal/portal"
 	"taskjuice/internal/workflow"
 )
 
@@ -43,8 +44,8 @@ func (h *Handler) registerEditor(ws *http.ServeMux) {
 
 // editorChecks are the checks the editor shows problems with: the same the
 // publish gate applies, so what the page shows is what Publish will say.
-func (h *Handler) editorChecks(ctx context.Context, ws account.Workspace) workflow.Checks {
-	return h.workflowChecks(ctx, ws)
+func (h *Handler) editorChecks(ctx context.Context, ws account.Workspace, workflowID string) workflow.Checks {
+	return h.workflowChecks(ctx, ws, workflowID)
 }
 
 // ---- the graph's shape ----
@@ -670,6 +671,7 @@ type stepCard struct {
 	Inputs      []inputField
 	OAuth       bool
 	Conns       []connOption
+	Client      clientSlot
 	FalseTo     gotoSelect
 	DoneTo      gotoSelect
 	CaseTo      []gotoSelect
@@ -775,9 +777,21 @@ func (h *Handler) renderEditor(w http.ResponseWriter, r *http.Request, v view, s
 		h.errorPage(w, r, v.P, err)
 		return
 	}
+	bound, err := h.Workflows.ClientBindings(ctx, wf.ID)
+	if err != nil {
+		h.errorPage(w, r, v.P, err)
+		return
+	}
+	clientNodes := map[string]portal.NodeState{}
+	if h.Portal != nil {
+		if clientNodes, err = h.Portal.NodeStates(ctx, *v.Workspace, wf.ID); err != nil {
+			h.errorPage(w, r, v.P, err)
+			return
+		}
+	}
 	g := ver.Graph
 	if problems == nil {
-		problems = workflow.Validate(g, h.editorChecks(ctx, *v.Workspace))
+		problems = workflow.Validate(g, h.editorChecks(ctx, *v.Workspace, wf.ID))
 	}
 	d := editorData{
 		Workflow: wf, Version: ver, HasDraft: ver.State == workflow.VersionDraft, Versions: versions,
@@ -805,6 +819,7 @@ func (h *Handler) renderEditor(w http.ResponseWriter, r *http.Request, v view, s
 		}
 		c.Num = i + 1
 		h.fillAction(&c, conns)
+		h.fillClientSlot(&c, clientNodes, bound, conns)
 		c.FalseTo = gotoSelect{Name: "falseTo", Value: c.F.FalseTo, Later: c.Later}
 		c.DoneTo = gotoSelect{Name: "doneTo", Value: c.F.DoneTo, Later: c.Later}
 		if n.Kind == workflow.NodeSwitch {
@@ -1124,7 +1139,7 @@ func (h *Handler) publishDraft(w http.ResponseWriter, r *http.Request, v view) {
 	if !ok {
 		return
 	}
-	_, err := h.Workflows.Publish(ctx, *v.Workspace, wf.ID, "", h.editorChecks(ctx, *v.Workspace))
+	_, err := h.Workflows.Publish(ctx, *v.Workspace, wf.ID, "", h.editorChecks(ctx, *v.Workspace, wf.ID))
 	var ce *workflow.CompileError
 	switch {
 	case errors.As(err, &ce):

@@ -22,6 +22,7 @@ import (
 	"taskjuice/internal/engine"
 	"taskjuice/internal/llm"
 	"taskjuice/internal/notify"
+	"taskjuice/internal/portal"
 	"taskjuice/internal/spend"
 	"taskjuice/internal/trigger"
 	"taskjuice/internal/workflow"
@@ -47,6 +48,7 @@ type Deps struct {
 	Notify      *notify.Service
 	Models      *llm.Service   // the workspaces' model providers
 	Spend       *spend.Service // model spend and its cap
+	Portal      *portal.Service
 	// BaseURL is the public URL of this TaskJuice, for OAuth redirects.
 	BaseURL string
 	// HTTPClient calls apps (identity, revocation).
@@ -97,6 +99,13 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /settings/api-tokens", h.staff(h.createAPIToken))
 	mux.HandleFunc("POST /settings/api-tokens/{id}/revoke", h.staff(h.revokeAPIToken))
 	mux.HandleFunc("GET /portal", h.client(h.portal))
+	mux.HandleFunc("GET /portal/connections", h.client(h.portalConnections))
+	mux.HandleFunc("POST /portal/connections/{id}/refresh", h.client(h.portalRefresh))
+	mux.HandleFunc("POST /portal/connections/{id}/reconnect", h.client(h.portalReconnect))
+	mux.HandleFunc("GET /portal/requests/{id}", h.client(h.portalRequest))
+	mux.HandleFunc("POST /portal/requests/{id}/connect/{request}", h.client(h.portalConnect))
+	mux.HandleFunc("GET /portal/link/{token}", h.portalLink)
+	mux.HandleFunc("/portal/", h.client(h.portalNotFound))
 	mux.HandleFunc("GET /oauth/callback", h.oauthCallback)
 	mux.HandleFunc("GET /invitations/{token}", h.invitation)
 	mux.HandleFunc("POST /invitations/{token}", h.acceptInvitation)
@@ -132,6 +141,12 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	ws.HandleFunc("GET /{workspaceSlug}/monitoring/workflow-runs/{workflowId}/{runId}", h.inWorkspace("runs", h.runDetail))
 	ws.HandleFunc("POST /{workspaceSlug}/monitoring/workflow-runs/{workflowId}/{runId}/{action}", h.inWorkspace("runs", h.runAction))
 	ws.HandleFunc("GET /{workspaceSlug}/workspace/members", h.inWorkspace("members", h.members))
+	ws.HandleFunc("GET /{workspaceSlug}/clients/requests", h.inWorkspace("requests", h.clientRequests))
+	ws.HandleFunc("POST /{workspaceSlug}/clients/requests/send", h.inWorkspace("requests", h.dispatchClientRequests))
+	ws.HandleFunc("POST /{workspaceSlug}/clients/requests/{id}/resend", h.inWorkspace("requests", h.resendClientRequest))
+	ws.HandleFunc("POST /{workspaceSlug}/clients/requests/queue/{id}/remove", h.inWorkspace("requests", h.unqueueClientRequest))
+	ws.HandleFunc("POST /{workspaceSlug}/connections/{id}/request-reconnect", h.inWorkspace("connections", h.requestReconnect))
+	ws.HandleFunc("POST /{workspaceSlug}/workflows/{id}/edit/steps/{node}/request", h.inWorkspace("workflows", h.queueClientRequest))
 	ws.HandleFunc("POST /{workspaceSlug}/workspace/members/invite", h.inWorkspace("members", h.inviteClient))
 	ws.HandleFunc("POST /{workspaceSlug}/workspace/members/invitations/{id}/resend", h.inWorkspace("members", h.resendInvitation))
 	ws.HandleFunc("POST /{workspaceSlug}/workspace/members/invitations/{id}/revoke", h.inWorkspace("members", h.revokeInvitation))
@@ -286,9 +301,15 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	http.Error(w, "Something went wrong on our side. It has been logged; please try again.", http.StatusInternalServerError)
 }
 
+// notFound answers an address nothing serves. A client is sent back to the
+// portal instead: every address outside it is a staff route to them.
 func (h *Handler) notFound(w http.ResponseWriter, r *http.Request) {
 	var pp *account.Principal
 	if p, err := h.auth.Session(r); err == nil {
+		if p.IsClient() {
+			redirect(w, r, landing(p))
+			return
+		}
 		pp = &p
 	}
 	h.errorPage(w, r, pp, apperr.NotFound("There is no page at this address."))
@@ -297,44 +318,49 @@ func (h *Handler) notFound(w http.ResponseWriter, r *http.Request) {
 // Flash messages survive one redirect in a short-lived cookie holding a key,
 // never free text.
 var flashes = map[string]string{
-	"workspace-created":  "Workspace created",
-	"account-saved":      "Account settings saved",
-	"owner-transferred":  "Ownership transferred",
-	"token-revoked":      "API token revoked",
-	"signed-out":         "You are signed out",
-	"connected":          "Connected.",
-	"reconnected":        "Reconnected. Held work can be resumed.",
-	"account-changed":    "Reconnected — to a different account than before. Check that this is the account you meant.",
-	"refreshed":          "Connection refreshed.",
-	"revoked":            "Connection revoked.",
-	"renamed":            "Label saved.",
-	"workflow-created":   "Workflow created.",
-	"workflow-imported":  "Workflow imported as a draft.",
-	"version-activated":  "Version activated. It is dispatching now.",
-	"deactivated":        "Deactivated. Nothing is dispatching.",
-	"settings-saved":     "Settings saved.",
-	"webhook-rotated":    "New webhook URL. The old one no longer works.",
-	"secret-saved":       "Webhook secret saved.",
-	"run-started":        "Run started.",
-	"workflow-published": "Workflow published",
-	"replayed":           "Replayed as this new run.",
-	"run-resume":         "Run resumed.",
-	"run-pause":          "Run paused.",
-	"run-cancel":         "Run cancelled.",
-	"run-approve":        "Approved. The run goes on.",
-	"run-reject":         "Rejected. The run goes on with the decision.",
-	"trigger-saved":      "Trigger saved.",
-	"step-added":         "Step added.",
-	"step-saved":         "Step saved.",
-	"step-moved":         "Step moved.",
-	"step-deleted":       "Step deleted.",
-	"spend-cap-saved":    "Spend cap saved.",
-	"provider-saved":     "Model provider saved.",
-	"provider-deleted":   "Model provider deleted.",
-	"invitation-sent":    "Invitation sent.",
-	"invitation-resent":  "Invitation sent again. The earlier link no longer works.",
-	"invitation-revoked": "Invitation revoked.",
-	"welcome":            "Welcome to TaskJuice.",
+	"workspace-created":   "Workspace created",
+	"account-saved":       "Account settings saved",
+	"owner-transferred":   "Ownership transferred",
+	"token-revoked":       "API token revoked",
+	"signed-out":          "You are signed out",
+	"connected":           "Connected.",
+	"reconnected":         "Reconnected. Held work can be resumed.",
+	"account-changed":     "Reconnected — to a different account than before. Check that this is the account you meant.",
+	"refreshed":           "Connection refreshed.",
+	"revoked":             "Connection revoked.",
+	"renamed":             "Label saved.",
+	"workflow-created":    "Workflow created.",
+	"workflow-imported":   "Workflow imported as a draft.",
+	"version-activated":   "Version activated. It is dispatching now.",
+	"deactivated":         "Deactivated. Nothing is dispatching.",
+	"settings-saved":      "Settings saved.",
+	"webhook-rotated":     "New webhook URL. The old one no longer works.",
+	"secret-saved":        "Webhook secret saved.",
+	"run-started":         "Run started.",
+	"workflow-published":  "Workflow published",
+	"replayed":            "Replayed as this new run.",
+	"run-resume":          "Run resumed.",
+	"run-pause":           "Run paused.",
+	"run-cancel":          "Run cancelled.",
+	"run-approve":         "Approved. The run goes on.",
+	"run-reject":          "Rejected. The run goes on with the decision.",
+	"trigger-saved":       "Trigger saved.",
+	"step-added":          "Step added.",
+	"step-saved":          "Step saved.",
+	"step-moved":          "Step moved.",
+	"step-deleted":        "Step deleted.",
+	"spend-cap-saved":     "Spend cap saved.",
+	"provider-saved":      "Model provider saved.",
+	"provider-deleted":    "Model provider deleted.",
+	"invitation-sent":     "Invitation sent.",
+	"invitation-resent":   "Invitation sent again. The earlier link no longer works.",
+	"invitation-revoked":  "Invitation revoked.",
+	"welcome":             "Welcome to TaskJuice.",
+	"request-queued":      "Added to the client request queue. Nothing is sent until you send the queue.",
+	"requests-sent":       "Request sent to the client: one email with one sign-in link.",
+	"request-resent":      "Request sent again with a new link. The earlier link no longer works.",
+	"reconnect-requested": "The client was emailed a request to reconnect.",
+	"reconnect-emailed":   "We emailed you a link to reconnect. Open it to go through the app's sign-in.",
 }
 
 const flashCookie = "tj_flash"

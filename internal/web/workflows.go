@@ -182,7 +182,7 @@ func (h *Handler) deactivateWorkflow(w http.ResponseWriter, r *http.Request, v v
 // activateVersion makes an earlier version (or the draft) the active one,
 // through the same publish gate.
 func (h *Handler) activateVersion(w http.ResponseWriter, r *http.Request, v view) {
-	_, err := h.Workflows.Publish(r.Context(), *v.Workspace, r.PathValue("id"), r.PathValue("version"), h.workflowChecks(r.Context(), *v.Workspace))
+	_, err := h.Workflows.Publish(r.Context(), *v.Workspace, r.PathValue("id"), r.PathValue("version"), h.workflowChecks(r.Context(), *v.Workspace, r.PathValue("id")))
 	var ce *workflow.CompileError
 	switch {
 	case errors.As(err, &ce):

@@ -57,6 +57,11 @@ type Checks struct {
 	// Model reports whether a model provider of the workspace offers the
 	// model (ok false: no such provider).
 	Model func(providerID, model string) (offered, ok bool)
+	// ClientNode tells, for a node whose client provides the connection,
+	// the connection the client bound to it (empty until they connect) and
+	// whether a request to connect it has been sent to the client. Nil
+	// treats every such node as not connected.
+	ClientNode func(nodeID string) (connectionID string, requested bool)
 }
 
 var nodeIDPattern = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,62}$`)
@@ -455,10 +460,25 @@ func (v *validator) binding(n Node, cfg any) {
 				v.add(n.ID, "connection", "Clients can provide only apps they sign in to (OAuth); %s uses an API key", app.Name)
 			}
 		}
-		// Published once the client has connected: until then the node has
-		// no active connection.
-		v.inactive(n)
-		return
+		// The client's connection, once they connected, is checked as any
+		// bound connection. Before that the node has no active connection,
+		// unless the client has been sent the request for it: then the
+		// version may go live and its runs wait at this node until the
+		// client connects (engine: WaitClientConnection).
+		var bound string
+		var requested bool
+		if v.c.ClientNode != nil {
+			bound, requested = v.c.ClientNode(n.ID)
+		}
+		switch {
+		case bound != "":
+			b = &Binding{ID: bound}
+		case requested:
+			return
+		default:
+			v.inactive(n)
+			return
+		}
 	}
 	if v.c.Connection == nil {
 		return
