@@ -42,6 +42,9 @@ Usage:
                             the built-in sandbox provider
   taskjuice bench engine    durable steps per second: runs of a chain of
                             Transform steps, executed by the engine's workers
+  taskjuice bench resume    agent runs held for reauthorization on one
+                            connection: memory while they are held, and how
+                            soon all run again after the reconnect
   taskjuice bench runs      the runs pages over a million runs: the "Paused
                             for reauth" list and the alert banner, timed on
                             the server
@@ -60,6 +63,8 @@ func cmdBench(ctx context.Context, args []string, e env) error {
 		return benchRefresh(ctx, args, e)
 	case "engine":
 		return benchEngine(ctx, args, e)
+	case "resume":
+		return benchResume(ctx, args, e)
 	case "runs":
 		return benchRuns(ctx, args, e)
 	case "help", "-h", "--help":
@@ -235,6 +240,7 @@ type refreshBench struct {
 	srv     *http.Server
 	served  chan error
 	hc      *http.Client
+	cat     *catalog.Catalog
 	app     catalog.App
 	oauth   *oauth2.Config
 	refresh *connection.Refresher
@@ -286,6 +292,7 @@ func newRefreshBench(ctx context.Context, d *db.DB, log *slog.Logger) (*refreshB
 		b.close()
 		return nil, fmt.Errorf("app catalog: %w", err)
 	}
+	b.cat = cat
 	b.app, _ = cat.App(catalog.SandboxKey)
 	if b.oauth, err = connection.OAuthConfig(b.app, benchRedirectURL); err != nil {
 		b.close()
@@ -397,10 +404,15 @@ func (b *refreshBench) grants(ctx context.Context, n, workers int) ([]connection
 }
 
 func (b *refreshBench) consent(ctx context.Context) (*oauth2.Token, error) {
+	return b.consentAs(ctx, "Bench")
+}
+
+// consentAs consents as the sandbox account of that name.
+func (b *refreshBench) consentAs(ctx context.Context, account string) (*oauth2.Token, error) {
 	verifier := oauth2.GenerateVerifier()
 	state := rand.Text()
 	opts := append(connection.AuthCodeOptions(b.app), oauth2.S256ChallengeOption(verifier))
-	back, err := sandbox.Consent(ctx, b.hc, b.oauth.AuthCodeURL(state, opts...), "Bench", true)
+	back, err := sandbox.Consent(ctx, b.hc, b.oauth.AuthCodeURL(state, opts...), account, true)
 	if err != nil {
 		return nil, err
 	}
