@@ -6,8 +6,11 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"taskjuice/internal/engine"
+	"taskjuice/internal/llm"
+	"taskjuice/internal/sandbox"
 )
 
 // TestAgentsAPI: an agent is created over the API with a Sandbox Chat
@@ -110,6 +113,68 @@ func TestAgentsAPI(t *testing.T) {
 		wantStatus(t, "owner updates agent", owner.api("PUT", agentURL, strings.Replace(spec, "Tell the team.", "Tell everyone.", 1)), 200)
 		if a := owner.api("GET", agentURL, ""); !strings.Contains(a.Body, "Tell everyone.") {
 			t.Fatalf("updated agent: %s", a.Body)
+		}
+	})
+}
+
+// TestAgentsPages: an agent driven by the sandbox's model is created from
+// the Agents page and run by hand; it posts through its tool, answers, and
+// its model calls count toward the workspace's spend.
+func TestAgentsPages(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		owner := e.signIn("owner@a.example")
+		conn := connectionFromLocation(t, owner.consent(t, "/acme/connections/new", url.Values{"app": {"sandbox-chat"}}, "Acme Chat"))
+		p, err := e.models.Create(ctx, e.acme.ID, llm.ProviderInput{Name: "Sandbox", BaseURL: e.srv.URL + "/sandbox/v1", APIKey: e.sandbox.ModelKey(),
+			Models: []llm.ModelInput{{Model: sandbox.ModelSmall, InputUSDPerMTok: "1", OutputUSDPerMTok: "2", MaxOutputTokens: 500}}})
+		must(t, err)
+		page := owner.get("/acme/agents")
+		wantStatus(t, "agents page", page, 200)
+		model, tool := p.ID+"|"+sandbox.ModelSmall, conn+"|sandbox-chat|post-message"
+		if !strings.Contains(page.Body, model) || !strings.Contains(page.Body, tool) || !strings.Contains(page.Body, "No agents yet") {
+			t.Fatal("agents page lacks the model, the tool or the empty state")
+		}
+		bad := owner.post("/acme/agents", url.Values{"name": {"Broken"}, "instructions": {" "}, "model": {model}, "tool": {tool}})
+		wantStatus(t, "agent without instructions", bad, 422)
+		if !strings.Contains(bad.Body, "Tell the agent what to do") {
+			t.Fatal("the refusal does not say what is missing")
+		}
+		res := owner.post("/acme/agents", url.Values{"name": {"Lead agent"}, "instructions": {"Tell the team about the lead."}, "model": {model}, "tool": {tool, ""}})
+		if res.StatusCode != 303 || !strings.HasPrefix(res.Header.Get("Location"), "/acme/agents/") {
+			t.Fatalf("create agent: %d to %q", res.StatusCode, res.Header.Get("Location"))
+		}
+		agentPath := res.Header.Get("Location")
+		id := strings.TrimPrefix(agentPath, "/acme/agents/")
+		if a := owner.get(agentPath); !strings.Contains(a.Body, "Sandbox · sandbox-small") || !strings.Contains(a.Body, "Run now") {
+			t.Fatal("agent page lacks its model or the Run now form")
+		}
+		wantStatus(t, "run with bad input", owner.post(agentPath+"/run", url.Values{"input": {"{nope"}}), 422)
+		wantStatus(t, "another account's agent", e.signIn("owner@b.example").get(agentPath), 404)
+
+		must(t, e.sandbox.ScriptModel(sandbox.ToolCallReply("post-message", `{"channel":"general","text":"New lead: Ada"}`), sandbox.TextReply("Done.")))
+		res = owner.post(agentPath+"/run", url.Values{"input": {`{"lead":"Ada"}`}})
+		loc := res.Header.Get("Location")
+		if res.StatusCode != 303 || !strings.HasPrefix(loc, "/acme/monitoring/workflow-runs/"+id+"/") {
+			t.Fatalf("run now: %d to %q", res.StatusCode, loc)
+		}
+		for {
+			did, err := e.engine.Work(ctx)
+			must(t, err)
+			if !did {
+				break
+			}
+		}
+		run := owner.get(loc)
+		if !strings.Contains(run.Body, "Completed") || !strings.Contains(run.Body, "Done.") {
+			t.Fatalf("agent run page: %.500s", run.Body)
+		}
+		if got := e.sandbox.Stats().MessagesPosted; got != 1 {
+			t.Fatalf("messages posted: %d, want 1", got)
+		}
+		sum, err := e.spend.Summary(ctx, e.acme.ID, time.Now())
+		must(t, err)
+		if sum.Spent <= 0 {
+			t.Fatal("the agent's model calls cost nothing")
 		}
 	})
 }

@@ -246,6 +246,11 @@ func TestResumeAllAfterReconnect(t *testing.T) {
 			runs = append(runs, s.RunID)
 		}
 		drain()
+		// The workflow's page says its connection is broken, with a link.
+		wfPage := owner.get("/acme/workflows/" + w.ID)
+		if !strings.Contains(wfPage.Body, "which is in <strong>error</strong>") || !strings.Contains(wfPage.Body, `href="/acme/connections/`+id+`">Open the connection`) {
+			t.Fatal("the workflow page does not say its connection is broken")
+		}
 		view := "/acme/monitoring/workflow-runs?reason=reauth&status=paused"
 		page := owner.get(view)
 		if !strings.Contains(page.Body, "2 held") || !strings.Contains(page.Body, "Reconnect first") || strings.Contains(page.Body, ">Resume all<") {

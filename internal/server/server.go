@@ -77,7 +77,9 @@ func New(o Options) (*Server, error) {
 		waker = o.Engine
 	}
 	clients := portal.NewService(o.DB, o.Accounts, o.Connections, o.Workflows, o.Catalog, waker)
+	agents := agent.NewService(o.Workflows, o.Connections, o.Catalog, o.Models)
 	pages, err := web.New(web.Deps{
+		Agents:   agents,
 		Accounts: o.Accounts, Auth: auth, Log: o.Log, Connections: o.Connections,
 		Refresher: o.Refresher, Catalog: o.Catalog, Workflows: o.Workflows, Engine: o.Engine, Webhooks: o.Webhooks, Notify: o.Notify, BaseURL: o.BaseURL,
 		Models: o.Models, Spend: o.Spend, Portal: clients,
@@ -104,7 +106,7 @@ func New(o Options) (*Server, error) {
 	api.New(api.Deps{
 		Accounts: o.Accounts, Auth: auth, Log: o.Log, Connections: o.Connections,
 		Refresher: o.Refresher, Catalog: o.Catalog, Workflows: o.Workflows, Engine: o.Engine, BaseURL: o.BaseURL,
-		Agents: agent.NewService(o.Workflows, o.Connections, o.Catalog, o.Models),
+		Agents: agents,
 		Models: o.Models, Spend: o.Spend,
 	}).Register(mux)
 	pages.Register(mux)

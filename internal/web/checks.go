@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"taskjuice/internal/account"
+	"taskjuice/internal/agent"
 	"taskjuice/internal/expr"
 	"taskjuice/internal/portal"
 	"taskjuice/internal/trigger"
@@ -28,13 +29,24 @@ func (h *Handler) workflowChecks(ctx context.Context, ws account.Workspace, work
 			return v[0], v[1], ok
 		}
 	}
+	// A Call Workflow step may run a workflow or an agent.
 	wfs, err := h.Workflows.List(ctx, ws)
+	if err == nil {
+		agents, aerr := h.Workflows.ListAgents(ctx, ws)
+		wfs = append(wfs, agents...)
+		err = aerr
+	}
 	if err == nil {
 		published := map[string]bool{}
 		for _, w := range wfs {
 			published[w.ID] = w.Status == workflow.StatusPublished
 		}
 		c.Workflow = func(id string) bool { return published[id] }
+	}
+	if h.Models != nil {
+		if m, err := agent.ModelCheck(ctx, h.Models, ws.ID); err == nil {
+			c.Model = m
+		}
 	}
 	if workflowID != "" {
 		bound, err := h.Workflows.ClientBindings(ctx, workflowID)

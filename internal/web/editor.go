@@ -777,6 +777,13 @@ func (h *Handler) renderEditor(w http.ResponseWriter, r *http.Request, v view, s
 		h.errorPage(w, r, v.P, err)
 		return
 	}
+	// Call Workflow may run an agent too.
+	agents, err := h.Workflows.ListAgents(ctx, *v.Workspace)
+	if err != nil {
+		h.errorPage(w, r, v.P, err)
+		return
+	}
+	wfs = append(wfs, agents...)
 	bound, err := h.Workflows.ClientBindings(ctx, wf.ID)
 	if err != nil {
 		h.errorPage(w, r, v.P, err)

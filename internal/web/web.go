@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"taskjuice/internal/account"
+	"taskjuice/internal/agent"
 	"taskjuice/internal/apperr"
 	"taskjuice/internal/authn"
 	"taskjuice/internal/catalog"
@@ -48,6 +49,7 @@ type Deps struct {
 	Notify      *notify.Service
 	Models      *llm.Service   // the workspaces' model providers
 	Spend       *spend.Service // model spend and its cap
+	Agents      *agent.Service
 	Portal      *portal.Service
 	// BaseURL is the public URL of this TaskJuice, for OAuth redirects.
 	BaseURL string
@@ -115,6 +117,10 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	ws := http.NewServeMux()
 	ws.HandleFunc("GET /{workspaceSlug}", h.workspaceRedirect)
 	ws.HandleFunc("GET /{workspaceSlug}/{$}", h.inWorkspace("overview", h.workspaceHome))
+	ws.HandleFunc("GET /{workspaceSlug}/agents", h.inWorkspace("agents", h.agents))
+	ws.HandleFunc("POST /{workspaceSlug}/agents", h.inWorkspace("agents", h.createAgent))
+	ws.HandleFunc("GET /{workspaceSlug}/agents/{id}", h.inWorkspace("agents", h.agentPage))
+	ws.HandleFunc("POST /{workspaceSlug}/agents/{id}/run", h.inWorkspace("agents", h.runAgent))
 	ws.HandleFunc("GET /{workspaceSlug}/workflows", h.inWorkspace("workflows", h.workflows))
 	ws.HandleFunc("POST /{workspaceSlug}/workflows", h.inWorkspace("workflows", h.createWorkflow))
 	ws.HandleFunc("POST /{workspaceSlug}/workflows/import", h.inWorkspace("workflows", h.importWorkflow))
@@ -330,6 +336,7 @@ var flashes = map[string]string{
 	"revoked":             "Connection revoked.",
 	"renamed":             "Label saved.",
 	"workflow-created":    "Workflow created.",
+	"agent-created":       "Agent created and published.",
 	"workflow-imported":   "Workflow imported as a draft.",
 	"version-activated":   "Version activated. It is dispatching now.",
 	"deactivated":         "Deactivated. Nothing is dispatching.",

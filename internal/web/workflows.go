@@ -95,6 +95,8 @@ type workflowData struct {
 	Webhook *webhookData
 	// Manual is true when the live trigger is manual: a "Run now" button.
 	Manual bool
+	// Broken are the connections the workflow uses that are not working.
+	Broken []connectionRow
 }
 
 type webhookData struct {
@@ -139,6 +141,16 @@ func (h *Handler) renderWorkflow(w http.ResponseWriter, r *http.Request, v view,
 				}
 			case workflow.TriggerManual:
 				d.Manual = wf.Status == workflow.StatusPublished
+			}
+		}
+		conns, err := h.Connections.List(r.Context(), *v.Workspace, "")
+		if err != nil {
+			h.errorPage(w, r, v.P, err)
+			return
+		}
+		for _, c := range conns {
+			if (c.Status == "error" || c.Status == "revoked") && versions[0].Graph.Uses(c.ID) {
+				d.Broken = append(d.Broken, connectionRow{Connection: c, AppName: h.appName(c.AppKey)})
 			}
 		}
 	}
