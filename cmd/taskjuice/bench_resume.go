@@ -328,7 +328,7 @@ func cloneHeld(ctx context.Context, d *db.DB, template string, n int) error {
 				}
 				join := "t." + t.run + " = $1"
 				if len(own) > 0 {
-					join = "t.id = v.column3"
+					join += " AND t.id = v.column3"
 				}
 				query = fmt.Sprintf(`INSERT INTO %s (%s) SELECT %s FROM %s t JOIN (VALUES %s) AS v ON %s`,
 					t.name, strings.Join(cols[t.name], ", "), strings.Join(sel, ", "), t.name, strings.TrimSuffix(values.String(), ", "), join)
