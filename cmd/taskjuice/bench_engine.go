@@ -42,7 +42,7 @@ func benchEngine(ctx context.Context, args []string, e env) error {
 	fs := flag.NewFlagSet("taskjuice bench engine", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	fs.StringVar(&f.databaseURL, "database-url", "", "a postgres:// URL (the bench works in a schema of its own, dropped at the end), or a new SQLite file; default: SQLite in a temporary folder")
-	fs.IntVar(&f.runs, "runs", 3000, "runs started, all pending before the engine starts")
+	fs.IntVar(&f.runs, "runs", 5000, "runs started, all pending before the engine starts")
 	fs.IntVar(&f.steps, "steps", 10, "Transform steps per run, chained, each evaluating an expression on the previous step's output")
 	fs.IntVar(&f.concurrency, "concurrency", 32, "runs the engine works on at once (engine.Options.Workers)")
 	fs.DurationVar(&f.duration, "duration", 0, "stop counting after this long, finished or not (0: wait for every run)")
