@@ -178,7 +178,7 @@ func (r *resumeBench) run(ctx context.Context, out io.Writer, f benchResumeFlags
 	result["pass"] = ok
 	writeJSONLine(out, result)
 	if !ok {
-		return errors.New("bench resume: a target was missed")
+		return fmt.Errorf("bench resume: %w", errTargetMissed)
 	}
 	return nil
 }
