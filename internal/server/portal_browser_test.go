@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 
@@ -50,6 +51,11 @@ func TestBrowserClientRequest(t *testing.T) {
 			if err := chromedp.Do(bctx, chromedp.Click(`#client-slot-`+node+` button`)); err != nil {
 				t.Fatalf("queue %s: %v", node, err)
 			}
+			// The page after the redirect says the step is queued.
+			eventually(t, "step "+node+" queued", 10*time.Second, func() bool {
+				got, _ := chromedp.Run(bctx, chromedp.Evaluate[string](`(() => { const s = document.querySelector("#client-slot-`+node+`"); return s ? s.textContent : ""; })()`))
+				return strings.Contains(got, "not sent yet")
+			})
 			waitFlash(t, bctx, "Added to the client request queue. Nothing is sent until you send the queue.")
 		}
 		if got := box.deliver(t); len(got) != 0 {
