@@ -209,6 +209,7 @@ func newStepID(g workflow.Graph) string {
 var stepKinds = []workflow.Kind{
 	workflow.NodeAction, workflow.NodeHTTP, workflow.NodeBranch, workflow.NodeSwitch, workflow.NodeTransform,
 	workflow.NodeDelay, workflow.NodeApproval, workflow.NodeLoop, workflow.NodeCallWorkflow,
+	workflow.NodeAIGenerate, workflow.NodeAIExtract,
 }
 
 var triggerKinds = []workflow.Kind{workflow.TriggerManual, workflow.TriggerWebhook, workflow.TriggerSchedule}
@@ -238,6 +239,10 @@ func defaultConfig(k workflow.Kind) any {
 		return workflow.LoopConfig{}
 	case workflow.NodeCallWorkflow:
 		return workflow.CallWorkflowConfig{}
+	case workflow.NodeAIGenerate:
+		return workflow.AIGenerateConfig{}
+	case workflow.NodeAIExtract:
+		return workflow.AIExtractConfig{Schema: json.RawMessage(`{"type":"object","properties":{}}`)}
 	}
 	return struct{}{}
 }
@@ -254,18 +259,19 @@ func mustJSON(v any) json.RawMessage {
 
 // stepForm is a step's form as text, filled from the node or from a POST.
 type stepForm struct {
-	Name, Then                         string
-	App, Action, Connection            string
-	Inputs                             map[string]string
-	Method, URL, Headers, Body         string
-	Timeout, Attempts                  string
-	Condition, Value, Cases            string
-	CaseTo                             map[string]string
-	Output, Duration, Until, Message   string
-	Items, MaxItems, WorkflowID, Input string
-	FalseTo, DoneTo                    string
-	backoff                            float64
-	binding                            *workflow.Binding
+	Name, Then                             string
+	App, Action, Connection                string
+	Inputs                                 map[string]string
+	Method, URL, Headers, Body             string
+	Timeout, Attempts                      string
+	Condition, Value, Cases                string
+	CaseTo                                 map[string]string
+	Output, Duration, Until, Message       string
+	Items, MaxItems, WorkflowID, Input     string
+	Model, Prompt, Text, Schema, MaxTokens string
+	FalseTo, DoneTo                        string
+	backoff                                float64
+	binding                                *workflow.Binding
 }
 
 const clientProvides = "client"
@@ -337,6 +343,16 @@ func formOf(g workflow.Graph, n workflow.Node, ends map[string]bool) stepForm {
 	case *workflow.CallWorkflowConfig:
 		f.WorkflowID = c.WorkflowID
 		f.Input = prettyJSON(c.Input)
+	case *workflow.AIGenerateConfig:
+		f.Model, f.Message, f.Prompt = modelValue(c.Model), c.System, c.Prompt
+		if c.MaxTokens != 0 {
+			f.MaxTokens = strconv.Itoa(c.MaxTokens)
+		}
+	case *workflow.AIExtractConfig:
+		f.Model, f.Message, f.Text, f.Schema = modelValue(c.Model), c.Instructions, c.Text, prettyJSON(c.Schema)
+		if c.MaxTokens != 0 {
+			f.MaxTokens = strconv.Itoa(c.MaxTokens)
+		}
 	}
 	return f
 }
@@ -406,6 +422,11 @@ func readStepForm(pf url.Values, base stepForm) stepForm {
 	str("items", &f.Items)
 	str("maxItems", &f.MaxItems)
 	str("workflowId", &f.WorkflowID)
+	str("model", &f.Model)
+	str("prompt", &f.Prompt)
+	str("text", &f.Text)
+	str("schema", &f.Schema)
+	str("maxTokens", &f.MaxTokens)
 	str("input", &f.Input)
 	str("falseTo", &f.FalseTo)
 	str("doneTo", &f.DoneTo)
@@ -578,12 +599,47 @@ func (h *Handler) apply(g workflow.Graph, n workflow.Node, f stepForm, conns []c
 			c.Input = raw
 		}
 		cfg = c
+	case workflow.NodeAIGenerate:
+		c := workflow.AIGenerateConfig{Model: modelRef(f.Model), System: strings.TrimSpace(f.Message), Prompt: strings.TrimSpace(f.Prompt)}
+		if v, err := wholeNumber(f.MaxTokens); err != nil {
+			errs["maxTokens"] = err.Error()
+		} else {
+			c.MaxTokens = v
+		}
+		cfg = c
+	case workflow.NodeAIExtract:
+		c := workflow.AIExtractConfig{Model: modelRef(f.Model), Instructions: strings.TrimSpace(f.Message), Text: strings.TrimSpace(f.Text)}
+		if v, err := wholeNumber(f.MaxTokens); err != nil {
+			errs["maxTokens"] = err.Error()
+		} else {
+			c.MaxTokens = v
+		}
+		if raw, err := jsonField(f.Schema); err != nil {
+			errs["schema"] = "The schema must be JSON: " + err.Error()
+		} else {
+			c.Schema = raw
+		}
+		cfg = c
 	default:
 		errs["kind"] = "The editor cannot change a step of this kind"
 		return n, nil, errs
 	}
 	n.Config = mustJSON(cfg)
 	return n, paths, errs
+}
+
+// modelValue and modelRef write a step's model as the form's one value,
+// "providerId|model", and back.
+func modelValue(m workflow.ModelRef) string {
+	if m.ProviderID == "" {
+		return ""
+	}
+	return m.ProviderID + "|" + m.Name
+}
+
+func modelRef(v string) workflow.ModelRef {
+	p, m, _ := strings.Cut(v, "|")
+	return workflow.ModelRef{ProviderID: p, Name: m}
 }
 
 // inputJSON encodes an action input's text as the JSON the graph holds: a
@@ -672,11 +728,13 @@ type stepCard struct {
 	OAuth       bool
 	Conns       []connOption
 	Client      clientSlot
-	FalseTo     gotoSelect
-	DoneTo      gotoSelect
-	CaseTo      []gotoSelect
-	Workflows   []workflow.Workflow
-	Methods     []string
+	// Models are the workspace's models, for AI steps.
+	Models    []choice
+	FalseTo   gotoSelect
+	DoneTo    gotoSelect
+	CaseTo    []gotoSelect
+	Workflows []workflow.Workflow
+	Methods   []string
 }
 
 // gotoSelect is a select of the step an extra path leads to: a later step,
@@ -813,11 +871,24 @@ func (h *Handler) renderEditor(w http.ResponseWriter, r *http.Request, v view, s
 			others = append(others, o)
 		}
 	}
+	var models []choice
+	if h.Models != nil {
+		ps, err := h.Models.List(ctx, v.Workspace.ID)
+		if err != nil {
+			h.errorPage(w, r, v.P, err)
+			return
+		}
+		for _, p := range ps {
+			for _, m := range p.Models {
+				models = append(models, choice{Value: p.ID + "|" + m.Model, Label: p.Name + " · " + m.Model})
+			}
+		}
+	}
 	ends := endsOf(g)
 	cards := map[string]int{}
 	for i, n := range g.Nodes {
 		c := stepCard{Node: n, KindLabel: n.Kind.Label(), Index: i, First: i == 0, Last: i == len(g.Nodes)-1,
-			F: formOf(g, n, ends), Errs: map[string][]string{}, Later: g.Nodes[i+1:], Workflows: others, Methods: httpMethods}
+			F: formOf(g, n, ends), Errs: map[string][]string{}, Later: g.Nodes[i+1:], Workflows: others, Methods: httpMethods, Models: models}
 		if bad != nil && !bad.isTrig && bad.node == n.ID {
 			c.F = bad.step
 			for k, m := range bad.errs {
@@ -902,6 +973,10 @@ func shownFields(c stepCard) map[string]bool {
 		m["items"], m["maxItems"] = true, true
 	case workflow.NodeCallWorkflow:
 		m["workflowId"] = true
+	case workflow.NodeAIGenerate:
+		m["model.providerId"], m["model.name"], m["prompt"], m["maxTokens"] = true, true, true, true
+	case workflow.NodeAIExtract:
+		m["model.providerId"], m["model.name"], m["text"], m["schema"], m["maxTokens"] = true, true, true, true, true
 	}
 	return m
 }

@@ -17,6 +17,7 @@ import (
 	"taskjuice/internal/authn"
 	"taskjuice/internal/catalog"
 	"taskjuice/internal/connection"
+	"taskjuice/internal/db"
 	"taskjuice/internal/db/dbtest"
 	"taskjuice/internal/vault"
 	"taskjuice/internal/workflow"
@@ -33,6 +34,7 @@ type editorEnv struct {
 	c         *http.Client
 	workflows *workflow.Service
 	conns     *connection.Service
+	db        *db.DB
 	acme      account.Workspace
 	bravo     account.Workspace
 }
@@ -50,7 +52,7 @@ func newEditorEnv(t *testing.T) *editorEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &editorEnv{t: t, workflows: workflow.NewService(d), conns: connection.NewService(d, vault.NewKeyring(key))}
+	e := &editorEnv{t: t, db: d, workflows: workflow.NewService(d), conns: connection.NewService(d, vault.NewKeyring(key))}
 	h, err := New(Deps{
 		Accounts: accounts, Auth: authn.New(accounts, false), Log: slog.New(slog.NewTextHandler(testLog{t}, nil)),
 		Connections: e.conns, Catalog: cat, Workflows: e.workflows,
