@@ -324,6 +324,19 @@ func (e *Engine) prepare(ctx context.Context, query string) (*sql.Stmt, error) {
 	return st, nil
 }
 
+// writer runs query on its own, prepared once on SQLite (see prepare);
+// PostgreSQL's driver keeps its statements prepared by itself.
+func (e *Engine) writer(ctx context.Context, query string) (db.Querier, error) {
+	if e.db.Dialect() != db.SQLite {
+		return e.db.Write(), nil
+	}
+	st, err := e.prepare(ctx, query)
+	if err != nil || st == nil {
+		return e.db.Write(), err
+	}
+	return stmtQuerier{st}, nil
+}
+
 // inTx is st ready to run in tx, or tx itself (which parses the query each
 // time) when st is nil or tx cannot take it.
 func inTx(ctx context.Context, tx db.Querier, st *sql.Stmt) db.Querier {

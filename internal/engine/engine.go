@@ -220,8 +220,13 @@ func (e *Engine) Run(ctx context.Context) error {
 	defer wg.Wait()
 	freed := make(chan struct{}, e.o.Workers)
 	busy := 0
+	// While nearly every worker is busy, a claim waits until a few are free,
+	// so that one statement claims several runs rather than one each; the
+	// poll claims for whatever is free.
+	batch := max(1, e.o.Workers/8)
+	claim := true
 	for {
-		if free := e.o.Workers - busy; free > 0 && ctx.Err() == nil {
+		if free := e.o.Workers - busy; claim && free > 0 && ctx.Err() == nil {
 			runs, err := e.claim(ctx, free)
 			if err != nil && ctx.Err() == nil {
 				e.o.Log.Warn("engine: claim runs", "err", err)
@@ -252,8 +257,11 @@ func (e *Engine) Run(ctx context.Context) error {
 					drained = true
 				}
 			}
+			claim = e.o.Workers-busy >= batch
 		case <-t.C:
+			claim = true
 		case <-e.wake:
+			claim = true
 		}
 	}
 }
@@ -283,10 +291,15 @@ func (e *Engine) claim(ctx context.Context, limit int) ([]claimed, error) {
 	if e.db.Dialect() == db.Postgres {
 		lock = " FOR UPDATE SKIP LOCKED"
 	}
-	rows, err := e.db.Write().QueryContext(ctx, `UPDATE runs SET lease_owner = $1, lease_until = $2
-		WHERE id IN (SELECT id FROM runs WHERE due_at <= $3 AND (lease_until IS NULL OR lease_until < $3) ORDER BY due_at LIMIT $4`+lock+`)
+	query := `UPDATE runs SET lease_owner = $1, lease_until = $2
+		WHERE id IN (SELECT id FROM runs WHERE due_at <= $3 AND (lease_until IS NULL OR lease_until < $3) ORDER BY due_at LIMIT $4` + lock + `)
 		AND due_at <= $3 AND (lease_until IS NULL OR lease_until < $3)
-		RETURNING `+runColumns, token, now.Add(e.o.Lease), now, limit)
+		RETURNING ` + runColumns
+	q, err := e.writer(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := q.QueryContext(ctx, query, token, now.Add(e.o.Lease), now, limit)
 	if err != nil {
 		return nil, fmt.Errorf("claim runs: %w", err)
 	}
