@@ -1,8 +1,6 @@
 package api
 
 import (
-	"encoding/json"
-	"io"
 	"net/http"
 
 	"taskjuice/internal/account"
@@ -96,23 +94,7 @@ func (h *Handler) startAgentRun(w http.ResponseWriter, r *http.Request, p accoun
 		writeError(w, r, h.log, err)
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
-	payload, err := io.ReadAll(r.Body)
-	if err != nil {
-		writeError(w, r, h.log, tooLargeErr)
-		return
-	}
-	if len(payload) > 0 && !json.Valid(payload) {
-		writeError(w, r, h.log, apperr.BadRequest("malformed_json", "The agent's input is not valid JSON"))
-		return
-	}
-	id, err := h.engine.StartRun(r.Context(), a.ID, payload, "api", r.Header.Get("Idempotency-Key"))
-	if err != nil {
-		writeError(w, r, h.log, err)
-		return
-	}
-	w.Header().Set("Location", "/api/v1/workspaces/"+ws.Slug+"/runs/"+id)
-	writeJSON(w, http.StatusAccepted, map[string]string{"runId": id})
+	h.start(w, r, ws, a.ID, "api", "The agent's input is not valid JSON")
 }
 
 // agentDecision is the agent callback: the next tool call, or the answer,

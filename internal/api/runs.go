@@ -37,6 +37,12 @@ func (h *Handler) startRun(w http.ResponseWriter, r *http.Request, p account.Pri
 		writeError(w, r, h.log, err)
 		return
 	}
+	h.start(w, r, ws, wf.ID, "manual", "The trigger payload is not valid JSON")
+}
+
+// start starts a run of a workflow or an agent with the body, if any, as
+// its payload, and answers 202 with its id.
+func (h *Handler) start(w http.ResponseWriter, r *http.Request, ws account.Workspace, workflowID, source, malformed string) {
 	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
 	payload, err := io.ReadAll(r.Body)
 	if err != nil {
@@ -44,10 +50,10 @@ func (h *Handler) startRun(w http.ResponseWriter, r *http.Request, p account.Pri
 		return
 	}
 	if len(payload) > 0 && !json.Valid(payload) {
-		writeError(w, r, h.log, apperr.BadRequest("malformed_json", "The trigger payload is not valid JSON"))
+		writeError(w, r, h.log, apperr.BadRequest("malformed_json", malformed))
 		return
 	}
-	id, err := h.engine.StartRun(r.Context(), wf.ID, payload, "manual", r.Header.Get("Idempotency-Key"))
+	id, err := h.engine.StartRun(r.Context(), workflowID, payload, source, r.Header.Get("Idempotency-Key"))
 	if err != nil {
 		writeError(w, r, h.log, err)
 		return
