@@ -297,7 +297,9 @@ func (s *Server) notifyLoop(ctx context.Context) error {
 // reauthLoop acts on connections that came back, releasing the runs they
 // held.
 func (s *Server) reauthLoop(ctx context.Context) error {
-	t := time.NewTicker(2 * time.Second)
+	// Often: held agent runs are to be running again within a couple of
+	// seconds of the reconnect, and a look finds nothing to do cheaply.
+	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
 	for {
 		if n, err := s.opts.Engine.ConsumeReauthorizations(ctx); err != nil && ctx.Err() == nil {
