@@ -83,10 +83,46 @@ const (
 )
 
 type benchRefreshFlags struct {
+	benchDB
 	connections, refreshes, passes, workers, consentWorkers int
-	databaseURL, cpuProfile                                 string
-	keep                                                    bool
-	timeout                                                 time.Duration
+	cpuProfile                                              string
+}
+
+// benchDB is what every bench shares: the database it works in, whether
+// to keep it afterwards, and how long it may take.
+type benchDB struct {
+	databaseURL string
+	keep        bool
+	timeout     time.Duration
+}
+
+// flags registers --database-url, --keep and --timeout.
+func (b *benchDB) flags(fs *flag.FlagSet, timeout time.Duration) {
+	fs.StringVar(&b.databaseURL, "database-url", "", "a postgres:// URL (the bench works in a schema of its own, dropped at the end), or a new SQLite file; default: SQLite in a temporary folder")
+	fs.DurationVar(&b.timeout, "timeout", timeout, "give up after this long")
+	fs.BoolVar(&b.keep, "keep", false, "keep the database (or PostgreSQL schema) afterwards, for inspection, and print where it is")
+}
+
+// open refuses arguments left after the flags, bounds ctx by the timeout,
+// opens the bench's own database and prints the bench's first line. done
+// removes the database (unless kept) and ends the context.
+func (b benchDB) open(ctx context.Context, fs *flag.FlagSet, e env, bench string) (_ context.Context, _ *db.DB, done func(), _ error) {
+	if fs.NArg() > 0 {
+		return nil, nil, nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	d, name, cleanup, err := openBenchDB(ctx, b.databaseURL, b.keep, e.stderr)
+	if err != nil {
+		cancel()
+		return nil, nil, nil, err
+	}
+	fmt.Fprintf(e.stdout, "taskjuice bench %s: %s, %s, %d CPUs\n", bench, name, runtime.Version(), runtime.NumCPU())
+	return ctx, d, func() { cleanup(); cancel() }, nil
+}
+
+// benchLog sends warnings to stderr; the figures go to stdout.
+func benchLog(e env) *slog.Logger {
+	return slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
 func benchRefresh(ctx context.Context, args []string, e env) error {
@@ -95,18 +131,13 @@ func benchRefresh(ctx context.Context, args []string, e env) error {
 	fs.SetOutput(e.stderr)
 	fs.IntVar(&f.connections, "connections", 100000, "connections stored in the database")
 	fs.IntVar(&f.refreshes, "refreshes", 5000, "connections with a real sandbox grant, made due and refreshed")
-	fs.StringVar(&f.databaseURL, "database-url", "", "a postgres:// URL (the bench works in a schema of its own, dropped at the end), or a new SQLite file; default: SQLite in a temporary folder")
+	f.flags(fs, 15*time.Minute)
 	fs.IntVar(&f.passes, "passes", 200, "passes timed with nothing due")
 	fs.IntVar(&f.workers, "workers", 0, "0 refreshes through the background pass (Refresher.Pass); N > 0 instead calls Refresher.Refresh from N goroutines")
 	fs.IntVar(&f.consentWorkers, "consent-workers", 16, "concurrent consents while obtaining the grants")
-	fs.DurationVar(&f.timeout, "timeout", 15*time.Minute, "give up after this long")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the refreshes to this file (for go tool pprof)")
-	fs.BoolVar(&f.keep, "keep", false, "keep the database (or PostgreSQL schema) afterwards, for inspection, and print where it is")
 	if err := fs.Parse(args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	switch {
 	case f.connections < 1:
@@ -118,25 +149,17 @@ func benchRefresh(ctx context.Context, args []string, e env) error {
 	case f.workers < 0 || f.consentWorkers < 1:
 		return errors.New("--workers must be 0 or more and --consent-workers at least 1")
 	}
-	ctx, cancel := context.WithTimeout(ctx, f.timeout)
-	defer cancel()
-	// Warnings of the refresher and the sandbox go to stderr; figures to stdout.
-	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	out := e.stdout
-
-	d, dbName, cleanup, err := openBenchDB(ctx, f.databaseURL, f.keep, e.stderr)
+	ctx, d, done, err := f.open(ctx, fs, e, "refresh")
 	if err != nil {
 		return err
 	}
-	defer cleanup()
-	fmt.Fprintf(out, "taskjuice bench refresh: %s, %s, %d CPUs\n", dbName, runtime.Version(), runtime.NumCPU())
-
-	b, err := newRefreshBench(ctx, d, log)
+	defer done()
+	b, err := newRefreshBench(ctx, d, benchLog(e))
 	if err != nil {
 		return err
 	}
 	defer b.close()
-	return b.run(ctx, out, f)
+	return b.run(ctx, e.stdout, f)
 }
 
 // openBenchDB opens and migrates a database of the bench's own: a fresh

@@ -8,9 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
-	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -35,29 +33,24 @@ var errTargetMissed = errors.New("a target was missed")
 const stepsTarget = 6000.0
 
 type benchEngineFlags struct {
+	benchDB
 	runs, steps, concurrency int
-	databaseURL, cpuProfile  string
-	duration, timeout        time.Duration
-	keep                     bool
+	cpuProfile               string
+	duration                 time.Duration
 }
 
 func benchEngine(ctx context.Context, args []string, e env) error {
 	var f benchEngineFlags
 	fs := flag.NewFlagSet("taskjuice bench engine", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
-	fs.StringVar(&f.databaseURL, "database-url", "", "a postgres:// URL (the bench works in a schema of its own, dropped at the end), or a new SQLite file; default: SQLite in a temporary folder")
+	f.flags(fs, 15*time.Minute)
 	fs.IntVar(&f.runs, "runs", 5000, "runs started, all pending before the engine starts")
 	fs.IntVar(&f.steps, "steps", 10, "Transform steps per run, chained, each evaluating an expression on the previous step's output")
 	fs.IntVar(&f.concurrency, "concurrency", 32, "runs the engine works on at once (engine.Options.Workers)")
 	fs.DurationVar(&f.duration, "duration", 0, "stop counting after this long, finished or not (0: wait for every run)")
-	fs.DurationVar(&f.timeout, "timeout", 15*time.Minute, "give up after this long")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the execution to this file (for go tool pprof)")
-	fs.BoolVar(&f.keep, "keep", false, "keep the database (or PostgreSQL schema) afterwards, for inspection, and print where it is")
 	if err := fs.Parse(args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	switch {
 	case f.runs < 1:
@@ -69,17 +62,12 @@ func benchEngine(ctx context.Context, args []string, e env) error {
 	case f.duration < 0:
 		return errors.New("--duration must not be negative")
 	}
-	ctx, cancel := context.WithTimeout(ctx, f.timeout)
-	defer cancel()
-	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	out := e.stdout
-
-	d, dbName, cleanup, err := openBenchDB(ctx, f.databaseURL, f.keep, e.stderr)
+	ctx, d, done, err := f.open(ctx, fs, e, "engine")
 	if err != nil {
 		return err
 	}
-	defer cleanup()
-	fmt.Fprintf(out, "taskjuice bench engine: %s, %s, %d CPUs\n", dbName, runtime.Version(), runtime.NumCPU())
+	defer done()
+	log, out := benchLog(e), e.stdout
 
 	ws, err := benchWorkspace(ctx, d)
 	if err != nil {

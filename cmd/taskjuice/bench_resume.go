@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -33,29 +32,24 @@ const (
 )
 
 type benchResumeFlags struct {
+	benchDB
 	runs, held, workers int
-	databaseURL         string
-	idle, timeout       time.Duration
-	keep, drive         bool
+	idle                time.Duration
+	drive               bool
 }
 
 func benchResume(ctx context.Context, args []string, e env) error {
 	var f benchResumeFlags
 	fs := flag.NewFlagSet("taskjuice bench resume", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
-	fs.StringVar(&f.databaseURL, "database-url", "", "a postgres:// URL (the bench works in a schema of its own, dropped at the end), or a new SQLite file; default: SQLite in a temporary folder")
+	f.flags(fs, 30*time.Minute)
 	fs.IntVar(&f.runs, "runs", 10000, "agent runs held for reauthorization on the connection that is reconnected")
 	fs.IntVar(&f.held, "held", 0, "more agent runs held, on another connection that stays broken, for the memory check (e.g. 100000)")
 	fs.IntVar(&f.workers, "workers", 32, "the engine's workers (engine.Options.Workers)")
 	fs.DurationVar(&f.idle, "idle", 3*time.Second, "how long the engine's worker loop runs over the held runs before the memory is read")
 	fs.BoolVar(&f.drive, "drive", true, "after the resume, let the engine take the resumed runs on: each makes its held tool call and waits for its next decision")
-	fs.DurationVar(&f.timeout, "timeout", 30*time.Minute, "give up after this long")
-	fs.BoolVar(&f.keep, "keep", false, "keep the database (or PostgreSQL schema) afterwards, for inspection, and print where it is")
 	if err := fs.Parse(args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	switch {
 	case f.runs < 1:
@@ -65,17 +59,12 @@ func benchResume(ctx context.Context, args []string, e env) error {
 	case f.workers < 1:
 		return errors.New("--workers must be at least 1")
 	}
-	ctx, cancel := context.WithTimeout(ctx, f.timeout)
-	defer cancel()
-	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	out := e.stdout
-
-	d, dbName, cleanup, err := openBenchDB(ctx, f.databaseURL, f.keep, e.stderr)
+	ctx, d, done, err := f.open(ctx, fs, e, "resume")
 	if err != nil {
 		return err
 	}
-	defer cleanup()
-	fmt.Fprintf(out, "taskjuice bench resume: %s, %s, %d CPUs\n", dbName, runtime.Version(), runtime.NumCPU())
+	defer done()
+	log, out := benchLog(e), e.stdout
 	b, err := newRefreshBench(ctx, d, log)
 	if err != nil {
 		return err

@@ -33,9 +33,8 @@ const (
 )
 
 type benchRunsFlags struct {
+	benchDB
 	runs, held, samples int
-	databaseURL         string
-	keep                bool
 }
 
 // benchRuns fills a workspace with runs (most finished, some held for
@@ -43,13 +42,12 @@ type benchRunsFlags struct {
 // "Paused for reauth" runs page and what the alert banner costs a page.
 func benchRuns(ctx context.Context, args []string, e env) error {
 	var f benchRunsFlags
-	fs := flag.NewFlagSet("bench runs", flag.ContinueOnError)
+	fs := flag.NewFlagSet("taskjuice bench runs", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
+	f.flags(fs, time.Hour)
 	fs.IntVar(&f.runs, "runs", 1_000_000, "runs in the workspace")
 	fs.IntVar(&f.held, "held", 2_000, "of which held for reauthorization on the broken connection")
 	fs.IntVar(&f.samples, "samples", 300, "requests timed per page")
-	fs.StringVar(&f.databaseURL, "database-url", "", "postgres://… to bench PostgreSQL (a schema of its own, dropped afterwards); empty: a temporary SQLite file")
-	fs.BoolVar(&f.keep, "keep", false, "keep the database afterwards")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -61,13 +59,13 @@ func benchRuns(ctx context.Context, args []string, e env) error {
 	case f.samples < 10:
 		return errors.New("bench runs: --samples must be at least 10")
 	}
-	d, name, cleanup, err := openBenchDB(ctx, f.databaseURL, f.keep, e.stderr)
+	ctx, d, done, err := f.open(ctx, fs, e, "runs")
 	if err != nil {
 		return err
 	}
-	defer cleanup()
+	defer done()
 	out := e.stdout
-	fmt.Fprintf(out, "bench runs: %s, %d runs, %d held for reauthorization\n", name, f.runs, f.held)
+	fmt.Fprintf(out, "%d runs, %d held for reauthorization\n", f.runs, f.held)
 	w, err := seedRunsBench(ctx, d, out, f)
 	if err != nil {
 		return err
