@@ -387,12 +387,14 @@ func (e *Engine) List(ctx context.Context, workspaceID string, f ListFilter) ([]
 		where = append(where, "r.id LIKE "+arg(strings.ReplaceAll(f.IDPrefix, "%", "")+"%"))
 	}
 	if f.Before != "" {
-		// Ids are time-ordered (UUIDv7), so the id alone is the cursor.
-		where = append(where, "r.id < "+arg(f.Before))
+		// Newest first by creation, the id breaking ties: the cursor run's
+		// place in that order.
+		c := arg(f.Before)
+		where = append(where, "(r.created_at, r.id) < ((SELECT b.created_at FROM runs b WHERE b.id = "+c+"), "+c+")")
 	}
 	rows, err := e.db.Read().QueryContext(ctx, `SELECT r.id, r.workflow_id, w.name, r.kind, r.status, r.source, r.pause_reason, COALESCE(r.paused_connection_id, ''),
 		r.steps_done, r.created_at, r.started_at, r.finished_at FROM runs r JOIN workflows w ON w.id = r.workflow_id
-		WHERE `+strings.Join(where, " AND ")+` ORDER BY r.id DESC LIMIT `+arg(f.Limit), args...)
+		WHERE `+strings.Join(where, " AND ")+` ORDER BY r.created_at DESC, r.id DESC LIMIT `+arg(f.Limit), args...)
 	if err != nil {
 		return nil, fmt.Errorf("list runs: %w", err)
 	}

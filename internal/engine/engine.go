@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
+
 	"taskjuice/internal/apperr"
 	"taskjuice/internal/db"
 	"taskjuice/internal/workflow"
@@ -176,7 +178,10 @@ func (e *Engine) start(ctx context.Context, live workflow.Live, payload json.Raw
 	}
 	frontier, _ := json.Marshal(g.Successors(g.Trigger.ID, ""))
 	now := e.now()
-	id := db.NewID()
+	// Random, not time-ordered: people tell runs apart by the first 8
+	// characters of their id, which for a time-ordered id would be the
+	// same for every run of the same minute.
+	id := uuid.NewString()
 	kind := KindWorkflow
 	if live.Type == workflow.TypeAgent {
 		kind = KindAgent

@@ -442,6 +442,14 @@ func TestListRuns(t *testing.T) {
 			must(t, err)
 			ids = append(ids, id)
 		}
+		// People tell runs apart by the first 8 characters of their ids.
+		short := map[string]bool{}
+		for _, id := range ids {
+			short[id[:8]] = true
+		}
+		if len(short) != len(ids) {
+			t.Fatalf("runs started together share the first 8 characters of their ids: %v", ids)
+		}
 		page, err := f.eng.List(f.ctx, f.ws.ID, engine.ListFilter{Limit: 2})
 		must(t, err)
 		if len(page) != 2 || page[0].ID != ids[4] || page[1].ID != ids[3] || page[0].WorkflowName != "Flow" {
