@@ -278,40 +278,30 @@ func (s *Service) List(ctx context.Context, workspaceID, userID string, limit in
 	return out, rows.Err()
 }
 
-// Unread counts a person's unread notifications in the workspace.
-func (s *Service) Unread(ctx context.Context, workspaceID, userID string) (int, error) {
-	var n int
-	err := s.db.Read().QueryRowContext(ctx, `SELECT count(*) FROM notifications n WHERE n.workspace_id = $1 AND n.resolved_at IS NULL
-		AND NOT EXISTS (SELECT 1 FROM notification_reads r WHERE r.notification_id = n.id AND r.user_id = $2)`, workspaceID, userID).Scan(&n)
-	if err != nil {
-		return 0, fmt.Errorf("count unread: %w", err)
-	}
-	return n, nil
-}
-
-// Signature is a short fingerprint of a person's unread, open
-// notifications in a workspace: it changes whenever the bell or the banner
-// would show something else.
-func (s *Service) Signature(ctx context.Context, workspaceID, userID string) (string, error) {
+// Unread counts a person's unread, open notifications in a workspace (the
+// bell's number) and fingerprints them: the signature changes whenever the
+// bell or the banner would show something else.
+func (s *Service) Unread(ctx context.Context, workspaceID, userID string) (count int, signature string, err error) {
 	rows, err := s.db.Read().QueryContext(ctx, `SELECT n.id FROM notifications n WHERE n.workspace_id = $1 AND n.resolved_at IS NULL
 		AND NOT EXISTS (SELECT 1 FROM notification_reads r WHERE r.notification_id = n.id AND r.user_id = $2) ORDER BY n.id`, workspaceID, userID)
 	if err != nil {
-		return "", fmt.Errorf("read unread notifications: %w", err)
+		return 0, "", fmt.Errorf("read unread notifications: %w", err)
 	}
 	defer rows.Close()
 	h := sha256.New()
 	for rows.Next() {
 		var id string
 		if err := rows.Scan(&id); err != nil {
-			return "", err
+			return 0, "", err
 		}
 		h.Write([]byte(id))
 		h.Write([]byte{0})
+		count++
 	}
 	if err := rows.Err(); err != nil {
-		return "", err
+		return 0, "", err
 	}
-	return hex.EncodeToString(h.Sum(nil)[:8]), nil
+	return count, hex.EncodeToString(h.Sum(nil)[:8]), nil
 }
 
 // Reauth lists the workspace's open reauth alerts (the banner's rows),

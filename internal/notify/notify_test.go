@@ -101,10 +101,10 @@ func TestReauthNotification(t *testing.T) {
 				t.Errorf("body %q lacks %q", n.Body, want)
 			}
 		}
-		if u, _ := svc.Unread(ctx, ws.ID, owner.ID); u != 1 {
+		if u, _, _ := svc.Unread(ctx, ws.ID, owner.ID); u != 1 {
 			t.Fatalf("unread: %d, want 1", u)
 		}
-		if u, _ := svc.Unread(ctx, other.ID, owner.ID); u != 0 {
+		if u, _, _ := svc.Unread(ctx, other.ID, owner.ID); u != 0 {
 			t.Fatal("another workspace sees the notification")
 		}
 		if banner, _ := svc.Reauth(ctx, ws.ID, owner.ID); len(banner) != 1 {
@@ -116,7 +116,7 @@ func TestReauthNotification(t *testing.T) {
 		must(t, err)
 		_, err = svc.Consume(ctx)
 		must(t, err)
-		if u, _ := svc.Unread(ctx, ws.ID, owner.ID); u != 0 {
+		if u, _, _ := svc.Unread(ctx, ws.ID, owner.ID); u != 0 {
 			t.Fatalf("unread after reconnect: %d, want 0", u)
 		}
 		if banner, _ := svc.Reauth(ctx, ws.ID, owner.ID); len(banner) != 0 {
@@ -127,11 +127,11 @@ func TestReauthNotification(t *testing.T) {
 		must(t, err)
 		_, err = svc.Consume(ctx)
 		must(t, err)
-		if u, _ := svc.Unread(ctx, ws.ID, owner.ID); u != 1 {
+		if u, _, _ := svc.Unread(ctx, ws.ID, owner.ID); u != 1 {
 			t.Fatalf("unread after breaking again: %d, want 1", u)
 		}
 		must(t, svc.MarkRead(ctx, ws.ID, owner.ID, ""))
-		if u, _ := svc.Unread(ctx, ws.ID, owner.ID); u != 0 {
+		if u, _, _ := svc.Unread(ctx, ws.ID, owner.ID); u != 0 {
 			t.Fatalf("unread after mark all read: %d", u)
 		}
 		if err := svc.MarkRead(ctx, other.ID, owner.ID, n.ID); err == nil {
@@ -168,7 +168,7 @@ func TestExpiringWarning(t *testing.T) {
 		setIssued(0)
 		_, err := svc.Expiring(ctx)
 		must(t, err)
-		if u, _ := svc.Unread(ctx, ws.ID, owner.ID); u != 0 {
+		if u, _, _ := svc.Unread(ctx, ws.ID, owner.ID); u != 0 {
 			t.Fatalf("unread after renewal: %d", u)
 		}
 	})

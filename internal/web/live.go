@@ -56,7 +56,8 @@ func (h *Handler) live(w http.ResponseWriter, r *http.Request, v view) {
 		if h.Notify == nil {
 			return "", nil
 		}
-		return h.Notify.Signature(ctx, v.Workspace.ID, uid)
+		_, sig, err := h.Notify.Unread(ctx, v.Workspace.ID, uid)
+		return sig, err
 	}
 	runID := r.URL.Query().Get("run")
 	run := func() (runState, bool, error) {
@@ -69,11 +70,7 @@ func (h *Handler) live(w http.ResponseWriter, r *http.Request, v view) {
 		}
 		return runState{ID: got.ID, Status: got.Status, StepsDone: got.StepsDone, Reason: string(got.PauseReason) + got.WaitReason}, true, nil
 	}
-	sig, err := alerts()
-	if err != nil {
-		h.errorPage(w, r, v.P, err)
-		return
-	}
+	sig := v.Alerts
 	cur, watching, err := run()
 	if err != nil {
 		h.errorPage(w, r, v.P, err)

@@ -27,11 +27,7 @@ func (h *Handler) inWorkspace(section string, fn workspacePage) http.HandlerFunc
 		}
 		v := view{Title: ws.Name, P: &p, Workspace: &ws, Workspaces: all, Section: section}
 		if h.Notify != nil {
-			if v.Unread, err = h.Notify.Unread(r.Context(), ws.ID, p.User.ID); err != nil {
-				h.errorPage(w, r, &p, err)
-				return
-			}
-			if v.Alerts, err = h.Notify.Signature(r.Context(), ws.ID, p.User.ID); err != nil {
+			if v.Unread, v.Alerts, err = h.Notify.Unread(r.Context(), ws.ID, p.User.ID); err != nil {
 				h.errorPage(w, r, &p, err)
 				return
 			}
