@@ -181,22 +181,7 @@ func (p *Provider) ClearModelScript() int {
 // script. For Fault429, retryAfter (rounded up to whole seconds, at least
 // 1) goes in the Retry-After header. n <= 0 clears a pending fault.
 func (p *Provider) FailModelNext(n int, kind FaultKind, retryAfter time.Duration) error {
-	switch kind {
-	case Fault500, Fault429, FaultTimeout:
-	default:
-		if n > 0 {
-			return fmt.Errorf("sandbox: unknown fault kind %q (want 500, 429 or timeout)", kind)
-		}
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if n <= 0 {
-		p.modelFault = fault{}
-		return nil
-	}
-	p.modelFault = fault{remaining: n, kind: kind, retryAfter: retryAfter}
-	p.log.Info("sandbox will fail model requests", "count", n, "kind", string(kind))
-	return nil
+	return p.setFault(&p.modelFault, "model", n, kind, retryAfter)
 }
 
 func (p *Provider) modelStatsLocked() ModelStats {

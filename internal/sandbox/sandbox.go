@@ -333,6 +333,11 @@ func (p *Provider) Lifetimes() Lifetimes {
 // Fault429, retryAfter (rounded up to whole seconds, at least 1) goes in the
 // Retry-After header. n <= 0 clears a pending fault.
 func (p *Provider) FailNext(n int, kind FaultKind, retryAfter time.Duration) error {
+	return p.setFault(&p.fault, "token", n, kind, retryAfter)
+}
+
+// setFault arms (or, with n <= 0, clears) the faults of one endpoint.
+func (p *Provider) setFault(slot *fault, endpoint string, n int, kind FaultKind, retryAfter time.Duration) error {
 	switch kind {
 	case Fault500, Fault429, FaultTimeout:
 	default:
@@ -343,11 +348,11 @@ func (p *Provider) FailNext(n int, kind FaultKind, retryAfter time.Duration) err
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if n <= 0 {
-		p.fault = fault{}
+		*slot = fault{}
 		return nil
 	}
-	p.fault = fault{remaining: n, kind: kind, retryAfter: retryAfter}
-	p.log.Info("sandbox will fail token requests", "count", n, "kind", string(kind))
+	*slot = fault{remaining: n, kind: kind, retryAfter: retryAfter}
+	p.log.Info("sandbox will fail "+endpoint+" requests", "count", n, "kind", string(kind))
 	return nil
 }
 
