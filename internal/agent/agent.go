@@ -88,18 +88,11 @@ func (sp Spec) graph() workflow.Graph {
 // checks are the publish gate's questions for the workspace: the catalog,
 // the expressions and the workspace's connections.
 func (s *Service) checks(ctx context.Context, ws account.Workspace) (workflow.Checks, error) {
-	conns, err := s.connections.List(ctx, ws, "")
+	lookup, err := s.connections.Lookup(ctx, ws)
 	if err != nil {
 		return workflow.Checks{}, err
 	}
-	byID := map[string][2]string{}
-	for _, c := range conns {
-		byID[c.ID] = [2]string{c.AppKey, string(c.Status)}
-	}
-	c := workflow.Checks{Apps: s.catalog, Expressions: expr.CompileJSON, Connection: func(id string) (string, string, bool) {
-		v, ok := byID[id]
-		return v[0], v[1], ok
-	}}
+	c := workflow.Checks{Apps: s.catalog, Expressions: expr.CompileJSON, Connection: lookup}
 	c.Model = func(string, string) (bool, bool) { return false, false }
 	if s.models != nil {
 		c.Model, err = ModelCheck(ctx, s.models, ws.ID)

@@ -10,11 +10,11 @@ import (
 )
 
 // builder resolves the workspace of a route that changes what the workspace
-// runs: it takes the write capability.
-func (h *Handler) builder(w http.ResponseWriter, r *http.Request, p account.Principal) (account.Workspace, bool) {
+// runs (what names it in the refusal): it takes the write capability.
+func (h *Handler) builder(w http.ResponseWriter, r *http.Request, p account.Principal, what string) (account.Workspace, bool) {
 	ws, ok := h.workspace(w, r, p)
 	if ok && !p.Can(account.CapWrite) {
-		writeError(w, r, h.log, apperr.Forbidden("Your role cannot change agents"))
+		writeError(w, r, h.log, apperr.Forbidden("Your role cannot change "+what))
 		return account.Workspace{}, false
 	}
 	return ws, ok
@@ -34,7 +34,7 @@ func (h *Handler) listAgents(w http.ResponseWriter, r *http.Request, p account.P
 }
 
 func (h *Handler) createAgent(w http.ResponseWriter, r *http.Request, p account.Principal) {
-	ws, ok := h.builder(w, r, p)
+	ws, ok := h.builder(w, r, p, "agents")
 	if !ok {
 		return
 	}
@@ -66,7 +66,7 @@ func (h *Handler) getAgent(w http.ResponseWriter, r *http.Request, p account.Pri
 }
 
 func (h *Handler) updateAgent(w http.ResponseWriter, r *http.Request, p account.Principal) {
-	ws, ok := h.builder(w, r, p)
+	ws, ok := h.builder(w, r, p, "agents")
 	if !ok {
 		return
 	}

@@ -15,19 +15,18 @@ var errNoModels = apperr.NotFound("Model providers and spend are not available o
 // modelsWorkspace resolves the workspace of a model-provider or spend
 // route; with write set it takes the write capability.
 func (h *Handler) modelsWorkspace(w http.ResponseWriter, r *http.Request, p account.Principal, write bool) (account.Workspace, bool) {
-	ws, ok := h.workspace(w, r, p)
-	if !ok {
-		return ws, false
+	var ws account.Workspace
+	var ok bool
+	if write {
+		ws, ok = h.builder(w, r, p, "model providers")
+	} else {
+		ws, ok = h.workspace(w, r, p)
 	}
-	if h.models == nil || h.spend == nil {
+	if ok && (h.models == nil || h.spend == nil) {
 		writeError(w, r, h.log, errNoModels)
 		return account.Workspace{}, false
 	}
-	if write && !p.Can(account.CapWrite) {
-		writeError(w, r, h.log, apperr.Forbidden("Your role cannot change model providers"))
-		return account.Workspace{}, false
-	}
-	return ws, true
+	return ws, ok
 }
 
 func (h *Handler) listModelProviders(w http.ResponseWriter, r *http.Request, p account.Principal) {

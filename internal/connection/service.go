@@ -217,6 +217,24 @@ func (s *Service) get(ctx context.Context, q db.Querier, workspaceID, id string)
 	return c, nil
 }
 
+// Lookup answers, for the publish gate, which app a connection of the
+// workspace is for and its status (ok is false when the workspace has no
+// such connection).
+func (s *Service) Lookup(ctx context.Context, ws account.Workspace) (func(id string) (app, status string, ok bool), error) {
+	conns, err := s.List(ctx, ws, "")
+	if err != nil {
+		return nil, err
+	}
+	byID := map[string]Connection{}
+	for _, c := range conns {
+		byID[c.ID] = c
+	}
+	return func(id string) (string, string, bool) {
+		c, ok := byID[id]
+		return c.AppKey, string(c.Status), ok
+	}, nil
+}
+
 // List returns the workspace's connections, optionally only those in one
 // status, ordered by app and label.
 func (s *Service) List(ctx context.Context, ws account.Workspace, status Status) ([]Connection, error) {

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -41,19 +42,31 @@ type agentForm struct {
 
 const agentToolRows = 4
 
-func (h *Handler) agentChoices(r *http.Request, v view) (agentChoices, error) {
-	var c agentChoices
-	if h.Models != nil {
-		ps, err := h.Models.List(r.Context(), v.Workspace.ID)
-		if err != nil {
-			return c, err
-		}
-		for _, p := range ps {
-			for _, m := range p.Models {
-				c.Models = append(c.Models, choice{Value: p.ID + "|" + m.Model, Label: p.Name + " · " + m.Model})
-			}
+// modelChoices are the workspace's models as a form offers them: the value
+// "providerId|model", the label "Provider · model".
+func (h *Handler) modelChoices(ctx context.Context, workspaceID string) ([]choice, error) {
+	if h.Models == nil {
+		return nil, nil
+	}
+	ps, err := h.Models.List(ctx, workspaceID)
+	if err != nil {
+		return nil, err
+	}
+	var out []choice
+	for _, p := range ps {
+		for _, m := range p.Models {
+			out = append(out, choice{Value: modelValue(workflow.ModelRef{ProviderID: p.ID, Name: m.Model}), Label: p.Name + " · " + m.Model})
 		}
 	}
+	return out, nil
+}
+
+func (h *Handler) agentChoices(r *http.Request, v view) (agentChoices, error) {
+	models, err := h.modelChoices(r.Context(), v.Workspace.ID)
+	if err != nil {
+		return agentChoices{}, err
+	}
+	c := agentChoices{Models: models}
 	conns, err := h.Connections.List(r.Context(), *v.Workspace, "active")
 	if err != nil {
 		return c, err
@@ -101,11 +114,11 @@ func agentSpec(r *http.Request) (agent.Spec, agentForm, error) {
 		f.MaxSteps, sp.MaxSteps = n, n
 	}
 	if f.Model != "" {
-		provider, model, ok := strings.Cut(f.Model, "|")
-		if !ok {
+		if !strings.Contains(f.Model, "|") {
 			return sp, f, apperr.Invalid("model", "Choose a model from the list")
 		}
-		sp.Model = &workflow.ModelRef{ProviderID: provider, Name: model}
+		m := modelRef(f.Model)
+		sp.Model = &m
 	}
 	for len(f.Tools) < agentToolRows {
 		f.Tools = append(f.Tools, "")

@@ -18,16 +18,8 @@ import (
 // connection reads as not found, a client node as not connected).
 func (h *Handler) workflowChecks(ctx context.Context, ws account.Workspace, workflowID string) workflow.Checks {
 	c := workflow.Checks{Apps: h.Catalog, Expressions: expr.CompileJSON, Cron: trigger.ValidateCron}
-	conns, err := h.Connections.List(ctx, ws, "")
-	if err == nil {
-		byID := map[string][2]string{}
-		for _, cn := range conns {
-			byID[cn.ID] = [2]string{cn.AppKey, string(cn.Status)}
-		}
-		c.Connection = func(id string) (string, string, bool) {
-			v, ok := byID[id]
-			return v[0], v[1], ok
-		}
+	if lookup, err := h.Connections.Lookup(ctx, ws); err == nil {
+		c.Connection = lookup
 	}
 	// A Call Workflow step may run a workflow or an agent.
 	wfs, err := h.Workflows.List(ctx, ws)

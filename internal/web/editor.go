@@ -871,18 +871,10 @@ func (h *Handler) renderEditor(w http.ResponseWriter, r *http.Request, v view, s
 			others = append(others, o)
 		}
 	}
-	var models []choice
-	if h.Models != nil {
-		ps, err := h.Models.List(ctx, v.Workspace.ID)
-		if err != nil {
-			h.errorPage(w, r, v.P, err)
-			return
-		}
-		for _, p := range ps {
-			for _, m := range p.Models {
-				models = append(models, choice{Value: p.ID + "|" + m.Model, Label: p.Name + " · " + m.Model})
-			}
-		}
+	models, err := h.modelChoices(ctx, v.Workspace.ID)
+	if err != nil {
+		h.errorPage(w, r, v.P, err)
+		return
 	}
 	ends := endsOf(g)
 	cards := map[string]int{}
