@@ -127,12 +127,11 @@ func (e *Engine) agent(ctx context.Context, c Call) (Outcome, error) {
 // agentTool makes the tool call the turn's decision asked for, as an app
 // action through the tool's connection.
 func (e *Engine) agentTool(ctx context.Context, c Call, cfg workflow.AgentConfig, turn int) (Outcome, error) {
-	prev, ok, err := e.lastStep(ctx, c.Run.ID, decisionEntry(c.Node.ID, turn))
+	d, ok, err := e.decisionOf(ctx, c.Run.ID, c.Node.ID, turn)
 	if err != nil {
 		return Outcome{}, err
 	}
-	var d AgentDecision
-	if !ok || prev.Status != StepCompleted || json.Unmarshal(prev.Output, &d) != nil || d.ToolCall == nil {
+	if !ok || d.ToolCall == nil {
 		return Outcome{}, &StepError{Code: "AGENT_NO_DECISION", Message: fmt.Sprintf("Turn %d has no tool call to make", turn)}
 	}
 	tool, ok := cfg.Tool(d.ToolCall.Tool)
