@@ -196,7 +196,10 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 	refresher := connection.NewRefresher(conns, connection.CatalogOAuth(cat, callback), connection.RefresherOptions{Log: log})
 	workflows := workflow.NewService(d)
 	apps := connection.NewAppClient(conns, refresher, cat, nil)
-	eng := engine.New(d, workflows, engine.Builtins(cat, apps, nil), engine.Expressions(expr.Limits{}), engine.Options{Log: log.With("component", "engine")})
+	eng := engine.New(d, workflows, engine.Builtins(cat, apps, nil), engine.Expressions(expr.Limits{}), engine.Options{
+		Log: log.With("component", "engine"), DrainTimeout: cfg.Engine.DrainTimeout, Lease: cfg.Engine.Lease,
+		Heartbeat: cfg.Engine.Heartbeat, HeartbeatTimeout: cfg.Engine.HeartbeatTimeout,
+	})
 	opts := server.Options{
 		DB: d, Accounts: accounts, Connections: conns, Refresher: refresher, Catalog: cat,
 		Workflows: workflows, Engine: eng, Log: log, SecureCookies: cfg.SecureCookies(), BaseURL: cfg.BaseURL,

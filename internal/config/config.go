@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Config is the whole configuration of a TaskJuice process.
@@ -33,6 +34,22 @@ type Config struct {
 	LogLevel  string
 	LogFormat string
 	SMTP      SMTP
+	Engine    Engine
+	// errs are settings from the environment that did not parse.
+	errs []error
+}
+
+// Engine tunes how runs are worked on and handed over between processes.
+type Engine struct {
+	// DrainTimeout is how long a stopping process lets the steps it is
+	// executing finish before it cancels them.
+	DrainTimeout time.Duration
+	// Lease is how long a run claimed by a process stays its own without
+	// being renewed.
+	Lease time.Duration
+	// Heartbeat is how often a process says it is alive; HeartbeatTimeout
+	// is how old that may get before other processes take its runs over.
+	Heartbeat, HeartbeatTimeout time.Duration
 }
 
 // SMTP is the outgoing mail server.
@@ -72,6 +89,10 @@ var Settings = []Setting{
 	{"", "TASKJUICE_SMTP_PASSWORD", "", "SMTP password"},
 	{"smtp-from", "TASKJUICE_SMTP_FROM", "TaskJuice <taskjuice@localhost>", "sender address of outgoing email"},
 	{"smtp-tls", "TASKJUICE_SMTP_TLS", "starttls", "starttls, tls or none"},
+	{"drain-timeout", "TASKJUICE_DRAIN_TIMEOUT", "30s", "on stop, how long steps already executing may take to finish before they are cancelled"},
+	{"run-lease", "TASKJUICE_RUN_LEASE", "2m", "how long a claimed run stays a process's own without being renewed"},
+	{"heartbeat", "TASKJUICE_HEARTBEAT", "1s", "how often a process records that it is alive"},
+	{"heartbeat-timeout", "TASKJUICE_HEARTBEAT_TIMEOUT", "5s", "how old a process's heartbeat may get before other processes take its runs over"},
 }
 
 // Register defines the flags on fs, with defaults taken from getenv; call
@@ -89,10 +110,20 @@ func Register(fs *flag.FlagSet, getenv func(string) string) *Config {
 		"apps-file": &c.AppsFile, "log-level": &c.LogLevel, "log-format": &c.LogFormat, "smtp-host": &c.SMTP.Host,
 		"smtp-username": &c.SMTP.Username, "smtp-from": &c.SMTP.From, "smtp-tls": &c.SMTP.TLS,
 	}
+	durs := map[string]*time.Duration{
+		"drain-timeout": &c.Engine.DrainTimeout, "run-lease": &c.Engine.Lease,
+		"heartbeat": &c.Engine.Heartbeat, "heartbeat-timeout": &c.Engine.HeartbeatTimeout,
+	}
 	for _, s := range Settings {
 		switch {
 		case s.Flag == "":
 			continue
+		case durs[s.Flag] != nil:
+			fs.Var(&duration{durs[s.Flag]}, s.Flag, s.Help+" ("+s.Env+")")
+			if err := fs.Set(s.Flag, env(s.Env, s.Default)); err != nil {
+				c.errs = append(c.errs, fmt.Errorf("%s: %w", s.Env, err))
+				_ = fs.Set(s.Flag, s.Default)
+			}
 		case strs[s.Flag] != nil:
 			fs.StringVar(strs[s.Flag], s.Flag, env(s.Env, s.Default), s.Help+" ("+s.Env+")")
 		case s.Flag == "no-demo" || s.Flag == "no-sandbox":
@@ -113,9 +144,28 @@ func Register(fs *flag.FlagSet, getenv func(string) string) *Config {
 	return c
 }
 
+// duration is a flag.Value for a positive duration such as 30s or 2m.
+type duration struct{ d *time.Duration }
+
+func (v *duration) String() string {
+	if v == nil || v.d == nil {
+		return ""
+	}
+	return v.d.String()
+}
+
+func (v *duration) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return fmt.Errorf("%q is not a positive duration such as 30s or 2m", s)
+	}
+	*v.d = d
+	return nil
+}
+
 // Finish fills derived defaults and validates. Call it after parsing flags.
 func (c *Config) Finish() error {
-	var errs []error
+	errs := c.errs
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data-dir must not be empty"))
 	}
@@ -153,6 +203,9 @@ func (c *Config) Finish() error {
 	}
 	if c.SMTP.Port <= 0 || c.SMTP.Port > 65535 {
 		errs = append(errs, fmt.Errorf("smtp-port %d: want 1-65535", c.SMTP.Port))
+	}
+	if c.Engine.HeartbeatTimeout <= c.Engine.Heartbeat {
+		errs = append(errs, fmt.Errorf("heartbeat-timeout %s: want longer than heartbeat (%s)", c.Engine.HeartbeatTimeout, c.Engine.Heartbeat))
 	}
 	return errors.Join(errs...)
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"taskjuice/internal/config"
 )
@@ -82,6 +83,29 @@ func TestREADMEListsEverySetting(t *testing.T) {
 		}
 		if s.Flag != "" && !strings.Contains(string(readme), "`--"+s.Flag+"`") {
 			t.Errorf("README lacks --%s", s.Flag)
+		}
+	}
+}
+
+func TestEngineTimings(t *testing.T) {
+	c, err := parse(t, map[string]string{"TASKJUICE_HEARTBEAT_TIMEOUT": "8s"}, "--drain-timeout", "45s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Engine.DrainTimeout != 45*time.Second || c.Engine.Lease != 2*time.Minute || c.Engine.Heartbeat != time.Second || c.Engine.HeartbeatTimeout != 8*time.Second {
+		t.Fatalf("engine timings: got %+v", c.Engine)
+	}
+	for _, tc := range []struct {
+		env  map[string]string
+		args []string
+	}{
+		{args: []string{"--drain-timeout", "soon"}},
+		{args: []string{"--run-lease", "-1s"}},
+		{env: map[string]string{"TASKJUICE_HEARTBEAT": "often"}},
+		{args: []string{"--heartbeat", "5s", "--heartbeat-timeout", "2s"}},
+	} {
+		if _, err := parse(t, tc.env, tc.args...); err == nil {
+			t.Errorf("%v %v: no error, want one", tc.env, tc.args)
 		}
 	}
 }

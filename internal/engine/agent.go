@@ -145,7 +145,7 @@ func (e *Engine) agentTool(ctx context.Context, c Call, cfg workflow.AgentConfig
 	raw, _ := json.Marshal(workflow.ActionConfig{App: tool.App, Action: tool.Action, Inputs: d.ToolCall.Input})
 	fmt.Fprintf(c.Console, "turn %d: tool %s\n", turn, tool.Name)
 	return exec(ctx, Call{
-		Run: c.Run, Entry: c.Entry, Config: raw, Input: c.Input, IdempotencyKey: c.IdempotencyKey, Console: c.Console,
+		Run: c.Run, Entry: c.Entry, Config: raw, Input: c.Input, IdempotencyKey: c.IdempotencyKey, Console: c.Console, Attempt: c.Attempt, Now: c.Now,
 		Node: workflow.Node{ID: c.Node.ID, Kind: workflow.NodeAction, Connection: &workflow.Binding{ID: tool.ConnectionID}},
 	})
 }

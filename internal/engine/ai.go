@@ -49,7 +49,10 @@ func (e *Engine) callModel(ctx context.Context, c Call, m workflow.ModelRef, req
 	if req.MaxTokens == 0 {
 		req.MaxTokens = defaultModelTokens
 	}
-	resp, err := e.models.Call(ctx, c.Run.WorkspaceID, c.IdempotencyKey, m, req, spend.Call{RunID: c.Run.ID, StepKey: c.Entry})
+	// The ledger counts each attempt's call on its own: a retry after a
+	// failed call is a call of its own at the provider.
+	ref := fmt.Sprintf("%s#%d", c.IdempotencyKey, c.Attempt)
+	resp, err := e.models.Call(ctx, c.Run.WorkspaceID, ref, m, req, spend.Call{RunID: c.Run.ID, StepKey: c.Entry})
 	var le *llm.Error
 	switch {
 	case err == nil:

@@ -114,7 +114,7 @@ func delay(_ context.Context, c Call) (Outcome, error) {
 		if err != nil || d < 0 || d > workflow.MaxDelay {
 			return Outcome{}, &StepError{Code: "CONFIG_INVALID", Message: fmt.Sprintf("%q is not a duration of at most 30 days", cfg.Duration)}
 		}
-		until = time.Now().Add(d)
+		until = c.Now.Add(d)
 	default:
 		t, err := time.Parse(time.RFC3339, cfg.Until)
 		if err != nil {

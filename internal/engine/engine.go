@@ -37,7 +37,20 @@ type Options struct {
 	// RetryBackoff is the first wait before retrying a retryable step
 	// failure; it doubles each attempt.
 	RetryBackoff time.Duration
-	Log          *slog.Logger
+	// DrainTimeout bounds a graceful stop: once Run's context ends, steps
+	// already executing get this long to finish and be recorded (default
+	// 30 s) before they are cancelled.
+	DrainTimeout time.Duration
+	// Heartbeat is how often a running engine records that it is alive and
+	// looks for processes that are not (default 1 s); HeartbeatTimeout is
+	// how old a heartbeat may be before the process is taken for dead and
+	// its runs are taken over (default 5 s).
+	Heartbeat        time.Duration
+	HeartbeatTimeout time.Duration
+	// Now is the clock (default db.Now): due times, leases and heartbeats
+	// are read through it, so tests can move time instead of sleeping.
+	Now func() time.Time
+	Log *slog.Logger
 }
 
 // Engine records and executes runs.
@@ -86,7 +99,19 @@ func New(d *db.DB, workflows *workflow.Service, exec map[workflow.Kind]Executor,
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Engine{db: d, workflows: workflows, exec: exec, eval: eval, o: o, now: db.Now, wake: make(chan struct{}, 1)}
+	if o.DrainTimeout == 0 {
+		o.DrainTimeout = 30 * time.Second
+	}
+	if o.Heartbeat == 0 {
+		o.Heartbeat = time.Second
+	}
+	if o.HeartbeatTimeout == 0 {
+		o.HeartbeatTimeout = 5 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = db.Now
+	}
+	return &Engine{db: d, workflows: workflows, exec: exec, eval: eval, o: o, now: o.Now, wake: make(chan struct{}, 1)}
 }
 
 // Wake nudges idle workers of this process to look for due runs at once.
@@ -211,7 +236,34 @@ func (e *Engine) start(ctx context.Context, live workflow.Live, payload json.Raw
 // or is held costs a row, not a goroutine). On PostgreSQL it also listens
 // for other processes' notices, so an idle engine starts a new run at once
 // rather than at its next poll.
+//
+// When ctx ends Run stops claiming, lets each worker finish and record the
+// step it is executing (for up to Options.DrainTimeout), gives every run it
+// holds up for another process to take at once, and returns: a graceful
+// stop neither loses a run nor repeats an effect. Meanwhile it keeps its
+// heartbeat, and takes over the runs of processes whose heartbeat stopped.
 func (e *Engine) Run(ctx context.Context) error {
+	// Steps in flight outlive ctx, up to the drain timeout.
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	if err := e.beat(work); err != nil {
+		return err
+	}
+	if _, err := e.takeOver(work, e.db.Dialect() == db.SQLite); err != nil {
+		e.o.Log.Warn("engine", "err", err)
+	}
+	beating, stopBeating := context.WithCancel(work)
+	beat := make(chan struct{})
+	go func() {
+		defer close(beat)
+		e.heartbeat(beating)
+	}()
+	defer func() {
+		stopBeating()
+		<-beat
+		e.signOff(work)
+	}()
+
 	lctx, stopListening := context.WithCancel(ctx)
 	listening := make(chan struct{})
 	go func() {
@@ -219,10 +271,30 @@ func (e *Engine) Run(ctx context.Context) error {
 		_ = e.db.Listen(lctx, runsChannel, e.Wake)
 	}()
 	defer func() { stopListening(); <-listening }()
+
+	var wg sync.WaitGroup
+	e.claimUntil(ctx, work, &wg)
+	drained := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(drained)
+	}()
+	select {
+	case <-drained:
+	case <-time.After(e.o.DrainTimeout):
+		e.o.Log.Warn("engine: steps still running after the drain timeout are cancelled; they are retried under the same idempotency key", "timeout", e.o.DrainTimeout)
+		cancelWork()
+		<-drained
+	}
+	return nil
+}
+
+// claimUntil claims due runs for free workers until ctx ends, and starts a
+// worker (added to wg) for each, working with work and told by ctx's end to
+// stop after its current step.
+func (e *Engine) claimUntil(ctx, work context.Context, wg *sync.WaitGroup) {
 	t := time.NewTicker(e.o.Poll)
 	defer t.Stop()
-	var wg sync.WaitGroup
-	defer wg.Wait()
 	freed := make(chan struct{}, e.o.Workers)
 	busy := 0
 	// While nearly every worker is busy, a claim waits until a few are free,
@@ -232,8 +304,8 @@ func (e *Engine) Run(ctx context.Context) error {
 	claim := true
 	for {
 		if free := e.o.Workers - busy; claim && free > 0 && ctx.Err() == nil {
-			runs, err := e.claim(ctx, free)
-			if err != nil && ctx.Err() == nil {
+			runs, err := e.claim(work, free)
+			if err != nil {
 				e.o.Log.Warn("engine: claim runs", "err", err)
 			}
 			for _, c := range runs {
@@ -241,7 +313,7 @@ func (e *Engine) Run(ctx context.Context) error {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					if err := e.advance(ctx, c); err != nil && ctx.Err() == nil {
+					if err := e.advance(work, c, ctx.Done()); err != nil && work.Err() == nil {
 						e.o.Log.Warn("engine", "run", c.ID, "err", err)
 					}
 					freed <- struct{}{}
@@ -250,7 +322,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-freed:
 			busy--
 			// Whoever else finished meanwhile: claim for all of them at once.
@@ -278,7 +350,7 @@ func (e *Engine) Work(ctx context.Context) (bool, error) {
 	if err != nil || len(runs) == 0 {
 		return false, err
 	}
-	return true, e.advance(ctx, runs[0])
+	return true, e.advance(ctx, runs[0], nil)
 }
 
 // claim takes the lease of up to limit due runs and returns them as they
@@ -288,7 +360,7 @@ func (e *Engine) Work(ctx context.Context) (bool, error) {
 // that took the run over, even in the same process.
 func (e *Engine) claim(ctx context.Context, limit int) ([]claimed, error) {
 	now := e.now()
-	token := fmt.Sprintf("%s#%d", e.o.Owner, e.claims.Add(1))
+	token := fmt.Sprintf("%s%d", leasePrefix(e.o.Owner), e.claims.Add(1))
 	// On PostgreSQL, processes claiming at once skip each other's rows
 	// instead of queueing on them; on SQLite the one writer serializes
 	// claims anyway.

@@ -313,6 +313,8 @@ func TestAutoResumeAfterReconnect(t *testing.T) {
 func TestWaitsAndActions(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, d *db.DB) {
 		f := setup(t, d)
+		clk := newClock()
+		f.eng = engine.New(d, f.wfs, engine.Builtins(f.cat, nil, nil), nil, engine.Options{Now: clk.Now})
 		wf := f.publish([]workflow.Node{
 			{ID: "wait", Kind: workflow.NodeDelay, Config: json.RawMessage(`{"duration": "1s"}`)},
 			{ID: "ok", Kind: workflow.NodeApproval, Config: json.RawMessage(`{"message": "Send it?"}`)},
@@ -323,7 +325,11 @@ func TestWaitsAndActions(t *testing.T) {
 		if r := f.run(id); r.Status != engine.StatusWaiting {
 			t.Fatalf("after the delay starts: %s, want waiting", r.Status)
 		}
-		time.Sleep(1100 * time.Millisecond)
+		f.drain()
+		if r := f.run(id); r.Status != engine.StatusWaiting || r.WaitReason != "delay" {
+			t.Fatalf("before the delay is over: %s (%s), want waiting for the delay", r.Status, r.WaitReason)
+		}
+		clk.Advance(1100 * time.Millisecond)
 		f.drain()
 		if r := f.run(id); r.Status != engine.StatusWaiting || r.WaitReason != "approval" {
 			t.Fatalf("after the delay: %s (%s), want waiting for approval", r.Status, r.WaitReason)
@@ -388,8 +394,8 @@ func TestRetriesAndIdempotencyKeys(t *testing.T) {
 		if r := f.run(id); r.Status != engine.StatusCompleted {
 			t.Fatalf("after two 503s: %s, want completed on the third attempt", r.Status)
 		}
-		if len(keys) != 3 || keys[0] == keys[1] || keys[1] == keys[2] {
-			t.Fatalf("idempotency keys per attempt: %v, want three different", keys)
+		if len(keys) != 3 || keys[0] != id+":call" || keys[1] != keys[0] || keys[2] != keys[0] {
+			t.Fatalf("idempotency keys of the three attempts: %v, want %q each time", keys, id+":call")
 		}
 		steps, _ := f.eng.Steps(f.ctx, f.ws.ID, id)
 		if len(steps) != 3 || steps[0].Error == nil || steps[0].Error.ProviderStatus != 503 || !steps[0].Error.Retryable {

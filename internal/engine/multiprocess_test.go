@@ -119,7 +119,10 @@ type cluster struct {
 	mu    sync.Mutex
 	posts map[string]int // post requests the sandbox received, per idempotency key
 	trap  chan string    // when set, the next post is applied but never answered
-	done  chan struct{}  // closed at cleanup: releases a trapped request
+	// postDelay, when set, makes each post take that long, so that many
+	// are in flight at any moment.
+	postDelay time.Duration
+	done      chan struct{} // closed at cleanup: releases a trapped request
 }
 
 // newCluster prepares the database at dsn: an account, a workspace and a
@@ -175,8 +178,10 @@ func (c *cluster) serveSandbox(w http.ResponseWriter, r *http.Request) {
 	c.posts[key]++
 	trap := c.trap
 	c.trap = nil
+	delay := c.postDelay
 	c.mu.Unlock()
 	if trap == nil {
+		time.Sleep(delay)
 		c.sb.Handler().ServeHTTP(w, r)
 		return
 	}
@@ -343,8 +348,8 @@ func (w *worker) stop() {
 	must(w.t, w.cmd.Process.Signal(syscall.SIGTERM))
 	select {
 	case <-w.exited:
-	case <-time.After(30 * time.Second):
-		w.t.Fatalf("%s did not stop within 30s of SIGTERM", w.name)
+	case <-time.After(time.Minute):
+		w.t.Fatalf("%s did not stop within a minute of SIGTERM", w.name)
 	}
 	if w.err != nil {
 		w.t.Fatalf("%s: %v\n%s", w.name, w.err, tail(w.errOut.String(), 4000))

@@ -20,9 +20,12 @@ import (
 //     is held ("Paused for reauth") at this step instead of failing;
 //   - anything else: an unexpected failure, recorded as INTERNAL.
 //
-// Each attempt gets an idempotency key (run, node, attempt), sent to apps
-// as Idempotency-Key where they honour it; a step interrupted by a crash is
-// retried with the key of the attempt it was in.
+// Each effect gets one idempotency key, naming the run and the frontier
+// entry (the node, within its loop iteration or agent turn): every attempt
+// of it sends the same key — retries after a timeout, after a crash, after
+// Resume — so the app can tell it is the same effect. A replay is a new run
+// and so gets new keys. It is sent to apps as Idempotency-Key where they
+// honour it.
 
 // Call is one execution of one node.
 type Call struct {
@@ -35,6 +38,11 @@ type Call struct {
 	Input          json.RawMessage // the previous step's output
 	IdempotencyKey string
 	Console        *strings.Builder
+	// Attempt numbers the tries of this effect (1, 2, …); internal
+	// bookkeeping that must tell attempts apart (the spend ledger) uses it.
+	Attempt int
+	// Now is when the step started, on the engine's clock.
+	Now time.Time
 }
 
 // Outcome is what a node produced.

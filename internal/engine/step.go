@@ -49,8 +49,10 @@ func (s Status) active() bool {
 
 // advance runs the claimed run's steps one at a time, committing each
 // result before the next starts, until the run finishes, parks or is due
-// again later. It gives the lease up when it stops.
-func (e *Engine) advance(ctx context.Context, c claimed) error {
+// again later, or stop is closed (the process is stopping: the step being
+// executed is finished and recorded, no other is started). It gives the
+// lease up when it stops.
+func (e *Engine) advance(ctx context.Context, c claimed, stop <-chan struct{}) error {
 	defer func() {
 		if !c.released {
 			e.release(context.WithoutCancel(ctx), c.ID, c.token)
@@ -72,6 +74,11 @@ func (e *Engine) advance(ctx context.Context, c claimed) error {
 		return err
 	}
 	for rctx.Err() == nil {
+		select {
+		case <-stop:
+			return nil // given up for another process to take at once
+		default:
+		}
 		if !c.Status.active() {
 			return e.park(rctx, c.ID) // paused or finished meanwhile
 		}
@@ -286,15 +293,14 @@ func (e *Engine) step(ctx context.Context, c *claimed) (bool, error) {
 		}
 		return false, e.park(ctx, c.ID)
 	}
-	cur := current{Step: Step{ID: db.NewID(), RunID: c.ID, NodeID: entry, Attempt: 1, IdempotencyKey: fmt.Sprintf("%s:%s:1", c.ID, entry)}}
+	cur := current{Step: Step{ID: db.NewID(), RunID: c.ID, NodeID: entry, Attempt: 1, IdempotencyKey: effectKey(c.ID, entry)}}
 	switch {
 	case hasPrev && prev.Status == StepRunning:
-		// Interrupted (the process died mid-step): try again under the same
-		// idempotency key, so the app can tell it is the same effect.
+		// Interrupted (the process died mid-step): try again as the same
+		// attempt.
 		cur.Step, cur.recorded = prev, true
 	case hasPrev:
 		cur.Attempt = prev.Attempt + 1
-		cur.IdempotencyKey = fmt.Sprintf("%s:%s:%d", c.ID, entry, cur.Attempt)
 	}
 	scope := c.scopeFor(entry)
 	input := json.RawMessage(nonEmpty(scope.Input))
@@ -346,6 +352,10 @@ func (e *Engine) recordStart(ctx context.Context, c *claimed, cur *current) (boo
 	return true, nil
 }
 
+// effectKey is the idempotency key of the effect a frontier entry of a run
+// makes: the same for every attempt of it (see node.go).
+func effectKey(runID, entry string) string { return runID + ":" + entry }
+
 func nonEmpty(b json.RawMessage) json.RawMessage {
 	if len(b) == 0 {
 		return json.RawMessage("null")
@@ -389,7 +399,7 @@ func (e *Engine) execute(ctx context.Context, st state, node workflow.Node, inpu
 	var console strings.Builder
 	sctx, cancel := context.WithTimeout(ctx, e.o.StepTimeout)
 	defer cancel()
-	out, err = exec(sctx, Call{Run: st.Run, Node: node, Entry: cur.NodeID, Config: cfg, Input: input, IdempotencyKey: key, Console: &console})
+	out, err = exec(sctx, Call{Run: st.Run, Node: node, Entry: cur.NodeID, Config: cfg, Input: input, IdempotencyKey: key, Console: &console, Attempt: cur.Attempt, Now: e.now()})
 	cur.Console = console.String()
 	if err == nil && sctx.Err() != nil && ctx.Err() == nil {
 		err = &StepError{Code: "TIMEOUT", Message: fmt.Sprintf("The step took longer than %s", e.o.StepTimeout), Retryable: true}

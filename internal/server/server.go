@@ -328,7 +328,8 @@ const ShutdownTimeout = 20 * time.Second
 
 // Serve serves h on ln and runs the workers until ctx ends, then stops
 // accepting, lets in-flight requests finish (up to ShutdownTimeout), and
-// stops the workers. It returns once everything has stopped.
+// stops the workers at the same time (the engine finishing the steps it is
+// executing). It returns once everything has stopped.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger, workers ...Worker) error {
 	srv := &http.Server{
 		Handler:           h,
@@ -361,7 +362,11 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logge
 	select {
 	case err = <-serveErr:
 	case <-ctx.Done():
-		log.Info("shutting down: finishing in-flight requests")
+		log.Info("shutting down: finishing in-flight requests and steps")
+		// The workers stop at once too: the engine claims no more runs,
+		// finishes the steps it is executing and gives its runs up, while
+		// the server finishes its requests.
+		stopWork()
 		sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 		err = srv.Shutdown(sctx)
 		cancel()
