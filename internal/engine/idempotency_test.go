@@ -19,24 +19,24 @@ import (
 	"taskjuice/internal/workflow"
 )
 
-// clock is a settable clock for the engine: tests move it instead of
-// sleeping.
+// clock is the engine's clock in tests: real time plus an offset that
+// tests move forward instead of sleeping.
 type clock struct {
-	mu sync.Mutex
-	t  time.Time
+	mu     sync.Mutex
+	offset time.Duration
 }
 
-func newClock() *clock { return &clock{t: db.Now()} }
+func newClock() *clock { return &clock{} }
 
 func (c *clock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.t
+	return db.Now().Add(c.offset)
 }
 
 func (c *clock) Advance(d time.Duration) {
 	c.mu.Lock()
-	c.t = c.t.Add(d)
+	c.offset += d
 	c.mu.Unlock()
 }
 
