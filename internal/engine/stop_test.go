@@ -1,13 +1,18 @@
 package engine_test
 
 import (
+	"context"
+	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"taskjuice/internal/db"
 	"taskjuice/internal/db/dbtest"
 	"taskjuice/internal/engine"
 	"taskjuice/internal/workflow"
@@ -208,4 +213,117 @@ func TestKilledProcessRunsMoveWithinSeconds(t *testing.T) {
 			t.Errorf("completed runs: got %d, want %d", got, runs)
 		}
 	})
+}
+
+// TestStopFinishesTheStepInFlight: when Run's context ends, the step being
+// executed is let finish and recorded, no further step starts, the run is
+// given up (no lease left) and Run returns; a step that outlasts the drain
+// timeout is cancelled and later retried as the same attempt, under the
+// same idempotency key.
+func TestStopFinishesTheStepInFlight(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		f := setup(t, d)
+		entered := make(chan string, 4)
+		release := make(chan struct{})
+		var mu sync.Mutex
+		var keys []string
+		slow := func(ctx context.Context, c engine.Call) (engine.Outcome, error) {
+			mu.Lock()
+			keys = append(keys, c.IdempotencyKey)
+			mu.Unlock()
+			entered <- c.Node.ID
+			select {
+			case <-release:
+				return engine.Outcome{Output: map[string]any{"ok": true}}, nil
+			case <-ctx.Done():
+				return engine.Outcome{}, ctx.Err()
+			}
+		}
+		exec := map[workflow.Kind]engine.Executor{workflow.NodeHTTP: slow}
+		wf := f.publish([]workflow.Node{
+			{ID: "one", Kind: workflow.NodeHTTP, Config: json.RawMessage(`{"method": "GET", "url": "https://example.com/1"}`)},
+			{ID: "two", Kind: workflow.NodeHTTP, Config: json.RawMessage(`{"method": "GET", "url": "https://example.com/2"}`)},
+		})
+		id, err := f.eng.StartRun(f.ctx, wf, nil, "manual", "")
+		must(t, err)
+
+		// A stop while "one" runs: "one" finishes and is recorded, "two"
+		// does not start, the run is given up.
+		eng := engine.New(d, f.wfs, exec, nil, engine.Options{Owner: "stopping", Poll: 10 * time.Millisecond, DrainTimeout: time.Minute})
+		ctx, cancel := context.WithCancel(f.ctx)
+		done := make(chan error, 1)
+		go func() { done <- eng.Run(ctx) }()
+		waitStep(t, entered, "one")
+		cancel()
+		select {
+		case <-done:
+			t.Fatal("Run returned while its step was still executing")
+		case <-time.After(50 * time.Millisecond):
+		}
+		close(release)
+		select {
+		case err := <-done:
+			must(t, err)
+		case <-time.After(30 * time.Second):
+			t.Fatal("Run did not return once its step finished")
+		}
+		steps, _ := f.eng.Steps(f.ctx, f.ws.ID, id)
+		if len(steps) != 1 || steps[0].NodeID != "one" || steps[0].Status != engine.StepCompleted {
+			t.Fatalf("steps after the stop: %+v, want one completed step", steps)
+		}
+		assertGivenUp(t, d, id)
+
+		// A stop whose step outlasts the drain timeout: cancelled, left as
+		// it was, and retried as the same attempt under the same key.
+		release = make(chan struct{})
+		eng = engine.New(d, f.wfs, exec, nil, engine.Options{Owner: "impatient", Poll: 10 * time.Millisecond, DrainTimeout: 100 * time.Millisecond})
+		ctx, cancel = context.WithCancel(f.ctx)
+		go func() { done <- eng.Run(ctx) }()
+		waitStep(t, entered, "two")
+		cancel()
+		select {
+		case err := <-done:
+			must(t, err)
+		case <-time.After(30 * time.Second):
+			t.Fatal("Run did not return after its drain timeout")
+		}
+		assertGivenUp(t, d, id)
+		close(release)
+		retry := engine.New(d, f.wfs, exec, nil, engine.Options{Owner: "next"})
+		if did, err := retry.Work(f.ctx); err != nil || !did {
+			t.Fatalf("the next process found no work (%v, %v), want the interrupted run", did, err)
+		}
+		waitStep(t, entered, "two")
+		if r := f.run(id); r.Status != engine.StatusCompleted {
+			t.Fatalf("run: %s, want completed", r.Status)
+		}
+		steps, _ = f.eng.Steps(f.ctx, f.ws.ID, id)
+		mu.Lock()
+		defer mu.Unlock()
+		if len(steps) != 2 || steps[1].Attempt != 1 || len(keys) != 3 || keys[1] != keys[2] || keys[2] != id+":two" {
+			t.Fatalf("steps %+v, keys %q: want step two's one attempt run twice under %q", steps, keys, id+":two")
+		}
+	})
+}
+
+func waitStep(t *testing.T, entered <-chan string, want string) {
+	t.Helper()
+	select {
+	case got := <-entered:
+		if got != want {
+			t.Fatalf("step %q started, want %q", got, want)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("step %q never started", want)
+	}
+}
+
+func assertGivenUp(t *testing.T, d *db.DB, id string) {
+	t.Helper()
+	var owner string
+	var until sql.NullTime
+	must(t, d.Read().QueryRowContext(context.Background(), `SELECT lease_owner, lease_until FROM runs WHERE id = $1`, id).Scan(&owner, &until))
+	if owner != "" || until.Valid {
+		t.Fatalf("lease after the stop: %q until %v, want none", owner, until)
+	}
 }
