@@ -212,7 +212,13 @@ func (c *cluster) publish() string {
 	g := workflow.Graph{Schema: 1, Trigger: &workflow.Node{ID: "start", Kind: workflow.TriggerManual}, Nodes: []workflow.Node{
 		p, {ID: "done", Kind: workflow.NodeTransform, Config: json.RawMessage(`{"output": {"ok": true}}`)},
 	}, Edges: []workflow.Edge{{From: "start", To: "post"}, {From: "post", To: "done"}}}
-	w, err := c.wfs.Create(c.ctx, c.ws, "Durable", "", &g, "")
+	return c.publishGraph("Durable", &g)
+}
+
+// publishGraph creates and publishes a workflow of graph g.
+func (c *cluster) publishGraph(name string, g *workflow.Graph) string {
+	c.t.Helper()
+	w, err := c.wfs.Create(c.ctx, c.ws, name, "", g, "")
 	must(c.t, err)
 	checks := workflow.Checks{Apps: c.cat, Connection: func(id string) (string, string, bool) {
 		conn, err := c.conns.Get(c.ctx, c.ws, id)

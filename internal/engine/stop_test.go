@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -31,19 +30,7 @@ func (c *cluster) publishPosts(n int) string {
 		g.Edges = append(g.Edges, workflow.Edge{From: prev, To: p.ID})
 		prev = p.ID
 	}
-	w, err := c.wfs.Create(c.ctx, c.ws, "Three effects", "", &g, "")
-	must(c.t, err)
-	checks := workflow.Checks{Apps: c.cat, Connection: func(id string) (string, string, bool) {
-		conn, err := c.conns.Get(c.ctx, c.ws, id)
-		return conn.AppKey, string(conn.Status), err == nil
-	}}
-	_, err = c.wfs.Publish(c.ctx, c.ws, w.ID, "", checks)
-	var ce *workflow.CompileError
-	if errors.As(err, &ce) {
-		c.t.Fatalf("publish: %v", ce.Problems)
-	}
-	must(c.t, err)
-	return w.ID
+	return c.publishGraph("Three effects", &g)
 }
 
 // verifyOnce checks that every one of the workflow's n runs completed and
@@ -151,6 +138,23 @@ func (c *cluster) movingAgain(owner string, ids []string) bool {
 // after a process is killed; the lease (two minutes) is far longer.
 const recoveryTarget = 10 * time.Second
 
+// checkRecovery checks that the runs in flight at a kill moved again
+// within the target, then that every run completes.
+func (c *cluster) checkRecovery(how, wf string, runs int, inFlight []string, took time.Duration) {
+	c.t.Helper()
+	c.t.Logf("%s: %d runs in flight at the kill moved again %s after it", how, len(inFlight), took.Round(time.Millisecond))
+	if len(inFlight) == 0 {
+		c.t.Fatal("no run was in flight at the kill")
+	}
+	if took > recoveryTarget {
+		c.t.Errorf("runs in flight moved again after %s, want within %s", took, recoveryTarget)
+	}
+	waitFor(c.t, 2*time.Minute, "every run to finish", func() bool { return c.terminal(wf) == runs })
+	if got := c.count(wf, engine.StatusCompleted); got != runs {
+		c.t.Errorf("completed runs: got %d, want %d", got, runs)
+	}
+}
+
 // TestKilledProcessRunsMoveWithinSeconds: with the default two-minute
 // lease, the engine process is killed (SIGKILL) with runs in flight. On
 // SQLite the restarted process takes every lease over at start; on
@@ -171,18 +175,7 @@ func TestKilledProcessRunsMoveWithinSeconds(t *testing.T) {
 		inFlight := c.leasedBy("first")
 		c.startWorker("second", 2*time.Minute)
 		waitFor(t, time.Minute, "the runs in flight to move again", func() bool { return c.movingAgain("first", inFlight) })
-		took := time.Since(killed)
-		t.Logf("SQLite: %d runs in flight at the kill moved again %s after it (restart included)", len(inFlight), took.Round(time.Millisecond))
-		if len(inFlight) == 0 {
-			t.Fatal("no run was in flight at the kill")
-		}
-		if took > recoveryTarget {
-			t.Errorf("runs in flight moved again after %s, want within %s", took, recoveryTarget)
-		}
-		waitFor(t, 2*time.Minute, "every run to finish", func() bool { return c.terminal(wf) == runs })
-		if got := c.count(wf, engine.StatusCompleted); got != runs {
-			t.Errorf("completed runs: got %d, want %d", got, runs)
-		}
+		c.checkRecovery("SQLite, restart included", wf, runs, inFlight, time.Since(killed))
 	})
 	t.Run("postgres second process", func(t *testing.T) {
 		base := os.Getenv(dbtest.PostgresEnv)
@@ -200,18 +193,7 @@ func TestKilledProcessRunsMoveWithinSeconds(t *testing.T) {
 		killed := time.Now()
 		inFlight := c.leasedBy("a")
 		waitFor(t, time.Minute, "the runs in flight to move again", func() bool { return c.movingAgain("a", inFlight) })
-		took := time.Since(killed)
-		t.Logf("PostgreSQL: %d runs in flight at the kill moved again %s after it", len(inFlight), took.Round(time.Millisecond))
-		if len(inFlight) == 0 {
-			t.Fatal("no run was in flight at the kill")
-		}
-		if took > recoveryTarget {
-			t.Errorf("runs in flight moved again after %s, want within %s", took, recoveryTarget)
-		}
-		waitFor(t, 2*time.Minute, "every run to finish", func() bool { return c.terminal(wf) == runs })
-		if got := c.count(wf, engine.StatusCompleted); got != runs {
-			t.Errorf("completed runs: got %d, want %d", got, runs)
-		}
+		c.checkRecovery("PostgreSQL, second process", wf, runs, inFlight, time.Since(killed))
 	})
 }
 
