@@ -10,10 +10,13 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"taskjuice/internal/egress"
 )
 
 // Config is the whole configuration of a TaskJuice process.
@@ -33,6 +36,12 @@ type Config struct {
 	LogLevel  string
 	LogFormat string
 	SMTP      SMTP
+	// HTTPAllowPrivate lets HTTP steps reach loopback, private, link-local
+	// and metadata addresses; HTTPAllowCIDRs (comma-separated) opens only
+	// some ranges. See Egress.
+	HTTPAllowPrivate bool
+	HTTPAllowCIDRs   string
+	httpCIDRs        []netip.Prefix
 }
 
 // SMTP is the outgoing mail server.
@@ -72,6 +81,8 @@ var Settings = []Setting{
 	{"", "TASKJUICE_SMTP_PASSWORD", "", "SMTP password"},
 	{"smtp-from", "TASKJUICE_SMTP_FROM", "TaskJuice <taskjuice@localhost>", "sender address of outgoing email"},
 	{"smtp-tls", "TASKJUICE_SMTP_TLS", "starttls", "starttls, tls or none"},
+	{"http-allow-private", "TASKJUICE_HTTP_ALLOW_PRIVATE", "false", "let HTTP steps reach loopback, private, link-local and metadata addresses"},
+	{"http-allow-cidrs", "TASKJUICE_HTTP_ALLOW_CIDRS", "", "comma-separated address ranges HTTP steps may reach though not public, e.g. 10.20.0.0/16"},
 }
 
 // Register defines the flags on fs, with defaults taken from getenv; call
@@ -88,20 +99,18 @@ func Register(fs *flag.FlagSet, getenv func(string) string) *Config {
 		"listen": &c.Listen, "data-dir": &c.DataDir, "database-url": &c.DatabaseURL, "base-url": &c.BaseURL,
 		"apps-file": &c.AppsFile, "log-level": &c.LogLevel, "log-format": &c.LogFormat, "smtp-host": &c.SMTP.Host,
 		"smtp-username": &c.SMTP.Username, "smtp-from": &c.SMTP.From, "smtp-tls": &c.SMTP.TLS,
+		"http-allow-cidrs": &c.HTTPAllowCIDRs,
 	}
+	bools := map[string]*bool{"no-demo": &c.NoDemo, "no-sandbox": &c.NoSandbox, "http-allow-private": &c.HTTPAllowPrivate}
 	for _, s := range Settings {
 		switch {
 		case s.Flag == "":
 			continue
 		case strs[s.Flag] != nil:
 			fs.StringVar(strs[s.Flag], s.Flag, env(s.Env, s.Default), s.Help+" ("+s.Env+")")
-		case s.Flag == "no-demo" || s.Flag == "no-sandbox":
+		case bools[s.Flag] != nil:
 			b, _ := strconv.ParseBool(env(s.Env, s.Default))
-			target := &c.NoDemo
-			if s.Flag == "no-sandbox" {
-				target = &c.NoSandbox
-			}
-			fs.BoolVar(target, s.Flag, b, s.Help+" ("+s.Env+")")
+			fs.BoolVar(bools[s.Flag], s.Flag, b, s.Help+" ("+s.Env+")")
 		case s.Flag == "smtp-port":
 			port, _ := strconv.Atoi(env(s.Env, s.Default))
 			fs.IntVar(&c.SMTP.Port, s.Flag, port, s.Help+" ("+s.Env+")")
@@ -154,7 +163,17 @@ func (c *Config) Finish() error {
 	if c.SMTP.Port <= 0 || c.SMTP.Port > 65535 {
 		errs = append(errs, fmt.Errorf("smtp-port %d: want 1-65535", c.SMTP.Port))
 	}
+	cidrs, err := egress.ParseCIDRs(c.HTTPAllowCIDRs)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("http-allow-cidrs: %w", err))
+	}
+	c.httpCIDRs = cidrs
 	return errors.Join(errs...)
+}
+
+// Egress is what HTTP steps may reach besides public addresses.
+func (c *Config) Egress() egress.Policy {
+	return egress.Policy{AllowPrivate: c.HTTPAllowPrivate, AllowCIDRs: c.httpCIDRs}
 }
 
 // SecureCookies reports whether cookies should be marked Secure: when the
