@@ -247,7 +247,8 @@ func (p hostPolicy) check(u *url.URL) error {
 	}
 	host := o
 	if host == "" {
-		host = u.Redacted()
+		// Not http(s): name it without path or query, which may hold keys.
+		host = u.Scheme + "://" + u.Host
 	}
 	return &HostNotAllowedError{Host: catalog.DisplayOrigin(host), Allowed: displayAll(p.allowed)}
 }
