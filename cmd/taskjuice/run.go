@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"taskjuice/internal/account"
 	"taskjuice/internal/agent"
@@ -21,6 +22,7 @@ import (
 	"taskjuice/internal/connection"
 	"taskjuice/internal/db"
 	"taskjuice/internal/demo"
+	"taskjuice/internal/egress"
 	"taskjuice/internal/engine"
 	"taskjuice/internal/expr"
 	"taskjuice/internal/llm"
@@ -195,8 +197,12 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 	callback := cfg.BaseURL + "/oauth/callback"
 	refresher := connection.NewRefresher(conns, connection.CatalogOAuth(cat, callback), connection.RefresherOptions{Log: log})
 	workflows := workflow.NewService(d)
-	apps := connection.NewAppClient(conns, refresher, cat, nil)
-	eng := engine.New(d, workflows, engine.Builtins(cat, apps, nil), engine.Expressions(expr.Limits{}), engine.Options{
+	// HTTP steps and app actions reach public addresses only, unless the
+	// operator allows more; the catalog's own endpoints (the sandbox) are
+	// trusted by AppClient.
+	steps := egress.Client(cfg.Egress(), 2*time.Minute)
+	apps := connection.NewAppClient(conns, refresher, cat, steps)
+	eng := engine.New(d, workflows, engine.Builtins(cat, apps, steps), engine.Expressions(expr.Limits{}), engine.Options{
 		Log: log.With("component", "engine"), DrainTimeout: cfg.Engine.DrainTimeout, Lease: cfg.Engine.Lease,
 		Heartbeat: cfg.Engine.Heartbeat, HeartbeatTimeout: cfg.Engine.HeartbeatTimeout,
 	})

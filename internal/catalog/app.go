@@ -63,6 +63,12 @@ type App struct {
 	APIKey *APIKeyAuth `json:"apiKey,omitempty"`
 	// OAuth holds the endpoints and scopes; nil for API-key apps.
 	OAuth *OAuth `json:"oauth,omitempty"`
+	// APIHosts are the origins (scheme://host[:port], no path) the app's
+	// credential may be sent to: its API base URLs. Templates may name
+	// non-secret fields ("https://{subdomain}.freshdesk.com") or be
+	// "{sandbox}". https unless an entry says http (localhost or the
+	// sandbox only). Every action and identity URL must be on one of them.
+	APIHosts []string `json:"apiHosts"`
 	// Identity says how to read the external account a credential belongs
 	// to, so a reconnect can tell whether the account changed.
 	Identity *Identity `json:"identity,omitempty"`

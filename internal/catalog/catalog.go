@@ -321,6 +321,9 @@ func eachURL(a *App, fn func(*string)) {
 	for i := range a.Actions {
 		fn(&a.Actions[i].URL)
 	}
+	for i := range a.APIHosts {
+		fn(&a.APIHosts[i])
+	}
 }
 
 // decodeStrict decodes one JSON value, refusing unknown fields (a typo such

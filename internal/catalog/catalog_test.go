@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -197,6 +198,7 @@ const acme = `{
   "name": "Acme CRM",
   "description": "Acme's customer database.",
   "auth": "oauth2",
+  "apiHosts": ["https://api.acme.example"],
   "oauth": {
     "authorizeURL": "https://login.acme.example/oauth2/authorize",
     "tokenURL": "https://login.acme.example/oauth2/token",
@@ -387,6 +389,21 @@ func TestGenericApps(t *testing.T) {
 				"scopes":          []any{map[string]any{"scope": "a", "label": "A"}},
 			}}) + "]",
 			want: []string{"oauth.authorizeParams.redirect_uri: set by TaskJuice itself"},
+		},
+		{
+			name:    "no apiHosts",
+			content: "[" + withJSON(t, acme, map[string]any{"apiHosts": nil}) + "]",
+			want:    []string{"apiHosts: required"},
+		},
+		{
+			name:    "apiHosts with a path, an action elsewhere",
+			content: "[" + withJSON(t, acme, map[string]any{"apiHosts": []any{"https://api.acme.example/v1"}}) + "]",
+			want:    []string{`apiHosts[0]: got "https://api.acme.example/v1", want an origin`, `actions[0].url: "https://api.acme.example/contacts" is not on one of apiHosts`},
+		},
+		{
+			name:    "plain http API host",
+			content: "[" + withJSON(t, acme, map[string]any{"apiHosts": []any{"http://api.acme.example"}}) + "]",
+			want:    []string{`apiHosts[0]: got "http://api.acme.example", want an https URL`},
 		},
 		{
 			name:    "not an array",
@@ -688,5 +705,54 @@ func TestFieldCheck(t *testing.T) {
 	key := stripe.Fields[0]
 	if !key.Secret || key.Check("sk_test_4eC39HqLyjWDarjtT1zdp7dc") != nil || key.Check("pk_test_abc") == nil {
 		t.Errorf("stripe key field: got %+v, want a secret field accepting sk_ keys and refusing pk_ keys", key)
+	}
+}
+
+// Every built-in app declares where its credential may go, and those are
+// its documented API hosts; a field fills a host label but cannot move the
+// credential to another domain.
+func TestAPIHosts(t *testing.T) {
+	c := load(t, catalog.Options{SandboxURL: "http://127.0.0.1:8081/sandbox"})
+	for key, want := range map[string]string{
+		"slack":         "https://slack.com",
+		"github":        "https://api.github.com",
+		"google-sheets": "https://sheets.googleapis.com https://openidconnect.googleapis.com",
+		"gmail":         "https://gmail.googleapis.com https://openidconnect.googleapis.com",
+		"hubspot":       "https://api.hubapi.com",
+		"microsoft-365": "https://graph.microsoft.com",
+		"stripe":        "https://api.stripe.com",
+		"sandbox-chat":  "http://127.0.0.1:8081",
+		"sandbox-inbox": "http://127.0.0.1:8081",
+	} {
+		if got := strings.Join(mustApp(t, c, key).Origins(nil), " "); got != want {
+			t.Errorf("%s origins: got %q, want %q", key, got, want)
+		}
+	}
+	fd := mustApp(t, c, "freshdesk")
+	for sub, want := range map[string]string{
+		"acme": "https://acme.freshdesk.com", "ACME": "https://acme.freshdesk.com",
+		"": "", "evil.com#": "", "x.evil": "", "a/b": "",
+	} {
+		if got := strings.Join(fd.Origins(map[string]string{"subdomain": sub}), " "); got != want {
+			t.Errorf("freshdesk origins with subdomain %q: got %q, want %q", sub, got, want)
+		}
+	}
+	for raw, want := range map[string]string{
+		"https://API.GitHub.com:443/user": "https://api.github.com",
+		"http://localhost:80/x":           "http://localhost",
+		"http://127.0.0.1:8081/sandbox":   "http://127.0.0.1:8081",
+		"https://[::1]/x":                 "https://[::1]",
+		"ftp://example.com/":              "",
+	} {
+		u, _ := url.Parse(raw)
+		if got := catalog.Origin(u); got != want {
+			t.Errorf("Origin(%s): got %q, want %q", raw, got, want)
+		}
+	}
+	if got := catalog.DisplayOrigin("https://api.github.com"); got != "api.github.com" {
+		t.Errorf("DisplayOrigin: got %q, want api.github.com", got)
+	}
+	if got := catalog.DisplayOrigin("http://127.0.0.1:8081"); got != "http://127.0.0.1:8081" {
+		t.Errorf("DisplayOrigin: got %q, want http://127.0.0.1:8081", got)
 	}
 }

@@ -170,6 +170,8 @@ func validate(a *App) []error {
 		}
 	}
 
+	errs = append(errs, checkAPIHosts(a, appVars)...)
+
 	seen := map[string]bool{}
 	for i, act := range a.Actions {
 		where := fmt.Sprintf("actions[%d]", i)

@@ -10,11 +10,14 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"taskjuice/internal/egress"
 )
 
 // Config is the whole configuration of a TaskJuice process.
@@ -34,7 +37,13 @@ type Config struct {
 	LogLevel  string
 	LogFormat string
 	SMTP      SMTP
-	Engine    Engine
+	// HTTPAllowPrivate lets HTTP steps reach loopback, private, link-local
+	// and metadata addresses; HTTPAllowCIDRs (comma-separated) opens only
+	// some ranges. See Egress.
+	HTTPAllowPrivate bool
+	HTTPAllowCIDRs   string
+	httpCIDRs        []netip.Prefix
+	Engine           Engine
 	// errs are settings from the environment that did not parse.
 	errs []error
 }
@@ -93,6 +102,8 @@ var Settings = []Setting{
 	{"run-lease", "TASKJUICE_RUN_LEASE", "2m", "how long a claimed run stays a process's own without being renewed"},
 	{"heartbeat", "TASKJUICE_HEARTBEAT", "1s", "how often a process records that it is alive"},
 	{"heartbeat-timeout", "TASKJUICE_HEARTBEAT_TIMEOUT", "5s", "how old a process's heartbeat may get before other processes take its runs over"},
+	{"http-allow-private", "TASKJUICE_HTTP_ALLOW_PRIVATE", "false", "let HTTP steps reach loopback, private, link-local and metadata addresses"},
+	{"http-allow-cidrs", "TASKJUICE_HTTP_ALLOW_CIDRS", "", "comma-separated address ranges HTTP steps may reach though not public, e.g. 10.20.0.0/16"},
 }
 
 // Register defines the flags on fs, with defaults taken from getenv; call
@@ -109,11 +120,13 @@ func Register(fs *flag.FlagSet, getenv func(string) string) *Config {
 		"listen": &c.Listen, "data-dir": &c.DataDir, "database-url": &c.DatabaseURL, "base-url": &c.BaseURL,
 		"apps-file": &c.AppsFile, "log-level": &c.LogLevel, "log-format": &c.LogFormat, "smtp-host": &c.SMTP.Host,
 		"smtp-username": &c.SMTP.Username, "smtp-from": &c.SMTP.From, "smtp-tls": &c.SMTP.TLS,
+		"http-allow-cidrs": &c.HTTPAllowCIDRs,
 	}
 	durs := map[string]*time.Duration{
 		"drain-timeout": &c.Engine.DrainTimeout, "run-lease": &c.Engine.Lease,
 		"heartbeat": &c.Engine.Heartbeat, "heartbeat-timeout": &c.Engine.HeartbeatTimeout,
 	}
+	bools := map[string]*bool{"no-demo": &c.NoDemo, "no-sandbox": &c.NoSandbox, "http-allow-private": &c.HTTPAllowPrivate}
 	for _, s := range Settings {
 		switch {
 		case s.Flag == "":
@@ -126,13 +139,9 @@ func Register(fs *flag.FlagSet, getenv func(string) string) *Config {
 			}
 		case strs[s.Flag] != nil:
 			fs.StringVar(strs[s.Flag], s.Flag, env(s.Env, s.Default), s.Help+" ("+s.Env+")")
-		case s.Flag == "no-demo" || s.Flag == "no-sandbox":
+		case bools[s.Flag] != nil:
 			b, _ := strconv.ParseBool(env(s.Env, s.Default))
-			target := &c.NoDemo
-			if s.Flag == "no-sandbox" {
-				target = &c.NoSandbox
-			}
-			fs.BoolVar(target, s.Flag, b, s.Help+" ("+s.Env+")")
+			fs.BoolVar(bools[s.Flag], s.Flag, b, s.Help+" ("+s.Env+")")
 		case s.Flag == "smtp-port":
 			port, _ := strconv.Atoi(env(s.Env, s.Default))
 			fs.IntVar(&c.SMTP.Port, s.Flag, port, s.Help+" ("+s.Env+")")
@@ -207,7 +216,17 @@ func (c *Config) Finish() error {
 	if c.Engine.HeartbeatTimeout <= c.Engine.Heartbeat {
 		errs = append(errs, fmt.Errorf("heartbeat-timeout %s: want longer than heartbeat (%s)", c.Engine.HeartbeatTimeout, c.Engine.Heartbeat))
 	}
+	cidrs, err := egress.ParseCIDRs(c.HTTPAllowCIDRs)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("http-allow-cidrs: %w", err))
+	}
+	c.httpCIDRs = cidrs
 	return errors.Join(errs...)
+}
+
+// Egress is what HTTP steps may reach besides public addresses.
+func (c *Config) Egress() egress.Policy {
+	return egress.Policy{AllowPrivate: c.HTTPAllowPrivate, AllowCIDRs: c.httpCIDRs}
 }
 
 // SecureCookies reports whether cookies should be marked Secure: when the

@@ -63,6 +63,7 @@ func TestInvalidValues(t *testing.T) {
 		{"--log-level", "loud"},
 		{"--smtp-tls", "maybe"},
 		{"--smtp-port", "0"},
+		{"--http-allow-cidrs", "10.0.0.0/8,not-a-range"},
 	} {
 		if _, err := parse(t, nil, args...); err == nil {
 			t.Errorf("%v: got nil error", args)
@@ -107,5 +108,28 @@ func TestEngineTimings(t *testing.T) {
 		if _, err := parse(t, tc.env, tc.args...); err == nil {
 			t.Errorf("%v %v: no error, want one", tc.env, tc.args)
 		}
+	}
+}
+
+// HTTP steps reach only public addresses unless the operator says so.
+func TestEgressSettings(t *testing.T) {
+	c, err := parse(t, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := c.Egress(); p.AllowPrivate || len(p.AllowCIDRs) != 0 {
+		t.Fatalf("default egress: got %+v, want public addresses only", p)
+	}
+	c, err = parse(t, map[string]string{"TASKJUICE_HTTP_ALLOW_PRIVATE": "true", "TASKJUICE_HTTP_ALLOW_CIDRS": "10.20.0.0/16, 192.168.1.5"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := c.Egress()
+	if !p.AllowPrivate || len(p.AllowCIDRs) != 2 || p.AllowCIDRs[0].String() != "10.20.0.0/16" || p.AllowCIDRs[1].String() != "192.168.1.5/32" {
+		t.Fatalf("egress from the environment: got %+v", p)
+	}
+	c, err = parse(t, map[string]string{"TASKJUICE_HTTP_ALLOW_PRIVATE": "true"}, "--http-allow-private=false")
+	if err != nil || c.Egress().AllowPrivate {
+		t.Fatalf("flag over environment: got %+v, %v; want private refused", c.Egress(), err)
 	}
 }

@@ -3,11 +3,14 @@ package connection
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 
 	"taskjuice/internal/catalog"
+	"taskjuice/internal/egress"
 )
 
 // AppClient calls an app's API with a connection's credential. It is what
@@ -16,6 +19,11 @@ import (
 // apps like Slack) and retries once, and when the credential is truly dead
 // it moves the connection to error — raising needs-reauthorization — and
 // returns ErrNeedsReauth so the caller can hold its work.
+//
+// Every request it sends, and every redirect it follows, must go to an
+// origin the app declares (catalog apiHosts) or one an owner or admin
+// added to the connection; anything else is refused with a
+// *HostNotAllowedError before the credential leaves.
 type AppClient struct {
 	svc     *Service
 	r       *Refresher
@@ -23,10 +31,11 @@ type AppClient struct {
 	http    *http.Client
 }
 
-// NewAppClient returns a client for apps' APIs.
+// NewAppClient returns a client for apps' APIs. A nil hc refuses private
+// addresses except the catalog's own (egress.Policy{}).
 func NewAppClient(svc *Service, r *Refresher, cat *catalog.Catalog, hc *http.Client) *AppClient {
 	if hc == nil {
-		hc = http.DefaultClient
+		hc = egress.Client(egress.Policy{}, 2*time.Minute)
 	}
 	return &AppClient{svc: svc, r: r, catalog: cat, http: hc}
 }
@@ -55,15 +64,25 @@ func (c *AppClient) Do(ctx context.Context, connID string, build func(ctx contex
 	if !ok {
 		return Response{}, fmt.Errorf("app %q is not in the catalog", conn.AppKey)
 	}
+	hosts, err := c.svc.hostPolicy(ctx, app, conn)
+	if err != nil {
+		return Response{}, err
+	}
+	hc := c.guarded(hosts)
+	ctx = egress.WithTrusted(ctx, hosts.trusted...)
 	for attempt := 1; ; attempt++ {
 		req, err := build(ctx)
 		if err != nil {
 			return Response{}, err
 		}
+		// Checked before the credential is attached, on what build made.
+		if err := hosts.check(req.URL); err != nil {
+			return Response{}, err
+		}
 		if err := c.authorize(ctx, conn, app, req); err != nil {
 			return Response{}, err
 		}
-		res, err := c.send(req)
+		res, err := c.send(hc, req)
 		if err != nil {
 			return Response{}, err
 		}
@@ -125,8 +144,29 @@ func (c *AppClient) authorize(ctx context.Context, conn Connection, app catalog.
 	return nil
 }
 
-func (c *AppClient) send(req *http.Request) (Response, error) {
-	res, err := c.http.Do(req)
+// guarded is the client with its redirects held to the connection's hosts
+// too: Go drops Authorization on a redirect to another host, but not an
+// app's own key header, nor anything on a redirect to a sibling host.
+func (c *AppClient) guarded(hosts hostPolicy) *http.Client {
+	hc := *c.http
+	next := c.http.CheckRedirect
+	hc.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if err := hosts.check(req.URL); err != nil {
+			return err
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
+	}
+	return &hc
+}
+
+func (c *AppClient) send(hc *http.Client, req *http.Request) (Response, error) {
+	res, err := hc.Do(req)
 	if err != nil {
 		return Response{}, fmt.Errorf("call %s: %w", req.URL.Host, err)
 	}

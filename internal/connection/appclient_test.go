@@ -15,6 +15,7 @@ import (
 	"taskjuice/internal/connection"
 	"taskjuice/internal/db"
 	"taskjuice/internal/db/dbtest"
+	"taskjuice/internal/egress"
 )
 
 func testCatalog(t *testing.T) *catalog.Catalog {
@@ -25,6 +26,20 @@ func testCatalog(t *testing.T) *catalog.Catalog {
 		t.Fatal(err)
 	}
 	return cat
+}
+
+// privateOK lets tests reach their httptest servers on loopback, as the
+// operator's --http-allow-private does.
+var privateOK = egress.Client(egress.Policy{AllowPrivate: true}, 30*time.Second)
+
+// widen adds a test server's origin to the connection's allowed domains, as
+// an admin does on its page: the apps' real hosts are not reachable here.
+func widen(t *testing.T, f fixture, connID string, urls ...string) {
+	t.Helper()
+	actor := connection.Actor{Kind: connection.ActorUser, UserID: f.owner.User.ID}
+	if _, err := f.svc.SetAllowedDomains(context.Background(), f.acme, connID, urls, actor); err != nil {
+		t.Fatalf("widen %v: %v", urls, err)
+	}
 }
 
 func get(url string) func(ctx context.Context) (*http.Request, error) {
@@ -54,7 +69,8 @@ func TestAppClientDeadCredentialInA200Body(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := connection.NewRefresher(f.svc, ts.config(), fastOptions())
-		client := connection.NewAppClient(f.svc, r, testCatalog(t), nil)
+		client := connection.NewAppClient(f.svc, r, testCatalog(t), privateOK)
+		widen(t, f, c.ID, slack.URL)
 		_, err = client.Do(context.Background(), c.ID, get(slack.URL+"/api/chat.postMessage"))
 		if !errors.Is(err, connection.ErrNeedsReauth) {
 			t.Fatalf("dead credential: got %v, want ErrNeedsReauth", err)
@@ -95,7 +111,8 @@ func TestAppClientRenewsOn401(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		client := connection.NewAppClient(f.svc, connection.NewRefresher(f.svc, ts.config(), fastOptions()), testCatalog(t), nil)
+		client := connection.NewAppClient(f.svc, connection.NewRefresher(f.svc, ts.config(), fastOptions()), testCatalog(t), privateOK)
+		widen(t, f, c.ID, api.URL)
 		res, err := client.Do(context.Background(), c.ID, get(api.URL))
 		if err != nil || res.Status != 200 || string(res.Body) != `{"ok":true}` {
 			t.Fatalf("after renewal: %d %s, %v", res.Status, res.Body, err)
@@ -122,7 +139,8 @@ func TestAppClientRejectedAPIKey(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		client := connection.NewAppClient(f.svc, connection.NewRefresher(f.svc, nil, fastOptions()), testCatalog(t), nil)
+		client := connection.NewAppClient(f.svc, connection.NewRefresher(f.svc, nil, fastOptions()), testCatalog(t), privateOK)
+		widen(t, f, c.ID, api.URL)
 		if _, err := client.Do(context.Background(), c.ID, get(api.URL)); !errors.Is(err, connection.ErrNeedsReauth) {
 			t.Fatalf("rejected key: got %v, want ErrNeedsReauth", err)
 		}

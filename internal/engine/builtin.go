@@ -15,14 +15,17 @@ import (
 
 	"taskjuice/internal/catalog"
 	"taskjuice/internal/connection"
+	"taskjuice/internal/egress"
 	"taskjuice/internal/workflow"
 )
 
 // Builtins are the executors of the built-in node kinds (Call Workflow is
-// run by the engine itself, since it starts a run).
+// run by the engine itself, since it starts a run). hc sends HTTP steps
+// without a connection; nil refuses private addresses (egress.Policy{}),
+// and an operator's wider policy comes in through an egress.Client.
 func Builtins(cat *catalog.Catalog, apps *connection.AppClient, hc *http.Client) map[workflow.Kind]Executor {
 	if hc == nil {
-		hc = &http.Client{Timeout: 2 * time.Minute}
+		hc = egress.Client(egress.Policy{}, 2*time.Minute)
 	}
 	return map[workflow.Kind]Executor{
 		workflow.NodeBranch:    branch,
@@ -189,7 +192,25 @@ func reauthOr(err error, connID string) error {
 	if errors.Is(err, connection.ErrNeedsReauth) {
 		return &ReauthError{ConnectionID: connID, Reason: "the app rejected the credential, or its refresh was refused"}
 	}
+	if se := egressError(err); se != nil {
+		return se
+	}
 	return &StepError{Code: "NETWORK_ERROR", Message: "The app could not be reached", Retryable: true, Detail: err.Error()}
+}
+
+// egressError is the step error of a request refused before it left: a
+// credential bound for a host its connection does not allow, or an address
+// the operator keeps steps away from. Neither is retried: the same URL
+// would be refused again.
+func egressError(err error) *StepError {
+	var hn *connection.HostNotAllowedError
+	if errors.As(err, &hn) {
+		return &StepError{Code: "HOST_NOT_ALLOWED", Message: hn.Error(), Detail: "allowed hosts: " + strings.Join(hn.Allowed, ", ")}
+	}
+	if b, ok := egress.IsBlocked(err); ok {
+		return &StepError{Code: "ADDRESS_NOT_ALLOWED", Message: "Requests to loopback, private, link-local and metadata addresses are turned off on this server", Detail: b.Error()}
+	}
+	return nil
 }
 
 func httpNode(apps *connection.AppClient, hc *http.Client) Executor {
@@ -249,6 +270,9 @@ func httpNode(apps *connection.AppClient, hc *http.Client) Executor {
 		}
 		res, err := hc.Do(req)
 		if err != nil {
+			if se := egressError(err); se != nil {
+				return Outcome{}, se
+			}
 			if ctx.Err() != nil {
 				return Outcome{}, &StepError{Code: "TIMEOUT", Message: "The request timed out", Retryable: true}
 			}

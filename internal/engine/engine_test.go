@@ -76,7 +76,8 @@ func setup(t *testing.T, d *db.DB) *fixture {
 	refresher := connection.NewRefresher(f.conns, connection.CatalogOAuth(f.cat, "http://127.0.0.1/callback"), connection.RefresherOptions{Backoff: time.Millisecond})
 	apps := connection.NewAppClient(f.conns, refresher, f.cat, nil)
 	f.wfs = workflow.NewService(d)
-	f.eng = engine.New(d, f.wfs, engine.Builtins(f.cat, apps, nil), nil, engine.Options{RetryBackoff: 10 * time.Millisecond, Now: f.clk.Now})
+	// HTTP steps call httptest servers on loopback: opt in as an operator would.
+	f.eng = engine.New(d, f.wfs, engine.Builtins(f.cat, apps, privateOK), nil, engine.Options{RetryBackoff: 10 * time.Millisecond, Now: f.clk.Now})
 
 	c, err := f.conns.CreateWithCredential(ctx, f.ws, connection.New{AppKey: "sandbox-chat", Label: "Chat", Status: connection.StatusActive},
 		connection.Credential{OAuth: connection.FromOAuth2(f.grant("Acme Chat"))}, connection.System)

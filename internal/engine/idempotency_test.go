@@ -79,8 +79,8 @@ func TestOneIdempotencyKeyPerEffect(t *testing.T) {
 		f := setup(t, d)
 		clk := newClock()
 		apps := connection.NewAppClient(f.conns, connection.NewRefresher(f.conns, connection.CatalogOAuth(f.cat, "http://127.0.0.1/callback"),
-			connection.RefresherOptions{Backoff: time.Millisecond}), f.cat, nil)
-		f.eng = engine.New(d, f.wfs, engine.Builtins(f.cat, apps, nil), engine.Expressions(expr.Limits{}),
+			connection.RefresherOptions{Backoff: time.Millisecond}), f.cat, privateOK)
+		f.eng = engine.New(d, f.wfs, engine.Builtins(f.cat, apps, privateOK), engine.Expressions(expr.Limits{}),
 			engine.Options{RetryBackoff: time.Minute, Now: clk.Now})
 		// drain works until nothing is due, moving the clock past each
 		// retry's backoff.

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"taskjuice/internal/account"
 	"taskjuice/internal/authn"
@@ -20,6 +21,7 @@ import (
 	"taskjuice/internal/connection"
 	"taskjuice/internal/db"
 	"taskjuice/internal/db/dbtest"
+	"taskjuice/internal/egress"
 	"taskjuice/internal/engine"
 	"taskjuice/internal/expr"
 	"taskjuice/internal/llm"
@@ -119,7 +121,11 @@ func fullOptions(t *testing.T, d *db.DB, accounts *account.Service, log *slog.Lo
 	conns := connection.NewService(d, vault.NewKeyring(key))
 	refresher := connection.NewRefresher(conns, connection.CatalogOAuth(cat, baseURL+"/oauth/callback"), connection.RefresherOptions{Log: log})
 	workflows := workflow.NewService(d)
-	eng := engine.New(d, workflows, engine.Builtins(cat, connection.NewAppClient(conns, refresher, cat, nil), nil), engine.Expressions(expr.Limits{}), engine.Options{Log: log})
+	// HTTP steps in these tests call servers on loopback: opt in, as an
+	// operator would with --http-allow-private. Connections keep the
+	// default guard: their sandbox is the catalog's own endpoint.
+	steps := egress.Client(egress.Policy{AllowPrivate: true}, time.Minute)
+	eng := engine.New(d, workflows, engine.Builtins(cat, connection.NewAppClient(conns, refresher, cat, nil), steps), engine.Expressions(expr.Limits{}), engine.Options{Log: log})
 	return server.Options{DB: d, Accounts: accounts, Connections: conns, Refresher: refresher, Catalog: cat,
 		Workflows: workflows, Engine: eng, Log: log, BaseURL: baseURL,
 		Webhooks:  trigger.New(d, vault.NewKeyring(key), eng, workflows, trigger.Options{Log: log}),

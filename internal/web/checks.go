@@ -21,6 +21,9 @@ func (h *Handler) workflowChecks(ctx context.Context, ws account.Workspace, work
 	if lookup, err := h.Connections.Lookup(ctx, ws); err == nil {
 		c.Connection = lookup
 	}
+	if hosts, err := h.Connections.HostCheck(ctx, ws, h.Catalog); err == nil {
+		c.ConnectionHost = hosts
+	}
 	// A Call Workflow step may run a workflow or an agent.
 	wfs, err := h.Workflows.List(ctx, ws)
 	if err == nil {

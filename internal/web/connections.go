@@ -218,6 +218,7 @@ type connectionData struct {
 	App     *catalog.App
 	History []connection.Event
 	Error   string
+	Domains connectionDomains
 }
 
 func (h *Handler) loadConnection(w http.ResponseWriter, r *http.Request, v view) (connection.Connection, bool) {
@@ -235,6 +236,12 @@ func (h *Handler) connectionDetail(w http.ResponseWriter, r *http.Request, v vie
 }
 
 func (h *Handler) renderConnection(w http.ResponseWriter, r *http.Request, v view, status int, msg string) {
+	h.renderConnectionWith(w, r, v, status, msg, nil)
+}
+
+// renderConnectionWith shows a connection's page; edit, when given, adjusts
+// its "Allowed domains" part (a refused form shown again).
+func (h *Handler) renderConnectionWith(w http.ResponseWriter, r *http.Request, v view, status int, msg string, edit func(*connectionDomains)) {
 	c, ok := h.loadConnection(w, r, v)
 	if !ok {
 		return
@@ -247,6 +254,13 @@ func (h *Handler) renderConnection(w http.ResponseWriter, r *http.Request, v vie
 	d := connectionData{Row: connectionRow{Connection: c, AppName: h.appName(c.AppKey)}, History: hist, Error: msg}
 	if app, ok := h.Catalog.App(c.AppKey); ok {
 		d.App = &app
+	}
+	if d.Domains, err = h.domainsOf(r, v, d.App, c.Metadata, c.ID); err != nil {
+		h.errorPage(w, r, v.P, err)
+		return
+	}
+	if edit != nil {
+		edit(&d.Domains)
 	}
 	v.Title, v.Data = c.Label+" · Connections", d
 	h.render(w, r, status, "connection", v)

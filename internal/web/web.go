@@ -141,6 +141,7 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	ws.HandleFunc("POST /{workspaceSlug}/connections/{id}/refresh", h.inWorkspace("connections", h.refreshConnection))
 	ws.HandleFunc("POST /{workspaceSlug}/connections/{id}/reconnect", h.inWorkspace("connections", h.reconnect))
 	ws.HandleFunc("POST /{workspaceSlug}/connections/{id}/revoke", h.inWorkspace("connections", h.revokeConnection))
+	ws.HandleFunc("POST /{workspaceSlug}/connections/{id}/allowed-domains", h.inWorkspace("connections", h.saveAllowedDomains))
 	ws.HandleFunc("POST /{workspaceSlug}/connections/{id}/resume-held", h.inWorkspace("runs", h.resumeHeld))
 	ws.HandleFunc("GET /{workspaceSlug}/live", h.inWorkspace("live", h.live))
 	ws.HandleFunc("GET /{workspaceSlug}/monitoring/workflow-runs", h.inWorkspace("runs", h.runs))
@@ -335,6 +336,7 @@ var flashes = map[string]string{
 	"refreshed":           "Connection refreshed.",
 	"revoked":             "Connection revoked.",
 	"renamed":             "Label saved.",
+	"domains-saved":       "Allowed domains saved.",
 	"workflow-created":    "Workflow created.",
 	"agent-created":       "Agent created and published.",
 	"workflow-imported":   "Workflow imported as a draft.",

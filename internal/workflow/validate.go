@@ -62,6 +62,11 @@ type Checks struct {
 	// whether a request to connect it has been sent to the client. Nil
 	// treats every such node as not connected.
 	ClientNode func(nodeID string) (connectionID string, requested bool)
+	// ConnectionHost refuses (with a message naming the allowed hosts) a
+	// URL an HTTP step would send a bound connection's credential to when
+	// the connection's app does not declare its host, nor the connection
+	// allow it. Nil skips the check; the run-time check stays.
+	ConnectionHost func(connectionID, rawURL string) error
 }
 
 var nodeIDPattern = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,62}$`)
@@ -480,6 +485,13 @@ func (v *validator) binding(n Node, cfg any) {
 			return
 		}
 	}
+	if h, isHTTP := cfg.(*HTTPConfig); isHTTP && v.c.ConnectionHost != nil {
+		if target, ok := staticOrigin(h.URL); ok {
+			if err := v.c.ConnectionHost(b.ID, target); err != nil {
+				v.add(n.ID, "url", "%s", err.Error())
+			}
+		}
+	}
 	if v.c.Connection == nil {
 		return
 	}
@@ -655,4 +667,25 @@ func (v *validator) action(n Node, c *ActionConfig) {
 			v.add(n.ID, "inputs."+name, "%s's %s action has no input %q", app.Name, act.Name, name)
 		}
 	}
+}
+
+// staticOrigin returns the part of an HTTP step's URL that names its
+// origin, when no expression is in it ("https://api.example.com/{{ $x }}"
+// still has a known host); ok is false when the host is known only at run
+// time, which checks it then.
+func staticOrigin(raw string) (string, bool) {
+	raw = strings.TrimSpace(raw)
+	i := strings.Index(raw, "://")
+	if i < 0 {
+		return "", false
+	}
+	end := len(raw)
+	if j := strings.IndexAny(raw[i+3:], "/?#"); j >= 0 {
+		end = i + 3 + j
+	}
+	origin := raw[:end]
+	if strings.Contains(origin, "{{") {
+		return "", false
+	}
+	return origin, true
 }

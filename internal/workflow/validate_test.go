@@ -200,3 +200,43 @@ func TestParseGraphRejectsUnknownFields(t *testing.T) {
 		t.Fatal("two documents: got nil error")
 	}
 }
+
+// An HTTP step bound to a connection may name only the hosts the check
+// allows: a static host is refused at publish on its URL field; a host
+// known only at run time is left to the run-time check.
+func TestPublishGateConnectionHost(t *testing.T) {
+	c := checks(t)
+	var asked []string
+	c.ConnectionHost = func(id, raw string) error {
+		asked = append(asked, id+" "+raw)
+		if raw != "https://api.stripe.com" {
+			return errors.New("This connection's credential may not be sent to " + strings.TrimPrefix(raw, "https://") + "; allowed hosts: api.stripe.com")
+		}
+		return nil
+	}
+	doc := func(url string) string {
+		return edit(t, func(m map[string]any) {
+			node(m, 0)["kind"] = "http"
+			node(m, 0)["config"] = map[string]any{"method": "GET", "url": url}
+			node(m, 0)["connection"] = map[string]any{"id": "stripe"}
+		})
+	}
+	for url, want := range map[string]string{
+		"https://evil.example/steal?k=1":           "post.url: This connection's credential may not be sent to evil.example; allowed hosts: api.stripe.com",
+		"https://evil.example/{{ $trigger.path }}": "post.url: This connection's credential may not be sent to evil.example; allowed hosts: api.stripe.com",
+		"https://api.stripe.com/v1/customers":      "",
+		"{{ $trigger.url }}":                       "",
+		"https://{{ $trigger.host }}/v1":           "",
+	} {
+		var got []string
+		for _, p := range workflow.Validate(mustGraph(t, doc(url)), c) {
+			got = append(got, p.String())
+		}
+		if strings.Join(got, "\n") != want {
+			t.Errorf("%s: got %q, want %q", url, got, want)
+		}
+	}
+	if len(asked) != 3 || asked[0] == "" || !strings.HasPrefix(asked[0], "stripe ") {
+		t.Errorf("checks asked: got %q, want three, for the stripe connection", asked)
+	}
+}
