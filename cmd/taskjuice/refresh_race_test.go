@@ -132,7 +132,7 @@ func TestRefreshesCollapseAcrossServeProcesses(t *testing.T) {
 	const (
 		rounds     = 5
 		perRound   = 50
-		retryAfter = 3 * time.Second
+		retryAfter = 5 * time.Second
 		adminToken = "race-test-admin-token"
 	)
 	ctx := context.Background()
