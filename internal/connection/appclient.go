@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"time"
+	"strings"
 
 	"taskjuice/internal/catalog"
 	"taskjuice/internal/egress"
@@ -93,7 +94,9 @@ func (c *AppClient) Do(ctx context.Context, connID string, build func(ctx contex
 		if app.IsOAuth() && attempt == 1 {
 			// The token may have been revoked or rotated early: renew it and
 			// try once more. A refresh the app refuses marks the connection.
-			if _, err := c.r.token(ctx, connID, true); err != nil {
+			// The token the app refused tells whether someone renewed it since.
+			rejected := strings.TrimPrefix(req.Header.Get("Authorization"), "Bearer ")
+			if _, err := c.r.renewRejected(ctx, connID, rejected); err != nil {
 				return res, err
 			}
 			continue

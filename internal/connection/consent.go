@@ -221,7 +221,7 @@ func (s *Service) CompleteConsent(ctx context.Context, query url.Values, session
 	var expires, due sql.NullTime
 	if !tok.Expiry.IsZero() {
 		expires = sql.NullTime{Time: tok.Expiry.UTC(), Valid: true}
-		due = sql.NullTime{Time: tok.Expiry.Add(-DefaultLead).UTC(), Valid: true}
+		due = sql.NullTime{Time: dueAt(s.now(), tok.Expiry, DefaultLead, DefaultLead/5), Valid: true}
 	}
 	err = s.db.InTx(ctx, func(tx db.Querier) error {
 		if _, err := s.storeSecret(ctx, tx, c.ID, cred); err != nil {

@@ -19,8 +19,8 @@ const passWorkers = 8
 // refresh_due_at index, so a pass with nothing due costs one index probe.
 // It returns how many it refreshed.
 func (r *Refresher) Pass(ctx context.Context) (int, error) {
-	ids, err := r.due(ctx, PassLimit)
-	if err != nil || len(ids) == 0 {
+	due, err := r.due(ctx, PassLimit)
+	if err != nil || len(due) == 0 {
 		return 0, err
 	}
 	var (
@@ -29,12 +29,14 @@ func (r *Refresher) Pass(ctx context.Context) (int, error) {
 		done int
 		sem  = make(chan struct{}, passWorkers)
 	)
-	for _, id := range ids {
+	for _, d := range due {
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			_, err := r.token(ctx, id, true)
+			// From the version found due: if another process renewed the
+			// token since, its result stands and nothing is called.
+			_, err := r.shared(ctx, d.id, d.version)
 			switch {
 			case err == nil:
 				mu.Lock()
@@ -43,7 +45,7 @@ func (r *Refresher) Pass(ctx context.Context) (int, error) {
 			case errors.Is(err, ErrNeedsReauth), ctx.Err() != nil:
 				// Already recorded (or shutting down).
 			default:
-				r.o.Log.Warn("scheduled token refresh failed", "connection", id, "err", err)
+				r.o.Log.Warn("scheduled token refresh failed", "connection", d.id, "err", err)
 			}
 		}()
 	}
@@ -51,24 +53,29 @@ func (r *Refresher) Pass(ctx context.Context) (int, error) {
 	return done, nil
 }
 
-func (r *Refresher) due(ctx context.Context, limit int) ([]string, error) {
-	now := r.svc.now()
-	rows, err := r.svc.db.Read().QueryContext(ctx, `SELECT id FROM connections
+type dueRow struct {
+	id      string
+	version int64
+}
+
+func (r *Refresher) due(ctx context.Context, limit int) ([]dueRow, error) {
+	now := r.now()
+	rows, err := r.svc.db.Read().QueryContext(ctx, `SELECT id, credential_version FROM connections
 		WHERE refresh_due_at <= $1 AND status = 'active' AND (refresh_lease_until IS NULL OR refresh_lease_until < $1)
 		ORDER BY refresh_due_at LIMIT $2`, now, limit)
 	if err != nil {
 		return nil, fmt.Errorf("find due refreshes: %w", err)
 	}
 	defer rows.Close()
-	var ids []string
+	var out []dueRow
 	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
+		var d dueRow
+		if err := rows.Scan(&d.id, &d.version); err != nil {
 			return nil, fmt.Errorf("scan due refresh: %w", err)
 		}
-		ids = append(ids, id)
+		out = append(out, d)
 	}
-	return ids, rows.Err()
+	return out, rows.Err()
 }
 
 // Run makes passes until ctx ends: at once when a pass was full (more may

@@ -3,6 +3,7 @@ package connection_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -85,6 +86,10 @@ func tokenProbe() error {
 // concurrent callers each, one connection whose refresh tokens rotate. For
 // every expiry the sandbox sees exactly one refresh, every caller gets the
 // same fresh token, and the connection is never wrongly set to error.
+//
+// Tokens live an hour and the test expires the stored one before each
+// round, so a process that starts late on a busy machine finds the renewed
+// token still fresh, as it should, instead of one that lived a second.
 func TestRefreshRaceAcrossProcesses(t *testing.T) {
 	base := os.Getenv(dbtest.PostgresEnv)
 	if base == "" {
@@ -119,7 +124,7 @@ func TestRefreshRaceAcrossProcesses(t *testing.T) {
 	var sb *sandbox.Provider
 	sbHandler := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { sb.Handler().ServeHTTP(w, r) }))
 	defer sbHandler.Close()
-	sb, err = sandbox.New(sandbox.Options{BaseURL: sbHandler.URL, AccessTTL: time.Second,
+	sb, err = sandbox.New(sandbox.Options{BaseURL: sbHandler.URL, AccessTTL: time.Hour,
 		Clients: []sandbox.Client{{ID: "taskjuice", RedirectURIs: []string{"http://127.0.0.1/callback"}}}})
 	if err != nil {
 		t.Fatal(err)
@@ -150,9 +155,9 @@ func TestRefreshRaceAcrossProcesses(t *testing.T) {
 		}
 		return n
 	}
-	const rounds = 3
+	const rounds = 5
 	for round := 1; round <= rounds; round++ {
-		time.Sleep(1100 * time.Millisecond) // let the 1-second token expire
+		expireStoredToken(t, svc, c.ID)
 		var wg sync.WaitGroup
 		outs := make([]string, 2)
 		for i := range outs {
@@ -206,4 +211,24 @@ func keys(m map[string]int) []string {
 		out = append(out, k[:min(len(k), 8)])
 	}
 	return out
+}
+
+// expireStoredToken marks the connection's stored access token expired, as
+// time would, keeping the real grant behind it.
+func expireStoredToken(t *testing.T, svc *connection.Service, id string) {
+	t.Helper()
+	ctx := context.Background()
+	raw, _, err := svc.Secret(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cred connection.Credential
+	if err := json.Unmarshal(raw, &cred); err != nil || cred.OAuth == nil {
+		t.Fatalf("stored credential: %v", err)
+	}
+	cred.OAuth.Expiry = time.Now().Add(-time.Second)
+	raw, _ = json.Marshal(cred)
+	if _, err := svc.StoreSecret(ctx, id, raw); err != nil {
+		t.Fatal(err)
+	}
 }

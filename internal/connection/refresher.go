@@ -2,6 +2,7 @@ package connection
 
 import (
 	"context"
+	"crypto/subtle"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -34,9 +35,11 @@ type OAuthConfigFunc func(ctx context.Context, c Connection) (*oauth2.Config, er
 
 // RefresherOptions tune the refresher; zero values take the defaults.
 type RefresherOptions struct {
-	// Lead is how long before expiry a token is refreshed ahead of need.
+	// Lead is the longest a token is refreshed ahead of its expiry; a
+	// short-lived token gets a quarter of its lifetime instead (see dueAt).
 	Lead time.Duration
-	// Jitter spreads ahead-of-expiry refreshes over up to this much more.
+	// Jitter spreads ahead-of-expiry refreshes over up to this much more,
+	// scaled down with the lead for short-lived tokens.
 	Jitter time.Duration
 	// Attempts bounds the tries of one refresh against transient failures.
 	Attempts int
@@ -45,7 +48,7 @@ type RefresherOptions struct {
 	// MaxBackoff caps a retry delay, including one asked by Retry-After.
 	MaxBackoff time.Duration
 	// Skew treats a token this close to expiry as expired, so it does not
-	// die on its way to the app.
+	// die on its way to the app; never more than the token's own lead.
 	Skew time.Duration
 	// Lease is how long a process may hold the right to refresh one
 	// connection before another may take over.
@@ -55,10 +58,17 @@ type RefresherOptions struct {
 	// Owner names this process in leases.
 	Owner string
 	Log   *slog.Logger
+	// Now is the refresher's clock (default: the service's).
+	Now func() time.Time
 }
 
-// DefaultLead is how long before expiry a token is renewed by default.
+// DefaultLead is the longest a token is renewed ahead of expiry by default.
 const DefaultLead = 5 * time.Minute
+
+// leadShare is the part of a token's lifetime it is renewed ahead of expiry
+// when that is less than the lead: a 5-minute token is renewed about 75s
+// before it expires rather than on every pass.
+const leadShare = 4
 
 // Refresher keeps access tokens fresh: ahead of expiry in the background,
 // and on demand. At most one refresh per connection runs at a time across
@@ -70,7 +80,15 @@ type Refresher struct {
 	o      RefresherOptions
 
 	mu       sync.Mutex
-	inflight map[string]*flight // one refresh per connection in this process
+	inflight map[flightKey]*flight // one refresh per connection and version in this process
+	warned   sync.Map              // connection id -> struct{}: short-lived tokens already reported
+}
+
+// flightKey names a refresh by the credential version its callers found
+// stale, so a caller that saw a newer version never joins an older refresh.
+type flightKey struct {
+	connID string
+	seen   int64
 }
 
 type flight struct {
@@ -111,8 +129,13 @@ func NewRefresher(svc *Service, config OAuthConfigFunc, o RefresherOptions) *Ref
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Refresher{svc: svc, config: config, o: o, inflight: map[string]*flight{}}
+	if o.Now == nil {
+		o.Now = svc.now
+	}
+	return &Refresher{svc: svc, config: config, o: o, inflight: map[flightKey]*flight{}}
 }
+
+func (r *Refresher) now() time.Time { return r.o.Now() }
 
 // AccessToken returns a usable access token for the connection, refreshing
 // it first when it has expired or is about to.
@@ -146,6 +169,7 @@ type state struct {
 	conn    Connection // id, app and workspace only
 	cred    Credential
 	version int64
+	due     sql.NullTime // when the background pass renews the token
 }
 
 // read loads what a refresh decision needs in one query: the status, the
@@ -154,9 +178,9 @@ func (r *Refresher) read(ctx context.Context, q db.Querier, connID string) (stat
 	var st state
 	var status, keyID string
 	var ct []byte
-	err := q.QueryRowContext(ctx, `SELECT n.status, n.app_key, n.workspace_id, n.credential_version, c.key_id, c.ciphertext
+	err := q.QueryRowContext(ctx, `SELECT n.status, n.app_key, n.workspace_id, n.credential_version, n.refresh_due_at, c.key_id, c.ciphertext
 		FROM connections n JOIN credentials c ON c.handle = n.secret_handle WHERE n.id = $1`, connID).
-		Scan(&status, &st.conn.AppKey, &st.conn.WorkspaceID, &st.version, &keyID, &ct)
+		Scan(&status, &st.conn.AppKey, &st.conn.WorkspaceID, &st.version, &st.due, &keyID, &ct)
 	if errors.Is(err, sql.ErrNoRows) {
 		return state{}, apperr.ErrNotFound
 	}
@@ -175,34 +199,76 @@ func (r *Refresher) read(ctx context.Context, q db.Querier, connID string) (stat
 }
 
 func (r *Refresher) token(ctx context.Context, connID string, force bool) (*OAuthToken, error) {
-	st, err := r.read(ctx, r.svc.db.Read(), connID)
+	st, err := r.readOAuth(ctx, connID)
 	if err != nil {
 		return nil, err
 	}
+	if !force && r.fresh(st) {
+		return st.cred.OAuth, nil
+	}
+	// The version read here is the moment this caller asked: any refresh
+	// completing after it answers the caller too.
+	return r.shared(ctx, connID, st.version)
+}
+
+// readOAuth reads the connection's state and checks it has a token that
+// can be refreshed.
+func (r *Refresher) readOAuth(ctx context.Context, connID string) (state, error) {
+	st, err := r.read(ctx, r.svc.db.Read(), connID)
+	if err != nil {
+		return state{}, err
+	}
 	if !st.status.Refreshable() {
-		return nil, ErrNeedsReauth
+		return state{}, ErrNeedsReauth
 	}
 	if st.cred.OAuth == nil {
-		return nil, fmt.Errorf("connection %s has no OAuth token to refresh", connID)
+		return state{}, fmt.Errorf("connection %s has no OAuth token to refresh", connID)
 	}
-	if !force && r.fresh(st.cred.OAuth) {
+	return st, nil
+}
+
+// renewRejected renews the token an app just refused (sent as rejected),
+// unless the stored token is already another one: then a refresh completed
+// since the caller read its token, and that result is used.
+func (r *Refresher) renewRejected(ctx context.Context, connID, rejected string) (*OAuthToken, error) {
+	st, err := r.readOAuth(ctx, connID)
+	if err != nil {
+		return nil, err
+	}
+	if subtle.ConstantTimeCompare([]byte(st.cred.OAuth.AccessToken), []byte(rejected)) == 0 {
 		return st.cred.OAuth, nil
 	}
 	return r.shared(ctx, connID, st.version)
 }
 
-func (r *Refresher) fresh(t *OAuthToken) bool {
-	return t != nil && t.AccessToken != "" && (t.Expiry.IsZero() || t.Expiry.After(r.svc.now().Add(r.o.Skew)))
+// fresh says whether an on-demand caller may use the token as it is. The
+// margin is the Skew, but never more than the token's own lead (expiry minus
+// due time), so callers do not renew a short-lived token before the
+// background pass would.
+func (r *Refresher) fresh(st state) bool {
+	t := st.cred.OAuth
+	if t == nil || t.AccessToken == "" {
+		return false
+	}
+	if t.Expiry.IsZero() {
+		return true
+	}
+	skew := r.o.Skew
+	if st.due.Valid {
+		skew = max(0, min(skew, t.Expiry.Sub(st.due.Time)))
+	}
+	return t.Expiry.After(r.now().Add(skew))
 }
 
 // shared joins a refresh already running in this process for the
-// connection, or starts one.
+// connection from the same version, or starts one.
 func (r *Refresher) shared(ctx context.Context, connID string, seen int64) (*OAuthToken, error) {
+	key := flightKey{connID: connID, seen: seen}
 	r.mu.Lock()
-	f, ok := r.inflight[connID]
+	f, ok := r.inflight[key]
 	if !ok {
 		f = &flight{done: make(chan struct{})}
-		r.inflight[connID] = f
+		r.inflight[key] = f
 		go func() {
 			// Detached from the first caller: its cancellation must not fail
 			// the others waiting on the same refresh.
@@ -210,7 +276,7 @@ func (r *Refresher) shared(ctx context.Context, connID string, seen int64) (*OAu
 			defer cancel()
 			f.tok, f.err = r.refresh(rctx, connID, seen)
 			r.mu.Lock()
-			delete(r.inflight, connID)
+			delete(r.inflight, key)
 			r.mu.Unlock()
 			close(f.done)
 		}()
@@ -228,18 +294,37 @@ func (r *Refresher) shared(ctx context.Context, connID string, seen int64) (*OAu
 // credential version the caller found stale: if the stored version has moved
 // past it, someone else already refreshed and that result is reused.
 func (r *Refresher) refresh(ctx context.Context, connID string, seen int64) (*OAuthToken, error) {
-	for attempt := 1; ; attempt++ {
+	for {
 		got, err := r.acquire(ctx, connID)
 		if err != nil {
 			return nil, err
 		}
-		if !got {
-			tok, err := r.awaitOther(ctx, connID, seen)
-			if err != nil || tok != nil {
-				return tok, err
+		if got {
+			tok, err := r.refreshLeased(ctx, connID, seen)
+			if errors.Is(err, errLeaseLost) {
+				continue
 			}
-			continue // the other holder's lease lapsed: try to take over
+			return tok, err
 		}
+		tok, err := r.awaitOther(ctx, connID, seen)
+		if err != nil || tok != nil {
+			return tok, err
+		}
+		// The other holder's lease lapsed or was released without a new
+		// credential: try to take over.
+	}
+}
+
+// errLeaseLost means the lease lapsed during a backoff and another process
+// may have taken it.
+var errLeaseLost = errors.New("refresh lease lost")
+
+// refreshLeased refreshes while holding the lease, retrying transient
+// failures. The lease is kept (and extended) through each backoff, so other
+// processes wait for this refresh instead of calling an app that just asked
+// to be left alone, and reuse its result.
+func (r *Refresher) refreshLeased(ctx context.Context, connID string, seen int64) (*OAuthToken, error) {
+	for attempt := 1; ; attempt++ {
 		tok, retryAfter, err := r.refreshHeld(ctx, connID, seen)
 		if err == nil || !isTransient(err) {
 			return tok, err
@@ -250,12 +335,32 @@ func (r *Refresher) refresh(ctx context.Context, connID string, seen int64) (*OA
 		}
 		delay := r.backoff(attempt, retryAfter)
 		r.o.Log.Info("token refresh failed transiently; retrying", "connection", connID, "attempt", attempt, "retry_in", delay, "err", err)
+		if err := r.extend(ctx, connID, delay); err != nil {
+			if !errors.Is(err, errLeaseLost) {
+				_ = r.release(ctx, r.svc.db.Write(), connID)
+			}
+			return nil, err
+		}
 		select {
 		case <-time.After(delay):
 		case <-ctx.Done():
+			_ = r.release(context.WithoutCancel(ctx), r.svc.db.Write(), connID)
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// extend keeps the lease through a backoff of delay.
+func (r *Refresher) extend(ctx context.Context, connID string, delay time.Duration) error {
+	res, err := r.svc.db.Write().ExecContext(ctx, `UPDATE connections SET refresh_lease_until = $1 WHERE id = $2 AND refresh_lease_owner = $3`,
+		r.now().Add(delay+r.o.Lease), connID, r.o.Owner)
+	if err != nil {
+		return fmt.Errorf("extend refresh lease: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return errLeaseLost
+	}
+	return nil
 }
 
 func (r *Refresher) backoff(attempt int, retryAfter time.Duration) time.Duration {
@@ -269,7 +374,7 @@ func (r *Refresher) backoff(attempt int, retryAfter time.Duration) time.Duration
 
 // acquire takes the connection's refresh lease if it is free (or lapsed).
 func (r *Refresher) acquire(ctx context.Context, connID string) (bool, error) {
-	now := r.svc.now()
+	now := r.now()
 	res, err := r.svc.db.Write().ExecContext(ctx, `UPDATE connections SET refresh_lease_owner = $1, refresh_lease_until = $2
 		WHERE id = $3 AND status IN ('active', 'pending') AND (refresh_lease_until IS NULL OR refresh_lease_until < $4)`,
 		r.o.Owner, now.Add(r.o.Lease), connID, now)
@@ -335,7 +440,7 @@ func (r *Refresher) awaitOther(ctx context.Context, connID string, seen int64) (
 			}
 			return st.cred.OAuth, nil
 		}
-		if !until.Valid || until.Time.Before(r.svc.now()) {
+		if !until.Valid || until.Time.Before(r.now()) {
 			return nil, nil
 		}
 	}
@@ -348,9 +453,13 @@ func (r *Refresher) refreshHeld(ctx context.Context, connID string, seen int64) 
 		_ = r.release(ctx, r.svc.db.Write(), connID)
 		return nil, 0, err
 	}
-	if st.version > seen && r.fresh(st.cred.OAuth) {
-		// Someone refreshed between our read and our lease.
+	if st.version > seen {
+		// A refresh completed after our callers asked: its result is theirs.
 		return st.cred.OAuth, 0, r.release(ctx, r.svc.db.Write(), connID)
+	}
+	if st.cred.OAuth == nil {
+		_ = r.release(ctx, r.svc.db.Write(), connID)
+		return nil, 0, fmt.Errorf("connection %s has no OAuth token to refresh", connID)
 	}
 	c := st.conn
 	cfg, err := r.config(ctx, c)
@@ -370,7 +479,7 @@ func (r *Refresher) refreshHeld(ctx context.Context, connID string, seen int64) 
 	if err != nil {
 		kind, ra, reason := classify(err)
 		if kind == transient {
-			_ = r.release(ctx, r.svc.db.Write(), connID)
+			// The lease stays with the retry loop.
 			return nil, ra, &transientError{err: err}
 		}
 		_ = r.release(ctx, r.svc.db.Write(), connID)
@@ -378,6 +487,10 @@ func (r *Refresher) refreshHeld(ctx context.Context, connID string, seen int64) 
 		return tok, 0, err
 	}
 	next := FromOAuth2(nt)
+	if nt.ExpiresIn > 0 {
+		// The lifetime as the app stated it, on the refresher's clock.
+		next.Expiry = r.now().Add(time.Duration(nt.ExpiresIn) * time.Second).UTC()
+	}
 	if next.RefreshToken == "" {
 		next.RefreshToken = st.cred.OAuth.RefreshToken // the app did not rotate it
 	}
@@ -401,12 +514,13 @@ func (r *Refresher) save(ctx context.Context, connID string, cred Credential, to
 	if err != nil {
 		return fmt.Errorf("seal secret: %w", err)
 	}
+	now := r.now()
 	var expires, due sql.NullTime
 	if !tok.Expiry.IsZero() {
 		expires = sql.NullTime{Time: tok.Expiry.UTC(), Valid: true}
-		due = sql.NullTime{Time: r.dueAt(tok.Expiry), Valid: true}
+		due = sql.NullTime{Time: dueAt(now, tok.Expiry, r.o.Lead, r.o.Jitter), Valid: true}
+		r.warnShortLived(ctx, connID, now, tok.Expiry)
 	}
-	now := r.svc.now()
 	// Two statements on the hot path: the sealed secret in place, then the
 	// connection's version, expiry, next due time and lease together.
 	return r.svc.db.InTx(ctx, func(tx db.Querier) error {
@@ -427,12 +541,45 @@ func (r *Refresher) save(ctx context.Context, connID string, cred Credential, to
 	})
 }
 
-// dueAt is when the refresher should renew a token expiring at expiry:
-// Lead before it, minus up to Jitter so many connections do not all renew
-// at once.
-func (r *Refresher) dueAt(expiry time.Time) time.Time {
-	j := time.Duration(rand.Int64N(int64(r.o.Jitter) + 1))
-	return expiry.Add(-r.o.Lead - j).UTC()
+// dueAt is when a token issued at now and expiring at expiry should be
+// renewed: lead before expiry (a quarter of the lifetime when that is less),
+// minus up to a proportional share of jitter so many connections do not all
+// renew at once, and never before the token is half-way through its life.
+func dueAt(now, expiry time.Time, lead, jitter time.Duration) time.Time {
+	life := expiry.Sub(now)
+	if life <= 0 {
+		return now.UTC()
+	}
+	l := min(lead, life/leadShare)
+	var j time.Duration
+	if lead > 0 && jitter > 0 {
+		j = time.Duration(float64(jitter) * float64(l) / float64(lead))
+	}
+	if j > 0 {
+		j = time.Duration(rand.Int64N(int64(j) + 1))
+	}
+	return latest(expiry.Add(-l-j), now.Add(life/2)).UTC()
+}
+
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// warnShortLived reports, once per connection and process, a refresh whose
+// new token is stale on arrival (it expires within the Skew): such an app
+// would be renewed on nearly every use, which an operator should know.
+func (r *Refresher) warnShortLived(ctx context.Context, connID string, now, expiry time.Time) {
+	if expiry.After(now.Add(r.o.Skew)) {
+		return
+	}
+	if _, seen := r.warned.LoadOrStore(connID, struct{}{}); seen {
+		return
+	}
+	r.o.Log.WarnContext(ctx, "refreshed token is already due: the app issues tokens shorter-lived than the refresh margin",
+		"connection", connID, "lifetime", expiry.Sub(now).Round(time.Millisecond), "margin", r.o.Skew)
 }
 
 // fail handles a permanent rejection: if the stored credential moved on
@@ -479,8 +626,11 @@ func (r *Refresher) failOrWinner(ctx context.Context, connID string, readVersion
 // noteTransient records a refresh that kept failing transiently: the
 // connection stays active and the background pass tries again later.
 func (r *Refresher) noteTransient(ctx context.Context, connID string) {
+	if err := r.release(ctx, r.svc.db.Write(), connID); err != nil {
+		r.o.Log.Warn("release refresh lease", "connection", connID, "err", err)
+	}
 	_, err := r.svc.db.Write().ExecContext(ctx, `UPDATE connections SET refresh_failures = refresh_failures + 1, refresh_due_at = $1
-		WHERE id = $2 AND status = 'active'`, r.svc.now().Add(r.o.MaxBackoff), connID)
+		WHERE id = $2 AND status = 'active'`, r.now().Add(r.o.MaxBackoff), connID)
 	if err != nil {
 		r.o.Log.Warn("record transient refresh failure", "connection", connID, "err", err)
 	}

@@ -32,7 +32,12 @@ type tokenServer struct {
 	ttl       time.Duration
 	// beforeReject runs when a refresh is about to be rejected.
 	beforeReject func()
-	srv          *httptest.Server
+	// clock, when set, stamps each successful refresh in times.
+	clock func() time.Time
+	times []time.Time
+	// requests are the arrival times (real clock) of every request.
+	requests []time.Time
+	srv      *httptest.Server
 }
 
 func newTokenServer(t *testing.T) *tokenServer {
@@ -45,12 +50,17 @@ func newTokenServer(t *testing.T) *tokenServer {
 func (ts *tokenServer) serve(w http.ResponseWriter, r *http.Request) {
 	_ = r.ParseForm()
 	ts.mu.Lock()
+	ts.requests = append(ts.requests, time.Now())
 	if len(ts.faults) > 0 {
 		code := ts.faults[0]
 		ts.faults = ts.faults[1:]
 		ts.mu.Unlock()
 		if code == http.StatusTooManyRequests {
 			w.Header().Set("Retry-After", "0")
+		}
+		if code == retryAfterOneSecond {
+			w.Header().Set("Retry-After", "1")
+			code = http.StatusTooManyRequests
 		}
 		if code == http.StatusOK {
 			w.Header().Set("Content-Type", "application/json")
@@ -77,6 +87,9 @@ func (ts *tokenServer) serve(w http.ResponseWriter, r *http.Request) {
 	next := fmt.Sprintf("r%d", ts.n)
 	ts.valid[next] = true
 	ttl := ts.ttl
+	if ts.clock != nil {
+		ts.times = append(ts.times, ts.clock())
+	}
 	ts.mu.Unlock()
 	ts.refreshes.Add(1)
 	w.Header().Set("Content-Type", "application/json")
@@ -84,6 +97,9 @@ func (ts *tokenServer) serve(w http.ResponseWriter, r *http.Request) {
 		"access_token": fmt.Sprintf("a%d", ts.n), "refresh_token": next, "token_type": "Bearer", "expires_in": int(ttl.Seconds()),
 	})
 }
+
+// retryAfterOneSecond as a fault answers 429 with Retry-After: 1.
+const retryAfterOneSecond = 1429
 
 func (ts *tokenServer) config() connection.OAuthConfigFunc {
 	return func(context.Context, connection.Connection) (*oauth2.Config, error) {
@@ -283,43 +299,6 @@ func TestLostRaceIsNotARevocation(t *testing.T) {
 		tok, err := r.AccessToken(context.Background(), c.ID)
 		if err != nil || tok != "other" {
 			t.Fatalf("token after lost race: got %q, %v; want the winner's", tok, err)
-		}
-	})
-}
-
-func TestPassRefreshesAheadOfExpiry(t *testing.T) {
-	dbtest.Each(t, func(t *testing.T, d *db.DB) {
-		f := setup(t, d)
-		ts := newTokenServer(t)
-		ts.ttl = 2 * time.Second
-		opts := fastOptions()
-		opts.Lead, opts.Jitter = 1500*time.Millisecond, 100*time.Millisecond
-		r := connection.NewRefresher(f.svc, ts.config(), opts)
-		ctx := context.Background()
-		// A connection with a token far from expiry and none due.
-		idle := f.createOAuth(t, time.Now().Add(time.Hour))
-		// One whose first refresh sets its due time from the 2s lifetime.
-		c := f.createOAuth(t, time.Now().Add(-time.Minute))
-		if _, err := r.AccessToken(ctx, c.ID); err != nil {
-			t.Fatal(err)
-		}
-		if n, err := r.Pass(ctx); err != nil || n != 0 {
-			t.Fatalf("pass right after a refresh: refreshed %d, %v; want 0", n, err)
-		}
-		time.Sleep(600 * time.Millisecond) // into the lead window, before expiry
-		n, err := r.Pass(ctx)
-		if err != nil || n != 1 {
-			t.Fatalf("pass in the lead window: refreshed %d, %v; want 1", n, err)
-		}
-		tok, err := r.AccessToken(ctx, c.ID)
-		if err != nil || tok != "a2" {
-			t.Fatalf("token after ahead-of-expiry refresh: got %q, %v; want a2", tok, err)
-		}
-		if tok, _ := r.AccessToken(ctx, idle.ID); tok != "a0" {
-			t.Fatalf("a connection that was not due was refreshed: %q", tok)
-		}
-		if got := ts.refreshes.Load(); got != 2 {
-			t.Fatalf("refreshes: got %d, want 2", got)
 		}
 	})
 }

@@ -7,9 +7,11 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"taskjuice/internal/catalog"
 	"taskjuice/internal/connection"
 	"taskjuice/internal/engine"
 	"taskjuice/internal/sandbox"
@@ -80,17 +82,27 @@ func TestConnectionLifecycle(t *testing.T) {
 			return n
 		}
 
-		// Shorter tokens: after one manual refresh the token lives 3s; the
-		// refresher's lead is 5 minutes, so the next pass renews it before
-		// it expires.
-		if _, err := e.sandbox.SetLifetimes(3*time.Second, 0); err != nil {
+		// Shorter tokens: after one manual refresh the token lives 10
+		// minutes. A refresher whose clock the test moves (as another
+		// process would see time pass) renews it in its lead window,
+		// before it expires.
+		cat, err := catalog.Load(catalog.Options{Getenv: func(string) string { return "" }, SandboxURL: e.srv.URL + "/sandbox"})
+		must(t, err)
+		var shift atomic.Int64
+		later := connection.NewRefresher(e.connections, connection.CatalogOAuth(cat, e.srv.URL+"/oauth/callback"),
+			connection.RefresherOptions{Now: func() time.Time { return time.Now().Add(time.Duration(shift.Load())) }})
+		if _, err := e.sandbox.SetLifetimes(10*time.Minute, 0); err != nil {
 			t.Fatal(err)
 		}
 		wantStatus(t, "manual refresh", owner.api("POST", "/api/v1/connections/"+id+"/refresh", ""), 200)
 		c, _ := e.connections.GetInAccount(ctx, mustP(t, e, "owner@a.example").AccountID, id)
 		expiry := *c.AccessExpiresAt
 		before := stats()
-		if n, err := e.refresher.Pass(ctx); err != nil || n != 1 {
+		if n, err := later.Pass(ctx); err != nil || n != 0 {
+			t.Fatalf("refresher pass right after a refresh: renewed %d, %v; want 0", n, err)
+		}
+		shift.Store(int64(9 * time.Minute))
+		if n, err := later.Pass(ctx); err != nil || n != 1 {
 			t.Fatalf("refresher pass: renewed %d, %v; want 1", n, err)
 		}
 		c, _ = e.connections.GetInAccount(ctx, mustP(t, e, "owner@a.example").AccountID, id)
@@ -115,9 +127,10 @@ func TestConnectionLifecycle(t *testing.T) {
 		if n, err := e.sandbox.RevokeAccount("Acme Chat"); err != nil || n != 1 {
 			t.Fatalf("revoke grant: %d, %v", n, err)
 		}
-		// The 3-second token is due for renewal: the next pass meets the
-		// revoked grant.
-		if _, err := e.refresher.Pass(ctx); err != nil {
+		// Nine minutes on, the last 10-minute token is due for renewal: the
+		// next pass meets the revoked grant.
+		shift.Store(int64(9*time.Minute + 9*time.Minute))
+		if _, err := later.Pass(ctx); err != nil {
 			t.Fatal(err)
 		}
 		res := owner.api("GET", "/api/v1/connections/"+id, "")
