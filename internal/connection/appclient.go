@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"time"
 	"strings"
+	"time"
 
 	"taskjuice/internal/catalog"
 	"taskjuice/internal/egress"
