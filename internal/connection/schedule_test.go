@@ -311,7 +311,8 @@ func TestRejectedTokenRenewedOnce(t *testing.T) {
 			_, _ = w.Write([]byte(`{"ok":true}`))
 		}))
 		defer app.Close()
-		client := connection.NewAppClient(f.svc, r1, testCatalog(t), nil)
+		client := connection.NewAppClient(f.svc, r1, testCatalog(t), privateOK)
+		widen(t, f, c.ID, app.URL)
 		res, err := client.Do(ctx, c.ID, get(app.URL+"/api/chat.postMessage"))
 		if err != nil || res.Status != 200 {
 			t.Fatalf("call: %d, %v; want 200", res.Status, err)
