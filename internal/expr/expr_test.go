@@ -259,7 +259,10 @@ func TestEvalJSON(t *testing.T) {
 	if !errors.As(err, &xe) || xe.Code != CodeFailed || !strings.HasPrefix(xe.Message, "a: ") {
 		t.Errorf("EvalJSON with a failing expression: got %v, want %s at a", err, CodeFailed)
 	}
-	_, err = EvalJSON(context.Background(), json.RawMessage(`{"a": "{{ [1..40000] }}", "b": "{{ [1..40000] }}"}`), env, Limits{MaxOutputBytes: 300000})
+	// Each value (1893 bytes of JSON) fits the budget, both together do not.
+	// Small values and a generous deadline: the verdict is about size, and
+	// a loaded machine must not turn it into a timeout.
+	_, err = EvalJSON(context.Background(), json.RawMessage(`{"a": "{{ [1..500] }}", "b": "{{ [1..500] }}"}`), env, Limits{MaxOutputBytes: 3000, Timeout: time.Minute})
 	if !errors.As(err, &xe) || xe.Code != CodeTooLarge {
 		t.Errorf("EvalJSON over the shared size budget: got %v, want %s", err, CodeTooLarge)
 	}
@@ -296,6 +299,10 @@ func TestCompileJSON(t *testing.T) {
 func TestErrors(t *testing.T) {
 	env := sampleEnv(t)
 	short := Limits{Timeout: 50 * time.Millisecond}
+	// Size cases stay small and get a deadline no load reaches, so they
+	// cannot end as a timeout instead (the timeout cases above leave
+	// built-ins running on other goroutines while these run).
+	sized := func(maxBytes int) Limits { return Limits{Timeout: time.Minute, MaxOutputBytes: maxBytes} }
 	tests := []struct {
 		name     string
 		src      string
@@ -322,8 +329,9 @@ func TestErrors(t *testing.T) {
 		{"self application", `(function($f) { $f($f) })(function($f) { $f($f) })`, Limits{}, CodeFailed, "nested more than"},
 		{"timeout in a long map", `$sum($map([1..5000000], function($v) { $v * 2 }))`, short, CodeTimeout, "in time"},
 		{"timeout in nested maps", `$count($map([1..100000], function($a) { $map([1..100000], function($b) { $a + $b }) }))`, short, CodeTimeout, "in time"},
-		{"too large", `[1..200000]`, Limits{}, CodeTooLarge, "over the limit"},
-		{"too large string", `$pad("", 3000, "x")`, Limits{MaxOutputBytes: 1000}, CodeTooLarge, "over the limit"},
+		{"too large", `[1..2000]`, sized(1000), CodeTooLarge, "over the limit"},
+		{"too large string", `$pad("", 3000, "x")`, sized(1000), CodeTooLarge, "over the limit"},
+		{"over the default size", `$pad("", 1100000, "x")`, Limits{Timeout: time.Minute}, CodeTooLarge, "over the limit of 1048576"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -342,7 +350,7 @@ func TestErrors(t *testing.T) {
 			if !errors.Is(err, &Error{Code: tt.wantCode}) {
 				t.Errorf("errors.Is(err, &Error{Code: %s}): got false, want true", tt.wantCode)
 			}
-			if d := time.Since(start); tt.lim.Timeout > 0 && d > tt.lim.Timeout+time.Second {
+			if d := time.Since(start); tt.wantCode == CodeTimeout && d > tt.lim.Timeout+time.Second {
 				t.Errorf("took %v, want about %v", d, tt.lim.Timeout)
 			}
 		})
