@@ -214,8 +214,9 @@ func textCases(route string, f textFixtures) []textCase {
 		invalid := url.Values{}
 		for _, name := range []string{"email", "password", "name", "label", "slug", "description", "next", "note", "comment",
 			"kind", "auth", "header", "secret", "url", "output", "cap", "role", "field_apiKey", "baseUrl", "apiKey", "model", "request", "account", "decision", "code", "state"} {
-			form.Set(name, "a\x00b")
-			invalid.Set(name, "a\xffb")
+			// Shaped like an email address, so it passes that check too.
+			form.Set(name, "a\x00b@example.com")
+			invalid.Set(name, "a\xffb@example.com")
 		}
 		add(textCase{what: "NUL in form fields", body: form.Encode(), ctype: "application/x-www-form-urlencoded"})
 		add(textCase{what: "invalid UTF-8 in form fields", body: invalid.Encode(), ctype: "application/x-www-form-urlencoded"})
@@ -292,16 +293,29 @@ func wantRefused(t *testing.T, what string, res response) {
 	}
 }
 
-// TestSignInWithNULEmail is the case found first: signing in with a NUL in
-// the email address was a 500 on PostgreSQL.
-func TestSignInWithNULEmail(t *testing.T) {
+// TestSignInWithUnstorableText is the case found first: signing in with a
+// NUL in the email address, or from a browser whose User-Agent is not
+// UTF-8, was a 500 on PostgreSQL.
+func TestSignInWithUnstorableText(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
 		b := e.browser()
-		req, err := http.NewRequest("POST", e.srv.URL+"/signin", strings.NewReader("email=a%00b&password=x"))
-		must(t, err)
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		wantRefused(t, "sign in with NUL in the email", b.do(req))
-		// The browser is not locked out: the next, correct attempt works.
+		for _, tc := range []struct{ what, form, agent string }{
+			{"NUL in the email", "email=a%00b&password=x", ""},
+			{"NUL in an email address", "email=owner%00%40a.example&password=x", ""},
+			{"NUL in the password", "email=owner%40a.example&password=a%00b", ""},
+			{"invalid UTF-8 in the email", "email=owner%FF%40a.example&password=x", ""},
+			{"invalid UTF-8 in the User-Agent", "email=owner%40a.example&password=" + url.QueryEscape(pw), "Browser \xff"},
+		} {
+			req, err := http.NewRequest("POST", e.srv.URL+"/signin", strings.NewReader(tc.form))
+			must(t, err)
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			if tc.agent != "" {
+				req.Header.Set("User-Agent", tc.agent)
+			}
+			wantRefused(t, "sign in with "+tc.what, b.do(req))
+		}
+		// Nothing was counted against the person: the next, correct
+		// attempt works.
 		wantRedirect(t, "sign in after", b.post("/signin", url.Values{"email": {"owner@a.example"}, "password": {pw}}), "/dashboard")
 	})
 }
@@ -320,7 +334,8 @@ func TestNULInHeaderValue(t *testing.T) {
 				{"POST", "/api/v1/workspaces/acme/workflows/x/runs", "Idempotency-Key"},
 				{"POST", "/webhooks/abc", "X-Signature"},
 			} {
-				req := httptest.NewRequest(tc.method, tc.path, strings.NewReader("email=owner%40a.example&password=x"))
+				// Right credentials: a session would be stored.
+				req := httptest.NewRequest(tc.method, tc.path, strings.NewReader("email=owner%40a.example&password="+url.QueryEscape(pw)))
 				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 				req.Header[tc.header] = []string{"Bearer a\x00b"}
 				for _, c := range cookies {
