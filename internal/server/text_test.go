@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -390,6 +391,54 @@ func TestNamesRefuseControlCharacters(t *testing.T) {
 		for _, email := range []string{"a\tb@example.com", "a\x00b@example.com", "ann@exa\u202emple.com", "a\xffb@example.com"} {
 			if _, err := account.NormalizeEmail(email); !apperr.Is(err, apperr.KindInvalid) {
 				t.Errorf("NormalizeEmail(%q): got %v, want invalid", email, err)
+			}
+		}
+	})
+}
+
+// TestGoodTextPassesTheCheck: the check refuses only what cannot be
+// stored. Text in any script, a literal backslash-u in JSON, and a
+// webhook's binary or NUL-carrying text body (stored as base64 and as an
+// escaped JSON string) all go through, and the handler reads the body
+// exactly as it was sent.
+func TestGoodTextPassesTheCheck(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		f := e.textFixtures(t)
+		owner := e.signIn("owner@a.example")
+		wantRedirect(t, "workspace named in any script", owner.post("/dashboard/workspaces", url.Values{"name": {"Café ☕ 東京"}, "slug": {"cafe"}}), "/cafe/")
+		res := owner.api("PATCH", "/api/v1/connections/"+f.connection, `{"label":"C:\\u0000 \u00e9t\u00e9"}`)
+		wantStatus(t, "label with a literal backslash-u", res, 200)
+		if !strings.Contains(res.Body, `C:\\u0000 été`) {
+			t.Fatalf("label not stored as sent: %s", res.Body)
+		}
+
+		payload := func(runID string) map[string]any {
+			t.Helper()
+			r := owner.api("GET", "/api/v1/workspaces/acme/runs/"+runID, "")
+			wantStatus(t, "get run", r, 200)
+			var body struct {
+				Run struct{ TriggerPayload map[string]any }
+			}
+			must(t, json.Unmarshal([]byte(r.Body), &body))
+			return body.Run.TriggerPayload
+		}
+		for _, tc := range []struct {
+			what, ctype, body string
+			want              any
+		}{
+			{"binary body", "application/octet-stream", "\x00\xff\xfe", "AP/+"},
+			{"text with NUL", "text/plain", "a\x00b", "a\x00b"},
+			{"JSON", "application/json", `{"name":"Zoë ☕"}`, map[string]any{"name": "Zoë ☕"}},
+		} {
+			req, err := http.NewRequest("POST", e.srv.URL+"/webhooks/"+f.webhook, strings.NewReader(tc.body))
+			must(t, err)
+			req.Header.Set("Content-Type", tc.ctype)
+			r := e.browser().do(req)
+			wantStatus(t, "webhook with "+tc.what, r, 202)
+			var started struct{ RunID string }
+			must(t, json.Unmarshal([]byte(r.Body), &started))
+			if got := payload(started.RunID)["body"]; !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("webhook with %s: body in the payload %#v, want %#v", tc.what, got, tc.want)
 			}
 		}
 	})
