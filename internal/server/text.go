@@ -13,11 +13,14 @@ import (
 	"taskjuice/internal/textcheck"
 )
 
-// maxCheckedBody is the largest body the text check reads ahead of the
-// handler. It is above every handler's own limit (API and webhook bodies,
-// imported workflows), so a body it cannot read in full is one the handler
-// refuses for its size anyway.
-const maxCheckedBody = 2 << 20
+// Largest bodies the text check reads ahead of the handler: above the
+// limits of the API, webhooks and workflow imports, and net/http's own
+// limit on a URL-encoded form, so a larger body is one its handler
+// refuses for its size anyway (and the database backstop stays behind).
+const (
+	maxCheckedBody = 2 << 20
+	maxCheckedForm = 10 << 20
+)
 
 // checkText refuses a request carrying text that cannot be stored (a NUL
 // character or invalid UTF-8) in its path, query, headers, or form or JSON
@@ -57,10 +60,10 @@ func storableRequest(r *http.Request) bool {
 	return storableBody(r)
 }
 
-// storableBody reads the body (up to maxCheckedBody), puts it back for the
-// handler, and judges it by its content type.
+// storableBody reads a form or JSON body (up to its limit), puts it back
+// for the handler, and judges it by its content type.
 func storableBody(r *http.Request) bool {
-	if r.Body == nil || r.Body == http.NoBody || r.ContentLength > maxCheckedBody {
+	if r.Body == nil || r.Body == http.NoBody {
 		return true
 	}
 	mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
@@ -71,10 +74,17 @@ func storableBody(r *http.Request) bool {
 	if !isJSON && !isForm && !isMultipart && mt != "" {
 		return true
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxCheckedBody+1))
+	limit := int64(maxCheckedBody)
+	if isForm {
+		limit = maxCheckedForm
+	}
+	if r.ContentLength > limit {
+		return true
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	rest := r.Body
 	r.Body = readCloser{io.MultiReader(bytes.NewReader(body), rest), rest}
-	if err != nil || len(body) > maxCheckedBody {
+	if err != nil || int64(len(body)) > limit {
 		return true // the handler meets the same error, or its own limit
 	}
 	switch {

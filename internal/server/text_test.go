@@ -225,6 +225,8 @@ func textCases(route string, f textFixtures) []textCase {
 		add(textCase{what: "NUL in a JSON key", body: `{"a\u0000b":1}`, ctype: "application/json"})
 		add(textCase{what: "invalid UTF-8 in a JSON field", body: "{\"name\":\"a\xffb\"}", ctype: "application/json"})
 		add(textCase{what: "NUL in JSON sent without a content type", body: `{"name":"a\u0000b"}`})
+		add(textCase{what: "NUL in a multipart field", ctype: "multipart/form-data; boundary=XX",
+			body: "--XX\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\na\x00b\r\n--XX--\r\n"})
 	}
 	return cases
 }
@@ -410,6 +412,19 @@ func TestGoodTextPassesTheCheck(t *testing.T) {
 		wantStatus(t, "label with a literal backslash-u", res, 200)
 		if !strings.Contains(res.Body, `C:\\u0000 été`) {
 			t.Fatalf("label not stored as sent: %s", res.Body)
+		}
+
+		// An uploaded file is the handler's to judge: a workflow whose name
+		// decodes to one with a NUL is refused by the name check.
+		upload := "--XX\r\nContent-Disposition: form-data; name=\"file\"; filename=\"w.json\"\r\nContent-Type: application/json\r\n\r\n" +
+			`{"name":"Imported\u0000","graph":{"schema":1,"trigger":{"id":"start","kind":"manual"},"nodes":[],"edges":[]}}` + "\r\n--XX--\r\n"
+		req, err := http.NewRequest("POST", e.srv.URL+"/acme/workflows/import", strings.NewReader(upload))
+		must(t, err)
+		req.Header.Set("Content-Type", "multipart/form-data; boundary=XX")
+		res = owner.do(req)
+		wantStatus(t, "import a workflow named with a NUL", res, 422)
+		if !strings.Contains(res.Body, "NUL character") {
+			t.Fatalf("import page does not say why: %.300s", res.Body)
 		}
 
 		payload := func(runID string) map[string]any {
