@@ -360,19 +360,31 @@ func TestErrors(t *testing.T) {
 // TestTimeoutStopsEvaluation checks that the guard inside user-defined
 // functions ends an abandoned evaluation rather than letting it run on.
 func TestTimeoutStopsEvaluation(t *testing.T) {
+	// Overdue counts every abandoned evaluation in the process: built-ins
+	// that earlier tests timed out on (a range of millions) run to their
+	// end first, so only this evaluation is counted below.
+	if n := waitOverdue(2 * time.Minute); n != 0 {
+		t.Fatalf("evaluations of earlier tests still running: %d", n)
+	}
 	_, err := eval(t, `$count($map([1..100000], function($a) { $map([1..100000], function($b) { $a + $b }) }))`, Env{}, Limits{Timeout: 20 * time.Millisecond})
 	if !errors.Is(err, &Error{Code: CodeTimeout}) {
 		t.Fatalf("got %v, want %s", err, CodeTimeout)
 	}
 	// Generous: under -race on a loaded machine, the built-ins between two
-	// guard checks can take seconds.
-	deadline := time.Now().Add(30 * time.Second)
+	// guard checks can take seconds; unguarded, this evaluation would run
+	// for hours.
+	if n := waitOverdue(2 * time.Minute); n != 0 {
+		t.Errorf("overdue evaluations after the timeout: got %d, want 0", n)
+	}
+}
+
+// waitOverdue waits up to d for Overdue to reach 0 and returns it.
+func waitOverdue(d time.Duration) int64 {
+	deadline := time.Now().Add(d)
 	for Overdue() > 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if n := Overdue(); n != 0 {
-		t.Errorf("overdue evaluations after the timeout: got %d, want 0", n)
-	}
+	return Overdue()
 }
 
 func TestContextCanceled(t *testing.T) {
@@ -420,6 +432,9 @@ func TestConcurrentEval(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The verdict is about sharing, not speed: 16 evaluations at once under
+	// -race on a busy machine can take longer than the default second.
+	lim := Limits{Timeout: time.Minute}
 	var wg sync.WaitGroup
 	errs := make(chan error, 64)
 	for g := range 16 {
@@ -429,13 +444,13 @@ func TestConcurrentEval(t *testing.T) {
 			for i := range 50 {
 				n := float64(g*1000 + i)
 				env := Env{Trigger: map[string]any{"name": fmt.Sprint("g", g)}, Input: map[string]any{"n": n, "s": fmt.Sprint("s", n)}}
-				got, err := e.Eval(context.Background(), env, Limits{})
+				got, err := e.Eval(context.Background(), env, lim)
 				want := map[string]any{"name": fmt.Sprint("g", g), "n": n, "up": fmt.Sprint("S", n), "sq": []any{n, 2 * n, 3 * n}}
 				if err != nil || !reflect.DeepEqual(got, want) {
 					errs <- fmt.Errorf("got %#v, %v; want %#v", got, err, want)
 					return
 				}
-				s, err := tm.Eval(context.Background(), env, Limits{})
+				s, err := tm.Eval(context.Background(), env, lim)
 				if wantS := fmt.Sprintf("g%d#%d", g, int(n)); err != nil || s != wantS {
 					errs <- fmt.Errorf("template: got %#v, %v; want %q", s, err, wantS)
 					return
