@@ -11,6 +11,7 @@ import (
 
 	"taskjuice/internal/apperr"
 	"taskjuice/internal/db"
+	"taskjuice/internal/textcheck"
 )
 
 // APITokenPrefix starts every API token, so one found in a log or a
@@ -28,6 +29,9 @@ func (s *Service) CreateAPIToken(ctx context.Context, p Principal, name string) 
 	name = strings.TrimSpace(name)
 	if n := utf8.RuneCountInString(name); n < 1 || n > 100 {
 		return "", APIToken{}, invalid("name", "Token name must be 1–100 characters")
+	}
+	if err := textcheck.Line("name", "A token name", name); err != nil {
+		return "", APIToken{}, err
 	}
 	secret := newToken(APITokenPrefix)
 	t := APIToken{ID: db.NewID(), Name: name, Prefix: secret[:len(APITokenPrefix)+6], CreatedAt: s.now()}

@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"taskjuice/internal/apperr"
+	"taskjuice/internal/textcheck"
 )
 
 // Account is an agency.
@@ -121,21 +122,25 @@ func ValidateSlug(slug string) error {
 }
 
 // ValidateName checks a workspace or account name: 1–100 characters after
-// trimming.
+// trimming, on one line.
 func ValidateName(name string) error {
 	n := utf8.RuneCountInString(strings.TrimSpace(name))
 	if n < 1 || n > 100 || !utf8.ValidString(name) {
 		return apperr.Invalid("name", MsgNameInvalid)
 	}
-	return nil
+	return textcheck.Line("name", "A name", name)
 }
 
 // NormalizeEmail lower-cases and trims an email address, and checks its
 // rough shape (an @ with something on both sides, no spaces).
 func NormalizeEmail(email string) (string, error) {
-	e := strings.ToLower(strings.TrimSpace(email))
+	// Judged before lower-casing, which would quietly turn invalid UTF-8
+	// into replacement characters.
+	e := strings.TrimSpace(email)
+	ok := textcheck.Storable(e) && !textcheck.HasControl(e)
+	e = strings.ToLower(e)
 	at := strings.LastIndexByte(e, '@')
-	if at < 1 || at == len(e)-1 || strings.ContainsAny(e, " \t\r\n<>,;") || len(e) > 254 {
+	if !ok || at < 1 || at == len(e)-1 || strings.ContainsAny(e, " <>,;") || len(e) > 254 {
 		return "", apperr.Invalid("email", "Enter a valid email address, like name@example.com")
 	}
 	return e, nil

@@ -10,6 +10,7 @@ import (
 
 	"taskjuice/internal/apperr"
 	"taskjuice/internal/db"
+	"taskjuice/internal/textcheck"
 )
 
 // Service is the account domain: every read and write of its tables goes
@@ -43,6 +44,9 @@ func (u *NewUser) normalize() error {
 	}
 	if len(u.Name) > 100 {
 		return invalid("name", MsgNameInvalid)
+	}
+	if err := textcheck.Line("name", "A name", u.Name); err != nil {
+		return err
 	}
 	return validatePassword(u.Password)
 }

@@ -140,8 +140,16 @@ func (s *Service) validate(ctx context.Context, ws account.Workspace, g workflow
 // a problem.
 func (s *Service) Create(ctx context.Context, ws account.Workspace, sp Spec, actor string) (Agent, error) {
 	g := sp.graph()
+	_, nameErr := workflow.ValidName(sp.Name)
 	if err := s.validate(ctx, ws, g); err != nil {
+		if _, ok := apperr.As(err); ok {
+			// Every problem at once, the name's too.
+			err = errors.Join(nameErr, err)
+		}
 		return Agent{}, err
+	}
+	if nameErr != nil {
+		return Agent{}, nameErr
 	}
 	w, err := s.workflows.CreateAgent(ctx, ws, sp.Name, sp.Description, g, actor)
 	if err != nil {

@@ -12,6 +12,8 @@ import (
 
 	"taskjuice/internal/account"
 	"taskjuice/internal/apperr"
+	"taskjuice/internal/db"
+	"taskjuice/internal/textcheck"
 )
 
 // MaxBodyBytes limits every request body.
@@ -42,6 +44,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // goes out as is; anything else is logged once and answered with a generic
 // 500, so no internal detail reaches the caller.
 func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	if db.IsUnstorableText(err) {
+		log.WarnContext(r.Context(), "text the database cannot store got past the edge check", "method", r.Method, "path", r.URL.Path, "err", err)
+		err = textcheck.ErrUnstorable
+	}
 	status := apperr.Status(err)
 	body := errorBody{Error: errorDetail{Code: "internal", Message: "Something went wrong on our side; it has been logged."}}
 	if e, ok := apperr.As(err); ok {

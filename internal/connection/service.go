@@ -12,6 +12,7 @@ import (
 	"taskjuice/internal/account"
 	"taskjuice/internal/apperr"
 	"taskjuice/internal/db"
+	"taskjuice/internal/textcheck"
 	"taskjuice/internal/vault"
 )
 
@@ -49,6 +50,9 @@ func validLabel(label string) (string, error) {
 	label = strings.TrimSpace(label)
 	if n := utf8.RuneCountInString(label); n < 1 || n > 100 {
 		return "", apperr.Invalid("label", "Label must be 1–100 characters")
+	}
+	if err := textcheck.Line("label", "A label", label); err != nil {
+		return "", err
 	}
 	return label, nil
 }

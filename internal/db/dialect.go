@@ -42,3 +42,15 @@ func IsUniqueViolation(err error) bool {
 	}
 	return false
 }
+
+// IsUnstorableText reports whether err is PostgreSQL refusing text: a NUL
+// character or invalid UTF-8 (22021), or a \u0000 escape in JSON (22P05).
+// SQLite stores both, so this only ever holds on PostgreSQL; the HTTP edge
+// refuses such text first, and this catches what slips past it.
+func IsUnstorableText(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code == "22021" || pgErr.Code == "22P05"
+	}
+	return false
+}

@@ -21,6 +21,7 @@ import (
 
 	"taskjuice/internal/apperr"
 	"taskjuice/internal/db"
+	"taskjuice/internal/textcheck"
 	"taskjuice/internal/vault"
 )
 
@@ -110,6 +111,8 @@ func validate(in ProviderInput, keyRequired bool) (checked, error) {
 	c := checked{name: strings.TrimSpace(in.Name), baseURL: strings.TrimSpace(in.BaseURL), key: strings.TrimSpace(in.APIKey)}
 	if n := utf8.RuneCountInString(c.name); n < 1 || n > 100 {
 		errs = append(errs, apperr.Invalid("name", "Name must be 1–100 characters"))
+	} else if err := textcheck.Line("name", "A name", c.name); err != nil {
+		errs = append(errs, err)
 	}
 	if msg := checkBaseURL(c.baseURL); msg != "" {
 		errs = append(errs, apperr.Invalid("baseUrl", msg))

@@ -67,6 +67,7 @@ type Server struct {
 	handler http.Handler
 	metrics *metrics
 	portal  *portal.Service
+	pages   *web.Handler
 }
 
 // New builds the server.
@@ -87,7 +88,7 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{opts: o, metrics: newMetrics(), portal: clients}
+	s := &Server{opts: o, metrics: newMetrics(), portal: clients, pages: pages}
 	if o.Engine != nil && o.Models != nil && o.Spend != nil {
 		// AI steps and model-driven agents call the workspaces' own
 		// providers, under their spend caps.
@@ -121,7 +122,7 @@ func New(o Options) (*Server, error) {
 	// Webhooks are called by other systems, and authenticate on their own.
 	cop.AddInsecureBypassPattern("/webhooks/{token}")
 	cop.SetDenyHandler(http.HandlerFunc(crossOriginDenied))
-	s.handler = s.observe(recoverPanics(o.Log, securityHeaders(cop.Handler(mux))))
+	s.handler = s.observe(recoverPanics(o.Log, securityHeaders(cop.Handler(checkText(s.refuseText, mux)))))
 	return s, nil
 }
 

@@ -32,7 +32,7 @@ import (
 // graph is always acyclic.
 
 // registerEditor adds the editor's routes to the workspace mux.
-func (h *Handler) registerEditor(ws *http.ServeMux) {
+func (h *Handler) registerEditor(ws router) {
 	ws.HandleFunc("GET /{workspaceSlug}/workflows/{id}/edit", h.inWorkspace("workflows", h.editor))
 	ws.HandleFunc("POST /{workspaceSlug}/workflows/{id}/edit/trigger", h.inWorkspace("workflows", h.editTrigger))
 	ws.HandleFunc("POST /{workspaceSlug}/workflows/{id}/edit/steps", h.inWorkspace("workflows", h.addStep))

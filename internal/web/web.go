@@ -20,11 +20,13 @@ import (
 	"taskjuice/internal/authn"
 	"taskjuice/internal/catalog"
 	"taskjuice/internal/connection"
+	"taskjuice/internal/db"
 	"taskjuice/internal/engine"
 	"taskjuice/internal/llm"
 	"taskjuice/internal/notify"
 	"taskjuice/internal/portal"
 	"taskjuice/internal/spend"
+	"taskjuice/internal/textcheck"
 	"taskjuice/internal/trigger"
 	"taskjuice/internal/workflow"
 )
@@ -87,6 +89,32 @@ func New(d Deps) (*Handler, error) {
 // /{workspaceSlug}/, which would clash with fixed first segments in one
 // mux, so they sit in their own mux mounted as the fallback.
 func (h *Handler) Register(mux *http.ServeMux) {
+	ws := http.NewServeMux()
+	h.register(mux, ws)
+	mux.Handle("/", ws)
+}
+
+// Routes lists the pattern of every page, workspace pages included, for
+// tests that walk them all.
+func (h *Handler) Routes() []string {
+	var rec patterns
+	h.register(&rec, &rec)
+	return rec
+}
+
+// router is what registering pages needs of a mux.
+type router interface {
+	HandleFunc(pattern string, handler func(http.ResponseWriter, *http.Request))
+}
+
+// patterns records the patterns registered on it.
+type patterns []string
+
+func (p *patterns) HandleFunc(pattern string, _ func(http.ResponseWriter, *http.Request)) {
+	*p = append(*p, pattern)
+}
+
+func (h *Handler) register(mux, ws router) {
 	mux.HandleFunc("GET /{$}", h.home)
 	mux.HandleFunc("GET /signin", h.signinForm)
 	mux.HandleFunc("POST /signin", h.signin)
@@ -114,7 +142,6 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /static/{file}", h.static.serve)
 	mux.HandleFunc("GET /favicon.ico", h.static.favicon)
 
-	ws := http.NewServeMux()
 	ws.HandleFunc("GET /{workspaceSlug}", h.workspaceRedirect)
 	ws.HandleFunc("GET /{workspaceSlug}/{$}", h.inWorkspace("overview", h.workspaceHome))
 	ws.HandleFunc("GET /{workspaceSlug}/agents", h.inWorkspace("agents", h.agents))
@@ -169,7 +196,6 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	ws.HandleFunc("POST /{workspaceSlug}/notifications/{id}/read", h.inWorkspace("notifications", h.markRead))
 	h.registerEditor(ws)
 	ws.HandleFunc("/", h.notFound)
-	mux.Handle("/", ws)
 }
 
 // view is what every page template receives.
@@ -279,9 +305,19 @@ func writeHTML(w http.ResponseWriter, status int, body []byte) {
 	_, _ = w.Write(body)
 }
 
+// ErrorPage shows err as errorPage does, outside any page's own handler
+// (a request refused before it reached one).
+func (h *Handler) ErrorPage(w http.ResponseWriter, r *http.Request, err error) {
+	h.errorPage(w, r, nil, err)
+}
+
 // errorPage shows a user-facing error with its status; anything else is
 // logged once and shown as a generic 500.
 func (h *Handler) errorPage(w http.ResponseWriter, r *http.Request, p *account.Principal, err error) {
+	if db.IsUnstorableText(err) {
+		h.log.WarnContext(r.Context(), "text the database cannot store got past the edge check", "method", r.Method, "path", r.URL.Path, "err", err)
+		err = textcheck.ErrUnstorable
+	}
 	status := apperr.Status(err)
 	msg := "Something went wrong on our side. It has been logged; please try again."
 	if e, ok := apperr.As(err); ok {

@@ -13,6 +13,7 @@ import (
 	"taskjuice/internal/account"
 	"taskjuice/internal/apperr"
 	"taskjuice/internal/db"
+	"taskjuice/internal/textcheck"
 )
 
 // Service is the workflow domain.
@@ -31,10 +32,15 @@ func StarterGraph() Graph {
 	return Graph{Schema: SchemaVersion, Trigger: &Node{ID: "trigger", Kind: TriggerManual}, Nodes: []Node{}, Edges: []Edge{}}
 }
 
-func validName(name string) (string, error) {
+// ValidName trims a workflow's or an agent's name and checks it: 1–100
+// characters on one line.
+func ValidName(name string) (string, error) {
 	name = strings.TrimSpace(name)
 	if n := utf8.RuneCountInString(name); n < 1 || n > 100 {
 		return "", apperr.Invalid("name", "Name must be 1–100 characters")
+	}
+	if err := textcheck.Line("name", "A name", name); err != nil {
+		return "", err
 	}
 	return name, nil
 }
@@ -51,12 +57,15 @@ func (s *Service) CreateAgent(ctx context.Context, ws account.Workspace, name, d
 }
 
 func (s *Service) create(ctx context.Context, ws account.Workspace, typ, name, description string, g *Graph, actor string) (Workflow, error) {
-	name, err := validName(name)
+	name, err := ValidName(name)
 	if err != nil {
 		return Workflow{}, err
 	}
 	if utf8.RuneCountInString(description) > 2000 {
 		return Workflow{}, apperr.Invalid("description", "Description must be at most 2000 characters")
+	}
+	if !textcheck.Storable(description) {
+		return Workflow{}, apperr.Invalid("description", "The description holds a NUL character or bytes that are not valid UTF-8")
 	}
 	graph := StarterGraph()
 	if g != nil {
