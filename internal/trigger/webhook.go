@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/subtle"
@@ -59,7 +60,7 @@ type Options struct {
 // Webhooks manages webhook endpoints and serves /webhooks/{token}.
 type Webhooks struct {
 	db      *db.DB
-	keys    vault.Keyring
+	vault   *vault.Store
 	starter Starter
 	wfs     Workflows
 	o       Options
@@ -76,7 +77,7 @@ func New(d *db.DB, keys vault.Keyring, starter Starter, wfs Workflows, o Options
 	if o.Now == nil {
 		o.Now = db.Now
 	}
-	return &Webhooks{db: d, keys: keys, starter: starter, wfs: wfs, o: o}
+	return &Webhooks{db: d, vault: vault.NewStore(d, keys), starter: starter, wfs: wfs, o: o}
 }
 
 func (s *Webhooks) now() time.Time { return s.o.Now().UTC().Truncate(time.Microsecond) }
@@ -149,8 +150,8 @@ func (s *Webhooks) Regenerate(ctx context.Context, workflowID string) (string, e
 }
 
 // SetSecret stores the shared secret of the bearer, header and HMAC modes,
-// sealed with the vault key and bound to the workflow. It is never returned
-// by any method; HasSecret says whether one is set.
+// sealed in the vault and bound to the workflow. GenerateSecret is how the
+// pages set one; this is for a secret the sender issues itself.
 func (s *Webhooks) SetSecret(ctx context.Context, workflowID, secret string) error {
 	if strings.TrimSpace(secret) == "" {
 		return apperr.Invalid("secret", "Enter a secret")
@@ -161,27 +162,63 @@ func (s *Webhooks) SetSecret(ctx context.Context, workflowID, secret string) err
 	if _, err := s.Endpoint(ctx, workflowID); err != nil {
 		return err
 	}
-	sealed, err := s.keys.Seal([]byte(secret), []byte(workflowID))
+	return s.db.InTx(ctx, func(tx db.Querier) error {
+		var handle sql.NullString
+		err := tx.QueryRowContext(ctx, `SELECT secret_handle FROM webhook_endpoints WHERE workflow_id = $1`, workflowID).Scan(&handle)
+		if errors.Is(err, sql.ErrNoRows) {
+			return apperr.ErrNotFound // the workflow was deleted in between
+		}
+		if err != nil {
+			return fmt.Errorf("read webhook endpoint: %w", err)
+		}
+		h, err := s.vault.Put(ctx, tx, handle.String, vault.KindWebhookSecret, workflowID, []byte(secret))
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE webhook_endpoints SET secret_handle = $1 WHERE workflow_id = $2`, h, workflowID); err != nil {
+			return fmt.Errorf("store webhook secret: %w", err)
+		}
+		return nil
+	})
+}
+
+// GenerateSecret makes a new random secret for the workflow's webhook,
+// replacing any other at once, and returns it.
+func (s *Webhooks) GenerateSecret(ctx context.Context, workflowID string) (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("generate webhook secret: %w", err)
+	}
+	// Hex travels unchanged in a header and in every sender's settings.
+	secret := "whsec_" + hex.EncodeToString(b)
+	if err := s.SetSecret(ctx, workflowID, secret); err != nil {
+		return "", err
+	}
+	return secret, nil
+}
+
+// Secret returns the workflow's webhook secret for its trigger panel, the
+// one place it is shown; ok is false when none is set.
+func (s *Webhooks) Secret(ctx context.Context, workflowID string) (secret string, ok bool, err error) {
+	var handle sql.NullString
+	err = s.db.Read().QueryRowContext(ctx, `SELECT secret_handle FROM webhook_endpoints WHERE workflow_id = $1`, workflowID).Scan(&handle)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && !handle.Valid) {
+		return "", false, nil
+	}
 	if err != nil {
-		return fmt.Errorf("seal webhook secret: %w", err)
+		return "", false, fmt.Errorf("read webhook endpoint: %w", err)
 	}
-	res, err := s.db.Write().ExecContext(ctx, `UPDATE webhook_endpoints SET secret_key_id = $1, secret = $2 WHERE workflow_id = $3`,
-		sealed.KeyID, sealed.Ciphertext, workflowID)
+	pt, err := s.vault.Open(ctx, s.db.Read(), handle.String, workflowID)
 	if err != nil {
-		return fmt.Errorf("store webhook secret: %w", err)
+		return "", false, fmt.Errorf("open webhook secret of workflow %s: %w", workflowID, err)
 	}
-	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("store webhook secret: %w", err)
-	} else if n == 0 {
-		return apperr.ErrNotFound
-	}
-	return nil
+	return string(pt), true, nil
 }
 
 // HasSecret reports whether a shared secret is set for the workflow.
 func (s *Webhooks) HasSecret(ctx context.Context, workflowID string) (bool, error) {
 	var set bool
-	err := s.db.Read().QueryRowContext(ctx, `SELECT secret IS NOT NULL FROM webhook_endpoints WHERE workflow_id = $1`, workflowID).Scan(&set)
+	err := s.db.Read().QueryRowContext(ctx, `SELECT secret_handle IS NOT NULL FROM webhook_endpoints WHERE workflow_id = $1`, workflowID).Scan(&set)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
@@ -208,19 +245,18 @@ type endpoint struct {
 func (s *Webhooks) lookup(ctx context.Context, token string) (endpoint, error) {
 	var (
 		e      endpoint
-		keyID  sql.NullString
-		sealed []byte
+		handle sql.NullString
 	)
-	err := s.db.Read().QueryRowContext(ctx, `SELECT workflow_id, secret_key_id, secret FROM webhook_endpoints WHERE token = $1`, token).
-		Scan(&e.workflowID, &keyID, &sealed)
+	err := s.db.Read().QueryRowContext(ctx, `SELECT workflow_id, secret_handle FROM webhook_endpoints WHERE token = $1`, token).
+		Scan(&e.workflowID, &handle)
 	if errors.Is(err, sql.ErrNoRows) {
 		return endpoint{}, apperr.ErrNotFound
 	}
 	if err != nil {
 		return endpoint{}, fmt.Errorf("read webhook endpoint: %w", err)
 	}
-	if sealed != nil {
-		pt, err := s.keys.Open(vault.Sealed{KeyID: keyID.String, Ciphertext: sealed}, []byte(e.workflowID))
+	if handle.Valid {
+		pt, err := s.vault.Open(ctx, s.db.Read(), handle.String, e.workflowID)
 		if err != nil {
 			return endpoint{}, fmt.Errorf("open webhook secret of workflow %s: %w", e.workflowID, err)
 		}
