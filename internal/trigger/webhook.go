@@ -20,6 +20,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -265,10 +266,49 @@ func (s *Webhooks) lookup(ctx context.Context, token string) (endpoint, error) {
 	return e, nil
 }
 
+// Signed-timestamp schemes of the HMAC modes (webhookConfig.Timestamp).
+const (
+	// TimestampStripe: "Stripe-Signature: t=<unix>,v1=<hex>", the HMAC of
+	// "<t>.<body>"; several v1 entries may be sent during a secret change.
+	TimestampStripe = "stripe"
+	// TimestampSlack: "X-Slack-Request-Timestamp: <unix>" and
+	// "X-Slack-Signature: v0=<hex>", the HMAC of "v0:<ts>:<body>".
+	TimestampSlack = "slack"
+	// TimestampHeader: the Unix time in the configured header and the HMAC
+	// of "<ts>.<body>" in the signature header.
+	TimestampHeader = "header"
+)
+
+// TimestampTolerance is how far a signed timestamp may be from now, either
+// way: a captured request re-sent later than this is refused.
+const TimestampTolerance = 5 * time.Minute
+
 // webhookConfig mirrors the webhook trigger's config in the graph document.
 type webhookConfig struct {
 	Auth   string `json:"auth"`
 	Header string `json:"header,omitempty"`
+	// DeliveryHeader names a header carrying a unique id per delivery
+	// (X-GitHub-Delivery): a delivery already received starts nothing new
+	// and is answered with the first run's id.
+	DeliveryHeader string `json:"deliveryHeader,omitempty"`
+	// Timestamp is the signed-timestamp scheme of an HMAC mode, if any.
+	Timestamp       string `json:"timestamp,omitempty"`
+	TimestampHeader string `json:"timestampHeader,omitempty"`
+}
+
+// signatureHeader is the header carrying the signature: the configured one,
+// else the scheme's own.
+func (c webhookConfig) signatureHeader() string {
+	if c.Header != "" {
+		return c.Header
+	}
+	switch c.Timestamp {
+	case TimestampStripe:
+		return "Stripe-Signature"
+	case TimestampSlack:
+		return "X-Slack-Signature"
+	}
+	return ""
 }
 
 func (c webhookConfig) hmac() (func() hash.Hash, string, bool) {
@@ -365,14 +405,30 @@ func (s *Webhooks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_request", "The request body could not be read.")
 		return
 	}
-	if isHMAC && !validSignature(hashFn, prefix, ep.secret, body, r.Header.Get(cfg.Header)) {
-		writeError(w, http.StatusUnauthorized, "unauthorized", "The request could not be authenticated.")
-		return
+	var signedAt string // the signed timestamp and signature, when the scheme has one
+	if isHMAC {
+		ok, stale := false, false
+		if cfg.Timestamp == "" {
+			ok = validSignature(hashFn, prefix, ep.secret, body, r.Header.Get(cfg.Header))
+		} else {
+			var ts time.Time
+			ts, signedAt, ok = validTimestamped(hashFn, prefix, cfg, ep.secret, body, r.Header)
+			if d := s.o.Now().Sub(ts); ok && (d > TimestampTolerance || d < -TimestampTolerance) {
+				ok, stale = false, true
+			}
+		}
+		if !ok {
+			if stale {
+				log.InfoContext(ctx, "webhook: signed timestamp outside the tolerance, request refused")
+			}
+			writeError(w, http.StatusUnauthorized, "unauthorized", "The request could not be authenticated.")
+			return
+		}
 	}
 
-	dedupKey := r.Header.Get("Idempotency-Key")
-	if len(dedupKey) > MaxIdempotencyKey {
-		writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("The Idempotency-Key header is longer than %d characters.", MaxIdempotencyKey))
+	dedupKey, bad := deliveryKey(cfg, r.Header, signedAt)
+	if bad != "" {
+		writeError(w, http.StatusBadRequest, "bad_request", bad)
 		return
 	}
 	payload, err := buildPayload(r, body, cfg)
@@ -409,6 +465,85 @@ func (s *Webhooks) readBody(w http.ResponseWriter, r *http.Request) ([]byte, err
 		return nil, &http.MaxBytesError{Limit: s.o.MaxBody}
 	}
 	return io.ReadAll(http.MaxBytesReader(w, r.Body, s.o.MaxBody))
+}
+
+// deliveryKey is the dedup key of a request, in order of preference: the
+// configured delivery header (required when configured, so leaving it out
+// cannot start a second run), the caller's Idempotency-Key, or the signed
+// timestamp and signature of a timestamped HMAC, so a request replayed
+// inside the tolerance starts nothing new either. Each is namespaced apart.
+// bad is a message for a 400.
+func deliveryKey(cfg webhookConfig, h http.Header, signedAt string) (key, bad string) {
+	if cfg.DeliveryHeader != "" {
+		id := strings.TrimSpace(h.Get(cfg.DeliveryHeader))
+		if id == "" {
+			return "", fmt.Sprintf("The %s header is missing; this webhook needs it to tell deliveries apart.", cfg.DeliveryHeader)
+		}
+		if len(id) > MaxIdempotencyKey {
+			return "", fmt.Sprintf("The %s header is longer than %d characters.", cfg.DeliveryHeader, MaxIdempotencyKey)
+		}
+		return "delivery:" + id, ""
+	}
+	if k := h.Get("Idempotency-Key"); k != "" {
+		if len(k) > MaxIdempotencyKey {
+			return "", fmt.Sprintf("The Idempotency-Key header is longer than %d characters.", MaxIdempotencyKey)
+		}
+		return k, ""
+	}
+	if signedAt != "" {
+		sum := sha256.Sum256([]byte(signedAt))
+		return "signed:" + hex.EncodeToString(sum[:]), ""
+	}
+	return "", ""
+}
+
+// validTimestamped checks a signature over a signed timestamp and the body
+// per cfg.Timestamp. It returns the timestamp (for the tolerance check) and
+// the timestamp with the signature that matched, which names the request.
+func validTimestamped(hashFn func() hash.Hash, prefix string, cfg webhookConfig, secret, body []byte, h http.Header) (time.Time, string, bool) {
+	var ts string
+	var sigs []string
+	sigHeader := h.Get(cfg.signatureHeader())
+	switch cfg.Timestamp {
+	case TimestampStripe:
+		for _, part := range strings.Split(sigHeader, ",") {
+			k, v, _ := strings.Cut(strings.TrimSpace(part), "=")
+			switch k {
+			case "t":
+				ts = v
+			case "v1":
+				sigs = append(sigs, v)
+			}
+		}
+	case TimestampSlack:
+		ts = h.Get("X-Slack-Request-Timestamp")
+		sigs = []string{strings.TrimPrefix(strings.TrimSpace(sigHeader), "v0=")}
+	case TimestampHeader:
+		if cfg.TimestampHeader == "" {
+			return time.Time{}, "", false
+		}
+		ts = h.Get(cfg.TimestampHeader)
+		sigs = []string{sigHeader}
+	default:
+		return time.Time{}, "", false
+	}
+	ts = strings.TrimSpace(ts)
+	unix, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil || unix <= 0 {
+		return time.Time{}, "", false
+	}
+	var msg []byte
+	if cfg.Timestamp == TimestampSlack {
+		msg = append([]byte("v0:"+ts+":"), body...)
+	} else {
+		msg = append([]byte(ts+"."), body...)
+	}
+	for _, sig := range sigs {
+		if validSignature(hashFn, prefix, secret, msg, sig) {
+			return time.Unix(unix, 0), ts + ":" + strings.ToLower(strings.TrimSpace(sig)), true
+		}
+	}
+	return time.Time{}, "", false
 }
 
 func bearerToken(h string) string {
@@ -481,7 +616,7 @@ var errInvalidJSON = errors.New("body is not valid JSON")
 
 func buildPayload(r *http.Request, body []byte, cfg webhookConfig) (json.RawMessage, error) {
 	p := Payload{Method: r.Method, Query: values(r.URL.Query()), Headers: map[string]string{}}
-	secretHeader := strings.ToLower(cfg.Header)
+	secretHeader := strings.ToLower(cfg.signatureHeader())
 	for name, vs := range r.Header {
 		n := strings.ToLower(name)
 		if dropHeaders[n] || (cfg.Auth != AuthNone && cfg.Auth != AuthBearer && n == secretHeader) {
