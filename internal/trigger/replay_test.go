@@ -222,6 +222,10 @@ func TestWebhookSignedTimestamps(t *testing.T) {
 				if code, again := f.post(replayBody, fresh...); code != 202 || again != first {
 					t.Fatalf("replay inside the window: got %d run %q, want 202 run %q", code, again, first)
 				}
+				// An unsigned Idempotency-Key added does not get around it.
+				if code, again := f.post(replayBody, append(fresh, "Idempotency-Key", "made-up")...); code != 202 || again != first {
+					t.Fatalf("replay with an Idempotency-Key added: got %d run %q, want 202 run %q", code, again, first)
+				}
 				// The captured request re-sent 5 minutes later: refused.
 				f.advance(4*time.Minute + 2*time.Second)
 				if code, _ := f.post(replayBody, fresh...); code != 401 {

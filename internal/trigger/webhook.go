@@ -469,9 +469,9 @@ func (s *Webhooks) readBody(w http.ResponseWriter, r *http.Request) ([]byte, err
 
 // deliveryKey is the dedup key of a request, in order of preference: the
 // configured delivery header (required when configured, so leaving it out
-// cannot start a second run), the caller's Idempotency-Key, or the signed
-// timestamp and signature of a timestamped HMAC, so a request replayed
-// inside the tolerance starts nothing new either. Each is namespaced apart.
+// cannot start a second run), the signed timestamp and signature of a
+// timestamped HMAC (so a request replayed inside the tolerance starts
+// nothing new), or the caller's Idempotency-Key. Each is namespaced apart.
 // bad is a message for a 400.
 func deliveryKey(cfg webhookConfig, h http.Header, signedAt string) (key, bad string) {
 	if cfg.DeliveryHeader != "" {
@@ -484,17 +484,17 @@ func deliveryKey(cfg webhookConfig, h http.Header, signedAt string) (key, bad st
 		}
 		return "delivery:" + id, ""
 	}
-	if k := h.Get("Idempotency-Key"); k != "" {
-		if len(k) > MaxIdempotencyKey {
-			return "", fmt.Sprintf("The Idempotency-Key header is longer than %d characters.", MaxIdempotencyKey)
-		}
-		return k, ""
+	k := h.Get("Idempotency-Key")
+	if len(k) > MaxIdempotencyKey {
+		return "", fmt.Sprintf("The Idempotency-Key header is longer than %d characters.", MaxIdempotencyKey)
 	}
 	if signedAt != "" {
+		// Ahead of Idempotency-Key, which is not signed: a replay could
+		// otherwise add a fresh one.
 		sum := sha256.Sum256([]byte(signedAt))
 		return "signed:" + hex.EncodeToString(sum[:]), ""
 	}
-	return "", ""
+	return k, ""
 }
 
 // validTimestamped checks a signature over a signed timestamp and the body
