@@ -155,6 +155,10 @@ func TestWebhookReplayedDeliveryStartsNothing(t *testing.T) {
 		if code, _ := f.post(replayBody, "X-Hub-Signature-256", sig); code != 400 {
 			t.Fatalf("without the delivery header: got %d, want 400", code)
 		}
+		// A delivery id PostgreSQL could not store is a 400, not a 5xx.
+		if code, _ := f.post(replayBody, "X-Hub-Signature-256", sig, "X-GitHub-Delivery", "d-\xff"); code != 400 {
+			t.Fatalf("delivery id not UTF-8: got %d, want 400", code)
+		}
 		// A wrong signature is still refused before anything else.
 		if code, _ := f.post(replayBody, "X-Hub-Signature-256", "sha256="+f.mac("other"), "X-GitHub-Delivery", "d-9"); code != 401 {
 			t.Fatalf("bad signature: got %d, want 401", code)

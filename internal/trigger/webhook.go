@@ -482,6 +482,10 @@ func deliveryKey(cfg webhookConfig, h http.Header, signedAt string) (key, bad st
 		if len(id) > MaxIdempotencyKey {
 			return "", fmt.Sprintf("The %s header is longer than %d characters.", cfg.DeliveryHeader, MaxIdempotencyKey)
 		}
+		if !utf8.ValidString(id) {
+			// Stored as text, which PostgreSQL refuses when it is not UTF-8.
+			return "", fmt.Sprintf("The %s header is not valid UTF-8 text.", cfg.DeliveryHeader)
+		}
 		return "delivery:" + id, ""
 	}
 	k := h.Get("Idempotency-Key")
