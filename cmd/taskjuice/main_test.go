@@ -322,7 +322,7 @@ func TestRotateKeyCommand(t *testing.T) {
 	}
 
 	out := run1("rotate-key")
-	if !strings.Contains(out, "re-encrypted 1 credentials") {
+	if !strings.Contains(out, "re-encrypted 1 secrets") {
 		t.Fatalf("rotate-key output: %q", out)
 	}
 	after, _, err := vault.LoadKeyring("", "", dir)

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -432,7 +433,30 @@ func cmdAccounts(ctx context.Context, args []string, e env) error {
 	return tw.Flush()
 }
 
-// cmdRotateKey re-encrypts every credential under a new key. With the key
+// errStillSealed makes rotate-key exit non-zero while an old key is needed.
+var errStillSealed = errors.New("rotate-key: secrets remain under old keys")
+
+// byKind renders counts by kind as " (3 connection credentials, 1 webhook
+// secrets)", or nothing when empty.
+func byKind(counts map[vault.Kind]int) string {
+	kinds := make([]string, 0, len(counts))
+	for k := range counts {
+		kinds = append(kinds, string(k))
+	}
+	sort.Strings(kinds)
+	parts := make([]string, 0, len(kinds))
+	for _, k := range kinds {
+		if counts[vault.Kind(k)] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", counts[vault.Kind(k)], vault.Kind(k).Label()))
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+// cmdRotateKey re-encrypts every secret in the vault under a new key. With the key
 // in TASKJUICE_SECRET_KEY, the new key is that variable and the previous one
 // goes in TASKJUICE_OLD_SECRET_KEYS for the run. With the key file, a new
 // key is generated: written first as secret.key.next, then every secret is
@@ -473,26 +497,52 @@ func cmdRotateKey(ctx context.Context, args []string, e env) error {
 		return err
 	}
 	defer d.Close()
-	n, err := connection.NewService(d, keys).RotateKeys(ctx)
+	// One loop over the one vault table: every kind of secret at once.
+	store := vault.NewStore(d, keys)
+	rot, err := store.Rotate(ctx)
 	if err != nil {
 		return fmt.Errorf("rotate keys: %w", err)
 	}
-	// Model providers' API keys are sealed with the same keyring.
-	m, err := llm.NewService(d, keys, llm.Options{}).RotateKeys(ctx)
-	if err != nil {
-		return fmt.Errorf("rotate model provider keys: %w", err)
-	}
-	n += m
 	if fileManaged {
 		if err := vault.RetireKeyFile(cfg.DataDir, retiring); err != nil {
 			return err
 		}
 	}
-	fmt.Fprintf(e.stdout, "re-encrypted %d credentials under key %s\n", n, keys.Current.ID)
+	fmt.Fprintf(e.stdout, "re-encrypted %d secrets under key %s%s\n", rot.Total(), keys.Current.ID, byKind(rot.Resealed))
+	// Count after the loop rather than trust it: a process still sealing
+	// with an old key, or a value no key opens, keeps that key needed.
+	left, err := store.NotCurrent(ctx)
+	if err != nil {
+		return err
+	}
+	if len(left) > 0 {
+		perKey := map[string]map[vault.Kind]int{}
+		var ids []string
+		for _, r := range left {
+			if perKey[r.KeyID] == nil {
+				perKey[r.KeyID] = map[vault.Kind]int{}
+				ids = append(ids, r.KeyID)
+			}
+			perKey[r.KeyID][r.Kind] += r.Count
+		}
+		for _, id := range ids {
+			n := 0
+			for _, c := range perKey[id] {
+				n += c
+			}
+			fmt.Fprintf(e.stdout, "still sealed under old key %s: %d secrets%s\n", id, n, byKind(perKey[id]))
+		}
+		if len(rot.Unopenable) > 0 {
+			fmt.Fprintf(e.stdout, "%d secrets could not be opened with any key loaded (tampered, or sealed for another owner)\n", len(rot.Unopenable))
+		}
+		fmt.Fprintln(e.stdout, "keep the old keys: restart every running taskjuice process with the new key, then run taskjuice rotate-key again")
+		return errStillSealed
+	}
 	if fileManaged {
 		fmt.Fprintln(e.stdout, "restart every running taskjuice process so it uses the new key")
+		fmt.Fprintln(e.stdout, "nothing is sealed under an old key any more; the secret.key.old-* files are no longer needed")
 	} else if cfg.OldSecretKeys != "" {
-		fmt.Fprintln(e.stdout, "TASKJUICE_OLD_SECRET_KEYS is no longer needed")
+		fmt.Fprintln(e.stdout, "nothing is sealed under an old key any more; TASKJUICE_OLD_SECRET_KEYS is no longer needed")
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 
 	"taskjuice/internal/account"
 	"taskjuice/internal/db"
+	"taskjuice/internal/vault"
 )
 
 // seedBatch is how many connections SeedForBench writes per transaction.
@@ -72,9 +73,9 @@ func (s *Service) seedBatch(ctx context.Context, ws account.Workspace, appKey st
 	keyID := s.keys.Current.ID
 	err := s.db.InTx(ctx, func(tx db.Querier) error {
 		// Shared values take the first parameters; each row adds its own.
-		creds := multiRow(`INSERT INTO credentials (handle, key_id, ciphertext, created_at, updated_at) VALUES `,
-			[]any{keyID, now}, rows, func(r seedRow, p func(any) string) string {
-				return "(" + p(r.handle) + ", $1, " + p(r.sealed) + ", $2, $2)"
+		creds := multiRow(`INSERT INTO credentials (handle, key_id, ciphertext, owner, kind, created_at, updated_at) VALUES `,
+			[]any{keyID, now, string(vault.KindConnection)}, rows, func(r seedRow, p func(any) string) string {
+				return "(" + p(r.handle) + ", $1, " + p(r.sealed) + ", " + p(r.id) + ", $3, $2, $2)"
 			})
 		conns := multiRow(`INSERT INTO connections (id, workspace_id, app_key, label, status, status_reason, status_changed_at,
 			metadata, owner_kind, secret_handle, credential_version, access_expires_at, refresh_due_at, created_at, updated_at) VALUES `,

@@ -251,13 +251,13 @@ func TestRotateKeys(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rotating := connection.NewService(d, vault.NewKeyring(newKey, f.key))
-		n, err := rotating.RotateKeys(ctx)
-		if err != nil || n != 2 {
-			t.Fatalf("rotate: %d, %v; want 2", n, err)
+		rotating := vault.NewStore(d, vault.NewKeyring(newKey, f.key))
+		r, err := rotating.Rotate(ctx)
+		if err != nil || r.Resealed[vault.KindConnection] != 2 {
+			t.Fatalf("rotate: %v, %v; want 2 connection credentials", r.Resealed, err)
 		}
-		if n, err := rotating.RotateKeys(ctx); err != nil || n != 0 {
-			t.Fatalf("second rotate: %d, %v; want 0", n, err)
+		if r, err := rotating.Rotate(ctx); err != nil || r.Total() != 0 {
+			t.Fatalf("second rotate: %d, %v; want 0", r.Total(), err)
 		}
 		// Only the new key is needed now.
 		onlyNew := connection.NewService(d, vault.NewKeyring(newKey))

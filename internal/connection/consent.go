@@ -71,17 +71,25 @@ func (s *Service) BeginConsent(ctx context.Context, cfg *oauth2.Config, in Conse
 	}
 	state := randomToken()
 	verifier := oauth2.GenerateVerifier()
-	sealed, err := s.keys.Seal([]byte(verifier), []byte(hashState(state)))
-	if err != nil {
-		return "", Connection{}, fmt.Errorf("seal verifier: %w", err)
-	}
 	now := s.now()
-	_, err = s.db.Write().ExecContext(ctx, `INSERT INTO oauth_states (state_hash, session_binding, user_id, workspace_id, connection_id,
-		reconnect, verifier_key_id, verifier, return_to, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-		hashState(state), in.SessionBinding, in.Actor.UserID, in.Workspace.ID, c.ID, in.ReconnectID != "",
-		sealed.KeyID, sealed.Ciphertext, in.ReturnTo, now, now.Add(ConsentTTL))
+	// The verifier is sealed in the vault like every secret, bound to the
+	// state's hash.
+	err = s.db.InTx(ctx, func(tx db.Querier) error {
+		handle, err := s.vault.Put(ctx, tx, "", vault.KindPKCEVerifier, hashState(state), []byte(verifier))
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO oauth_states (state_hash, session_binding, user_id, workspace_id, connection_id,
+			reconnect, verifier_handle, return_to, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+			hashState(state), in.SessionBinding, in.Actor.UserID, in.Workspace.ID, c.ID, in.ReconnectID != "",
+			handle, in.ReturnTo, now, now.Add(ConsentTTL))
+		if err != nil {
+			return fmt.Errorf("record consent state: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
-		return "", Connection{}, fmt.Errorf("record consent state: %w", err)
+		return "", Connection{}, err
 	}
 	opts = append(opts, oauth2.S256ChallengeOption(verifier))
 	return cfg.AuthCodeURL(state, opts...), c, nil
@@ -131,16 +139,16 @@ func (s *Service) CompleteConsent(ctx context.Context, query url.Values, session
 		return ConsentResult{}, errStateMissing
 	}
 	var st struct {
-		binding, userID, workspaceID, connID, keyID, returnTo string
-		reconnect                                             bool
-		verifier                                              []byte
-		expires                                               time.Time
-		used                                                  sql.NullTime
+		binding, userID, workspaceID, connID, returnTo string
+		reconnect                                      bool
+		verifier                                       sql.NullString // its handle in the vault
+		expires                                        time.Time
+		used                                           sql.NullTime
 	}
 	h := hashState(state)
-	err := s.db.Read().QueryRowContext(ctx, `SELECT session_binding, user_id, workspace_id, connection_id, verifier_key_id, return_to,
-		reconnect, verifier, expires_at, used_at FROM oauth_states WHERE state_hash = $1`, h).
-		Scan(&st.binding, &st.userID, &st.workspaceID, &st.connID, &st.keyID, &st.returnTo, &st.reconnect, &st.verifier, &st.expires, &st.used)
+	err := s.db.Read().QueryRowContext(ctx, `SELECT session_binding, user_id, workspace_id, connection_id, return_to,
+		reconnect, verifier_handle, expires_at, used_at FROM oauth_states WHERE state_hash = $1`, h).
+		Scan(&st.binding, &st.userID, &st.workspaceID, &st.connID, &st.returnTo, &st.reconnect, &st.verifier, &st.expires, &st.used)
 	if errors.Is(err, sql.ErrNoRows) {
 		return ConsentResult{}, errStateUnknown
 	}
@@ -156,13 +164,24 @@ func (s *Service) CompleteConsent(ctx context.Context, query url.Values, session
 		return ConsentResult{}, errStateExpired
 	}
 	// Spend the state before anything else: of two racing callbacks only
-	// one proceeds.
-	res, err := s.db.Write().ExecContext(ctx, `UPDATE oauth_states SET used_at = $1 WHERE state_hash = $2 AND used_at IS NULL`, s.now(), h)
+	// one proceeds. The verifier is read and dropped from the vault in the
+	// same transaction: once spent, the state never needs it again.
+	var verifier []byte
+	err = s.db.InTx(ctx, func(tx db.Querier) error {
+		res, err := tx.ExecContext(ctx, `UPDATE oauth_states SET used_at = $1, verifier_handle = NULL WHERE state_hash = $2 AND used_at IS NULL`, s.now(), h)
+		if err != nil {
+			return fmt.Errorf("spend consent state: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return errStateUnknown
+		}
+		if verifier, err = s.vault.Open(ctx, tx, st.verifier.String, h); err != nil {
+			return fmt.Errorf("open verifier: %w", err)
+		}
+		return s.vault.Delete(ctx, tx, st.verifier.String)
+	})
 	if err != nil {
-		return ConsentResult{}, fmt.Errorf("spend consent state: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return ConsentResult{}, errStateUnknown
+		return ConsentResult{}, err
 	}
 	out := ConsentResult{ReturnTo: st.returnTo, Reconnect: st.reconnect}
 	if e := query.Get("error"); e != "" {
@@ -179,10 +198,6 @@ func (s *Service) CompleteConsent(ctx context.Context, query url.Values, session
 	c, err := s.byID(ctx, st.connID)
 	if err != nil {
 		return out, err
-	}
-	verifier, err := s.keys.Open(vault.Sealed{KeyID: st.keyID, Ciphertext: st.verifier}, []byte(h))
-	if err != nil {
-		return out, fmt.Errorf("open verifier: %w", err)
 	}
 	cfg, err := cfgFor(c)
 	if err != nil {

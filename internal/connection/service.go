@@ -18,14 +18,16 @@ import (
 
 // Service is the connection domain.
 type Service struct {
-	db   *db.DB
-	keys vault.Keyring
-	now  func() time.Time
+	db    *db.DB
+	keys  vault.Keyring
+	vault *vault.Store
+	now   func() time.Time
 }
 
-// NewService returns the connection service; keys seal and open secrets.
+// NewService returns the connection service; keys seal and open secrets,
+// kept in the one vault table with every other secret.
 func NewService(d *db.DB, keys vault.Keyring) *Service {
-	return &Service{db: d, keys: keys, now: db.Now}
+	return &Service{db: d, keys: keys, vault: vault.NewStore(d, keys), now: db.Now}
 }
 
 // New is what it takes to store a connection.

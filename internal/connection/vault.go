@@ -18,23 +18,7 @@ import (
 // putSecret seals plaintext into the vault: a new handle when handle is
 // empty, else the existing one rewritten. It returns the handle.
 func (s *Service) putSecret(ctx context.Context, tx db.Querier, handle, connID string, plaintext []byte) (string, error) {
-	sealed, err := s.keys.Seal(plaintext, []byte(connID))
-	if err != nil {
-		return "", fmt.Errorf("seal secret: %w", err)
-	}
-	now := s.now()
-	if handle == "" {
-		handle = db.NewID()
-		_, err = tx.ExecContext(ctx, `INSERT INTO credentials (handle, key_id, ciphertext, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)`,
-			handle, sealed.KeyID, sealed.Ciphertext, now)
-	} else {
-		_, err = tx.ExecContext(ctx, `UPDATE credentials SET key_id = $1, ciphertext = $2, updated_at = $3 WHERE handle = $4`,
-			sealed.KeyID, sealed.Ciphertext, now, handle)
-	}
-	if err != nil {
-		return "", fmt.Errorf("store secret: %w", err)
-	}
-	return handle, nil
+	return s.vault.Put(ctx, tx, handle, vault.KindConnection, connID, plaintext)
 }
 
 // Secret returns a connection's decrypted secret and the version of the
@@ -56,7 +40,7 @@ func (s *Service) secret(ctx context.Context, q db.Querier, connID string) ([]by
 	if err != nil {
 		return nil, 0, fmt.Errorf("read secret: %w", err)
 	}
-	pt, err := s.keys.Open(vault.Sealed{KeyID: keyID, Ciphertext: ct}, []byte(connID))
+	pt, err := s.vault.Unseal(vault.Sealed{KeyID: keyID, Ciphertext: ct}, connID)
 	if err != nil {
 		return nil, 0, fmt.Errorf("open secret of connection %s: %w", connID, err)
 	}
@@ -96,57 +80,4 @@ func (s *Service) storeSecret(ctx context.Context, tx db.Querier, connID string,
 		return 0, fmt.Errorf("bump credential version: %w", err)
 	}
 	return version, nil
-}
-
-// RotateKeys re-encrypts every secret not sealed with the current key, in
-// batches, each batch in its own transaction. It returns how many it
-// re-encrypted. Run it after making a new key current while the old one is
-// still in the keyring; afterwards the old key can be dropped.
-func (s *Service) RotateKeys(ctx context.Context) (int, error) {
-	total := 0
-	for {
-		n := 0
-		err := s.db.InTx(ctx, func(tx db.Querier) error {
-			rows, err := tx.QueryContext(ctx, `SELECT c.handle, c.key_id, c.ciphertext, COALESCE(n.id, '') FROM credentials c
-				LEFT JOIN connections n ON n.secret_handle = c.handle WHERE c.key_id <> $1 ORDER BY c.handle LIMIT 500`, s.keys.Current.ID)
-			if err != nil {
-				return fmt.Errorf("read secrets to rotate: %w", err)
-			}
-			type item struct {
-				handle, connID string
-				sealed         vault.Sealed
-			}
-			var items []item
-			for rows.Next() {
-				var it item
-				if err := rows.Scan(&it.handle, &it.sealed.KeyID, &it.sealed.Ciphertext, &it.connID); err != nil {
-					rows.Close()
-					return fmt.Errorf("scan secret: %w", err)
-				}
-				items = append(items, it)
-			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
-				return fmt.Errorf("read secrets to rotate: %w", err)
-			}
-			for _, it := range items {
-				pt, err := s.keys.Open(it.sealed, []byte(it.connID))
-				if err != nil {
-					return fmt.Errorf("open secret %s: %w", it.handle, err)
-				}
-				if _, err := s.putSecret(ctx, tx, it.handle, it.connID, pt); err != nil {
-					return err
-				}
-			}
-			n = len(items)
-			return nil
-		})
-		if err != nil {
-			return total, err
-		}
-		total += n
-		if n == 0 {
-			return total, nil
-		}
-	}
 }

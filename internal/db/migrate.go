@@ -58,11 +58,20 @@ func Migrations() ([]Migration, error) {
 // from several processes at once: on PostgreSQL an advisory lock serializes
 // them, on SQLite the immediate write lock does.
 func (d *DB) Migrate(ctx context.Context) (applied []Migration, err error) {
+	return d.MigrateTo(ctx, 0)
+}
+
+// MigrateTo is Migrate stopping after version upTo (0: no limit); tests of
+// a migration use it to write data in the schema before it.
+func (d *DB) MigrateTo(ctx context.Context, upTo int) (applied []Migration, err error) {
 	ms, err := Migrations()
 	if err != nil {
 		return nil, err
 	}
 	for _, m := range ms {
+		if upTo > 0 && m.Version > upTo {
+			break
+		}
 		did := false
 		err := d.InTx(ctx, func(tx Querier) error {
 			if d.dialect == Postgres {

@@ -442,14 +442,14 @@ func TestRotateKeys(t *testing.T) {
 		must(t, err)
 		next, _, err := vault.GenerateKey()
 		must(t, err)
-		rotated := llm.NewService(d, vault.NewKeyring(f.key).WithCurrent(next), llm.Options{})
-		n, err := rotated.RotateKeys(f.ctx)
+		rotated := vault.NewStore(d, vault.NewKeyring(f.key).WithCurrent(next))
+		r, err := rotated.Rotate(f.ctx)
 		must(t, err)
-		if n != 1 {
-			t.Fatalf("rotated %d keys, want 1", n)
+		if n := r.Resealed[vault.KindModelKey]; n != 1 {
+			t.Fatalf("rotated %d model keys, want 1", n)
 		}
-		if n, err := rotated.RotateKeys(f.ctx); err != nil || n != 0 {
-			t.Fatalf("second rotation: got %d, %v; want 0", n, err)
+		if r, err := rotated.Rotate(f.ctx); err != nil || r.Total() != 0 {
+			t.Fatalf("second rotation: got %d, %v; want 0", r.Total(), err)
 		}
 		// Only the new key is needed now.
 		c, err := llm.NewService(d, vault.NewKeyring(next), llm.Options{}).Client(f.ctx, f.ws.ID, p.ID)

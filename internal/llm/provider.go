@@ -81,14 +81,15 @@ type Options struct {
 // Service is the model-provider domain.
 type Service struct {
 	db   *db.DB
-	keys vault.Keyring
+	keys *vault.Store
 	http *http.Client
 	now  func() time.Time
 }
 
-// NewService returns the service; keys seal and open the providers' keys.
+// NewService returns the service; keys seal and open the providers' keys,
+// kept in the one vault table with every other secret.
 func NewService(d *db.DB, keys vault.Keyring, o Options) *Service {
-	s := &Service{db: d, keys: keys, http: o.HTTPClient, now: o.Now}
+	s := &Service{db: d, keys: vault.NewStore(d, keys), http: o.HTTPClient, now: o.Now}
 	if s.http == nil {
 		s.http = &http.Client{Timeout: 2 * time.Minute}
 	}
@@ -219,13 +220,13 @@ func (s *Service) Create(ctx context.Context, workspaceID string, in ProviderInp
 	now := s.now()
 	p := Provider{ID: db.NewID(), WorkspaceID: workspaceID, Name: c.name, BaseURL: c.baseURL, HasKey: true,
 		KeyHint: KeyHint(c.key), Models: c.models, CreatedAt: now, UpdatedAt: now}
-	sealed, err := s.keys.Seal([]byte(c.key), []byte(p.ID))
-	if err != nil {
-		return Provider{}, fmt.Errorf("seal provider key: %w", err)
-	}
 	err = s.db.InTx(ctx, func(tx db.Querier) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO model_providers (id, workspace_id, name, base_url, key_id, key_ciphertext, key_hint, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)`, p.ID, workspaceID, p.Name, p.BaseURL, sealed.KeyID, sealed.Ciphertext, p.KeyHint, now)
+		handle, err := s.keys.Put(ctx, tx, "", vault.KindModelKey, p.ID, []byte(c.key))
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO model_providers (id, workspace_id, name, base_url, key_handle, key_hint, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $7)`, p.ID, workspaceID, p.Name, p.BaseURL, handle, p.KeyHint, now)
 		if db.IsUniqueViolation(err) {
 			return errNameTaken
 		}
@@ -266,12 +267,20 @@ func (s *Service) Update(ctx context.Context, workspaceID, id string, in Provide
 		var res sql.Result
 		var err error
 		if c.key != "" {
-			sealed, serr := s.keys.Seal([]byte(c.key), []byte(id))
-			if serr != nil {
-				return fmt.Errorf("seal provider key: %w", serr)
+			var handle sql.NullString
+			err = tx.QueryRowContext(ctx, `SELECT key_handle FROM model_providers WHERE workspace_id = $1 AND id = $2`, workspaceID, id).Scan(&handle)
+			if errors.Is(err, sql.ErrNoRows) {
+				return errNotFound
 			}
-			res, err = tx.ExecContext(ctx, `UPDATE model_providers SET name = $1, base_url = $2, key_id = $3, key_ciphertext = $4, key_hint = $5, updated_at = $6
-				WHERE workspace_id = $7 AND id = $8`, c.name, c.baseURL, sealed.KeyID, sealed.Ciphertext, KeyHint(c.key), now, workspaceID, id)
+			if err != nil {
+				return fmt.Errorf("read provider: %w", err)
+			}
+			h, perr := s.keys.Put(ctx, tx, handle.String, vault.KindModelKey, id, []byte(c.key))
+			if perr != nil {
+				return perr
+			}
+			res, err = tx.ExecContext(ctx, `UPDATE model_providers SET name = $1, base_url = $2, key_handle = $3, key_hint = $4, updated_at = $5
+				WHERE workspace_id = $6 AND id = $7`, c.name, c.baseURL, h, KeyHint(c.key), now, workspaceID, id)
 		} else {
 			res, err = tx.ExecContext(ctx, `UPDATE model_providers SET name = $1, base_url = $2, updated_at = $3 WHERE workspace_id = $4 AND id = $5`,
 				c.name, c.baseURL, now, workspaceID, id)
@@ -400,18 +409,22 @@ func (s *Service) loadModels(ctx context.Context, ps []*Provider) error {
 	return rows.Err()
 }
 
-// Delete removes a provider and its prices.
+// Delete removes a provider, its prices and its sealed key.
 func (s *Service) Delete(ctx context.Context, workspaceID, id string) error {
-	res, err := s.db.Write().ExecContext(ctx, `DELETE FROM model_providers WHERE workspace_id = $1 AND id = $2`, workspaceID, id)
-	if err != nil {
-		return fmt.Errorf("delete provider: %w", err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("delete provider: %w", err)
-	} else if n == 0 {
-		return errNotFound
-	}
-	return nil
+	return s.db.InTx(ctx, func(tx db.Querier) error {
+		var handle sql.NullString
+		err := tx.QueryRowContext(ctx, `SELECT key_handle FROM model_providers WHERE workspace_id = $1 AND id = $2`, workspaceID, id).Scan(&handle)
+		if errors.Is(err, sql.ErrNoRows) {
+			return errNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("delete provider: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM model_providers WHERE workspace_id = $1 AND id = $2`, workspaceID, id); err != nil {
+			return fmt.Errorf("delete provider: %w", err)
+		}
+		return s.keys.Delete(ctx, tx, handle.String)
+	})
 }
 
 // Client returns a client for a provider of the workspace, its key opened.
@@ -420,15 +433,15 @@ func (s *Service) Client(ctx context.Context, workspaceID, providerID string) (*
 	if err != nil {
 		return nil, err
 	}
-	var sealed vault.Sealed
-	err = s.db.Read().QueryRowContext(ctx, `SELECT key_id, key_ciphertext FROM model_providers WHERE id = $1`, p.ID).Scan(&sealed.KeyID, &sealed.Ciphertext)
+	var handle sql.NullString
+	err = s.db.Read().QueryRowContext(ctx, `SELECT key_handle FROM model_providers WHERE id = $1`, p.ID).Scan(&handle)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, errNotFound
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read provider key: %w", err)
 	}
-	key, err := s.keys.Open(sealed, []byte(p.ID))
+	key, err := s.keys.Open(ctx, s.db.Read(), handle.String, p.ID)
 	if err != nil {
 		return nil, fmt.Errorf("open key of provider %s: %w", p.ID, err)
 	}
@@ -437,59 +450,4 @@ func (s *Service) Client(ctx context.Context, workspaceID, providerID string) (*
 		c.models[m.Model] = m
 	}
 	return c, nil
-}
-
-// RotateKeys re-seals every provider key not sealed with the keyring's
-// current key, in batches of one transaction each, and says how many. It
-// is rotate-key's companion to connection.Service.RotateKeys.
-func (s *Service) RotateKeys(ctx context.Context) (int, error) {
-	total := 0
-	for {
-		n := 0
-		err := s.db.InTx(ctx, func(tx db.Querier) error {
-			rows, err := tx.QueryContext(ctx, `SELECT id, key_id, key_ciphertext FROM model_providers WHERE key_id <> $1 ORDER BY id LIMIT 500`, s.keys.Current.ID)
-			if err != nil {
-				return fmt.Errorf("read provider keys to rotate: %w", err)
-			}
-			type item struct {
-				id     string
-				sealed vault.Sealed
-			}
-			var items []item
-			for rows.Next() {
-				var it item
-				if err := rows.Scan(&it.id, &it.sealed.KeyID, &it.sealed.Ciphertext); err != nil {
-					rows.Close()
-					return fmt.Errorf("scan provider key: %w", err)
-				}
-				items = append(items, it)
-			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
-				return fmt.Errorf("read provider keys to rotate: %w", err)
-			}
-			for _, it := range items {
-				pt, err := s.keys.Open(it.sealed, []byte(it.id))
-				if err != nil {
-					return fmt.Errorf("open key of provider %s: %w", it.id, err)
-				}
-				sealed, err := s.keys.Seal(pt, []byte(it.id))
-				if err != nil {
-					return fmt.Errorf("seal key of provider %s: %w", it.id, err)
-				}
-				if _, err := tx.ExecContext(ctx, `UPDATE model_providers SET key_id = $1, key_ciphertext = $2 WHERE id = $3`, sealed.KeyID, sealed.Ciphertext, it.id); err != nil {
-					return fmt.Errorf("store key of provider %s: %w", it.id, err)
-				}
-			}
-			n = len(items)
-			return nil
-		})
-		if err != nil {
-			return total, err
-		}
-		total += n
-		if n == 0 {
-			return total, nil
-		}
-	}
 }

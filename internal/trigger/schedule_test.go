@@ -384,40 +384,70 @@ func TestSchedulerSyncAndRemove(t *testing.T) {
 	})
 }
 
+// Run fires on the injected clock, not the wall clock, and fires each
+// tick once however many loops pass: the test waits for loops it can
+// count (each reads the clock once), never for a fixed sleep.
 func TestSchedulerRunFiresAndStops(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, d *db.DB) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		wf := newWorkflow(t, d)
 		clk := &clock{t: time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC)}
+		var readsMu sync.Mutex
+		reads := 0
+		now := func() time.Time {
+			readsMu.Lock()
+			reads++
+			readsMu.Unlock()
+			return clk.Now()
+		}
+		loops := func() int {
+			readsMu.Lock()
+			defer readsMu.Unlock()
+			return reads
+		}
 		starter := &fakeStarter{}
-		s := NewScheduler(d, starter, SchedulerOptions{Now: clk.Now})
+		s := NewScheduler(d, starter, SchedulerOptions{Now: now})
 		if err := s.Sync(ctx, wf, "0 9 * * *", ""); err != nil {
 			t.Fatal(err)
 		}
 		clk.Set(time.Date(2026, 5, 3, 7, 0, 0, 0, time.UTC)) // two days missed
 		done := make(chan error, 1)
-		go func() { done <- s.Run(ctx, 5*time.Millisecond) }()
-		deadline := time.After(5 * time.Second)
-		for len(starter.Calls()) == 0 {
-			select {
-			case <-deadline:
-				t.Fatal("Run started no run")
-			case <-time.After(5 * time.Millisecond):
+		go func() { done <- s.Run(ctx, time.Millisecond) }()
+		waitFor := func(what string, cond func() bool) {
+			t.Helper()
+			deadline := time.Now().Add(30 * time.Second)
+			for !cond() {
+				if time.Now().After(deadline) {
+					t.Fatalf("waited 30 s for %s", what)
+				}
+				time.Sleep(time.Millisecond)
 			}
 		}
-		time.Sleep(30 * time.Millisecond) // several more loops: still one run
+		waitFor("the missed ticks' run", func() bool { return len(starter.Calls()) == 1 })
+		// Several more loops on the same clock: still one run.
+		after := loops()
+		waitFor("five more loops", func() bool { return loops() >= after+5 })
+		if n := len(starter.Calls()); n != 1 {
+			t.Fatalf("runs after more loops at 07:00: got %d, want 1", n)
+		}
+		// The injected clock reaches the next tick: one more run.
+		clk.Set(time.Date(2026, 5, 3, 9, 0, 30, 0, time.UTC))
+		waitFor("the 09:00 run", func() bool { return len(starter.Calls()) == 2 })
+		after = loops()
+		waitFor("five more loops", func() bool { return loops() >= after+5 })
 		cancel()
 		select {
 		case err := <-done:
 			if err != nil {
 				t.Errorf("Run: %v", err)
 			}
-		case <-time.After(5 * time.Second):
+		case <-time.After(30 * time.Second):
 			t.Fatal("Run did not stop when its context ended")
 		}
-		if n := len(starter.Calls()); n != 1 {
-			t.Errorf("runs: got %d, want 1", n)
+		// Run has returned, so every loop it began is finished.
+		if n := len(starter.Calls()); n != 2 {
+			t.Errorf("runs: got %d, want 2", n)
 		}
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/subtle"
@@ -19,6 +20,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -59,7 +61,7 @@ type Options struct {
 // Webhooks manages webhook endpoints and serves /webhooks/{token}.
 type Webhooks struct {
 	db      *db.DB
-	keys    vault.Keyring
+	vault   *vault.Store
 	starter Starter
 	wfs     Workflows
 	o       Options
@@ -76,7 +78,7 @@ func New(d *db.DB, keys vault.Keyring, starter Starter, wfs Workflows, o Options
 	if o.Now == nil {
 		o.Now = db.Now
 	}
-	return &Webhooks{db: d, keys: keys, starter: starter, wfs: wfs, o: o}
+	return &Webhooks{db: d, vault: vault.NewStore(d, keys), starter: starter, wfs: wfs, o: o}
 }
 
 func (s *Webhooks) now() time.Time { return s.o.Now().UTC().Truncate(time.Microsecond) }
@@ -149,8 +151,8 @@ func (s *Webhooks) Regenerate(ctx context.Context, workflowID string) (string, e
 }
 
 // SetSecret stores the shared secret of the bearer, header and HMAC modes,
-// sealed with the vault key and bound to the workflow. It is never returned
-// by any method; HasSecret says whether one is set.
+// sealed in the vault and bound to the workflow. GenerateSecret is how the
+// pages set one; this is for a secret the sender issues itself.
 func (s *Webhooks) SetSecret(ctx context.Context, workflowID, secret string) error {
 	if strings.TrimSpace(secret) == "" {
 		return apperr.Invalid("secret", "Enter a secret")
@@ -161,27 +163,63 @@ func (s *Webhooks) SetSecret(ctx context.Context, workflowID, secret string) err
 	if _, err := s.Endpoint(ctx, workflowID); err != nil {
 		return err
 	}
-	sealed, err := s.keys.Seal([]byte(secret), []byte(workflowID))
+	return s.db.InTx(ctx, func(tx db.Querier) error {
+		var handle sql.NullString
+		err := tx.QueryRowContext(ctx, `SELECT secret_handle FROM webhook_endpoints WHERE workflow_id = $1`, workflowID).Scan(&handle)
+		if errors.Is(err, sql.ErrNoRows) {
+			return apperr.ErrNotFound // the workflow was deleted in between
+		}
+		if err != nil {
+			return fmt.Errorf("read webhook endpoint: %w", err)
+		}
+		h, err := s.vault.Put(ctx, tx, handle.String, vault.KindWebhookSecret, workflowID, []byte(secret))
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE webhook_endpoints SET secret_handle = $1 WHERE workflow_id = $2`, h, workflowID); err != nil {
+			return fmt.Errorf("store webhook secret: %w", err)
+		}
+		return nil
+	})
+}
+
+// GenerateSecret makes a new random secret for the workflow's webhook,
+// replacing any other at once, and returns it.
+func (s *Webhooks) GenerateSecret(ctx context.Context, workflowID string) (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("generate webhook secret: %w", err)
+	}
+	// Hex travels unchanged in a header and in every sender's settings.
+	secret := "whsec_" + hex.EncodeToString(b)
+	if err := s.SetSecret(ctx, workflowID, secret); err != nil {
+		return "", err
+	}
+	return secret, nil
+}
+
+// Secret returns the workflow's webhook secret for its trigger panel, the
+// one place it is shown; ok is false when none is set.
+func (s *Webhooks) Secret(ctx context.Context, workflowID string) (secret string, ok bool, err error) {
+	var handle sql.NullString
+	err = s.db.Read().QueryRowContext(ctx, `SELECT secret_handle FROM webhook_endpoints WHERE workflow_id = $1`, workflowID).Scan(&handle)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && !handle.Valid) {
+		return "", false, nil
+	}
 	if err != nil {
-		return fmt.Errorf("seal webhook secret: %w", err)
+		return "", false, fmt.Errorf("read webhook endpoint: %w", err)
 	}
-	res, err := s.db.Write().ExecContext(ctx, `UPDATE webhook_endpoints SET secret_key_id = $1, secret = $2 WHERE workflow_id = $3`,
-		sealed.KeyID, sealed.Ciphertext, workflowID)
+	pt, err := s.vault.Open(ctx, s.db.Read(), handle.String, workflowID)
 	if err != nil {
-		return fmt.Errorf("store webhook secret: %w", err)
+		return "", false, fmt.Errorf("open webhook secret of workflow %s: %w", workflowID, err)
 	}
-	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("store webhook secret: %w", err)
-	} else if n == 0 {
-		return apperr.ErrNotFound
-	}
-	return nil
+	return string(pt), true, nil
 }
 
 // HasSecret reports whether a shared secret is set for the workflow.
 func (s *Webhooks) HasSecret(ctx context.Context, workflowID string) (bool, error) {
 	var set bool
-	err := s.db.Read().QueryRowContext(ctx, `SELECT secret IS NOT NULL FROM webhook_endpoints WHERE workflow_id = $1`, workflowID).Scan(&set)
+	err := s.db.Read().QueryRowContext(ctx, `SELECT secret_handle IS NOT NULL FROM webhook_endpoints WHERE workflow_id = $1`, workflowID).Scan(&set)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
@@ -208,19 +246,18 @@ type endpoint struct {
 func (s *Webhooks) lookup(ctx context.Context, token string) (endpoint, error) {
 	var (
 		e      endpoint
-		keyID  sql.NullString
-		sealed []byte
+		handle sql.NullString
 	)
-	err := s.db.Read().QueryRowContext(ctx, `SELECT workflow_id, secret_key_id, secret FROM webhook_endpoints WHERE token = $1`, token).
-		Scan(&e.workflowID, &keyID, &sealed)
+	err := s.db.Read().QueryRowContext(ctx, `SELECT workflow_id, secret_handle FROM webhook_endpoints WHERE token = $1`, token).
+		Scan(&e.workflowID, &handle)
 	if errors.Is(err, sql.ErrNoRows) {
 		return endpoint{}, apperr.ErrNotFound
 	}
 	if err != nil {
 		return endpoint{}, fmt.Errorf("read webhook endpoint: %w", err)
 	}
-	if sealed != nil {
-		pt, err := s.keys.Open(vault.Sealed{KeyID: keyID.String, Ciphertext: sealed}, []byte(e.workflowID))
+	if handle.Valid {
+		pt, err := s.vault.Open(ctx, s.db.Read(), handle.String, e.workflowID)
 		if err != nil {
 			return endpoint{}, fmt.Errorf("open webhook secret of workflow %s: %w", e.workflowID, err)
 		}
@@ -229,10 +266,49 @@ func (s *Webhooks) lookup(ctx context.Context, token string) (endpoint, error) {
 	return e, nil
 }
 
+// Signed-timestamp schemes of the HMAC modes (webhookConfig.Timestamp).
+const (
+	// TimestampStripe: "Stripe-Signature: t=<unix>,v1=<hex>", the HMAC of
+	// "<t>.<body>"; several v1 entries may be sent during a secret change.
+	TimestampStripe = "stripe"
+	// TimestampSlack: "X-Slack-Request-Timestamp: <unix>" and
+	// "X-Slack-Signature: v0=<hex>", the HMAC of "v0:<ts>:<body>".
+	TimestampSlack = "slack"
+	// TimestampHeader: the Unix time in the configured header and the HMAC
+	// of "<ts>.<body>" in the signature header.
+	TimestampHeader = "header"
+)
+
+// TimestampTolerance is how far a signed timestamp may be from now, either
+// way: a captured request re-sent later than this is refused.
+const TimestampTolerance = 5 * time.Minute
+
 // webhookConfig mirrors the webhook trigger's config in the graph document.
 type webhookConfig struct {
 	Auth   string `json:"auth"`
 	Header string `json:"header,omitempty"`
+	// DeliveryHeader names a header carrying a unique id per delivery
+	// (X-GitHub-Delivery): a delivery already received starts nothing new
+	// and is answered with the first run's id.
+	DeliveryHeader string `json:"deliveryHeader,omitempty"`
+	// Timestamp is the signed-timestamp scheme of an HMAC mode, if any.
+	Timestamp       string `json:"timestamp,omitempty"`
+	TimestampHeader string `json:"timestampHeader,omitempty"`
+}
+
+// signatureHeader is the header carrying the signature: the configured one,
+// else the scheme's own.
+func (c webhookConfig) signatureHeader() string {
+	if c.Header != "" {
+		return c.Header
+	}
+	switch c.Timestamp {
+	case TimestampStripe:
+		return "Stripe-Signature"
+	case TimestampSlack:
+		return "X-Slack-Signature"
+	}
+	return ""
 }
 
 func (c webhookConfig) hmac() (func() hash.Hash, string, bool) {
@@ -329,14 +405,30 @@ func (s *Webhooks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_request", "The request body could not be read.")
 		return
 	}
-	if isHMAC && !validSignature(hashFn, prefix, ep.secret, body, r.Header.Get(cfg.Header)) {
-		writeError(w, http.StatusUnauthorized, "unauthorized", "The request could not be authenticated.")
-		return
+	var signedAt string // the signed timestamp and signature, when the scheme has one
+	if isHMAC {
+		ok, stale := false, false
+		if cfg.Timestamp == "" {
+			ok = validSignature(hashFn, prefix, ep.secret, body, r.Header.Get(cfg.Header))
+		} else {
+			var ts time.Time
+			ts, signedAt, ok = validTimestamped(hashFn, prefix, cfg, ep.secret, body, r.Header)
+			if d := s.o.Now().Sub(ts); ok && (d > TimestampTolerance || d < -TimestampTolerance) {
+				ok, stale = false, true
+			}
+		}
+		if !ok {
+			if stale {
+				log.InfoContext(ctx, "webhook: signed timestamp outside the tolerance, request refused")
+			}
+			writeError(w, http.StatusUnauthorized, "unauthorized", "The request could not be authenticated.")
+			return
+		}
 	}
 
-	dedupKey := r.Header.Get("Idempotency-Key")
-	if len(dedupKey) > MaxIdempotencyKey {
-		writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("The Idempotency-Key header is longer than %d characters.", MaxIdempotencyKey))
+	dedupKey, bad := deliveryKey(cfg, r.Header, signedAt)
+	if bad != "" {
+		writeError(w, http.StatusBadRequest, "bad_request", bad)
 		return
 	}
 	payload, err := buildPayload(r, body, cfg)
@@ -373,6 +465,89 @@ func (s *Webhooks) readBody(w http.ResponseWriter, r *http.Request) ([]byte, err
 		return nil, &http.MaxBytesError{Limit: s.o.MaxBody}
 	}
 	return io.ReadAll(http.MaxBytesReader(w, r.Body, s.o.MaxBody))
+}
+
+// deliveryKey is the dedup key of a request, in order of preference: the
+// configured delivery header (required when configured, so leaving it out
+// cannot start a second run), the signed timestamp and signature of a
+// timestamped HMAC (so a request replayed inside the tolerance starts
+// nothing new), or the caller's Idempotency-Key. Each is namespaced apart.
+// bad is a message for a 400.
+func deliveryKey(cfg webhookConfig, h http.Header, signedAt string) (key, bad string) {
+	if cfg.DeliveryHeader != "" {
+		id := strings.TrimSpace(h.Get(cfg.DeliveryHeader))
+		if id == "" {
+			return "", fmt.Sprintf("The %s header is missing; this webhook needs it to tell deliveries apart.", cfg.DeliveryHeader)
+		}
+		if len(id) > MaxIdempotencyKey {
+			return "", fmt.Sprintf("The %s header is longer than %d characters.", cfg.DeliveryHeader, MaxIdempotencyKey)
+		}
+		if !utf8.ValidString(id) {
+			// Stored as text, which PostgreSQL refuses when it is not UTF-8.
+			return "", fmt.Sprintf("The %s header is not valid UTF-8 text.", cfg.DeliveryHeader)
+		}
+		return "delivery:" + id, ""
+	}
+	k := h.Get("Idempotency-Key")
+	if len(k) > MaxIdempotencyKey {
+		return "", fmt.Sprintf("The Idempotency-Key header is longer than %d characters.", MaxIdempotencyKey)
+	}
+	if signedAt != "" {
+		// Ahead of Idempotency-Key, which is not signed: a replay could
+		// otherwise add a fresh one.
+		sum := sha256.Sum256([]byte(signedAt))
+		return "signed:" + hex.EncodeToString(sum[:]), ""
+	}
+	return k, ""
+}
+
+// validTimestamped checks a signature over a signed timestamp and the body
+// per cfg.Timestamp. It returns the timestamp (for the tolerance check) and
+// the timestamp with the signature that matched, which names the request.
+func validTimestamped(hashFn func() hash.Hash, prefix string, cfg webhookConfig, secret, body []byte, h http.Header) (time.Time, string, bool) {
+	var ts string
+	var sigs []string
+	sigHeader := h.Get(cfg.signatureHeader())
+	switch cfg.Timestamp {
+	case TimestampStripe:
+		for _, part := range strings.Split(sigHeader, ",") {
+			k, v, _ := strings.Cut(strings.TrimSpace(part), "=")
+			switch k {
+			case "t":
+				ts = v
+			case "v1":
+				sigs = append(sigs, v)
+			}
+		}
+	case TimestampSlack:
+		ts = h.Get("X-Slack-Request-Timestamp")
+		sigs = []string{strings.TrimPrefix(strings.TrimSpace(sigHeader), "v0=")}
+	case TimestampHeader:
+		if cfg.TimestampHeader == "" {
+			return time.Time{}, "", false
+		}
+		ts = h.Get(cfg.TimestampHeader)
+		sigs = []string{sigHeader}
+	default:
+		return time.Time{}, "", false
+	}
+	ts = strings.TrimSpace(ts)
+	unix, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil || unix <= 0 {
+		return time.Time{}, "", false
+	}
+	var msg []byte
+	if cfg.Timestamp == TimestampSlack {
+		msg = append([]byte("v0:"+ts+":"), body...)
+	} else {
+		msg = append([]byte(ts+"."), body...)
+	}
+	for _, sig := range sigs {
+		if validSignature(hashFn, prefix, secret, msg, sig) {
+			return time.Unix(unix, 0), ts + ":" + strings.ToLower(strings.TrimSpace(sig)), true
+		}
+	}
+	return time.Time{}, "", false
 }
 
 func bearerToken(h string) string {
@@ -445,7 +620,7 @@ var errInvalidJSON = errors.New("body is not valid JSON")
 
 func buildPayload(r *http.Request, body []byte, cfg webhookConfig) (json.RawMessage, error) {
 	p := Payload{Method: r.Method, Query: values(r.URL.Query()), Headers: map[string]string{}}
-	secretHeader := strings.ToLower(cfg.Header)
+	secretHeader := strings.ToLower(cfg.signatureHeader())
 	for name, vs := range r.Header {
 		n := strings.ToLower(name)
 		if dropHeaders[n] || (cfg.Auth != AuthNone && cfg.Auth != AuthBearer && n == secretHeader) {

@@ -618,7 +618,7 @@ func TestWebhookSecretNeverLeaks(t *testing.T) {
 			}
 		}
 		var stored []byte
-		if err := d.Read().QueryRowContext(context.Background(), `SELECT secret FROM webhook_endpoints WHERE workflow_id = $1`, f.workflow).Scan(&stored); err != nil {
+		if err := d.Read().QueryRowContext(context.Background(), `SELECT c.ciphertext FROM webhook_endpoints e JOIN credentials c ON c.handle = e.secret_handle WHERE e.workflow_id = $1`, f.workflow).Scan(&stored); err != nil {
 			t.Fatal(err)
 		}
 		if len(stored) == 0 || strings.Contains(string(stored), testSecret) {

@@ -216,6 +216,10 @@ var triggerKinds = []workflow.Kind{workflow.TriggerManual, workflow.TriggerWebho
 
 var webhookAuthModes = []string{"none", "bearer", "header", "hmac-sha256", "hmac-sha512"}
 
+// webhookTimestamps are the signed-timestamp schemes of the HMAC modes ("" is
+// the body alone).
+var webhookTimestamps = []string{"", "stripe", "slack", "header"}
+
 var httpMethods = []string{"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"}
 
 // defaultConfig is a new step's configuration.
@@ -701,11 +705,14 @@ func wholeNumber(text string) (int, error) {
 type triggerCard struct {
 	Node               workflow.Node
 	Kind, Auth, Header string
-	Cron, Timezone     string
-	Errs               map[string][]string
-	Problems           []workflow.Problem
-	Kinds              []kindOption
-	AuthModes          []string
+	// Replay defences of the webhook trigger.
+	DeliveryHeader, Timestamp, TimestampHeader string
+	Timestamps                                 []string
+	Cron, Timezone                             string
+	Errs                                       map[string][]string
+	Problems                                   []workflow.Problem
+	Kinds                                      []kindOption
+	AuthModes                                  []string
 }
 
 type kindOption struct {
@@ -935,7 +942,7 @@ func (h *Handler) renderEditor(w http.ResponseWriter, r *http.Request, v view, s
 	h.render(w, r, status, "editor", v)
 }
 
-var triggerFields = map[string]bool{"auth": true, "header": true, "cron": true}
+var triggerFields = map[string]bool{"auth": true, "header": true, "cron": true, "deliveryHeader": true, "timestamp": true, "timestampHeader": true}
 
 // shownFields are the fields a step's card shows messages next to; the
 // others are listed at the top of the card.
@@ -997,7 +1004,7 @@ func (h *Handler) fillAction(c *stepCard, conns []connection.Connection) {
 }
 
 func triggerCardOf(g workflow.Graph) triggerCard {
-	t := triggerCard{Errs: map[string][]string{}, AuthModes: webhookAuthModes}
+	t := triggerCard{Errs: map[string][]string{}, AuthModes: webhookAuthModes, Timestamps: webhookTimestamps}
 	for _, k := range triggerKinds {
 		t.Kinds = append(t.Kinds, kindOption{k, k.Label()})
 	}
@@ -1013,6 +1020,7 @@ func triggerCardOf(g workflow.Graph) triggerCard {
 	switch c := cfg.(type) {
 	case *workflow.WebhookConfig:
 		t.Auth, t.Header = c.Auth, c.Header
+		t.DeliveryHeader, t.Timestamp, t.TimestampHeader = c.DeliveryHeader, c.Timestamp, c.TimestampHeader
 	case *workflow.ScheduleConfig:
 		t.Cron, t.Timezone = c.Cron, c.Timezone
 	}
@@ -1083,7 +1091,8 @@ func (h *Handler) editTrigger(w http.ResponseWriter, r *http.Request, v view) {
 	h.change(w, r, v, "trigger-saved", func(g *workflow.Graph, _ map[string]bool) (string, *editorInput, error) {
 		pf := r.PostForm
 		t := triggerCardOf(*g)
-		for name, into := range map[string]*string{"kind": &t.Kind, "auth": &t.Auth, "header": &t.Header, "cron": &t.Cron, "timezone": &t.Timezone} {
+		for name, into := range map[string]*string{"kind": &t.Kind, "auth": &t.Auth, "header": &t.Header, "cron": &t.Cron, "timezone": &t.Timezone,
+			"deliveryHeader": &t.DeliveryHeader, "timestamp": &t.Timestamp, "timestampHeader": &t.TimestampHeader} {
 			if vs, ok := pf[name]; ok && len(vs) > 0 {
 				*into = strings.TrimSpace(vs[0])
 			}
@@ -1095,7 +1104,8 @@ func (h *Handler) editTrigger(w http.ResponseWriter, r *http.Request, v view) {
 		var cfg any = workflow.ManualConfig{}
 		switch kind {
 		case workflow.TriggerWebhook:
-			cfg = workflow.WebhookConfig{Auth: orElse(t.Auth, "none"), Header: t.Header}
+			cfg = workflow.WebhookConfig{Auth: orElse(t.Auth, "none"), Header: t.Header, DeliveryHeader: t.DeliveryHeader,
+				Timestamp: t.Timestamp, TimestampHeader: t.TimestampHeader}
 		case workflow.TriggerSchedule:
 			cfg = workflow.ScheduleConfig{Cron: t.Cron, Timezone: t.Timezone}
 		}

@@ -454,3 +454,20 @@ func (l testLog) Write(p []byte) (int, error) {
 	l.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
 }
+
+// The trigger card sets a webhook's replay defences, and shows what it saved.
+func TestEditorWebhookReplaySettings(t *testing.T) {
+	e := newEditorEnv(t)
+	id, base := e.workflow("Hook")
+	wantSaved(t, "webhook trigger", e.post(base+"/edit/trigger", url.Values{"kind": {"webhook"}, "auth": {"hmac-sha256"},
+		"deliveryHeader": {"X-GitHub-Delivery"}, "timestamp": {"stripe"}}), base, "trigger")
+	var cfg workflow.WebhookConfig
+	check(t, json.Unmarshal(e.graph(id).Trigger.Config, &cfg))
+	if want := (workflow.WebhookConfig{Auth: "hmac-sha256", DeliveryHeader: "X-GitHub-Delivery", Timestamp: "stripe"}); cfg != want {
+		t.Fatalf("saved config: got %+v, want %+v", cfg, want)
+	}
+	page := e.get(base + "/edit")
+	if !strings.Contains(page.Body, `value="X-GitHub-Delivery"`) || !strings.Contains(page.Body, `<option value="stripe" selected>`) {
+		t.Fatal("the trigger card does not show the saved delivery header and timestamp scheme")
+	}
+}

@@ -380,7 +380,7 @@ var flashes = map[string]string{
 	"deactivated":         "Deactivated. Nothing is dispatching.",
 	"settings-saved":      "Settings saved.",
 	"webhook-rotated":     "New webhook URL. The old one no longer works.",
-	"secret-saved":        "Webhook secret saved.",
+	"secret-saved":        "Webhook secret set. The previous one no longer works.",
 	"run-started":         "Run started.",
 	"workflow-published":  "Workflow published",
 	"replayed":            "Replayed as this new run.",

@@ -19,9 +19,22 @@ type WebhookConfig struct {
 	// Auth is none, bearer, header, hmac-sha256 or hmac-sha512.
 	Auth string `json:"auth"`
 	// Header names the header carrying the secret (header mode) or the
-	// signature (HMAC modes).
+	// signature (HMAC modes; with a Stripe or Slack timestamp it defaults to
+	// theirs).
 	Header string `json:"header,omitempty"`
+	// DeliveryHeader names a header with a unique id per delivery (as
+	// X-GitHub-Delivery): a delivery received before starts nothing new.
+	DeliveryHeader string `json:"deliveryHeader,omitempty"`
+	// Timestamp is how an HMAC caller signs a timestamp with the body:
+	// "stripe", "slack", or "header" (the Unix time in TimestampHeader);
+	// empty for the body alone. A signed timestamp older than 5 minutes is
+	// refused.
+	Timestamp       string `json:"timestamp,omitempty"`
+	TimestampHeader string `json:"timestampHeader,omitempty"`
 }
+
+// Signed-timestamp schemes of the HMAC modes.
+var webhookTimestamps = map[string]bool{"": true, "stripe": true, "slack": true, "header": true}
 
 // Webhook authentication modes.
 var webhookAuthModes = map[string]bool{"none": true, "bearer": true, "header": true, "hmac-sha256": true, "hmac-sha512": true}

@@ -332,8 +332,21 @@ func (v *validator) node(n Node) {
 		if !webhookAuthModes[c.Auth] {
 			v.add(n.ID, "auth", "Choose how callers authenticate: none, bearer, header, hmac-sha256 or hmac-sha512")
 		}
-		if (c.Auth == "header" || strings.HasPrefix(c.Auth, "hmac-")) && strings.TrimSpace(c.Header) == "" {
+		hmacMode := strings.HasPrefix(c.Auth, "hmac-")
+		schemeHeader := c.Timestamp == "stripe" || c.Timestamp == "slack"
+		if (c.Auth == "header" || (hmacMode && !schemeHeader)) && strings.TrimSpace(c.Header) == "" {
 			v.add(n.ID, "header", "Name the header that carries the secret or signature")
+		}
+		switch {
+		case !webhookTimestamps[c.Timestamp]:
+			v.add(n.ID, "timestamp", "Choose how the caller signs a timestamp: stripe, slack, header, or none")
+		case c.Timestamp != "" && !hmacMode:
+			v.add(n.ID, "timestamp", "A signed timestamp needs an HMAC mode (hmac-sha256 or hmac-sha512)")
+		case c.Timestamp == "header" && !validHeaderName(c.TimestampHeader):
+			v.add(n.ID, "timestampHeader", "Name the header that carries the signed timestamp (Unix seconds)")
+		}
+		if c.DeliveryHeader != "" && !validHeaderName(c.DeliveryHeader) {
+			v.add(n.ID, "deliveryHeader", "A header name has letters, digits and dashes only, e.g. X-GitHub-Delivery")
 		}
 	case *ScheduleConfig:
 		if strings.TrimSpace(c.Cron) == "" {
@@ -688,4 +701,17 @@ func staticOrigin(raw string) (string, bool) {
 		return "", false
 	}
 	return origin, true
+}
+
+// validHeaderName is true for an HTTP header name (an RFC 9110 token).
+func validHeaderName(s string) bool {
+	if s == "" || len(s) > 100 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("!#$%&'*+-.^_`|~", r)) {
+			return false
+		}
+	}
+	return true
 }

@@ -143,6 +143,16 @@ func TestPublishGate(t *testing.T) {
 		{"bad webhook auth", edit(t, func(m map[string]any) {
 			m["trigger"].(map[string]any)["config"] = map[string]any{"auth": "hmac-sha256"}
 		}), []string{"start.header: Name the header that carries the secret or signature"}},
+		{"signed timestamp without HMAC", edit(t, func(m map[string]any) {
+			m["trigger"].(map[string]any)["config"] = map[string]any{"auth": "bearer", "timestamp": "stripe"}
+		}), []string{"start.timestamp: A signed timestamp needs an HMAC mode (hmac-sha256 or hmac-sha512)"}},
+		{"timestamp header unnamed", edit(t, func(m map[string]any) {
+			m["trigger"].(map[string]any)["config"] = map[string]any{"auth": "hmac-sha256", "header": "X-Sig", "timestamp": "header"}
+		}), []string{"start.timestampHeader: Name the header that carries the signed timestamp (Unix seconds)"}},
+		{"unknown timestamp scheme and bad delivery header", edit(t, func(m map[string]any) {
+			m["trigger"].(map[string]any)["config"] = map[string]any{"auth": "hmac-sha256", "header": "X-Sig", "timestamp": "github", "deliveryHeader": "X Delivery"}
+		}), []string{"start.timestamp: Choose how the caller signs a timestamp: stripe, slack, header, or none",
+			"start.deliveryHeader: A header name has letters, digits and dashes only, e.g. X-GitHub-Delivery"}},
 		{"branch needs its true path", edit(t, func(m map[string]any) {
 			m["nodes"] = append(nodes(m), map[string]any{"id": "check", "kind": "branch", "config": map[string]any{"condition": "{{ true }}"}})
 			m["edges"] = append(m["edges"].([]any), map[string]any{"from": "post", "to": "check"})
