@@ -188,7 +188,7 @@ func (r *Refresher) read(ctx context.Context, q db.Querier, connID string) (stat
 		return state{}, fmt.Errorf("read connection: %w", err)
 	}
 	st.status, st.conn.ID, st.conn.Status = Status(status), connID, Status(status)
-	raw, err := r.svc.keys.Open(vault.Sealed{KeyID: keyID, Ciphertext: ct}, []byte(connID))
+	raw, err := r.svc.vault.Unseal(vault.Sealed{KeyID: keyID, Ciphertext: ct}, connID)
 	if err != nil {
 		return state{}, fmt.Errorf("open secret of connection %s: %w", connID, err)
 	}
@@ -510,10 +510,6 @@ func (r *Refresher) save(ctx context.Context, connID string, cred Credential, to
 	if err != nil {
 		return err
 	}
-	sealed, err := r.svc.keys.Seal(raw, []byte(connID))
-	if err != nil {
-		return fmt.Errorf("seal secret: %w", err)
-	}
 	now := r.now()
 	var expires, due sql.NullTime
 	if !tok.Expiry.IsZero() {
@@ -521,21 +517,22 @@ func (r *Refresher) save(ctx context.Context, connID string, cred Credential, to
 		due = sql.NullTime{Time: dueAt(now, tok.Expiry, r.o.Lead, r.o.Jitter), Valid: true}
 		r.warnShortLived(ctx, connID, now, tok.Expiry)
 	}
-	// Two statements on the hot path: the sealed secret in place, then the
-	// connection's version, expiry, next due time and lease together.
+	// Two statements on the hot path: the connection's version, expiry,
+	// next due time and lease together, then the secret sealed in place
+	// through the vault.
 	return r.svc.db.InTx(ctx, func(tx db.Querier) error {
-		if _, err := tx.ExecContext(ctx, `UPDATE credentials SET key_id = $1, ciphertext = $2, updated_at = $3
-			WHERE handle = (SELECT secret_handle FROM connections WHERE id = $4)`, sealed.KeyID, sealed.Ciphertext, now, connID); err != nil {
-			return fmt.Errorf("store refreshed secret: %w", err)
-		}
 		// A rotated refresh token starts its lifetime afresh; any use counts
 		// against an inactivity limit.
-		_, err := tx.ExecContext(ctx, `UPDATE connections SET credential_version = credential_version + 1, access_expires_at = $1,
+		var handle string
+		err := tx.QueryRowContext(ctx, `UPDATE connections SET credential_version = credential_version + 1, access_expires_at = $1,
 			refresh_due_at = $2, refresh_failures = 0, refresh_lease_owner = '', refresh_lease_until = NULL, updated_at = $3,
-			refresh_used_at = $3, refresh_issued_at = CASE WHEN $5 THEN $3 ELSE COALESCE(refresh_issued_at, $3) END WHERE id = $4`,
-			expires, due, now, connID, rotated)
+			refresh_used_at = $3, refresh_issued_at = CASE WHEN $5 THEN $3 ELSE COALESCE(refresh_issued_at, $3) END WHERE id = $4
+			RETURNING secret_handle`, expires, due, now, connID, rotated).Scan(&handle)
 		if err != nil {
 			return fmt.Errorf("schedule next refresh: %w", err)
+		}
+		if _, err := r.svc.putSecret(ctx, tx, handle, connID, raw); err != nil {
+			return fmt.Errorf("store refreshed secret: %w", err)
 		}
 		return nil
 	})
