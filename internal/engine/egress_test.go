@@ -47,16 +47,13 @@ func counter(t *testing.T, ip string, h http.HandlerFunc) (*httptest.Server, *at
 }
 
 // runOnce starts the workflow with the payload, lets the engine work until
-// the run ends (or a deadline passes) and returns the run and its last step.
+// the run ends (moving its clock past retries) and returns the run and its
+// last step.
 func (f *fixture) runOnce(wf string, payload string) (engine.Run, engine.Step) {
 	f.t.Helper()
 	id, err := f.eng.StartRun(f.ctx, wf, json.RawMessage(payload), "manual", "")
 	must(f.t, err)
-	deadline := time.Now().Add(10 * time.Second)
-	for !f.run(id).Status.Terminal() && time.Now().Before(deadline) {
-		f.drain()
-		time.Sleep(10 * time.Millisecond)
-	}
+	f.drainPast(f.clk, id)
 	steps, err := f.eng.Steps(f.ctx, f.ws.ID, id)
 	must(f.t, err)
 	if len(steps) == 0 {
@@ -79,7 +76,7 @@ func TestHTTPStepWithConnectionRefusesOtherHosts(t *testing.T) {
 		f := setup(t, d)
 		refresher := connection.NewRefresher(f.conns, connection.CatalogOAuth(f.cat, "http://127.0.0.1/callback"), connection.RefresherOptions{Backoff: time.Millisecond})
 		apps := connection.NewAppClient(f.conns, refresher, f.cat, privateOK)
-		f.eng = engine.New(d, f.wfs, engine.Builtins(f.cat, apps, privateOK), engine.Expressions(expr.Limits{}), engine.Options{RetryBackoff: 10 * time.Millisecond})
+		f.eng = engine.New(d, f.wfs, engine.Builtins(f.cat, apps, privateOK), engine.Expressions(expr.Limits{}), engine.Options{RetryBackoff: 10 * time.Millisecond, Now: f.clk.Now})
 		evil, hits := counter(t, "127.0.0.1", nil)
 		wf := f.publish([]workflow.Node{f.bound(httpStep("{{ $trigger.target }}"))})
 
@@ -107,7 +104,7 @@ func TestHTTPStepPrivateAddresses(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, d *db.DB) {
 		f := setup(t, d)
 		inside, hits := counter(t, "127.0.0.1", nil)
-		f.eng = engine.New(d, f.wfs, engine.Builtins(f.cat, nil, nil), engine.Expressions(expr.Limits{}), engine.Options{RetryBackoff: 10 * time.Millisecond})
+		f.eng = engine.New(d, f.wfs, engine.Builtins(f.cat, nil, nil), engine.Expressions(expr.Limits{}), engine.Options{RetryBackoff: 10 * time.Millisecond, Now: f.clk.Now})
 		wf := f.publish([]workflow.Node{httpStep("{{ $trigger.target }}")})
 		for _, target := range []string{inside.URL, "http://169.254.169.254/latest/meta-data/"} {
 			run, step := f.runOnce(wf, `{"target": "`+target+`"}`)
@@ -126,7 +123,7 @@ func TestHTTPStepPrivateAddresses(t *testing.T) {
 		})
 		cidrs, err := egress.ParseCIDRs("127.0.0.1/32")
 		must(t, err)
-		f.eng = engine.New(d, f.wfs, engine.Builtins(f.cat, nil, egress.Client(egress.Policy{AllowCIDRs: cidrs}, time.Minute)), engine.Expressions(expr.Limits{}), engine.Options{RetryBackoff: 10 * time.Millisecond})
+		f.eng = engine.New(d, f.wfs, engine.Builtins(f.cat, nil, egress.Client(egress.Policy{AllowCIDRs: cidrs}, time.Minute)), engine.Expressions(expr.Limits{}), engine.Options{RetryBackoff: 10 * time.Millisecond, Now: f.clk.Now})
 		run, step := f.runOnce(wf, `{"target": "`+inside.URL+`"}`)
 		if run.Status != engine.StatusCompleted || hits.Load() != 1 {
 			t.Fatalf("with 127.0.0.1/32 allowed: %s, %+v, %d requests; want completed after one", run.Status, step.Error, hits.Load())
