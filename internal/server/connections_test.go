@@ -86,12 +86,36 @@ func TestRefreshOfBrokenConnectionIs400(t *testing.T) {
 		if _, msg := apiError(t, r); msg != "Connection cannot be refreshed. Please reconnect your connection." {
 			t.Fatalf("message: got %q", msg)
 		}
-		page := owner.post("/acme/connections/"+c.ID+"/refresh", url.Values{})
-		wantStatus(t, "refresh button on an error connection", page, 400)
+		page := wantSentBack(t, owner, "refresh button on an error connection", owner.post("/acme/connections/"+c.ID+"/refresh", url.Values{}), "/acme/connections/"+c.ID,
+			"Connection cannot be refreshed. Please reconnect your connection.")
 		if !strings.Contains(page.Body, "Connection cannot be refreshed. Please reconnect your connection.") || !strings.Contains(page.Body, "Reconnection needed.") {
 			t.Fatal("connection page does not show the refresh refusal and the status")
 		}
 		wantStatus(t, "revoke", owner.api("POST", "/api/v1/connections/"+c.ID+"/revoke", ""), 200)
 		wantStatus(t, "revoke again", owner.api("POST", "/api/v1/connections/"+c.ID+"/revoke", ""), 409)
+	})
+}
+
+// TestActionAddressesLeadBackToTheirPage: an action's address loaded with
+// GET (a reload, a bookmark, a reopened tab) leads to the page the action
+// belongs to instead of a dead end.
+func TestActionAddressesLeadBackToTheirPage(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		owner := e.signIn("owner@a.example")
+		c, err := e.connections.Create(context.Background(), e.acme, connection.New{AppKey: "stripe", Label: "Billing", Status: connection.StatusActive, OwnerKind: connection.OwnerWorkspace}, connection.System)
+		must(t, err)
+		for path, want := range map[string]string{
+			"/acme/connections/" + c.ID + "/refresh":        "/acme/connections/" + c.ID,
+			"/acme/connections/" + c.ID + "/revoke":         "/acme/connections/" + c.ID,
+			"/acme/monitoring/workflow-runs/w1/r1/resume":   "/acme/monitoring/workflow-runs/w1/r1",
+			"/acme/workspace/members/invitations/i1/resend": "/acme/workspace/members",
+			"/acme/clients/requests/send":                   "/acme/clients/requests",
+			"/settings/api-tokens/t1/revoke":                "/settings/api-tokens",
+			"/acme/notifications/read":                      "/acme/notifications",
+			"/acme/workflows/w1/edit/steps/s1/move":         "/acme/workflows/w1/edit",
+		} {
+			wantRedirect(t, "GET "+path, owner.get(path), want)
+		}
+		wantStatus(t, "an address nothing serves", owner.get("/acme/nothing/here"), 404)
 	})
 }

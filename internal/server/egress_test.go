@@ -36,8 +36,8 @@ func TestPublishRefusesCredentialToOtherHost(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
 		_, w := e.stripeWorkflow(t, "https://collector.example/steal")
 		member := e.signIn("member@a.example")
-		res := member.post("/acme/workflows/"+w.ID+"/publish", nil)
-		wantStatus(t, "publish", res, 422)
+		wantRedirect(t, "publish", member.post("/acme/workflows/"+w.ID+"/publish", nil), "/acme/workflows/"+w.ID+"/edit?check=publish")
+		res := member.get("/acme/workflows/" + w.ID + "/edit?check=publish")
 		body := html.UnescapeString(res.Body)
 		want := "This connection's credential may not be sent to collector.example; allowed hosts: api.stripe.com"
 		if !strings.Contains(body, "Workflow compilation failed") || !strings.Contains(body, want) {
@@ -71,7 +71,7 @@ func TestAllowedDomainsOwnerOrAdminOnly(t *testing.T) {
 		if got, _ := e.connections.AllowedDomains(context.Background(), e.acme, c.ID); len(got) != 0 {
 			t.Fatalf("after the member's attempt: allowed domains %v, want none", got)
 		}
-		wantStatus(t, "member publishes", member.post("/acme/workflows/"+w.ID+"/publish", nil), 422)
+		wantRedirect(t, "member publishes", member.post("/acme/workflows/"+w.ID+"/publish", nil), "/acme/workflows/"+w.ID+"/edit?check=publish")
 
 		admin := e.signIn("admin@a.example")
 		if p := admin.get(page); !strings.Contains(p.Body, `name="domains"`) || !strings.Contains(p.Body, "<code>api.stripe.com</code>") {

@@ -82,8 +82,8 @@ func TestClientRequestsEndToEnd(t *testing.T) {
 			}
 		}
 		// Blocked only by the connections the client has not provided.
-		pub := owner.post(base+"/publish", nil)
-		wantStatus(t, "publish before any request", pub, 422)
+		wantRedirect(t, "publish before any request", owner.post(base+"/publish", nil), base+"/edit?check=publish")
+		pub := owner.get(base + "/edit?check=publish")
 		if !strings.Contains(pub.Body, workflow.MsgCompilationFailed) || !strings.Contains(pub.Body, workflow.MsgActionInactiveConnection) {
 			t.Fatalf("publish refusal: %.400s", pub.Body)
 		}
@@ -247,18 +247,20 @@ func TestClientReconnectsFromPortal(t *testing.T) {
 			t.Fatal("no staff banner for the broken client connection")
 		}
 		page = client.get("/portal/connections")
-		for _, want := range []string{"Reconnection needed.", "Refresh credential", "Reconnect by email"} {
+		if !strings.Contains(page.Body, "Reconnection needed.") || !strings.Contains(page.Body, `href="/portal/connections/`+id+`"`) {
+			t.Fatalf("broken connection in the list lacks its status or its link:\n%s", page.Body)
+		}
+		detail := "/portal/connections/" + id
+		page = client.get(detail)
+		for _, want := range []string{"Reconnection needed.", "Refresh credential", "Reconnect by email", "Lead alerts", "no longer accepts this connection"} {
 			if !strings.Contains(page.Body, want) {
-				t.Fatalf("broken connection lacks %q:\n%s", want, page.Body)
+				t.Fatalf("connection detail screen lacks %q:\n%s", want, page.Body)
 			}
 		}
-		ref := client.post("/portal/connections/"+id+"/refresh", nil)
-		wantStatus(t, "client refresh of a broken connection", ref, 400)
-		if !strings.Contains(ref.Body, "Connection cannot be refreshed. Please reconnect your connection.") {
-			t.Fatalf("refresh refusal:\n%s", ref.Body)
-		}
+		wantSentBack(t, client, "client refresh of a broken connection", client.post(detail+"/refresh", nil), detail,
+			"Connection cannot be refreshed. Please reconnect your connection.")
 
-		wantRedirect(t, "reconnect by email", client.post("/portal/connections/"+id+"/reconnect", nil), "/portal/connections")
+		wantRedirect(t, "reconnect by email", client.post(detail+"/reconnect", nil), detail)
 		mails := box.deliver(t)
 		if len(mails) != 1 || !strings.Contains(mails[0].Text, "Sandbox Chat (reconnect)") {
 			t.Fatalf("reconnect email: %+v", mails)
@@ -295,8 +297,8 @@ func TestClientReconnectsFromPortal(t *testing.T) {
 			t.Fatal("the staff banner did not clear")
 		}
 		// Refresh credential on a healthy one: the toast.
-		wantRedirect(t, "refresh healthy", client.post("/portal/connections/"+id+"/refresh", nil), "/portal/connections")
-		if !strings.Contains(client.get("/portal/connections").Body, "Connection refreshed.") {
+		wantRedirect(t, "refresh healthy", client.post(detail+"/refresh", nil), detail)
+		if !strings.Contains(client.get(detail).Body, "Connection refreshed.") {
 			t.Fatal("no toast after a refresh")
 		}
 		_ = time.Second

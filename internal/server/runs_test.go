@@ -96,7 +96,7 @@ func TestRunPage(t *testing.T) {
 		if strings.Contains(page.Body, ">Resume<") || strings.Contains(page.Body, ">Replay<") {
 			t.Error("a waiting run offers Resume or Replay")
 		}
-		wantStatus(t, "resume a waiting run", member.post(base+"/resume", nil), 409)
+		wantSentBack(t, member, "resume a waiting run", member.post(base+"/resume", nil), base, "")
 		wantRedirect(t, "approve", member.post(base+"/approve", url.Values{"comment": {"fine"}}), base)
 		// The HTTP step fails (after its retries): the page shows the error.
 		deadline := time.Now().Add(15 * time.Second)

@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"encoding/json"
+	"html"
 	"io"
 	"log/slog"
 	"net/http"
@@ -639,4 +640,24 @@ func TestOpenAPIDocumentServed(t *testing.T) {
 			t.Fatalf("openapi version: got %q", doc.OpenAPI)
 		}
 	})
+}
+
+// wantSentBack checks a refused form post the way a browser sees it: a
+// redirect back to the page the form was on (post/redirect/get), where the
+// refusal shows once as an error holding msg. It returns that page.
+func wantSentBack(t *testing.T, b *browser, what string, r response, to, msg string) response {
+	t.Helper()
+	if r.StatusCode != http.StatusSeeOther || r.Header.Get("Location") != to {
+		t.Fatalf("%s: got %d to %q, want a redirect to %q; body: %.300s", what, r.StatusCode, r.Header.Get("Location"), to, r.Body)
+	}
+	page := b.get(to)
+	wantStatus(t, what+": the page it went back to", page, http.StatusOK)
+	if !strings.Contains(page.Body, `<div class="alert alert-error" role="alert">`+html.EscapeString(msg)) {
+		t.Fatalf("%s: the page it went back to lacks the error %q: %.2000s", what, msg, page.Body)
+	}
+	const alert = `<div class="alert alert-error" role="alert">`
+	if again := b.get(to); strings.Count(again.Body, alert+html.EscapeString(msg)) >= strings.Count(page.Body, alert+html.EscapeString(msg)) {
+		t.Fatalf("%s: the error shows again on reload", what)
+	}
+	return page
 }

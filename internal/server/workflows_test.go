@@ -38,8 +38,7 @@ func TestWorkflowPages(t *testing.T) {
 		versions := member.get("/acme/workflows/" + id)
 		i := strings.Index(versions.Body, "/versions/")
 		vid := versions.Body[i+len("/versions/") : i+len("/versions/")+36]
-		refused := member.post("/acme/workflows/"+id+"/versions/"+vid+"/activate", nil)
-		wantStatus(t, "publish the starter", refused, 422)
+		refused := wantSentBack(t, member, "publish the starter", member.post("/acme/workflows/"+id+"/versions/"+vid+"/activate", nil), "/acme/workflows/"+id, "Workflow compilation failed")
 		if !strings.Contains(refused.Body, "Workflow compilation failed") || !strings.Contains(refused.Body, "Add at least one step after the trigger") {
 			t.Fatal("refused publish does not say why")
 		}

@@ -54,11 +54,7 @@ func (h *Handler) queueClientRequest(w http.ResponseWriter, r *http.Request, v v
 	}
 	node := r.PathValue("node")
 	if _, err := h.Portal.Queue(r.Context(), *v.P, *v.Workspace, wf.ID, node); err != nil {
-		if e, ok := apperr.As(err); ok && e.Kind == apperr.KindConflict {
-			h.renderEditor(w, r, v, http.StatusConflict, e.Message, nil, nil)
-			return
-		}
-		h.errorPage(w, r, v.P, err)
+		h.refuse(w, r, v.P, h.editorURL(v, wf.ID)+"#step-"+url.PathEscape(node), err)
 		return
 	}
 	setFlash(w, "request-queued")
@@ -139,11 +135,7 @@ func (h *Handler) dispatchClientRequests(w http.ResponseWriter, r *http.Request,
 
 func (h *Handler) resendClientRequest(w http.ResponseWriter, r *http.Request, v view) {
 	if _, err := h.Portal.Resend(r.Context(), *v.P, *v.Workspace, r.PathValue("id")); err != nil {
-		if e, ok := apperr.As(err); ok && e.Kind == apperr.KindConflict {
-			h.renderRequests(w, r, v, http.StatusConflict, "", e.Message)
-			return
-		}
-		h.errorPage(w, r, v.P, err)
+		h.refuse(w, r, v.P, "/"+v.Workspace.Slug+"/clients/requests", err)
 		return
 	}
 	setFlash(w, "request-resent")
@@ -162,11 +154,7 @@ func (h *Handler) unqueueClientRequest(w http.ResponseWriter, r *http.Request, v
 // by a fresh request email.
 func (h *Handler) requestReconnect(w http.ResponseWriter, r *http.Request, v view) {
 	if _, err := h.Portal.RequestReconnect(r.Context(), *v.P, *v.Workspace, r.PathValue("id"), ""); err != nil {
-		if e, ok := apperr.As(err); ok && e.Kind != apperr.KindNotFound {
-			h.renderConnection(w, r, v, apperr.Status(err), e.Message)
-			return
-		}
-		h.errorPage(w, r, v.P, apperr.Explain(err, "There is no such connection in this workspace."))
+		h.refuse(w, r, v.P, h.connectionURL(v, r.PathValue("id")), apperr.Explain(err, "There is no such connection in this workspace."))
 		return
 	}
 	setFlash(w, "reconnect-requested")
@@ -352,15 +340,11 @@ func (h *Handler) portalRefresh(w http.ResponseWriter, r *http.Request, p accoun
 		return
 	}
 	if err := h.Refresher.Refresh(r.Context(), c.ID); err != nil {
-		if e, ok := apperr.As(err); ok {
-			h.renderPortalConnections(w, r, p, apperr.Status(err), e.Message)
-			return
-		}
-		h.errorPage(w, r, &p, err)
+		h.refuse(w, r, &p, portalConnectionURL(c.ID), err)
 		return
 	}
 	setFlash(w, "refreshed")
-	redirect(w, r, "/portal/connections")
+	redirect(w, r, portalConnectionURL(c.ID))
 }
 
 // portalReconnect emails the client a fresh request to reconnect, through
@@ -371,15 +355,11 @@ func (h *Handler) portalReconnect(w http.ResponseWriter, r *http.Request, p acco
 		return
 	}
 	if _, err := h.Portal.ReconnectByEmail(r.Context(), p, c.ID); err != nil {
-		if e, ok := apperr.As(err); ok && e.Kind != apperr.KindNotFound {
-			h.renderPortalConnections(w, r, p, apperr.Status(err), e.Message)
-			return
-		}
-		h.errorPage(w, r, &p, err)
+		h.refuse(w, r, &p, portalConnectionURL(c.ID), err)
 		return
 	}
 	setFlash(w, "reconnect-emailed")
-	redirect(w, r, "/portal/connections")
+	redirect(w, r, portalConnectionURL(c.ID))
 }
 
 type portalRequestData struct {

@@ -273,11 +273,7 @@ func (h *Handler) renameConnection(w http.ResponseWriter, r *http.Request, v vie
 	}
 	c, err := h.Connections.Rename(r.Context(), *v.Workspace, r.PathValue("id"), r.PostForm.Get("label"))
 	if err != nil {
-		if e, ok := apperr.As(err); ok && e.Kind == apperr.KindInvalid {
-			h.renderConnection(w, r, v, apperr.Status(err), e.Message)
-			return
-		}
-		h.errorPage(w, r, v.P, err)
+		h.refuse(w, r, v.P, h.connectionURL(v, r.PathValue("id")), err)
 		return
 	}
 	setFlash(w, "renamed")
@@ -290,11 +286,7 @@ func (h *Handler) refreshConnection(w http.ResponseWriter, r *http.Request, v vi
 		return
 	}
 	if err := h.Refresher.Refresh(r.Context(), c.ID); err != nil {
-		if e, ok := apperr.As(err); ok {
-			h.renderConnection(w, r, v, apperr.Status(err), e.Message)
-			return
-		}
-		h.errorPage(w, r, v.P, err)
+		h.refuse(w, r, v.P, h.connectionURL(v, c.ID), err)
 		return
 	}
 	setFlash(w, "refreshed")
@@ -308,7 +300,7 @@ func (h *Handler) reconnect(w http.ResponseWriter, r *http.Request, v view) {
 	}
 	app, ok := h.Catalog.App(c.AppKey)
 	if !ok || !app.IsOAuth() {
-		h.renderConnection(w, r, v, http.StatusBadRequest, "This connection's app does not use a consent screen; create a new connection with the new key instead.")
+		h.refuse(w, r, v.P, h.connectionURL(v, c.ID), apperr.BadRequest("not_oauth", "This connection's app does not use a consent screen; create a new connection with the new key instead."))
 		return
 	}
 	h.startConsent(w, r, v, app, c.Label, c.ID)
@@ -326,11 +318,7 @@ func (h *Handler) revokeConnection(w http.ResponseWriter, r *http.Request, v vie
 		cfg, _ = connection.OAuthConfig(app, h.callbackURL())
 	}
 	if _, err := h.Connections.Revoke(r.Context(), *v.Workspace, c.ID, h.actor(v.P), cfg, revokeURL, h.HTTPClient); err != nil {
-		if e, ok := apperr.As(err); ok {
-			h.renderConnection(w, r, v, apperr.Status(err), e.Message)
-			return
-		}
-		h.errorPage(w, r, v.P, err)
+		h.refuse(w, r, v.P, h.connectionURL(v, c.ID), err)
 		return
 	}
 	setFlash(w, "revoked")
@@ -338,6 +326,10 @@ func (h *Handler) revokeConnection(w http.ResponseWriter, r *http.Request, v vie
 }
 
 type oauthConfig = oauth2.Config
+
+func (h *Handler) connectionURL(v view, id string) string {
+	return "/" + v.Workspace.Slug + "/connections/" + url.PathEscape(id)
+}
 
 func authnBinding(r *http.Request) string { return authn.SessionBinding(r) }
 

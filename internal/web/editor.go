@@ -815,8 +815,15 @@ func (h *Handler) editorVersion(ctx context.Context, ws account.Workspace, wf wo
 	return *pick, versions, nil
 }
 
+// editor shows the draft. After a refused publish it comes back with
+// ?check=publish: the toast says the compilation failed for as long as the
+// gate still finds problems, so reloading after a fix does not repeat it.
 func (h *Handler) editor(w http.ResponseWriter, r *http.Request, v view) {
-	h.renderEditor(w, r, v, http.StatusOK, "", nil, nil)
+	toast := ""
+	if r.URL.Query().Get("check") == "publish" {
+		toast = workflow.MsgCompilationFailed
+	}
+	h.renderEditor(w, r, v, http.StatusOK, toast, nil, nil)
 }
 
 // renderEditor shows the editor. problems, when given, are the ones a
@@ -864,6 +871,9 @@ func (h *Handler) renderEditor(w http.ResponseWriter, r *http.Request, v view, s
 	g := ver.Graph
 	if problems == nil {
 		problems = workflow.Validate(g, h.editorChecks(ctx, *v.Workspace, wf.ID))
+	}
+	if toast == workflow.MsgCompilationFailed && len(problems) == 0 {
+		toast = ""
 	}
 	d := editorData{
 		Workflow: wf, Version: ver, HasDraft: ver.State == workflow.VersionDraft, Versions: versions,
@@ -1065,11 +1075,7 @@ func (h *Handler) change(w http.ResponseWriter, r *http.Request, v view, flash s
 	}
 	relink(&g, ends)
 	if _, err := h.Workflows.SaveDraft(ctx, *v.Workspace, wf.ID, g, v.P.User.ID); err != nil {
-		if e, ok := apperr.As(err); ok && e.Kind == apperr.KindInvalid {
-			h.renderEditor(w, r, v, apperr.Status(err), e.Message, nil, nil)
-			return
-		}
-		h.errorPage(w, r, v.P, err)
+		h.refuse(w, r, v.P, h.editorURL(v, wf.ID), err)
 		return
 	}
 	setFlash(w, flash)
@@ -1227,14 +1233,11 @@ func (h *Handler) publishDraft(w http.ResponseWriter, r *http.Request, v view) {
 	var ce *workflow.CompileError
 	switch {
 	case errors.As(err, &ce):
-		h.renderEditor(w, r, v, http.StatusUnprocessableEntity, workflow.MsgCompilationFailed, ce.Problems, nil)
+		// The editor runs the publish gate again and shows what it found.
+		redirect(w, r, h.editorURL(v, wf.ID)+"?check=publish")
 		return
 	case err != nil:
-		if e, ok := apperr.As(err); ok {
-			h.renderEditor(w, r, v, apperr.Status(err), e.Message, nil, nil)
-			return
-		}
-		h.errorPage(w, r, v.P, err)
+		h.refuse(w, r, v.P, h.editorURL(v, wf.ID), err)
 		return
 	}
 	setFlash(w, "workflow-published")

@@ -274,7 +274,11 @@ func TestEditorPublishRefusedForInactiveConnection(t *testing.T) {
 	e.actionStep(base, e.connection(connection.StatusError))
 
 	res := e.post(base+"/publish", nil)
-	wantCode(t, "publish", res, http.StatusUnprocessableEntity)
+	wantCode(t, "publish", res, http.StatusSeeOther)
+	if got := res.Location; got != base+"/edit?check=publish" {
+		t.Fatalf("publish refused: sent to %q, want the editor checking the draft", got)
+	}
+	res = e.get(base + "/edit?check=publish")
 	if !strings.Contains(res.Body, `role="alert">Workflow compilation failed</div>`) {
 		t.Fatal(`no alert reading exactly "Workflow compilation failed"`)
 	}

@@ -131,11 +131,7 @@ func (h *Handler) runAction(w http.ResponseWriter, r *http.Request, v view) {
 		return
 	}
 	if err != nil {
-		if e, ok := apperr.As(err); ok && e.Kind != apperr.KindNotFound {
-			h.renderRun(w, r, v, apperr.Status(err), e.Message)
-			return
-		}
-		h.errorPage(w, r, v.P, err)
+		h.refuse(w, r, v.P, base+id, err)
 		return
 	}
 	setFlash(w, "run-"+r.PathValue("action"))

@@ -92,12 +92,7 @@ func (h *Handler) transferOwnership(w http.ResponseWriter, r *http.Request, p ac
 		return
 	}
 	if err := h.accounts.TransferOwnership(r.Context(), p, r.PostForm.Get("userId")); err != nil {
-		e, ok := apperr.As(err)
-		if !ok || e.Kind == apperr.KindForbidden {
-			h.errorPage(w, r, &p, err)
-			return
-		}
-		h.renderAccountSettings(w, r, p, apperr.Status(err), accountSettingsData{TransferError: e.Message})
+		h.refuse(w, r, &p, "/settings/account", err)
 		return
 	}
 	setFlash(w, "owner-transferred")

@@ -90,7 +90,11 @@ func New(d Deps) (*Handler, error) {
 // mux, so they sit in their own mux mounted as the fallback.
 func (h *Handler) Register(mux *http.ServeMux) {
 	ws := http.NewServeMux()
-	h.register(mux, ws)
+	top, inWS := &recorder{mux: mux}, &recorder{mux: ws}
+	h.register(top, inWS)
+	pages := &pageFinder{top: mux, ws: ws, back: map[string]bool{}}
+	top.backFromPosts(pages)
+	inWS.backFromPosts(pages)
 	mux.Handle("/", ws)
 }
 
@@ -130,6 +134,7 @@ func (h *Handler) register(mux, ws router) {
 	mux.HandleFunc("POST /settings/api-tokens/{id}/revoke", h.staff(h.revokeAPIToken))
 	mux.HandleFunc("GET /portal", h.client(h.portal))
 	mux.HandleFunc("GET /portal/connections", h.client(h.portalConnections))
+	mux.HandleFunc("GET /portal/connections/{id}", h.client(h.portalConnection))
 	mux.HandleFunc("POST /portal/connections/{id}/refresh", h.client(h.portalRefresh))
 	mux.HandleFunc("POST /portal/connections/{id}/reconnect", h.client(h.portalReconnect))
 	mux.HandleFunc("GET /portal/requests/{id}", h.client(h.portalRequest))
@@ -206,6 +211,9 @@ type view struct {
 	Workspaces []account.Workspace
 	Section    string
 	Flash      string
+	// FlashError is a refusal carried across a redirect from the form
+	// that was refused.
+	FlashError string
 	Data       any
 	// Unread counts the person's unread notifications in the workspace (the
 	// bell); Banner holds the open reauthorization alerts.
@@ -275,8 +283,8 @@ func (h *Handler) parseTemplates() error {
 // render executes a page into a buffer first, so a template failure becomes
 // a clean 500 instead of half a page.
 func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, page string, v view) {
-	if v.Flash == "" {
-		v.Flash = takeFlash(w, r)
+	if v.Flash == "" && v.FlashError == "" {
+		v.Flash, v.FlashError = takeFlash(w, r)
 	}
 	body, err := h.execute(page, v)
 	if err != nil {
@@ -356,71 +364,6 @@ func (h *Handler) notFound(w http.ResponseWriter, r *http.Request) {
 		pp = &p
 	}
 	h.errorPage(w, r, pp, apperr.NotFound("There is no page at this address."))
-}
-
-// Flash messages survive one redirect in a short-lived cookie holding a key,
-// never free text.
-var flashes = map[string]string{
-	"workspace-created":   "Workspace created",
-	"account-saved":       "Account settings saved",
-	"owner-transferred":   "Ownership transferred",
-	"token-revoked":       "API token revoked",
-	"signed-out":          "You are signed out",
-	"connected":           "Connected.",
-	"reconnected":         "Reconnected. Held work can be resumed.",
-	"account-changed":     "Reconnected — to a different account than before. Check that this is the account you meant.",
-	"refreshed":           "Connection refreshed.",
-	"revoked":             "Connection revoked.",
-	"renamed":             "Label saved.",
-	"domains-saved":       "Allowed domains saved.",
-	"workflow-created":    "Workflow created.",
-	"agent-created":       "Agent created and published.",
-	"workflow-imported":   "Workflow imported as a draft.",
-	"version-activated":   "Version activated. It is dispatching now.",
-	"deactivated":         "Deactivated. Nothing is dispatching.",
-	"settings-saved":      "Settings saved.",
-	"webhook-rotated":     "New webhook URL. The old one no longer works.",
-	"secret-saved":        "Webhook secret set. The previous one no longer works.",
-	"run-started":         "Run started.",
-	"workflow-published":  "Workflow published",
-	"replayed":            "Replayed as this new run.",
-	"run-resume":          "Run resumed.",
-	"run-pause":           "Run paused.",
-	"run-cancel":          "Run cancelled.",
-	"run-approve":         "Approved. The run goes on.",
-	"run-reject":          "Rejected. The run goes on with the decision.",
-	"trigger-saved":       "Trigger saved.",
-	"step-added":          "Step added.",
-	"step-saved":          "Step saved.",
-	"step-moved":          "Step moved.",
-	"step-deleted":        "Step deleted.",
-	"spend-cap-saved":     "Spend cap saved.",
-	"provider-saved":      "Model provider saved.",
-	"provider-deleted":    "Model provider deleted.",
-	"invitation-sent":     "Invitation sent.",
-	"invitation-resent":   "Invitation sent again. The earlier link no longer works.",
-	"invitation-revoked":  "Invitation revoked.",
-	"welcome":             "Welcome to TaskJuice.",
-	"request-queued":      "Added to the client request queue. Nothing is sent until you send the queue.",
-	"requests-sent":       "Request sent to the client: one email with one sign-in link.",
-	"request-resent":      "Request sent again with a new link. The earlier link no longer works.",
-	"reconnect-requested": "The client was emailed a request to reconnect.",
-	"reconnect-emailed":   "We emailed you a link to reconnect. Open it to go through the app's sign-in.",
-}
-
-const flashCookie = "tj_flash"
-
-func setFlash(w http.ResponseWriter, key string) {
-	http.SetCookie(w, &http.Cookie{Name: flashCookie, Value: key, Path: "/", MaxAge: 60, HttpOnly: true, SameSite: http.SameSiteLaxMode})
-}
-
-func takeFlash(w http.ResponseWriter, r *http.Request) string {
-	c, err := r.Cookie(flashCookie)
-	if err != nil {
-		return ""
-	}
-	http.SetCookie(w, &http.Cookie{Name: flashCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode})
-	return flashes[c.Value]
 }
 
 func redirect(w http.ResponseWriter, r *http.Request, to string) {

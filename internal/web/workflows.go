@@ -60,27 +60,23 @@ func (h *Handler) createWorkflow(w http.ResponseWriter, r *http.Request, v view)
 func (h *Handler) importWorkflow(w http.ResponseWriter, r *http.Request, v view) {
 	r.Body = http.MaxBytesReader(w, r.Body, workflow.MaxGraphBytes+64<<10)
 	if err := r.ParseMultipartForm(1 << 20); err != nil {
-		h.renderWorkflows(w, r, v, http.StatusBadRequest, workflowsData{ImportError: "Choose a workflow file (.json, at most 1 MiB) to import."})
+		h.refuse(w, r, v.P, "/"+v.Workspace.Slug+"/workflows", apperr.BadRequest("bad_import", "Choose a workflow file (.json, at most 1 MiB) to import."))
 		return
 	}
 	f, _, err := r.FormFile("file")
 	if err != nil {
-		h.renderWorkflows(w, r, v, http.StatusBadRequest, workflowsData{ImportError: "Choose a workflow file to import."})
+		h.refuse(w, r, v.P, "/"+v.Workspace.Slug+"/workflows", apperr.BadRequest("bad_import", "Choose a workflow file to import."))
 		return
 	}
 	defer f.Close()
 	raw, err := io.ReadAll(f)
 	if err != nil {
-		h.renderWorkflows(w, r, v, http.StatusBadRequest, workflowsData{ImportError: "The file could not be read."})
+		h.refuse(w, r, v.P, "/"+v.Workspace.Slug+"/workflows", apperr.BadRequest("bad_import", "The file could not be read."))
 		return
 	}
 	wf, err := h.Workflows.Import(r.Context(), *v.Workspace, raw, v.P.User.ID)
 	if err != nil {
-		if e, ok := apperr.As(err); ok {
-			h.renderWorkflows(w, r, v, apperr.Status(err), workflowsData{ImportError: e.Message})
-			return
-		}
-		h.errorPage(w, r, v.P, err)
+		h.refuse(w, r, v.P, "/"+v.Workspace.Slug+"/workflows", err)
 		return
 	}
 	setFlash(w, "workflow-imported")
@@ -209,10 +205,10 @@ func (h *Handler) activateVersion(w http.ResponseWriter, r *http.Request, v view
 		for _, p := range ce.Problems {
 			lines = append(lines, p.String())
 		}
-		h.renderWorkflow(w, r, v, http.StatusUnprocessableEntity, workflow.MsgCompilationFailed+": "+strings.Join(lines, "; "))
+		h.refuse(w, r, v.P, "/"+v.Workspace.Slug+"/workflows/"+r.PathValue("id"), apperr.Invalid("", workflow.MsgCompilationFailed+": "+strings.Join(lines, "; ")))
 		return
 	case err != nil:
-		h.errorPage(w, r, v.P, err)
+		h.refuse(w, r, v.P, "/"+v.Workspace.Slug+"/workflows/"+r.PathValue("id"), err)
 		return
 	}
 	setFlash(w, "version-activated")
@@ -232,17 +228,13 @@ func (h *Handler) workflowSettings(w http.ResponseWriter, r *http.Request, v vie
 	if s := strings.TrimSpace(r.PostForm.Get("maxRunsPerMinute")); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil {
-			h.renderWorkflow(w, r, v, http.StatusUnprocessableEntity, "The run limit must be a whole number (0 for none).")
+			h.refuse(w, r, v.P, "/"+v.Workspace.Slug+"/workflows/"+r.PathValue("id"), apperr.Invalid("maxRunsPerMinute", "The run limit must be a whole number (0 for none)."))
 			return
 		}
 		limit = n
 	}
 	if err := h.Workflows.SetThroughputLimit(r.Context(), *v.Workspace, r.PathValue("id"), limit); err != nil {
-		if e, ok := apperr.As(err); ok {
-			h.renderWorkflow(w, r, v, apperr.Status(err), e.Message)
-			return
-		}
-		h.errorPage(w, r, v.P, err)
+		h.refuse(w, r, v.P, "/"+v.Workspace.Slug+"/workflows/"+r.PathValue("id"), err)
 		return
 	}
 	setFlash(w, "settings-saved")
@@ -303,11 +295,7 @@ func (h *Handler) setWebhookSecret(w http.ResponseWriter, r *http.Request, v vie
 		_, err = h.Webhooks.GenerateSecret(r.Context(), wf.ID)
 	}
 	if err != nil {
-		if e, ok := apperr.As(err); ok {
-			h.renderWorkflow(w, r, v, apperr.Status(err), e.Message)
-			return
-		}
-		h.errorPage(w, r, v.P, err)
+		h.refuse(w, r, v.P, "/"+v.Workspace.Slug+"/workflows/"+wf.ID, err)
 		return
 	}
 	setFlash(w, "secret-saved")
@@ -330,11 +318,7 @@ func (h *Handler) runWorkflow(w http.ResponseWriter, r *http.Request, v view) {
 		return
 	}
 	if _, err := h.Engine.StartRun(r.Context(), wf.ID, json.RawMessage(payload), "manual", ""); err != nil {
-		if e, ok := apperr.As(err); ok {
-			h.renderWorkflow(w, r, v, apperr.Status(err), e.Message)
-			return
-		}
-		h.errorPage(w, r, v.P, err)
+		h.refuse(w, r, v.P, "/"+v.Workspace.Slug+"/workflows/"+wf.ID, err)
 		return
 	}
 	setFlash(w, "run-started")

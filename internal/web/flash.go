@@ -1,0 +1,152 @@
+package web
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"net/http"
+	"strings"
+
+	"taskjuice/internal/account"
+	"taskjuice/internal/apperr"
+	"taskjuice/internal/authn"
+)
+
+// Every form post answers with a redirect to a page that can be loaded
+// again (post/redirect/get); what the action has to say travels across in
+// a short-lived cookie read once by the next page.
+//
+// A success is a key into flashes, never free text. A refusal carries the
+// domain's message for a person, signed with a key derived from the
+// session it was written for, so no other site or session can make a page
+// say something.
+
+var flashes = map[string]string{
+	"workspace-created":   "Workspace created",
+	"account-saved":       "Account settings saved",
+	"owner-transferred":   "Ownership transferred",
+	"token-revoked":       "API token revoked",
+	"signed-out":          "You are signed out",
+	"connected":           "Connected.",
+	"reconnected":         "Reconnected. Held work can be resumed.",
+	"account-changed":     "Reconnected — to a different account than before. Check that this is the account you meant.",
+	"refreshed":           "Connection refreshed.",
+	"revoked":             "Connection revoked.",
+	"renamed":             "Label saved.",
+	"domains-saved":       "Allowed domains saved.",
+	"workflow-created":    "Workflow created.",
+	"agent-created":       "Agent created and published.",
+	"workflow-imported":   "Workflow imported as a draft.",
+	"version-activated":   "Version activated. It is dispatching now.",
+	"deactivated":         "Deactivated. Nothing is dispatching.",
+	"settings-saved":      "Settings saved.",
+	"webhook-rotated":     "New webhook URL. The old one no longer works.",
+	"secret-saved":        "Webhook secret set. The previous one no longer works.",
+	"run-started":         "Run started.",
+	"workflow-published":  "Workflow published",
+	"replayed":            "Replayed as this new run.",
+	"run-resume":          "Run resumed.",
+	"run-pause":           "Run paused.",
+	"run-cancel":          "Run cancelled.",
+	"run-approve":         "Approved. The run goes on.",
+	"run-reject":          "Rejected. The run goes on with the decision.",
+	"trigger-saved":       "Trigger saved.",
+	"step-added":          "Step added.",
+	"step-saved":          "Step saved.",
+	"step-moved":          "Step moved.",
+	"step-deleted":        "Step deleted.",
+	"spend-cap-saved":     "Spend cap saved.",
+	"provider-saved":      "Model provider saved.",
+	"provider-deleted":    "Model provider deleted.",
+	"invitation-sent":     "Invitation sent.",
+	"invitation-resent":   "Invitation sent again. The earlier link no longer works.",
+	"invitation-revoked":  "Invitation revoked.",
+	"welcome":             "Welcome to TaskJuice.",
+	"request-queued":      "Added to the client request queue. Nothing is sent until you send the queue.",
+	"requests-sent":       "Request sent to the client: one email with one sign-in link.",
+	"request-resent":      "Request sent again with a new link. The earlier link no longer works.",
+	"reconnect-requested": "The client was emailed a request to reconnect.",
+	"resumed-one":         "1 held run resumed.",
+	"resumed-all":         "Held runs resumed.",
+	"resumed-none":        "No held runs were waiting on this connection.",
+	"reconnect-emailed":   "We emailed you a link to reconnect. Open it to go through the app's sign-in.",
+}
+
+const flashCookie = "tj_flash"
+
+func setFlash(w http.ResponseWriter, key string) {
+	writeFlash(w, key)
+}
+
+// setFlashError carries a refusal's message to the next page, where it
+// shows as an error. Without a session there is nothing to sign with and
+// the message is dropped; signed-out forms answer in place.
+func setFlashError(w http.ResponseWriter, r *http.Request, msg string) {
+	key := flashKey(r)
+	if key == nil {
+		return
+	}
+	m := base64.RawURLEncoding.EncodeToString([]byte(msg))
+	writeFlash(w, "!"+m+"."+flashSign(key, m))
+}
+
+func writeFlash(w http.ResponseWriter, value string) {
+	http.SetCookie(w, &http.Cookie{Name: flashCookie, Value: value, Path: "/", MaxAge: 60, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+}
+
+// takeFlash reads and clears the flash: a success message or an error.
+func takeFlash(w http.ResponseWriter, r *http.Request) (ok, failed string) {
+	c, err := r.Cookie(flashCookie)
+	if err != nil {
+		return "", ""
+	}
+	http.SetCookie(w, &http.Cookie{Name: flashCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	signed, isErr := strings.CutPrefix(c.Value, "!")
+	if !isErr {
+		return flashes[c.Value], ""
+	}
+	m, sig, _ := strings.Cut(signed, ".")
+	key := flashKey(r)
+	if key == nil || !hmac.Equal([]byte(sig), []byte(flashSign(key, m))) {
+		return "", ""
+	}
+	b, err := base64.RawURLEncoding.DecodeString(m)
+	if err != nil {
+		return "", ""
+	}
+	return "", string(b)
+}
+
+// flashKey derives the signing key from the request's session cookie.
+func flashKey(r *http.Request) []byte {
+	c, err := r.Cookie(authn.SessionCookie)
+	if err != nil || c.Value == "" {
+		return nil
+	}
+	k := sha256.Sum256([]byte("taskjuice flash\x00" + c.Value))
+	return k[:]
+}
+
+func flashSign(key []byte, m string) string {
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(m))
+	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// refuse answers a refused form post: a refusal meant for a person goes
+// back to the page the form was on, as an error there; a missing page, a
+// forbidden action and anything unexpected get the error page.
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, p *account.Principal, back string, err error) {
+	e, ok := apperr.As(err)
+	if !ok || flashKey(r) == nil {
+		h.errorPage(w, r, p, err)
+		return
+	}
+	switch e.Kind {
+	case apperr.KindNotFound, apperr.KindForbidden, apperr.KindUnauthorized, apperr.KindTooLarge:
+		h.errorPage(w, r, p, err)
+		return
+	}
+	setFlashError(w, r, e.Message)
+	redirect(w, r, back)
+}
