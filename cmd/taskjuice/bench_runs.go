@@ -259,7 +259,7 @@ func (b *runsBench) timeBanner(ctx context.Context, samples int) []time.Duration
 	for range samples {
 		start := time.Now()
 		_, _, _ = b.notify.Unread(ctx, b.ws.ID, b.userID)
-		_, _ = b.notify.Reauth(ctx, b.ws.ID, b.userID)
+		_, _, _ = b.notify.Reauth(ctx, b.ws.ID, b.userID)
 		out = append(out, time.Since(start))
 	}
 	slices.Sort(out)

@@ -68,6 +68,10 @@ type Run struct {
 	FinishedAt         *time.Time      `json:"finishedAt,omitempty"`
 }
 
+// CodeReauthNeeded is the error code of a step held because its
+// connection needs to be reconnected.
+const CodeReauthNeeded = "AUTH_REAUTHORIZATION_NEEDED"
+
 // StepStatus is one step attempt's status.
 type StepStatus string
 

@@ -501,7 +501,7 @@ func (e *Engine) commitTx(ctx context.Context, c *claimed, node workflow.Node, c
 			more = true
 			return nil
 		case errors.As(runErr, &reauth):
-			se := &StepError{Code: "AUTH_REAUTHORIZATION_NEEDED", Message: "The connection needs to be reconnected; the run is held until then.", Detail: reauth.Reason}
+			se := &StepError{Code: CodeReauthNeeded, Message: "The connection needs to be reconnected; the run is held until then.", Detail: reauth.Reason}
 			if err := putStep(ctx, tx, cur, StepPaused, "", se, &now); err != nil {
 				return err
 			}

@@ -44,6 +44,8 @@ type Notification struct {
 	CreatedAt    time.Time  `json:"createdAt"`
 	ResolvedAt   *time.Time `json:"resolvedAt,omitempty"`
 	Read         bool       `json:"read"`
+	// Seen: the person marked it read (Read is also true once resolved).
+	Seen bool `json:"-"`
 }
 
 // Service is the notification domain.
@@ -137,22 +139,9 @@ func (s *Service) raise(ctx context.Context, tx db.Querier, workspaceID, connID 
 	if a, ok := s.catalog.App(appKey); ok {
 		app = a.Name
 	}
-	workflows, err := s.blocked(ctx, tx, workspaceID, connID)
+	body, err := s.impact(ctx, tx, workspaceID, connID, app, label)
 	if err != nil {
 		return err
-	}
-	var held int
-	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM runs WHERE paused_connection_id = $1 AND status = 'paused'`, connID).Scan(&held); err != nil {
-		return fmt.Errorf("count held runs: %w", err)
-	}
-	body := fmt.Sprintf("The %s connection %q needs to be reconnected.", app, label)
-	if len(workflows) > 0 {
-		body += " It blocks " + strings.Join(workflows, ", ") + "."
-	} else {
-		body += " No published workflow uses it."
-	}
-	if held > 0 {
-		body += fmt.Sprintf(" %d %s held until then.", held, plural(held, "run is", "runs are"))
 	}
 	title, link := app+" reauth required", "/"+slug+"/connections/"+connID
 	_, err = tx.ExecContext(ctx, `INSERT INTO notifications (id, workspace_id, kind, severity, title, body, link, connection_id, created_at)
@@ -165,6 +154,61 @@ func (s *Service) raise(ctx context.Context, tx db.Querier, workspaceID, connID 
 		return fmt.Errorf("raise notification: %w", err)
 	}
 	return s.emailAlert(ctx, tx, workspaceID, title, body, link)
+}
+
+// impact says what a broken connection blocks, as things stand: the
+// workflows bound to it and the runs it holds now.
+func (s *Service) impact(ctx context.Context, q db.Querier, workspaceID, connID, app, label string) (string, error) {
+	workflows, err := s.blocked(ctx, q, workspaceID, connID)
+	if err != nil {
+		return "", err
+	}
+	var held int
+	if err := q.QueryRowContext(ctx, `SELECT count(*) FROM runs WHERE paused_connection_id = $1 AND status = 'paused'`, connID).Scan(&held); err != nil {
+		return "", fmt.Errorf("count held runs: %w", err)
+	}
+	body := fmt.Sprintf("The %s connection %q needs to be reconnected.", app, label)
+	if len(workflows) > 0 {
+		body += " It blocks " + strings.Join(workflows, ", ") + "."
+	} else {
+		body += " No published workflow uses it."
+	}
+	if held > 0 {
+		body += fmt.Sprintf(" %d %s held until then.", held, plural(held, "run is", "runs are"))
+	}
+	return body, nil
+}
+
+// refreshImpact rewrites the body of each reauth alert from the state as
+// it is now: an open one counts the runs held since it was raised, a
+// resolved one says the connection works again.
+func (s *Service) refreshImpact(ctx context.Context, ns []Notification) error {
+	for i := range ns {
+		n := &ns[i]
+		if n.Kind != "reauth" || n.ConnectionID == "" {
+			continue
+		}
+		var appKey, label string
+		err := s.db.Read().QueryRowContext(ctx, `SELECT app_key, label FROM connections WHERE id = $1`, n.ConnectionID).Scan(&appKey, &label)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("read connection of an alert: %w", err)
+		}
+		app := appKey
+		if a, ok := s.catalog.App(appKey); ok {
+			app = a.Name
+		}
+		if n.ResolvedAt != nil {
+			n.Body = fmt.Sprintf("The %s connection %q needed to be reconnected. It works again since %s.", app, label, n.ResolvedAt.Format("2 Jan 2006 15:04 UTC"))
+			continue
+		}
+		if n.Body, err = s.impact(ctx, s.db.Read(), n.WorkspaceID, n.ConnectionID, app, label); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // emailAlert queues a critical alert's email to the owner and admins of the
@@ -253,7 +297,7 @@ func (s *Service) List(ctx context.Context, workspaceID, userID string, limit in
 		limit = 50
 	}
 	rows, err := s.db.Read().QueryContext(ctx, `SELECT n.id, n.workspace_id, n.kind, n.severity, n.title, n.body, n.link, COALESCE(n.connection_id, ''),
-		n.created_at, n.resolved_at, r.user_id IS NOT NULL OR n.resolved_at IS NOT NULL
+		n.created_at, n.resolved_at, r.user_id IS NOT NULL
 		FROM notifications n LEFT JOIN notification_reads r ON r.notification_id = n.id AND r.user_id = $2
 		WHERE n.workspace_id = $1 ORDER BY n.created_at DESC, n.id DESC LIMIT $3`, workspaceID, userID, limit)
 	if err != nil {
@@ -273,17 +317,23 @@ func (s *Service) List(ctx context.Context, workspaceID, userID string, limit in
 			t := resolved.Time.UTC()
 			n.ResolvedAt = &t
 		}
+		n.Seen = n.Read
+		n.Read = n.Read || resolved.Valid
 		out = append(out, n)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	rows.Close()
+	return out, s.refreshImpact(ctx, out)
 }
 
 // Unread counts a person's unread, open notifications in a workspace (the
 // bell's number) and fingerprints them: the signature changes whenever the
 // bell or the banner would show something else.
 func (s *Service) Unread(ctx context.Context, workspaceID, userID string) (count int, signature string, err error) {
-	rows, err := s.db.Read().QueryContext(ctx, `SELECT n.id FROM notifications n WHERE n.workspace_id = $1 AND n.resolved_at IS NULL
-		AND NOT EXISTS (SELECT 1 FROM notification_reads r WHERE r.notification_id = n.id AND r.user_id = $2) ORDER BY n.id`, workspaceID, userID)
+	rows, err := s.db.Read().QueryContext(ctx, `SELECT n.id, EXISTS (SELECT 1 FROM notification_reads r WHERE r.notification_id = n.id AND r.user_id = $2)
+		FROM notifications n WHERE n.workspace_id = $1 AND n.resolved_at IS NULL ORDER BY n.id`, workspaceID, userID)
 	if err != nil {
 		return 0, "", fmt.Errorf("read unread notifications: %w", err)
 	}
@@ -291,12 +341,17 @@ func (s *Service) Unread(ctx context.Context, workspaceID, userID string) (count
 	h := sha256.New()
 	for rows.Next() {
 		var id string
-		if err := rows.Scan(&id); err != nil {
+		var read bool
+		if err := rows.Scan(&id, &read); err != nil {
 			return 0, "", err
 		}
 		h.Write([]byte(id))
-		h.Write([]byte{0})
-		count++
+		if read {
+			h.Write([]byte{1})
+		} else {
+			h.Write([]byte{0})
+			count++
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return 0, "", err
@@ -304,20 +359,26 @@ func (s *Service) Unread(ctx context.Context, workspaceID, userID string) (count
 	return count, hex.EncodeToString(h.Sum(nil)[:8]), nil
 }
 
-// Reauth lists the workspace's open reauth alerts (the banner's rows),
-// oldest first; a person who marked one read no longer sees it.
-func (s *Service) Reauth(ctx context.Context, workspaceID, userID string) ([]Notification, error) {
+// Reauth lists the workspace's open reauth alerts, oldest first: banner
+// holds those the person has not marked read (the banner's rows), quiet
+// those they marked read while the connection is still broken (a quieter
+// reminder that stays until it is mended).
+func (s *Service) Reauth(ctx context.Context, workspaceID, userID string) (banner, quiet []Notification, err error) {
 	all, err := s.List(ctx, workspaceID, userID, 200)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var out []Notification
 	for i := len(all) - 1; i >= 0; i-- {
-		if all[i].Kind == "reauth" && !all[i].Read {
-			out = append(out, all[i])
+		n := all[i]
+		switch {
+		case n.Kind != "reauth" || n.ResolvedAt != nil:
+		case n.Seen:
+			quiet = append(quiet, n)
+		default:
+			banner = append(banner, n)
 		}
 	}
-	return out, nil
+	return banner, quiet, nil
 }
 
 // MarkRead marks one notification (or, with id "", all of the workspace's)

@@ -107,8 +107,31 @@ func TestReauthNotification(t *testing.T) {
 		if u, _, _ := svc.Unread(ctx, other.ID, owner.ID); u != 0 {
 			t.Fatal("another workspace sees the notification")
 		}
-		if banner, _ := svc.Reauth(ctx, ws.ID, owner.ID); len(banner) != 1 {
+		if banner, _, _ := svc.Reauth(ctx, ws.ID, owner.ID); len(banner) != 1 {
 			t.Fatalf("banner rows: %d, want 1", len(banner))
+		}
+
+		// A run held after the alert was raised counts: the impact line
+		// says what holds now.
+		id, err := eng.StartRun(ctx, w.ID, nil, "manual", "")
+		must(t, err)
+		_, err = d.Write().ExecContext(ctx, `UPDATE runs SET status = 'paused', pause_reason = 'reauth', paused_connection_id = $1 WHERE id = $2`, c.ID, id)
+		must(t, err)
+		list, err = svc.List(ctx, ws.ID, owner.ID, 0)
+		must(t, err)
+		if !strings.Contains(list[0].Body, "3 runs are held") {
+			t.Fatalf("body after a third run is held: %q, want it to say 3 runs are held", list[0].Body)
+		}
+		// Marked read while still broken: no banner row, a quiet reminder.
+		_, before, _ := svc.Unread(ctx, ws.ID, owner.ID)
+		must(t, svc.MarkRead(ctx, ws.ID, owner.ID, ""))
+		banner, quiet, err := svc.Reauth(ctx, ws.ID, owner.ID)
+		must(t, err)
+		if len(banner) != 0 || len(quiet) != 1 || quiet[0].ConnectionID != c.ID {
+			t.Fatalf("after mark all read: banner %d, reminders %d; want 0 and 1", len(banner), len(quiet))
+		}
+		if u, after, _ := svc.Unread(ctx, ws.ID, owner.ID); u != 0 || after == before {
+			t.Fatalf("after mark all read: unread %d, signature changed %v; want 0 and a new signature", u, after != before)
 		}
 
 		// Reconnected: resolved, read for everyone.
@@ -119,8 +142,8 @@ func TestReauthNotification(t *testing.T) {
 		if u, _, _ := svc.Unread(ctx, ws.ID, owner.ID); u != 0 {
 			t.Fatalf("unread after reconnect: %d, want 0", u)
 		}
-		if banner, _ := svc.Reauth(ctx, ws.ID, owner.ID); len(banner) != 0 {
-			t.Fatalf("banner after reconnect: %d rows", len(banner))
+		if banner, quiet, _ := svc.Reauth(ctx, ws.ID, owner.ID); len(banner) != 0 || len(quiet) != 0 {
+			t.Fatalf("banner after reconnect: %d rows, %d reminders", len(banner), len(quiet))
 		}
 		// Broken again: a new alert.
 		_, err = conns.Transition(ctx, c.ID, connection.StatusError, "refresh rejected", connection.System, nil)

@@ -22,6 +22,13 @@ import (
 // the test is skipped, except in CI, where a missing browser is a failure.
 func newBrowser(t *testing.T) context.Context {
 	t.Helper()
+	return newBrowserAt(t, 1280, 900)
+}
+
+// newBrowserAt starts headless Chromium with a viewport of width × height
+// CSS pixels (390 × 844 is a phone).
+func newBrowserAt(t *testing.T, width, height int) context.Context {
+	t.Helper()
 	path, err := exec.LookPath("chromium")
 	if err != nil {
 		if os.Getenv("CI") != "" {
@@ -38,12 +45,15 @@ func newBrowser(t *testing.T) context.Context {
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
 		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 900),
+		chromedp.WindowSize(width, height),
 	)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelCtx := chromedp.NewContext(actx)
 	ctx, cancelTimeout := context.WithTimeout(ctx, 120*time.Second)
 	t.Cleanup(func() { cancelTimeout(); cancelCtx(); cancelAlloc() })
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(int64(width), int64(height))); err != nil {
+		t.Fatalf("set the viewport to %dx%d: %v", width, height, err)
+	}
 	return ctx
 }
 

@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"taskjuice/internal/apperr"
+	"taskjuice/internal/connection"
 	"taskjuice/internal/engine"
 	"taskjuice/internal/workflow"
 )
@@ -17,6 +18,7 @@ type runData struct {
 	Total      int
 	Payload    string
 	Connection *connectionRow
+	Hold       *hold
 	Base       string
 	Error      string
 }
@@ -26,6 +28,27 @@ type stepView struct {
 	Name   string
 	Input  string
 	Output string
+	// Shown is the status the step is shown with and ErrMessage its
+	// error's sentence, both true for the run as it is now: a step that
+	// was held when the run was cancelled shows as stopped, and a held
+	// step's error speaks in the past once the run moved on.
+	Shown      string
+	ErrMessage string
+}
+
+// stepNow fills what a step says from the run's current state.
+func stepNow(s *stepView, run engine.Run) {
+	s.Shown = string(s.Status)
+	if run.Status.Terminal() && (s.Status == engine.StepPaused || s.Status == engine.StepWaiting) {
+		s.Shown = "stopped"
+	}
+	if s.Error == nil {
+		return
+	}
+	s.ErrMessage = s.Error.Message
+	if s.Error.Code == engine.CodeReauthNeeded && !(run.Status == engine.StatusPaused && run.PauseReason == engine.PauseReauth) {
+		s.ErrMessage = "The connection needed to be reconnected; the run was held at this step."
+	}
 }
 
 func pretty(raw json.RawMessage) string {
@@ -78,7 +101,9 @@ func (h *Handler) renderRun(w http.ResponseWriter, r *http.Request, v view, stat
 			}
 		}
 		for _, s := range steps {
-			d.Steps = append(d.Steps, stepView{Step: s, Name: names[engine.EntryNode(s.NodeID)], Input: pretty(s.Input), Output: pretty(s.Output)})
+			sv := stepView{Step: s, Name: names[engine.EntryNode(s.NodeID)], Input: pretty(s.Input), Output: pretty(s.Output)}
+			stepNow(&sv, run)
+			d.Steps = append(d.Steps, sv)
 		}
 	}
 	if run.PausedConnectionID != "" {
@@ -86,8 +111,36 @@ func (h *Handler) renderRun(w http.ResponseWriter, r *http.Request, v view, stat
 			d.Connection = &connectionRow{Connection: c, AppName: h.appName(c.AppKey)}
 		}
 	}
+	d.Hold = holdOf(run, wf, d.Connection)
 	v.Title, v.Section, v.Data = "Run "+short(run.ID), "runs", d
 	h.render(w, r, status, "run", v)
+}
+
+// hold is what the run page says about a paused run, derived from the
+// run's status and its connection's status as they are now: a run that is
+// no longer paused says nothing, one whose connection is back says so.
+type hold struct {
+	Reauth, Operator bool
+	Connection       *connectionRow
+	Mended           bool // the connection works again
+	Agent            bool // an agent run: it resumes by itself
+	Auto             bool // it resumes by itself after the reconnect
+}
+
+func holdOf(run engine.Run, wf workflow.Workflow, c *connectionRow) *hold {
+	if run.Status != engine.StatusPaused {
+		return nil
+	}
+	switch run.PauseReason {
+	case engine.PauseReauth:
+		h := &hold{Reauth: true, Connection: c, Agent: run.Kind == engine.KindAgent}
+		h.Auto = h.Agent || wf.AutoResumeReauth
+		h.Mended = c != nil && c.Status == connection.StatusActive
+		return h
+	case engine.PauseOperator:
+		return &hold{Operator: true}
+	}
+	return nil
 }
 
 func short(id string) string {

@@ -219,6 +219,9 @@ type view struct {
 	// bell); Banner holds the open reauthorization alerts.
 	Unread int
 	Banner []notify.Notification
+	// Reminders are the open reauthorization alerts the person marked
+	// read: their connections are still broken.
+	Reminders []notify.Notification
 	// Alerts fingerprints the unread notifications the page was drawn
 	// with, so its live stream can tell a change that came before it
 	// connected.

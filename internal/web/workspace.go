@@ -31,11 +31,18 @@ func (h *Handler) inWorkspace(section string, fn workspacePage) http.HandlerFunc
 				h.errorPage(w, r, &p, err)
 				return
 			}
-			// The banner tops the runs area: the overview and the runs pages.
-			if section == "overview" || section == "runs" {
-				if v.Banner, err = h.Notify.Reauth(r.Context(), ws.ID, p.User.ID); err != nil {
+			// The banner tops the runs area (the overview and the runs
+			// pages); a broken connection whose alert was marked read keeps
+			// a quieter reminder there and on the Connections page.
+			if section == "overview" || section == "runs" || section == "connections" {
+				banner, quiet, err := h.Notify.Reauth(r.Context(), ws.ID, p.User.ID)
+				if err != nil {
 					h.errorPage(w, r, &p, err)
 					return
+				}
+				v.Reminders = quiet
+				if section != "connections" {
+					v.Banner = banner
 				}
 			}
 		}
