@@ -182,9 +182,9 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 			return err
 		}
 		sb, err = sandbox.New(sandbox.Options{
-			ModelKey: modelKey,
-			BaseURL:  sandboxURL,
-			Clients: sandboxClients(cat, e.getenv(catalog.ClientSecretEnv(catalog.SandboxKey)), []string{cfg.BaseURL + "/oauth/callback"}),
+			ModelKey:   modelKey,
+			BaseURL:    sandboxURL,
+			Clients:    sandboxClients(cat, e.getenv(catalog.ClientSecretEnv(catalog.SandboxKey)), []string{cfg.BaseURL + "/oauth/callback"}),
 			AdminToken: e.getenv("TASKJUICE_SANDBOX_ADMIN_TOKEN"),
 			StatePath:  filepath.Join(cfg.DataDir, "sandbox.json"),
 			Log:        log.With("component", "sandbox"),

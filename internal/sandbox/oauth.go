@@ -127,12 +127,12 @@ func (p *Provider) parseAuthorize(q url.Values) (authRequest, string) {
 type consentPage struct {
 	// AppName is the registered client asking for access; Host names the
 	// provider serving the page.
-	AppName     string
-	Host        string
-	ClientID    string
-	Scopes      []string
-	RedirectTo  string
-	Account     string
+	AppName    string
+	Host       string
+	ClientID   string
+	Scopes     []string
+	RedirectTo string
+	Account    string
 	// Hinted is set when the request's login_hint named a known account,
 	// which the form then suggests.
 	Hinted      bool
