@@ -145,7 +145,7 @@ func newSandbox(t *testing.T, baseURL string, log *slog.Logger) *sandbox.Provide
 			{ID: catalog.SandboxClientID("sandbox-chat"), Name: "Sandbox Chat", RedirectURIs: []string{baseURL + "/oauth/callback"}},
 			{ID: catalog.SandboxClientID("sandbox-inbox"), Name: "Sandbox Inbox", RedirectURIs: []string{baseURL + "/oauth/callback"}},
 		},
-		Log:     log,
+		Log: log,
 	})
 	if err != nil {
 		t.Fatal(err)
