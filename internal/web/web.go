@@ -166,7 +166,9 @@ func (h *Handler) register(mux, ws router) {
 	ws.HandleFunc("GET /{workspaceSlug}/connections/{id}", h.inWorkspace("connections", h.connectionDetail))
 	ws.HandleFunc("POST /{workspaceSlug}/connections/{id}/label", h.inWorkspace("connections", h.renameConnection))
 	ws.HandleFunc("POST /{workspaceSlug}/connections/{id}/refresh", h.inWorkspace("connections", h.refreshConnection))
+	ws.HandleFunc("GET /{workspaceSlug}/connections/{id}/reconnect", h.inWorkspace("connections", h.reconnectConfirm))
 	ws.HandleFunc("POST /{workspaceSlug}/connections/{id}/reconnect", h.inWorkspace("connections", h.reconnect))
+	ws.HandleFunc("POST /{workspaceSlug}/connections/{id}/release-held", h.inWorkspace("connections", h.releaseHeld))
 	ws.HandleFunc("POST /{workspaceSlug}/connections/{id}/revoke", h.inWorkspace("connections", h.revokeConnection))
 	ws.HandleFunc("POST /{workspaceSlug}/connections/{id}/allowed-domains", h.inWorkspace("connections", h.saveAllowedDomains))
 	ws.HandleFunc("POST /{workspaceSlug}/connections/{id}/resume-held", h.inWorkspace("runs", h.resumeHeld))
@@ -368,7 +370,8 @@ var flashes = map[string]string{
 	"signed-out":          "You are signed out",
 	"connected":           "Connected.",
 	"reconnected":         "Reconnected. Held work can be resumed.",
-	"account-changed":     "Reconnected — to a different account than before. Check that this is the account you meant.",
+	"account-changed":     "Reconnected — to a different account than before. The runs it held are kept held so they do not run against another account's data: decide on the connection page.",
+	"held-released":       "Released. The held runs go on as after a reconnect: agent runs and auto-resume workflows by themselves, the others with Resume.",
 	"refreshed":           "Connection refreshed.",
 	"revoked":             "Connection revoked.",
 	"renamed":             "Label saved.",
