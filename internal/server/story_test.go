@@ -169,9 +169,21 @@ func TestBrowserReauthStory(t *testing.T) {
 		}
 		screenshot(t, b, "story-5-connection-error")
 
-		// Reconnect through the sandbox's consent page.
+		// Reconnect: the page before the consent screen names the account
+		// the connection was made with, which the consent page suggests.
 		err = chromedp.Do(b,
 			chromedp.Click(`form[action$="/reconnect"] button`),
+			chromedp.WaitVisible(`#reconnect`),
+		)
+		if err != nil {
+			t.Fatalf("reconnect: %v", err)
+		}
+		if got := text(t, b, `#reconnect`); !strings.Contains(got, "This connection was made with the account “Sandbox Workspace”") {
+			t.Fatalf("reconnect page: %q", got)
+		}
+		screenshot(t, b, "story-6-reconnect-account")
+		err = chromedp.Do(b,
+			chromedp.Click(`#reconnect button`),
 			chromedp.WaitVisible(`button[value=allow]`),
 		)
 		if err != nil {

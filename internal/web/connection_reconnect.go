@@ -81,7 +81,7 @@ const msgNoConsentScreen = "This connection's app does not use a consent screen;
 // as another account keeps held.
 type accountHoldView struct {
 	Previous, Current string
-	Held              string // "2 held runs are", "1 held run is"
+	Held              string // "2 held runs are kept held so they do not …"
 	CanRelease        bool
 }
 
@@ -94,9 +94,9 @@ func (h *Handler) accountHoldOf(ctx context.Context, v view, c connection.Connec
 	if err != nil || n == 0 {
 		return nil, err
 	}
-	held := fmt.Sprintf("%d held runs are", n)
+	held := fmt.Sprintf("%d held runs are kept held so they do not run against another account's data.", n)
 	if n == 1 {
-		held = "1 held run is"
+		held = "1 held run is kept held so it does not run against another account's data."
 	}
 	return &accountHoldView{Previous: orID(hold.Previous), Current: orID(hold.Current), Held: held,
 		CanRelease: v.P.Can(account.CapWrite)}, nil
