@@ -157,3 +157,24 @@ func TestReconnectAccountDecision(t *testing.T) {
 		})
 	}
 }
+
+// TestConsentNamesTheApp: connecting Sandbox Inbox opens a consent screen
+// that names Sandbox Inbox, not Sandbox Chat, and connecting it works.
+func TestConsentNamesTheApp(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		owner := e.signIn("owner@a.example")
+		start := owner.post("/acme/connections/new", url.Values{"app": {"sandbox-inbox"}})
+		req, _ := http.NewRequest("GET", start.Header.Get("Location"), nil)
+		page := owner.do(req)
+		wantStatus(t, "Sandbox Inbox consent page", page, 200)
+		if !strings.Contains(page.Body, "<strong>Sandbox Inbox</strong> wants to access your account") || strings.Contains(page.Body, "Sandbox Chat") {
+			t.Fatalf("Sandbox Inbox consent page:\n%.1500s", page.Body)
+		}
+		id := connectionFromLocation(t, owner.consent(t, "/acme/connections/new", url.Values{"app": {"sandbox-inbox"}}, "Acme Mail"))
+		c, err := e.connections.Get(context.Background(), e.acme, id)
+		must(t, err)
+		if c.AppKey != "sandbox-inbox" || c.ExternalAccountName != "Acme Mail" {
+			t.Fatalf("connection: %s as %q, want sandbox-inbox as Acme Mail", c.AppKey, c.ExternalAccountName)
+		}
+	})
+}
