@@ -94,6 +94,8 @@ type clientConfig struct {
 	id, secret string
 	configured bool
 	reason     string
+	// sandbox marks a built-in app's registration at the sandbox provider.
+	sandbox bool
 }
 
 // Field is one input: an app-level connection field (a subdomain, an API key)

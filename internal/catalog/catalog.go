@@ -50,7 +50,7 @@ type SandboxClient struct {
 func (c *Catalog) SandboxClients() []SandboxClient {
 	var out []SandboxClient
 	for _, a := range c.apps {
-		if !a.Generic && isSandboxApp(a) {
+		if a.client != nil && a.client.sandbox {
 			out = append(out, SandboxClient{ID: SandboxClientID(a.Key), Name: a.Name})
 		}
 	}
@@ -248,7 +248,7 @@ func builtinClient(a App, getenv func(string) string, sandbox string) *clientCon
 		// client (SandboxClientID). Without a secret configured the client
 		// is public: the flow is protected by PKCE alone, as for a native
 		// app.
-		c := &clientConfig{id: SandboxClientID(a.Key), secret: strings.TrimSpace(getenv(ClientSecretEnv(SandboxKey)))}
+		c := &clientConfig{id: SandboxClientID(a.Key), secret: strings.TrimSpace(getenv(ClientSecretEnv(SandboxKey))), sandbox: true}
 		if sandbox == "" {
 			c.reason = a.Name + " is not configured: start the built-in sandbox provider and set its URL"
 			return c
