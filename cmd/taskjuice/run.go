@@ -168,19 +168,23 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 		}
 	}
 	sandboxURL := ""
+	if !cfg.NoSandbox {
+		sandboxURL = cfg.BaseURL + "/sandbox"
+	}
+	cat, err := catalog.Load(catalog.Options{Getenv: e.getenv, GenericAppsFile: cfg.AppsFile, SandboxURL: sandboxURL})
+	if err != nil {
+		return fmt.Errorf("app catalog: %w", err)
+	}
 	var sb *sandbox.Provider
 	modelKey := ""
 	if !cfg.NoSandbox {
-		sandboxURL = cfg.BaseURL + "/sandbox"
 		if modelKey, err = demo.SandboxModelKey(cfg.DataDir); err != nil {
 			return err
 		}
 		sb, err = sandbox.New(sandbox.Options{
-			ModelKey: modelKey,
-			BaseURL:  sandboxURL,
-			Clients: []sandbox.Client{{ID: "taskjuice", Name: "TaskJuice",
-				Secret:       e.getenv(catalog.ClientSecretEnv(catalog.SandboxKey)),
-				RedirectURIs: []string{cfg.BaseURL + "/oauth/callback"}}},
+			ModelKey:   modelKey,
+			BaseURL:    sandboxURL,
+			Clients:    sandboxClients(cat, e.getenv(catalog.ClientSecretEnv(catalog.SandboxKey)), []string{cfg.BaseURL + "/oauth/callback"}),
 			AdminToken: e.getenv("TASKJUICE_SANDBOX_ADMIN_TOKEN"),
 			StatePath:  filepath.Join(cfg.DataDir, "sandbox.json"),
 			Log:        log.With("component", "sandbox"),
@@ -189,10 +193,6 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 			return fmt.Errorf("sandbox: %w", err)
 		}
 		defer sb.Close()
-	}
-	cat, err := catalog.Load(catalog.Options{Getenv: e.getenv, GenericAppsFile: cfg.AppsFile, SandboxURL: sandboxURL})
-	if err != nil {
-		return fmt.Errorf("app catalog: %w", err)
 	}
 	conns := connection.NewService(d, keys)
 	callback := cfg.BaseURL + "/oauth/callback"

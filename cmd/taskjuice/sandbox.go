@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"taskjuice/internal/catalog"
 	"taskjuice/internal/sandbox"
 	"taskjuice/internal/server"
 )
@@ -123,9 +124,21 @@ func sandboxServe(ctx context.Context, args []string, e env) error {
 		*adminToken, generated = hex.EncodeToString(b), true
 	}
 	log := slog.New(slog.NewTextHandler(e.stderr, nil))
+	// Every built-in sandbox app is a client of its own; --client-id
+	// renames Sandbox Chat's.
+	cat, err := catalog.Load(catalog.Options{Getenv: func(string) string { return "" }, SandboxURL: *baseURL})
+	if err != nil {
+		return fmt.Errorf("app catalog: %w", err)
+	}
+	clients := sandboxClients(cat, *clientSecret, redirects)
+	for i := range clients {
+		if clients[i].ID == catalog.SandboxClientID(catalog.SandboxKey) {
+			clients[i].ID = *clientID
+		}
+	}
 	p, err := sandbox.New(sandbox.Options{
 		BaseURL:    *baseURL,
-		Clients:    []sandbox.Client{{ID: *clientID, Secret: *clientSecret, Name: "TaskJuice", RedirectURIs: redirects}},
+		Clients:    clients,
 		AccessTTL:  *accessTTL,
 		RefreshTTL: *refreshTTL,
 		AdminToken: *adminToken,
@@ -275,4 +288,15 @@ func sandboxStats(ctx context.Context, args []string, e env) error {
 		return err
 	}
 	return printJSON(e, st)
+}
+
+// sandboxClients registers each built-in sandbox app of the catalog as its
+// own client of the sandbox provider, so its consent page names the app
+// asking for access. They share one secret (empty: public clients, PKCE).
+func sandboxClients(cat *catalog.Catalog, secret string, redirects []string) []sandbox.Client {
+	var out []sandbox.Client
+	for _, c := range cat.SandboxClients() {
+		out = append(out, sandbox.Client{ID: c.ID, Name: c.Name, Secret: secret, RedirectURIs: redirects})
+	}
+	return out
 }

@@ -19,7 +19,8 @@
 // says what to set.
 //
 // sandbox-chat talks to the built-in sandbox provider at Options.SandboxURL.
-// Its client id is always "taskjuice"; its secret is read from
+// Its client id is always "taskjuice" (another sandbox app's is
+// SandboxClientID of its key); the secret is read from
 // TASKJUICE_APP_SANDBOX_CHAT_CLIENT_SECRET and, when that is unset, it is a
 // public client protected by PKCE alone, as the sandbox provider allows.
 package catalog
@@ -93,6 +94,8 @@ type clientConfig struct {
 	id, secret string
 	configured bool
 	reason     string
+	// sandbox marks a built-in app's registration at the sandbox provider.
+	sandbox bool
 }
 
 // Field is one input: an app-level connection field (a subdomain, an API key)

@@ -25,8 +25,37 @@ var ErrInvalid = errors.New("invalid app catalog")
 const SandboxKey = "sandbox-chat"
 
 // sandboxClientID is the client the built-in sandbox provider registers for
-// TaskJuice itself.
+// TaskJuice's Sandbox Chat.
 const sandboxClientID = "taskjuice"
+
+// SandboxClientID is the client id a built-in sandbox app uses at the
+// sandbox provider: each app has its own registration, so the consent page
+// names the app asking for access. sandbox-chat keeps "taskjuice"; another
+// app sandbox-x uses "taskjuice-x".
+func SandboxClientID(appKey string) string {
+	if appKey == SandboxKey {
+		return sandboxClientID
+	}
+	return sandboxClientID + "-" + strings.TrimPrefix(appKey, "sandbox-")
+}
+
+// SandboxClient is one client registration the sandbox provider needs.
+type SandboxClient struct {
+	ID   string
+	Name string // the app's name, shown on the consent page
+}
+
+// SandboxClients lists the registrations of the built-in sandbox apps, for
+// the sandbox provider to register.
+func (c *Catalog) SandboxClients() []SandboxClient {
+	var out []SandboxClient
+	for _, a := range c.apps {
+		if a.client != nil && a.client.sandbox {
+			out = append(out, SandboxClient{ID: SandboxClientID(a.Key), Name: a.Name})
+		}
+	}
+	return out
+}
 
 // Options configure Load.
 type Options struct {
@@ -215,10 +244,11 @@ func builtinClient(a App, getenv func(string) string, sandbox string) *clientCon
 		return &clientConfig{configured: true}
 	}
 	if isSandboxApp(a) {
-		// The sandbox provider registers TaskJuice as client "taskjuice".
-		// Without a secret configured the client is public: the flow is
-		// protected by PKCE alone, as for a native app.
-		c := &clientConfig{id: sandboxClientID, secret: strings.TrimSpace(getenv(ClientSecretEnv(SandboxKey)))}
+		// The sandbox provider registers each sandbox app as its own
+		// client (SandboxClientID). Without a secret configured the client
+		// is public: the flow is protected by PKCE alone, as for a native
+		// app.
+		c := &clientConfig{id: SandboxClientID(a.Key), secret: strings.TrimSpace(getenv(ClientSecretEnv(SandboxKey))), sandbox: true}
 		if sandbox == "" {
 			c.reason = a.Name + " is not configured: start the built-in sandbox provider and set its URL"
 			return c
@@ -230,8 +260,8 @@ func builtinClient(a App, getenv func(string) string, sandbox string) *clientCon
 }
 
 // isSandboxApp reports whether a built-in app is served by the built-in
-// sandbox provider (sandbox-chat, sandbox-inbox): they share its one client
-// registration, "taskjuice", and sandbox-chat's secret variable.
+// sandbox provider (sandbox-chat, sandbox-inbox): each has its own client
+// registration (SandboxClientID); they share sandbox-chat's secret variable.
 func isSandboxApp(a App) bool {
 	return a.OAuth != nil && strings.HasPrefix(a.OAuth.AuthorizeURL, "{sandbox}/")
 }

@@ -756,3 +756,31 @@ func TestAPIHosts(t *testing.T) {
 		t.Errorf("DisplayOrigin: got %q, want http://127.0.0.1:8081", got)
 	}
 }
+
+// Each built-in sandbox app is its own client of the sandbox provider,
+// named after the app for its consent page.
+func TestSandboxClients(t *testing.T) {
+	cat, err := catalog.Load(catalog.Options{Getenv: func(string) string { return "" }, SandboxURL: "http://127.0.0.1:8081"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, c := range cat.SandboxClients() {
+		got[c.ID] = c.Name
+	}
+	want := map[string]string{"taskjuice": "Sandbox Chat", "taskjuice-inbox": "Sandbox Inbox"}
+	if len(got) != len(want) {
+		t.Fatalf("sandbox clients: got %v, want %v", got, want)
+	}
+	for id, name := range want {
+		if got[id] != name {
+			t.Errorf("sandbox client %q: got %q, want %q", id, got[id], name)
+		}
+	}
+	for key, id := range map[string]string{"sandbox-chat": "taskjuice", "sandbox-inbox": "taskjuice-inbox"} {
+		a, _ := cat.App(key)
+		if gotID, _ := a.ClientCredentials(); gotID != id {
+			t.Errorf("%s client id: got %q, want %q", key, gotID, id)
+		}
+	}
+}

@@ -95,6 +95,27 @@ func (s *Service) BeginConsent(ctx context.Context, cfg *oauth2.Config, in Conse
 	return cfg.AuthCodeURL(state, opts...), c, nil
 }
 
+// decideHold settles, in a reconnect's transaction, what happens to the
+// runs held on the connection: another account than the one they were
+// made with keeps them held (the engine resumes nothing until someone
+// decides); the original account again lets them go on as usual.
+func (s *Service) decideHold(ctx context.Context, tx db.Querier, c Connection, out ConsentResult, ext ExternalAccount, actor Actor) error {
+	if out.AccountChanged {
+		n, err := heldRuns(ctx, tx, c.ID)
+		if err != nil || n == 0 {
+			return err
+		}
+		return s.holdForAccount(ctx, tx, c.ID, out.Previous, ext)
+	}
+	if !out.Reconnect {
+		return nil
+	}
+	// Releasing raises a reauthorized signal, which the engine acts on
+	// even when the connection was active already.
+	_, err := s.releaseHold(ctx, tx, c.ID, releasedByOriginal, actor)
+	return err
+}
+
 func randomToken() string {
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
@@ -215,8 +236,18 @@ func (s *Service) CompleteConsent(ctx context.Context, query url.Values, session
 	if err != nil {
 		return out, fmt.Errorf("read the connected account: %w", err)
 	}
+	// The account to compare with is the one the connection was made with;
+	// while a reconnect as another account keeps runs held, it is the
+	// account those runs were made with.
 	out.Previous = ExternalAccount{ID: c.ExternalAccountID, Name: c.ExternalAccountName}
-	out.AccountChanged = st.reconnect && c.ExternalAccountID != "" && c.ExternalAccountID != ext.ID
+	hold, held, err := openHold(ctx, s.db.Read(), c.ID)
+	if err != nil {
+		return out, err
+	}
+	if held {
+		out.Previous = hold.Previous
+	}
+	out.AccountChanged = st.reconnect && out.Previous.ID != "" && out.Previous.ID != ext.ID
 	cred, err := Credential{OAuth: FromOAuth2(tok)}.marshal()
 	if err != nil {
 		return out, err
@@ -259,9 +290,11 @@ func (s *Service) CompleteConsent(ctx context.Context, query url.Values, session
 		if !changed {
 			// Already active (a reconnect ahead of a break): the fresh
 			// credential is still worth a history line.
-			return s.recordEvent(ctx, tx, c.ID, StatusActive, StatusActive, reason, actor, detail)
+			if err := s.recordEvent(ctx, tx, c.ID, StatusActive, StatusActive, reason, actor, detail); err != nil {
+				return err
+			}
 		}
-		return nil
+		return s.decideHold(ctx, tx, c, out, ext, actor)
 	})
 	if err != nil {
 		return out, err

@@ -97,6 +97,14 @@ func (e *Engine) Resume(ctx context.Context, workspaceID, runID, actor string, c
 				return apperr.Conflict("connection_not_active", "", MsgResumeNeedsConnection)
 			}
 		}
+		if st.PauseReason == PauseReauth && st.PausedConnectionID != "" {
+			if held, err := accountHeld(ctx, tx, st.PausedConnectionID); err != nil || held {
+				if err != nil {
+					return err
+				}
+				return apperr.Conflict("kept_held", "", MsgKeptHeld)
+			}
+		}
 		return e.resumeTx(ctx, tx, runID)
 	})
 	if err == nil {
@@ -181,7 +189,9 @@ func (e *Engine) act(ctx context.Context, workspaceID, runID, action, actor stri
 // reauthorized signal is consumed once; the reauthorizations the runs held
 // on that connection were waiting for are consumed; runs of workflows set to
 // resume automatically go on by themselves, the others stay paused until
-// someone presses Resume. It returns how many runs it resumed.
+// someone presses Resume. A connection that came back as another account
+// keeps all of them held until someone decides. It returns how many runs
+// it resumed.
 func (e *Engine) ConsumeReauthorizations(ctx context.Context) (int, error) {
 	rows, err := e.db.Read().QueryContext(ctx, `SELECT s.id, s.connection_id FROM connection_signals s
 		WHERE s.kind = 'reauthorized' AND NOT EXISTS (SELECT 1 FROM signal_consumption c WHERE c.signal_id = s.id AND c.consumer = 'engine')
@@ -210,6 +220,11 @@ func (e *Engine) ConsumeReauthorizations(ctx context.Context) (int, error) {
 				return errAlreadyConsumed
 			}
 			if err != nil {
+				return err
+			}
+			// Back as another account: everything stays held until someone
+			// decides; the decision raises a signal of its own.
+			if held, err := accountHeld(ctx, tx, s.conn); err != nil || held {
 				return err
 			}
 			if _, err := tx.ExecContext(ctx, `UPDATE pending_reauths SET consumed_at = $1 WHERE connection_id = $2 AND consumed_at IS NULL`, now, s.conn); err != nil {
@@ -310,6 +325,12 @@ func (e *Engine) ResumeHeld(ctx context.Context, workspaceID, connID, actor stri
 	var ids []string
 	err := e.db.InTx(ctx, func(tx db.Querier) error {
 		now := e.now()
+		if held, err := accountHeld(ctx, tx, connID); err != nil || held {
+			if err != nil {
+				return err
+			}
+			return apperr.Conflict("kept_held", "", MsgKeptHeld)
+		}
 		if _, err := tx.ExecContext(ctx, `UPDATE pending_reauths SET consumed_at = $1 WHERE connection_id = $2 AND consumed_at IS NULL
 			AND run_id IN (SELECT id FROM runs WHERE workspace_id = $3 AND status = 'paused' AND pause_reason = 'reauth' AND paused_connection_id = $2)`,
 			now, connID, workspaceID); err != nil {

@@ -20,7 +20,9 @@ import (
 //go:embed page.html style.css
 var assets embed.FS
 
-var pages = template.Must(template.ParseFS(assets, "page.html"))
+var pages = template.Must(template.New("page.html").Funcs(template.FuncMap{
+	"head": func(title, host string) map[string]string { return map[string]string{"Title": title, "Host": host} },
+}).ParseFS(assets, "page.html"))
 
 const maxFormBytes = 64 << 10
 
@@ -71,7 +73,7 @@ type pendingAuth struct {
 // parseAuthorize validates an authorization request. The message it
 // returns on failure is shown to the person in the browser.
 func (p *Provider) parseAuthorize(q url.Values) (authRequest, string) {
-	for _, k := range []string{"client_id", "redirect_uri", "response_type", "scope", "state", "code_challenge", "code_challenge_method"} {
+	for _, k := range []string{"client_id", "redirect_uri", "response_type", "scope", "state", "code_challenge", "code_challenge_method", "login_hint"} {
 		if len(q[k]) > 1 {
 			return authRequest{}, "The parameter " + k + " appears more than once."
 		}
@@ -123,11 +125,17 @@ func (p *Provider) parseAuthorize(q url.Values) (authRequest, string) {
 }
 
 type consentPage struct {
-	AppName     string
-	ClientID    string
-	Scopes      []string
-	RedirectTo  string
-	Account     string
+	// AppName is the registered client asking for access; Host names the
+	// provider serving the page.
+	AppName    string
+	Host       string
+	ClientID   string
+	Scopes     []string
+	RedirectTo string
+	Account    string
+	// Hinted is set when the request's login_hint named a known account,
+	// which the form then suggests.
+	Hinted      bool
 	RequestID   string
 	Problem     string
 	ErrorTitle  string
@@ -140,10 +148,24 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		p.renderError(w, http.StatusBadRequest, problem)
 		return
 	}
-	p.renderConsent(w, http.StatusOK, req, DefaultAccount, "")
+	acct, hinted := DefaultAccount, false
+	// OpenID Connect Core 3.1.2.1: login_hint says which account the app
+	// expects; a known account is suggested, anything else is ignored.
+	if hint := strings.TrimSpace(r.URL.Query().Get("login_hint")); hint != "" {
+		p.mu.Lock()
+		if a := p.findAccountLocked(hint); a != nil {
+			acct, hinted = a.Name, true
+		}
+		p.mu.Unlock()
+	}
+	p.renderConsentHinted(w, http.StatusOK, req, acct, hinted, "")
 }
 
 func (p *Provider) renderConsent(w http.ResponseWriter, status int, req authRequest, acct, problem string) {
+	p.renderConsentHinted(w, status, req, acct, false, problem)
+}
+
+func (p *Provider) renderConsentHinted(w http.ResponseWriter, status int, req authRequest, acct string, hinted bool, problem string) {
 	id := randomToken("")
 	p.mu.Lock()
 	now := p.now()
@@ -163,12 +185,16 @@ func (p *Provider) renderConsent(w http.ResponseWriter, status int, req authRequ
 	if u, err := url.Parse(req.RedirectURI); err == nil {
 		to = u.Host
 	}
-	p.render(w, status, "consent", consentPage{AppName: req.Client.Name, ClientID: req.Client.ID, Scopes: words,
-		RedirectTo: to, Account: acct, RequestID: id, Problem: problem})
+	name := req.Client.Name
+	if name == "" {
+		name = req.Client.ID
+	}
+	p.render(w, status, "consent", consentPage{AppName: name, Host: HostName, ClientID: req.Client.ID, Scopes: words,
+		RedirectTo: to, Account: acct, Hinted: hinted, RequestID: id, Problem: problem})
 }
 
 func (p *Provider) renderError(w http.ResponseWriter, status int, detail string) {
-	p.render(w, status, "error", consentPage{ErrorTitle: "This connection request cannot be completed", ErrorDetail: detail})
+	p.render(w, status, "error", consentPage{Host: HostName, ErrorTitle: "This connection request cannot be completed", ErrorDetail: detail})
 }
 
 func (p *Provider) render(w http.ResponseWriter, status int, name string, data consentPage) {

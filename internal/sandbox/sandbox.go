@@ -31,6 +31,10 @@ var scopeWords = map[string]string{
 	ScopeMessagesRead: "Read the messages in your channels",
 }
 
+// HostName is how the consent page names the provider that hosts the
+// client apps (Sandbox Chat, Sandbox Inbox, …).
+const HostName = "TaskJuice Sandbox"
+
 // DefaultAccount is the sandbox account the consent page suggests.
 const DefaultAccount = "Sandbox Workspace"
 

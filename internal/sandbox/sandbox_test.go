@@ -183,7 +183,7 @@ func TestConsentFlowOverHTTP(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("consent page: got status %d, want 200", resp.StatusCode)
 	}
-	for _, want := range []string{"Sandbox Chat", "TaskJuice", "Post messages in your channels", `name="account"`, `value="Sandbox Workspace"`, ">Allow<", ">Deny<"} {
+	for _, want := range []string{"<strong>TaskJuice</strong> wants to access your account", sandbox.HostName, "Post messages in your channels", `name="account"`, `value="Sandbox Workspace"`, ">Allow<", ">Deny<"} {
 		if !strings.Contains(string(page), want) {
 			t.Errorf("consent page lacks %q", want)
 		}

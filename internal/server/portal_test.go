@@ -273,6 +273,13 @@ func TestClientReconnectsFromPortal(t *testing.T) {
 			t.Fatalf("reconnect request page:\n%s", body)
 		}
 		mm = connectButton.FindStringSubmatch(body)
+		// The consent screen is asked for the account the connection was
+		// made with (login_hint).
+		cleo, err := e.connections.Get(ctx, e.acme, id)
+		must(t, err)
+		if loc, _ := url.Parse(client.post(mm[1], nil).Header.Get("Location")); cleo.ExternalAccountID == "" || loc.Query().Get("login_hint") != cleo.ExternalAccountID {
+			t.Fatalf("client reconnect: login_hint %q, want the account's id %q", loc.Query().Get("login_hint"), cleo.ExternalAccountID)
+		}
 		wantRedirect(t, "reconnect consent", client.consent(t, mm[1], nil, "Cleo Chat"), rp)
 		if !strings.Contains(client.get(rp).Body, "1 of 1 connected") {
 			t.Fatal("reconnect not shown as connected")

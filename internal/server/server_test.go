@@ -142,8 +142,11 @@ func newSandbox(t *testing.T, baseURL string, log *slog.Logger) *sandbox.Provide
 	t.Helper()
 	p, err := sandbox.New(sandbox.Options{
 		BaseURL: baseURL + "/sandbox",
-		Clients: []sandbox.Client{{ID: "taskjuice", Name: "TaskJuice", RedirectURIs: []string{baseURL + "/oauth/callback"}}},
-		Log:     log,
+		Clients: []sandbox.Client{
+			{ID: catalog.SandboxClientID("sandbox-chat"), Name: "Sandbox Chat", RedirectURIs: []string{baseURL + "/oauth/callback"}},
+			{ID: catalog.SandboxClientID("sandbox-inbox"), Name: "Sandbox Inbox", RedirectURIs: []string{baseURL + "/oauth/callback"}},
+		},
+		Log: log,
 	})
 	if err != nil {
 		t.Fatal(err)

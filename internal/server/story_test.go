@@ -310,8 +310,13 @@ func reauthStory(t *testing.T, e *env, vp viewport) {
 	p.see("reloaded connection page", `.facts`, "Reconnection needed.")
 	p.snap("refresh-refused")
 
-	// Reconnect through the sandbox's consent page.
-	p.click("reconnect", `form[action$="/reconnect"] button`, `button[value=allow]`)
+	// Reconnect: the page before the consent screen names the account the
+	// connection was made with, which the consent screen suggests.
+	p.click("reconnect", `form[action$="/reconnect"] button`, `#reconnect`)
+	p.see("reconnect page", `#reconnect`, "This connection was made with the account “Sandbox Workspace”")
+	p.snap("reconnect-account")
+	p.click("continue to the app", `#reconnect button`, `button[value=allow]`)
+	p.see("consent screen", `body`, "Sandbox Chat wants to access your account")
 	p.snap("consent")
 	p.click("allow", `button[value=allow]`, `.facts`)
 	p.see("connection after reconnect", `.facts`, "Active", "Connected and working.", "Access token renews")

@@ -423,16 +423,24 @@ func (h *Handler) portalConnect(w http.ResponseWriter, r *http.Request, p accoun
 	// Consent again for a connection this request already started (or, for
 	// a reconnect, the client's connection): same id, nothing left behind.
 	reconnectID := ""
+	opts := connection.AuthCodeOptions(app)
 	if rq.ConnectionID != "" {
 		if c, err := h.Connections.Get(r.Context(), ws, rq.ConnectionID); err == nil && c.OwnerUserID == p.User.ID {
 			reconnectID = c.ID
+			// Ask for the account the connection was made with.
+			prev, err := h.madeWith(r.Context(), ws, c)
+			if err != nil {
+				h.errorPage(w, r, &p, err)
+				return
+			}
+			opts = append(opts, loginHint(prev)...)
 		}
 	}
 	authURL, c, err := h.Connections.BeginConsent(r.Context(), cfg, connection.ConsentRequest{
 		Workspace: ws, AppKey: app.Key, Label: app.Name, ReconnectID: reconnectID,
 		Actor: h.actor(&p), SessionBinding: authnBinding(r), ReturnTo: "/portal/requests/" + b.ID,
 		OwnerKind: connection.OwnerClient,
-	}, connection.AuthCodeOptions(app)...)
+	}, opts...)
 	if err != nil {
 		h.errorPage(w, r, &p, err)
 		return

@@ -147,7 +147,7 @@ func (h *Handler) connect(w http.ResponseWriter, r *http.Request, v view) {
 	redirect(w, r, "/"+v.Workspace.Slug+"/connections/"+c.ID)
 }
 
-func (h *Handler) startConsent(w http.ResponseWriter, r *http.Request, v view, app catalog.App, label, reconnectID string) {
+func (h *Handler) startConsent(w http.ResponseWriter, r *http.Request, v view, app catalog.App, label, reconnectID string, extra ...oauth2.AuthCodeOption) {
 	cfg, err := connection.OAuthConfig(app, h.callbackURL())
 	if err != nil {
 		h.errorPage(w, r, v.P, apperr.BadRequest("app_not_configured", err.Error()))
@@ -157,7 +157,7 @@ func (h *Handler) startConsent(w http.ResponseWriter, r *http.Request, v view, a
 		Workspace: *v.Workspace, AppKey: app.Key, Label: label, ReconnectID: reconnectID,
 		Actor: h.actor(v.P), SessionBinding: authnBinding(r), ReturnTo: "/" + v.Workspace.Slug + "/connections",
 		OwnerKind: connection.OwnerWorkspace,
-	}, connection.AuthCodeOptions(app)...)
+	}, append(connection.AuthCodeOptions(app), extra...)...)
 	if err != nil {
 		h.errorPage(w, r, v.P, err)
 		return
@@ -219,6 +219,8 @@ type connectionData struct {
 	History []connection.Event
 	Error   string
 	Domains connectionDomains
+	// Hold is set while a reconnect as another account keeps runs held.
+	Hold *accountHoldView
 }
 
 func (h *Handler) loadConnection(w http.ResponseWriter, r *http.Request, v view) (connection.Connection, bool) {
@@ -262,6 +264,10 @@ func (h *Handler) renderConnectionWith(w http.ResponseWriter, r *http.Request, v
 	if edit != nil {
 		edit(&d.Domains)
 	}
+	if d.Hold, err = h.accountHoldOf(r.Context(), v, c); err != nil {
+		h.errorPage(w, r, v.P, err)
+		return
+	}
 	v.Title, v.Data = c.Label+" · Connections", d
 	h.render(w, r, status, "connection", v)
 }
@@ -300,10 +306,15 @@ func (h *Handler) reconnect(w http.ResponseWriter, r *http.Request, v view) {
 	}
 	app, ok := h.Catalog.App(c.AppKey)
 	if !ok || !app.IsOAuth() {
-		h.refuse(w, r, v.P, h.connectionURL(v, c.ID), apperr.BadRequest("not_oauth", "This connection's app does not use a consent screen; create a new connection with the new key instead."))
+		h.refuse(w, r, v.P, h.connectionURL(v, c.ID), apperr.BadRequest("not_oauth", msgNoConsentScreen))
 		return
 	}
-	h.startConsent(w, r, v, app, c.Label, c.ID)
+	prev, err := h.madeWith(r.Context(), *v.Workspace, c)
+	if err != nil {
+		h.errorPage(w, r, v.P, err)
+		return
+	}
+	h.startConsent(w, r, v, app, c.Label, c.ID, loginHint(prev)...)
 }
 
 func (h *Handler) revokeConnection(w http.ResponseWriter, r *http.Request, v view) {
