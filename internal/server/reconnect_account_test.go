@@ -126,7 +126,11 @@ func TestReconnectAccountDecision(t *testing.T) {
 				if !strings.Contains(why, "“Other Team” instead of “Acme Chat”") {
 					t.Fatalf("why the run is held: %q", why)
 				}
-				wantStatus(t, "resume all while kept held", owner.post("/acme/connections/"+conn+"/resume-held", nil), 409)
+				wantSentBack(t, owner, "resume all while kept held", owner.post("/acme/connections/"+conn+"/resume-held", nil), "/acme/connections/"+conn, "")
+				runPage := owner.get("/acme/monitoring/workflow-runs/" + run(agentRun).WorkflowID + "/" + agentRun)
+				if b := html.UnescapeString(runPage.Body); !strings.Contains(b, "Still held: its connection was reconnected as “Other Team” instead of “Acme Chat”") || strings.Contains(b, "press Resume") {
+					t.Fatalf("the kept-held run's page does not say why it is still held: %.3000s", b)
+				}
 				// Reconnecting again names the original account, not the new one.
 				page = owner.get("/acme/connections/" + conn + "/reconnect")
 				if !strings.Contains(html.UnescapeString(page.Body), "made with the account <strong>“Acme Chat”</strong>") {

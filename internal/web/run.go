@@ -112,6 +112,12 @@ func (h *Handler) renderRun(w http.ResponseWriter, r *http.Request, v view, stat
 		}
 	}
 	d.Hold = holdOf(run, wf, d.Connection)
+	if d.Hold != nil && d.Hold.Mended {
+		if d.Hold.Kept, err = h.Engine.KeptHeld(ctx, run); err != nil {
+			h.errorPage(w, r, v.P, err)
+			return
+		}
+	}
 	v.Title, v.Section, v.Data = "Run "+short(run.ID), "runs", d
 	h.render(w, r, status, "run", v)
 }
@@ -125,6 +131,9 @@ type hold struct {
 	Mended           bool // the connection works again
 	Agent            bool // an agent run: it resumes by itself
 	Auto             bool // it resumes by itself after the reconnect
+	// Kept says why a run whose connection is back stays held: it was
+	// reconnected as another account and nobody has decided yet.
+	Kept string
 }
 
 func holdOf(run engine.Run, wf workflow.Workflow, c *connectionRow) *hold {

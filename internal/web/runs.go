@@ -36,10 +36,17 @@ func (h *Handler) resumeHeld(w http.ResponseWriter, r *http.Request, v view) {
 		return string(c.Status), err
 	})
 	if err != nil {
-		h.errorPage(w, r, v.P, err)
+		h.refuse(w, r, v.P, h.connectionURL(v, r.PathValue("id")), err)
 		return
 	}
-	setFlash(w, map[bool]string{true: "resumed-one", false: "resumed-all"}[n == 1])
+	switch n {
+	case 0:
+		setFlash(w, "resumed-none")
+	case 1:
+		setFlash(w, "resumed-one")
+	default:
+		setFlash(w, "resumed-all")
+	}
 	redirect(w, r, "/"+v.Workspace.Slug+"/monitoring/workflow-runs?reason=reauth&status=paused")
 }
 
