@@ -125,6 +125,10 @@ func (h *Handler) dispatchClientRequests(w http.ResponseWriter, r *http.Request,
 		return
 	}
 	note := r.PostForm.Get("note")
+	if !h.EmailOn() {
+		h.dispatchByLink(w, r, v, note)
+		return
+	}
 	if _, err := h.Portal.Dispatch(r.Context(), *v.P, *v.Workspace, r.PostForm.Get("client"), note); err != nil {
 		if e, ok := apperr.As(err); ok && (e.Kind == apperr.KindInvalid || e.Kind == apperr.KindConflict) {
 			h.renderRequests(w, r, v, apperr.Status(err), note, e.Message)
@@ -138,6 +142,10 @@ func (h *Handler) dispatchClientRequests(w http.ResponseWriter, r *http.Request,
 }
 
 func (h *Handler) resendClientRequest(w http.ResponseWriter, r *http.Request, v view) {
+	if !h.EmailOn() {
+		h.resendRequestByLink(w, r, v)
+		return
+	}
 	if _, err := h.Portal.Resend(r.Context(), *v.P, *v.Workspace, r.PathValue("id")); err != nil {
 		if e, ok := apperr.As(err); ok && e.Kind == apperr.KindConflict {
 			h.renderRequests(w, r, v, http.StatusConflict, "", e.Message)
@@ -161,6 +169,10 @@ func (h *Handler) unqueueClientRequest(w http.ResponseWriter, r *http.Request, v
 // requestReconnect asks the client who owns a connection to reconnect it,
 // by a fresh request email.
 func (h *Handler) requestReconnect(w http.ResponseWriter, r *http.Request, v view) {
+	if !h.EmailOn() {
+		h.requestReconnectByLink(w, r, v)
+		return
+	}
 	if _, err := h.Portal.RequestReconnect(r.Context(), *v.P, *v.Workspace, r.PathValue("id"), ""); err != nil {
 		if e, ok := apperr.As(err); ok && e.Kind != apperr.KindNotFound {
 			h.renderConnection(w, r, v, apperr.Status(err), e.Message)
@@ -370,6 +382,10 @@ func (h *Handler) portalReconnect(w http.ResponseWriter, r *http.Request, p acco
 	if !ok {
 		return
 	}
+	if !h.EmailOn() {
+		h.portalReconnectNow(w, r, p, c)
+		return
+	}
 	if _, err := h.Portal.ReconnectByEmail(r.Context(), p, c.ID); err != nil {
 		if e, ok := apperr.As(err); ok && e.Kind != apperr.KindNotFound {
 			h.renderPortalConnections(w, r, p, apperr.Status(err), e.Message)
@@ -425,6 +441,12 @@ func (h *Handler) portalConnect(w http.ResponseWriter, r *http.Request, p accoun
 		h.errorPage(w, r, &p, err)
 		return
 	}
+	h.startClientConsent(w, r, p, b, rq)
+}
+
+// startClientConsent sends the client to the consent screen of a request's
+// app, the request page to come back to.
+func (h *Handler) startClientConsent(w http.ResponseWriter, r *http.Request, p account.Principal, b portal.Batch, rq portal.Request) {
 	ws, err := h.accounts.WorkspaceByID(r.Context(), p, p.WorkspaceID)
 	if err != nil {
 		h.errorPage(w, r, &p, err)
