@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -69,8 +70,12 @@ func (h *Handler) setOnceLink(w http.ResponseWriter, r *http.Request, path, kind
 }
 
 // takeOnceLink reads the link handed to this page, if any, and clears it:
-// a reload no longer shows it.
+// a reload no longer shows it. Only the page itself (a GET of the path
+// the cookie names) takes it, not a form posted under that path.
 func (h *Handler) takeOnceLink(w http.ResponseWriter, r *http.Request) *onceLink {
+	if r.Method != http.MethodGet {
+		return nil
+	}
 	c, err := r.Cookie(onceLinkCookie)
 	if err != nil {
 		return nil
@@ -200,6 +205,10 @@ func (h *Handler) portalReconnectNow(w http.ResponseWriter, r *http.Request, p a
 	if h.log != nil {
 		h.log.InfoContext(r.Context(), "email not sent: email is off on this server; the client reconnects from the portal at once",
 			"email", "client reconnect request", "to", p.User.Email)
+	}
+	if len(b.Requests) != 1 {
+		h.errorPage(w, r, &p, fmt.Errorf("reconnect request %s holds %d requests, want 1", b.ID, len(b.Requests)))
+		return
 	}
 	h.startClientConsent(w, r, p, b, b.Requests[0])
 }
