@@ -21,6 +21,7 @@ import (
 	"taskjuice/internal/connection"
 	"taskjuice/internal/db"
 	"taskjuice/internal/db/dbtest"
+	"taskjuice/internal/sandbox"
 	"taskjuice/internal/vault"
 )
 
@@ -138,9 +139,14 @@ func signInSeesAcme(t *testing.T, base, email, password string) {
 	}
 }
 
+// demoAdminToken is the sandbox admin token the demo tests serve with, to
+// read what Sandbox Chat received.
+const demoAdminToken = "demo-test-admin-token"
+
 // demoAgentRuns finds the demo's agent, driven by the sandbox's model, and
-// runs it to completion: the model key the demo's provider holds works in
-// this process too.
+// runs it to completion on an ordinary lead, one that asks for nothing:
+// the agent's instructions alone make it post the lead to Sandbox Chat.
+// The model key the demo's provider holds works in this process too.
 func demoAgentRuns(t *testing.T, c *http.Client, base string) {
 	t.Helper()
 	get := func(path string) string {
@@ -167,7 +173,16 @@ func demoAgentRuns(t *testing.T, c *http.Client, base string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	res, err := c.Post(base+"/api/v1/workspaces/acme/agents/"+agentID+"/runs", "application/json", strings.NewReader(`{"message":"Tell the team: Ada wants a demo"}`))
+	admin, err := sandbox.NewAdminClient(base+"/sandbox", demoAdminToken, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := admin.Stats(context.Background())
+	if err != nil {
+		t.Fatalf("sandbox stats: %v", err)
+	}
+	const lead = `{"name":"Ada Lovelace","company":"Analytical Engines","email":"ada@analytical.example"}`
+	res, err := c.Post(base+"/api/v1/workspaces/acme/agents/"+agentID+"/runs", "application/json", strings.NewReader(lead))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,6 +195,16 @@ func demoAgentRuns(t *testing.T, c *http.Client, base string) {
 	for {
 		body := get("/api/v1/workspaces/acme/runs/" + started.RunID)
 		if strings.Contains(body, `"status":"completed"`) {
+			after, err := admin.Stats(context.Background())
+			if err != nil {
+				t.Fatalf("sandbox stats: %v", err)
+			}
+			if got := after.MessagesPosted - before.MessagesPosted; got != 1 {
+				t.Fatalf("messages posted to Sandbox Chat for an ordinary lead: got %d, want 1; run: %.2000s", got, body)
+			}
+			if !strings.Contains(body, "name: Ada Lovelace; company: Analytical Engines; email: ada@analytical.example") {
+				t.Fatalf("the posted message does not carry the lead: %.3000s", body)
+			}
 			return
 		}
 		if strings.Contains(body, `"status":"failed"`) || time.Now().After(deadline.Add(15*time.Second)) {
@@ -189,7 +214,13 @@ func demoAgentRuns(t *testing.T, c *http.Client, base string) {
 	}
 }
 
-func firstStartCreatesDemoOnce(t *testing.T, args []string, getenv func(string) string) {
+func firstStartCreatesDemoOnce(t *testing.T, args []string, env func(string) string) {
+	getenv := func(k string) string {
+		if k == "TASKJUICE_SANDBOX_ADMIN_TOKEN" {
+			return demoAdminToken
+		}
+		return env(k)
+	}
 	base, out, stop := startServe(t, args, getenv)
 	m := passwordLine.FindStringSubmatch(out.String())
 	if m == nil || !strings.Contains(out.String(), "owner@demo-agency.example") || !strings.Contains(out.String(), base+"/signin") {

@@ -32,17 +32,37 @@ var (
 // records the invitation and queues its email, in one transaction. The
 // email's sign-up link is minted when it is sent.
 func (s *Service) InviteClient(ctx context.Context, p Principal, w Workspace, email string) (Invitation, error) {
+	inv, _, err := s.inviteClient(ctx, p, w, email, true)
+	return inv, err
+}
+
+// InviteClientByLink invites as InviteClient does on a server whose email
+// is off: nothing is queued; the sign-up token is minted now and returned
+// for staff to hand over themselves. Only its hash is stored, so it cannot
+// be shown again; a resend mints a new one.
+func (s *Service) InviteClientByLink(ctx context.Context, p Principal, w Workspace, email string) (Invitation, string, error) {
+	return s.inviteClient(ctx, p, w, email, false)
+}
+
+// InvitationPath is the address of an invitation's sign-up page, under the
+// server's base URL.
+func InvitationPath(token string) string { return "/invitations/" + token }
+
+func (s *Service) inviteClient(ctx context.Context, p Principal, w Workspace, email string, byEmail bool) (Invitation, string, error) {
 	if !p.Role.IsStaff() || p.AccountID != w.AccountID {
-		return Invitation{}, apperr.ErrNotFound
+		return Invitation{}, "", apperr.ErrNotFound
 	}
 	if !p.Can(CapWrite) {
-		return Invitation{}, apperr.Forbidden("Only staff can invite clients")
+		return Invitation{}, "", apperr.Forbidden("Only staff can invite clients")
 	}
 	email, err := NormalizeEmail(email)
 	if err != nil {
-		return Invitation{}, err
+		return Invitation{}, "", err
 	}
 	now := s.now()
+	// By email the token is minted when the email goes out; until then the
+	// row holds the hash of a token nobody has.
+	token := newToken("tji_")
 	inv := Invitation{ID: db.NewID(), Email: email, Role: RoleClient, WorkspaceID: w.ID, CreatedAt: now, ExpiresAt: now.Add(InvitationTTL)}
 	err = s.db.InTx(ctx, func(tx db.Querier) error {
 		if err := exists(ctx, tx, `SELECT 1 FROM users WHERE email = $1`, email); err == nil {
@@ -56,19 +76,23 @@ func (s *Service) InviteClient(ctx context.Context, p Principal, w Workspace, em
 		} else if !errors.Is(err, apperr.ErrNotFound) {
 			return err
 		}
-		// The token is minted when the email goes out; until then the row
-		// holds the hash of a token nobody has.
 		if _, err := tx.ExecContext(ctx, `INSERT INTO invitations (id, account_id, workspace_id, email, role, token_hash, invited_by, created_at, expires_at, sent_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $8)`,
-			inv.ID, p.AccountID, w.ID, email, string(RoleClient), hashToken(newToken("tji_")), p.User.ID, now, inv.ExpiresAt); err != nil {
+			inv.ID, p.AccountID, w.ID, email, string(RoleClient), hashToken(token), p.User.ID, now, inv.ExpiresAt); err != nil {
 			return fmt.Errorf("insert invitation: %w", err)
+		}
+		if !byEmail {
+			return nil
 		}
 		return mail.EnqueueRef(ctx, tx, MailInvitation, inv.ID, invitationEmail(email, p.AccountName, w.Name, p.User.Name, inv.ExpiresAt))
 	})
 	if err != nil {
-		return Invitation{}, err
+		return Invitation{}, "", err
 	}
-	return inv, nil
+	if byEmail {
+		token = ""
+	}
+	return inv, token, nil
 }
 
 func invitationEmail(to, agency, workspace, inviter string, expires time.Time) mail.Message {
@@ -96,7 +120,7 @@ func (s *Service) InvitationExpander(baseURL string) mail.Expander {
 		if n, _ := res.RowsAffected(); n == 0 {
 			return m, mail.ErrDrop
 		}
-		m.Text = strings.ReplaceAll(m.Text, mail.LinkPlaceholder, strings.TrimRight(baseURL, "/")+"/invitations/"+secret)
+		m.Text = strings.ReplaceAll(m.Text, mail.LinkPlaceholder, strings.TrimRight(baseURL, "/")+InvitationPath(secret))
 		return m, nil
 	}
 }
@@ -104,13 +128,26 @@ func (s *Service) InvitationExpander(baseURL string) mail.Expander {
 // ResendInvitation sends a pending (or expired) invitation again, with a
 // new link valid for InvitationTTL; the previous link stops working at once.
 func (s *Service) ResendInvitation(ctx context.Context, p Principal, w Workspace, id string) (Invitation, error) {
+	inv, _, err := s.resendInvitation(ctx, p, w, id, true)
+	return inv, err
+}
+
+// ResendInvitationByLink renews an invitation as ResendInvitation does on a
+// server whose email is off: it returns the new sign-up token instead of
+// emailing it; the previous link stops working at once.
+func (s *Service) ResendInvitationByLink(ctx context.Context, p Principal, w Workspace, id string) (Invitation, string, error) {
+	return s.resendInvitation(ctx, p, w, id, false)
+}
+
+func (s *Service) resendInvitation(ctx context.Context, p Principal, w Workspace, id string, byEmail bool) (Invitation, string, error) {
 	if !p.Role.IsStaff() || p.AccountID != w.AccountID {
-		return Invitation{}, apperr.ErrNotFound
+		return Invitation{}, "", apperr.ErrNotFound
 	}
 	if !p.Can(CapWrite) {
-		return Invitation{}, apperr.Forbidden("Only staff can invite clients")
+		return Invitation{}, "", apperr.Forbidden("Only staff can invite clients")
 	}
 	now := s.now()
+	token := newToken("tji_")
 	var inv Invitation
 	err := s.db.InTx(ctx, func(tx db.Querier) error {
 		var role string
@@ -125,12 +162,18 @@ func (s *Service) ResendInvitation(ctx context.Context, p Principal, w Workspace
 		}
 		inv.Role, inv.WorkspaceID, inv.ExpiresAt, inv.CreatedAt = Role(role), w.ID, now.Add(InvitationTTL), inv.CreatedAt.UTC()
 		if _, err := tx.ExecContext(ctx, `UPDATE invitations SET token_hash = $1, expires_at = $2, sent_at = $3 WHERE id = $4`,
-			hashToken(newToken("tji_")), inv.ExpiresAt, now, id); err != nil {
+			hashToken(token), inv.ExpiresAt, now, id); err != nil {
 			return fmt.Errorf("renew invitation: %w", err)
+		}
+		if !byEmail {
+			return nil
 		}
 		return mail.EnqueueRef(ctx, tx, MailInvitation, inv.ID, invitationEmail(inv.Email, p.AccountName, w.Name, p.User.Name, inv.ExpiresAt))
 	})
-	return inv, err
+	if err != nil || byEmail {
+		return inv, "", err
+	}
+	return inv, token, nil
 }
 
 // RevokeInvitation withdraws a pending invitation: its link stops working

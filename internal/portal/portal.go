@@ -315,6 +315,30 @@ type NodeState struct {
 // Dispatch sends the workspace's queue to a client as one email: one
 // sign-in link, the apps, the permissions each asks for, and the note.
 func (s *Service) Dispatch(ctx context.Context, p account.Principal, ws account.Workspace, clientUserID, note string) (Batch, error) {
+	return s.dispatch(ctx, p, ws, clientUserID, note, "")
+}
+
+// DispatchByLink sends the queue as Dispatch does on a server whose email
+// is off: nothing is queued for email; the sign-in link's token is minted
+// now and returned for staff to hand over themselves (only its hash is
+// stored). The request enters the client's inbox at once.
+func (s *Service) DispatchByLink(ctx context.Context, p account.Principal, ws account.Workspace, clientUserID, note string) (Batch, string, error) {
+	token := newLinkToken()
+	b, err := s.dispatch(ctx, p, ws, clientUserID, note, token)
+	if err != nil {
+		return Batch{}, "", err
+	}
+	return b, token, nil
+}
+
+// LinkPath is the address of a request's sign-in link, under the server's
+// base URL.
+func LinkPath(token string) string { return "/portal/link/" + token }
+
+func newLinkToken() string { return linkPrefix + randomToken() }
+
+// dispatch sends the queue by email, or by the link whose token is given.
+func (s *Service) dispatch(ctx context.Context, p account.Principal, ws account.Workspace, clientUserID, note, token string) (Batch, error) {
 	if err := staffWrite(p, ws); err != nil {
 		return Batch{}, err
 	}
@@ -338,7 +362,7 @@ func (s *Service) Dispatch(ctx context.Context, p account.Principal, ws account.
 		if n, _ := res.RowsAffected(); n == 0 {
 			return errQueueEmpty
 		}
-		return s.enqueueEmail(ctx, tx, b.ID, p.AccountName)
+		return s.deliver(ctx, tx, b.ID, p.AccountName, token)
 	})
 	if err != nil {
 		return Batch{}, err
@@ -373,6 +397,19 @@ func (s *Service) insertBatch(ctx context.Context, tx db.Querier, b Batch, by st
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, b.ID, b.WorkspaceID, b.ClientUserID, b.Note, db.NullString(by), b.SentAt, b.ExpiresAt, b.LinkExpiresAt)
 	if err != nil {
 		return fmt.Errorf("record dispatch: %w", err)
+	}
+	return nil
+}
+
+// deliver sends a batch: by email when token is empty, else by the link
+// of that token, which staff hand over themselves (email off): its hash
+// is stored at once, and no email is queued.
+func (s *Service) deliver(ctx context.Context, tx db.Querier, batchID, agency, token string) error {
+	if token == "" {
+		return s.enqueueEmail(ctx, tx, batchID, agency)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE client_request_batches SET link_hash = $1 WHERE id = $2`, hashToken(token), batchID); err != nil {
+		return fmt.Errorf("mint request link: %w", err)
 	}
 	return nil
 }
@@ -428,7 +465,7 @@ func (s *Service) enqueueEmail(ctx context.Context, tx db.Querier, batchID, agen
 // whose link was used or expired meanwhile is not emailed.
 func (s *Service) LinkExpander(baseURL string) mail.Expander {
 	return func(ctx context.Context, ref string, m mail.Message) (mail.Message, error) {
-		token := linkPrefix + randomToken()
+		token := newLinkToken()
 		now := s.now()
 		res, err := s.db.Write().ExecContext(ctx, `UPDATE client_request_batches SET link_hash = $1, sent_at = $2, expires_at = $3
 			WHERE id = $4 AND link_used_at IS NULL AND link_expires_at > $2`, hashToken(token), now, now.Add(InboxTTL), ref)
@@ -438,7 +475,7 @@ func (s *Service) LinkExpander(baseURL string) mail.Expander {
 		if n, _ := res.RowsAffected(); n == 0 {
 			return m, mail.ErrDrop
 		}
-		m.Text = strings.ReplaceAll(m.Text, mail.LinkPlaceholder, strings.TrimRight(baseURL, "/")+"/portal/link/"+token)
+		m.Text = strings.ReplaceAll(m.Text, mail.LinkPlaceholder, strings.TrimRight(baseURL, "/")+LinkPath(token))
 		return m, nil
 	}
 }
@@ -459,6 +496,22 @@ func hashToken(tok string) string {
 // Resend emails a batch again with a new link (valid LinkTTL); the earlier
 // link stops working at once.
 func (s *Service) Resend(ctx context.Context, p account.Principal, ws account.Workspace, batchID string) (Batch, error) {
+	return s.resend(ctx, p, ws, batchID, "")
+}
+
+// ResendByLink renews a batch as Resend does on a server whose email is
+// off, returning the new link's token instead of emailing it; the earlier
+// link stops working at once.
+func (s *Service) ResendByLink(ctx context.Context, p account.Principal, ws account.Workspace, batchID string) (Batch, string, error) {
+	token := newLinkToken()
+	b, err := s.resend(ctx, p, ws, batchID, token)
+	if err != nil {
+		return Batch{}, "", err
+	}
+	return b, token, nil
+}
+
+func (s *Service) resend(ctx context.Context, p account.Principal, ws account.Workspace, batchID, token string) (Batch, error) {
 	if err := staffWrite(p, ws); err != nil {
 		return Batch{}, err
 	}
@@ -475,7 +528,7 @@ func (s *Service) Resend(ctx context.Context, p account.Principal, ws account.Wo
 			link_expires_at = $3 WHERE id = $4`, now, now.Add(InboxTTL), now.Add(LinkTTL), batchID); err != nil {
 			return fmt.Errorf("renew request: %w", err)
 		}
-		return s.enqueueEmail(ctx, tx, batchID, p.AccountName)
+		return s.deliver(ctx, tx, batchID, p.AccountName, token)
 	})
 	if err != nil {
 		return Batch{}, err
@@ -714,12 +767,66 @@ func (s *Service) ReconnectByEmail(ctx context.Context, p account.Principal, con
 	if app, ok := s.appOf(c.AppKey); !ok || !app.IsOAuth() {
 		return Batch{}, apperr.Conflict("not_oauth", "", "This app does not use a consent screen")
 	}
-	return s.reconnectBatch(ctx, ws, p.User, c, p.User.ID, "You asked to reconnect "+c.Label+".", p.AccountName)
+	return s.reconnectBatch(ctx, ws, p.User, c, p.User.ID, "You asked to reconnect "+c.Label+".", p.AccountName, "")
+}
+
+// ReconnectNow is the client's reconnect on a server whose email is off:
+// the same request as ReconnectByEmail, put straight into the client's
+// inbox (they are signed in already: no email, no link), for them to go
+// through the app's consent screen at once. It returns the batch; its one
+// request is the reconnect.
+func (s *Service) ReconnectNow(ctx context.Context, p account.Principal, connectionID string) (Batch, error) {
+	if !p.IsClient() {
+		return Batch{}, apperr.ErrNotFound
+	}
+	ws, err := s.accounts.WorkspaceByID(ctx, p, p.WorkspaceID)
+	if err != nil {
+		return Batch{}, err
+	}
+	c, err := s.conns.Get(ctx, ws, connectionID)
+	if err != nil || c.OwnerKind != connection.OwnerClient || c.OwnerUserID != p.User.ID {
+		return Batch{}, apperr.NotFound("There is no such connection among yours.")
+	}
+	if app, ok := s.appOf(c.AppKey); !ok || !app.IsOAuth() {
+		return Batch{}, apperr.Conflict("not_oauth", "", "This app does not use a consent screen")
+	}
+	b := s.newBatch(ws, p.User, "You asked to reconnect "+c.Label+".", p.User.ID)
+	err = s.db.InTx(ctx, func(tx db.Querier) error {
+		if err := s.insertBatch(ctx, tx, b, p.User.ID); err != nil {
+			return err
+		}
+		// No link was sent: the batch counts as opened by the client.
+		if _, err := tx.ExecContext(ctx, `UPDATE client_request_batches SET link_used_at = $1 WHERE id = $2`, b.SentAt, b.ID); err != nil {
+			return fmt.Errorf("record reconnect: %w", err)
+		}
+		r := Request{ID: db.NewID(), WorkspaceID: ws.ID, BatchID: b.ID, AppKey: c.AppKey, Reconnect: true, ConnectionID: c.ID, CreatedAt: s.now()}
+		return s.insert(ctx, tx, r, p.User.ID)
+	})
+	if err != nil {
+		return Batch{}, err
+	}
+	return s.batch(ctx, ws.ID, b.ID)
 }
 
 // RequestReconnect is the staff side of ReconnectByEmail: it emails the
 // owner of a client connection a fresh request to reconnect it.
 func (s *Service) RequestReconnect(ctx context.Context, p account.Principal, ws account.Workspace, connectionID, note string) (Batch, error) {
+	return s.requestReconnect(ctx, p, ws, connectionID, note, "")
+}
+
+// RequestReconnectByLink asks as RequestReconnect does on a server whose
+// email is off, returning the sign-in link's token for staff to hand over
+// instead of emailing it.
+func (s *Service) RequestReconnectByLink(ctx context.Context, p account.Principal, ws account.Workspace, connectionID, note string) (Batch, string, error) {
+	token := newLinkToken()
+	b, err := s.requestReconnect(ctx, p, ws, connectionID, note, token)
+	if err != nil {
+		return Batch{}, "", err
+	}
+	return b, token, nil
+}
+
+func (s *Service) requestReconnect(ctx context.Context, p account.Principal, ws account.Workspace, connectionID, note, token string) (Batch, error) {
 	if err := staffWrite(p, ws); err != nil {
 		return Batch{}, err
 	}
@@ -734,10 +841,10 @@ func (s *Service) RequestReconnect(ctx context.Context, p account.Principal, ws 
 	if err != nil {
 		return Batch{}, err
 	}
-	return s.reconnectBatch(ctx, ws, client, c, p.User.ID, strings.TrimSpace(note), p.AccountName)
+	return s.reconnectBatch(ctx, ws, client, c, p.User.ID, strings.TrimSpace(note), p.AccountName, token)
 }
 
-func (s *Service) reconnectBatch(ctx context.Context, ws account.Workspace, client account.User, c connection.Connection, by, note, agency string) (Batch, error) {
+func (s *Service) reconnectBatch(ctx context.Context, ws account.Workspace, client account.User, c connection.Connection, by, note, agency, token string) (Batch, error) {
 	b := s.newBatch(ws, client, note, by)
 	err := s.db.InTx(ctx, func(tx db.Querier) error {
 		if err := s.insertBatch(ctx, tx, b, by); err != nil {
@@ -747,7 +854,7 @@ func (s *Service) reconnectBatch(ctx context.Context, ws account.Workspace, clie
 		if err := s.insert(ctx, tx, r, by); err != nil {
 			return err
 		}
-		return s.enqueueEmail(ctx, tx, b.ID, agency)
+		return s.deliver(ctx, tx, b.ID, agency, token)
 	})
 	if err != nil {
 		return Batch{}, err

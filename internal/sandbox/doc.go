@@ -91,16 +91,21 @@
 //   - Call a tool when tool_choice names one; when it is "required", call
 //     the first tool that mentions posting (post, message, send, notify or
 //     chat in its name, else its description), or the first tool; when it
-//     is "auto", call that posting tool if the last user message asks to
-//     post or tell something (post, send, tell, say, announce, notify,
-//     inform, share, remind, message, ping, publish, or "let ... know") and
-//     no tool result has come since that message.
+//     is "auto", call that posting tool if the last user message or the
+//     instructions (system and developer messages, a standing order such
+//     as "When a lead comes in, post it") ask to post or tell something
+//     (post, send, tell, say, announce, notify, inform, share, remind,
+//     message, ping, publish, or "let ... know") and no tool result has
+//     come since that message.
 //   - The call's arguments fill the tool's parameters schema (see below),
 //     with channel-like properties (channel, channel_id, room, ...) set to
-//     the first #channel of the user message or "general", and text-like
-//     ones (text, message, content, body, summary, ...) set to the
-//     message's first quoted text, else what follows its first colon, else
-//     the whole message, in at most 280 characters. A tool without
+//     the first #channel of the user message, else of the instructions,
+//     else "general", and text-like ones (text, message, content, body,
+//     summary, ...) set to, for a message that is a JSON object (alone or
+//     after a "Label:" line), its fields ("key: value; ...", or a lone
+//     field's value), else the message's first quoted text, else what
+//     follows its first colon, else the whole message, in at most 280
+//     characters. A tool without
 //     parameters gets {"channel","text"}, Sandbox Chat's post shape.
 //   - Otherwise answer with text: "Done. NAME returned RESULT." for the
 //     tool results since the last user message (each result cut to 160

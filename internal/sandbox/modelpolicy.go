@@ -48,9 +48,13 @@ type toolResult struct {
 
 func defaultReply(req *chatRequest) ModelReply {
 	user, last := "", -1
+	var instructions []string
 	for i, m := range req.messages {
-		if m.role == "user" {
+		switch m.role {
+		case "user":
 			user, last = m.text, i
+		case "system", "developer":
+			instructions = append(instructions, m.text)
 		}
 	}
 	var results []toolResult
@@ -59,8 +63,9 @@ func defaultReply(req *chatRequest) ModelReply {
 			results = append(results, toolResult{name: req.callNames[m.toolCallID], content: m.text})
 		}
 	}
-	if t := pickTool(req, user, len(results)); t != nil {
-		return ModelReply{ToolCalls: []ModelToolCall{{Name: t.name, Arguments: toolArguments(t, user)}}}
+	standing := strings.Join(instructions, "\n")
+	if t := pickTool(req, user, standing, len(results)); t != nil {
+		return ModelReply{ToolCalls: []ModelToolCall{{Name: t.name, Arguments: toolArguments(t, user, standing)}}}
 	}
 	text := answerText(req.model.id, user, results)
 	switch req.format {
@@ -75,8 +80,12 @@ func defaultReply(req *chatRequest) ModelReply {
 	return ModelReply{Content: text}
 }
 
-// pickTool is the tool to call, or nil to answer with text.
-func pickTool(req *chatRequest, user string, results int) *chatTool {
+// pickTool is the tool to call, or nil to answer with text. Under "auto"
+// the posting tool is called when the user's message asks to post, or
+// when the instructions (system or developer messages) do: a standing
+// order such as "When a lead comes in, post it to #general" applies to
+// every message, as a real model would follow it.
+func pickTool(req *chatRequest, user, instructions string, results int) *chatTool {
 	switch req.choice {
 	case "none":
 		return nil
@@ -89,7 +98,7 @@ func pickTool(req *chatRequest, user string, results int) *chatTool {
 		}
 		return &req.tools[0]
 	}
-	if results > 0 || !asksToPost(user) {
+	if results > 0 || !(asksToPost(user) || asksToPost(instructions)) {
 		return nil
 	}
 	return postingTool(req.tools)
@@ -124,10 +133,13 @@ func postingTool(tools []chatTool) *chatTool {
 	return nil
 }
 
-// toolArguments fills the tool's parameters from the user's message.
-func toolArguments(t *chatTool, user string) string {
+// toolArguments fills the tool's parameters from the user's message; the
+// channel is the message's first #channel, else the instructions'.
+func toolArguments(t *chatTool, user, instructions string) string {
 	f := filler{channel: "general", text: shortText(user)}
 	if m := channelMention.FindStringSubmatch(user); m != nil {
+		f.channel = strings.ToLower(m[1])
+	} else if m := channelMention.FindStringSubmatch(instructions); m != nil {
 		f.channel = strings.ToLower(m[1])
 	}
 	var v any = map[string]string{"channel": f.channel, "text": f.text}
@@ -138,11 +150,14 @@ func toolArguments(t *chatTool, user string) string {
 	return string(b)
 }
 
-// shortText is what to post: the first quoted text in s, else what
-// follows its first colon, else s itself; spaces collapsed, at most 280
-// characters.
+// shortText is what to post: for a message that is a JSON object (after
+// an optional "Label:" line, as in "Input:\n{...}") its fields, else the
+// first quoted text in s, else what follows its first colon, else s
+// itself; spaces collapsed, at most 280 characters.
 func shortText(s string) string {
-	if m := quoted.FindStringSubmatch(s); m != nil {
+	if fields, ok := jsonFields(s); ok {
+		s = fields
+	} else if m := quoted.FindStringSubmatch(s); m != nil {
 		s = m[1] + m[2]
 	} else if _, after, ok := strings.Cut(s, ":"); ok && strings.TrimSpace(after) != "" {
 		s = after
@@ -394,4 +409,49 @@ func numberValue(s map[string]any, integer bool) float64 {
 		v = math.Ceil(v)
 	}
 	return v
+}
+
+// jsonFields reads a message that is a JSON object, alone or after a
+// first line ending in a colon, as text to post: a lone field's value, or
+// "key: value" for each field in order, joined by "; ". Nested values are
+// shown as compact JSON.
+func jsonFields(s string) (string, bool) {
+	s = strings.TrimSpace(s)
+	if label, rest, ok := strings.Cut(s, "\n"); ok && strings.HasSuffix(strings.TrimSpace(label), ":") {
+		s = strings.TrimSpace(rest)
+	}
+	if !strings.HasPrefix(s, "{") || !json.Valid([]byte(s)) {
+		return "", false
+	}
+	dec := json.NewDecoder(strings.NewReader(s))
+	if _, err := dec.Token(); err != nil { // {
+		return "", false
+	}
+	var keys, values []string
+	for dec.More() {
+		k, err := dec.Token()
+		if err != nil {
+			return "", false
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return "", false
+		}
+		var str string
+		if json.Unmarshal(v, &str) != nil {
+			str = string(v)
+		}
+		keys, values = append(keys, fmt.Sprint(k)), append(values, str)
+	}
+	switch len(keys) {
+	case 0:
+		return "", false
+	case 1:
+		return values[0], true
+	}
+	parts := make([]string, len(keys))
+	for i := range keys {
+		parts[i] = keys[i] + ": " + values[i]
+	}
+	return strings.Join(parts, "; "), true
 }

@@ -131,6 +131,7 @@ func New(o Options) (*Server, error) {
 // as they are sent.
 func (s *Server) UseMail(o *mail.Outbox) {
 	s.opts.Mail = o
+	s.pages.SetEmailOn(true)
 	o.Expand(account.MailInvitation, s.opts.Accounts.InvitationExpander(s.opts.BaseURL))
 	o.Expand(portal.MailRequest, s.portal.LinkExpander(s.opts.BaseURL))
 }

@@ -121,6 +121,10 @@ func (h *Handler) dispatchClientRequests(w http.ResponseWriter, r *http.Request,
 		return
 	}
 	note := r.PostForm.Get("note")
+	if !h.EmailOn() {
+		h.dispatchByLink(w, r, v, note)
+		return
+	}
 	if _, err := h.Portal.Dispatch(r.Context(), *v.P, *v.Workspace, r.PostForm.Get("client"), note); err != nil {
 		if e, ok := apperr.As(err); ok && (e.Kind == apperr.KindInvalid || e.Kind == apperr.KindConflict) {
 			h.renderRequests(w, r, v, apperr.Status(err), note, e.Message)
@@ -134,6 +138,10 @@ func (h *Handler) dispatchClientRequests(w http.ResponseWriter, r *http.Request,
 }
 
 func (h *Handler) resendClientRequest(w http.ResponseWriter, r *http.Request, v view) {
+	if !h.EmailOn() {
+		h.resendRequestByLink(w, r, v)
+		return
+	}
 	if _, err := h.Portal.Resend(r.Context(), *v.P, *v.Workspace, r.PathValue("id")); err != nil {
 		h.refuse(w, r, v.P, "/"+v.Workspace.Slug+"/clients/requests", err)
 		return
@@ -153,6 +161,10 @@ func (h *Handler) unqueueClientRequest(w http.ResponseWriter, r *http.Request, v
 // requestReconnect asks the client who owns a connection to reconnect it,
 // by a fresh request email.
 func (h *Handler) requestReconnect(w http.ResponseWriter, r *http.Request, v view) {
+	if !h.EmailOn() {
+		h.requestReconnectByLink(w, r, v)
+		return
+	}
 	if _, err := h.Portal.RequestReconnect(r.Context(), *v.P, *v.Workspace, r.PathValue("id"), ""); err != nil {
 		h.refuse(w, r, v.P, h.connectionURL(v, r.PathValue("id")), apperr.Explain(err, "There is no such connection in this workspace."))
 		return
@@ -354,6 +366,10 @@ func (h *Handler) portalReconnect(w http.ResponseWriter, r *http.Request, p acco
 	if !ok {
 		return
 	}
+	if !h.EmailOn() {
+		h.portalReconnectNow(w, r, p, c)
+		return
+	}
 	if _, err := h.Portal.ReconnectByEmail(r.Context(), p, c.ID); err != nil {
 		h.refuse(w, r, &p, portalConnectionURL(c.ID), err)
 		return
@@ -405,6 +421,12 @@ func (h *Handler) portalConnect(w http.ResponseWriter, r *http.Request, p accoun
 		h.errorPage(w, r, &p, err)
 		return
 	}
+	h.startClientConsent(w, r, p, b, rq)
+}
+
+// startClientConsent sends the client to the consent screen of a request's
+// app, the request page to come back to.
+func (h *Handler) startClientConsent(w http.ResponseWriter, r *http.Request, p account.Principal, b portal.Batch, rq portal.Request) {
 	ws, err := h.accounts.WorkspaceByID(r.Context(), p, p.WorkspaceID)
 	if err != nil {
 		h.errorPage(w, r, &p, err)

@@ -17,6 +17,10 @@ func (h *Handler) inviteClient(w http.ResponseWriter, r *http.Request, v view) {
 		return
 	}
 	email := r.PostForm.Get("email")
+	if !h.EmailOn() {
+		h.inviteClientByLink(w, r, v, email)
+		return
+	}
 	if _, err := h.accounts.InviteClient(r.Context(), *v.P, *v.Workspace, email); err != nil {
 		if e, ok := apperr.As(err); ok && (e.Kind == apperr.KindInvalid || e.Kind == apperr.KindConflict) {
 			h.renderMembers(w, r, v, http.StatusUnprocessableEntity, inviteForm{Open: true, Email: email, Error: e.Message})
@@ -30,6 +34,10 @@ func (h *Handler) inviteClient(w http.ResponseWriter, r *http.Request, v view) {
 }
 
 func (h *Handler) resendInvitation(w http.ResponseWriter, r *http.Request, v view) {
+	if !h.EmailOn() {
+		h.resendInvitationByLink(w, r, v)
+		return
+	}
 	if _, err := h.accounts.ResendInvitation(r.Context(), *v.P, *v.Workspace, r.PathValue("id")); err != nil {
 		h.errorPage(w, r, v.P, err)
 		return

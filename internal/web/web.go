@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"taskjuice/internal/account"
@@ -57,6 +58,8 @@ type Deps struct {
 	BaseURL string
 	// HTTPClient calls apps (identity, revocation).
 	HTTPClient *http.Client
+	// EmailOn says this server sends email; SetEmailOn changes it later.
+	EmailOn bool
 }
 
 // Handler serves the pages.
@@ -67,6 +70,8 @@ type Handler struct {
 	log      *slog.Logger
 	pages    map[string]*template.Template
 	static   *staticSet
+	// emailOn: see SetEmailOn.
+	emailOn atomic.Bool
 }
 
 // New parses the templates and indexes the static files.
@@ -79,6 +84,7 @@ func New(d Deps) (*Handler, error) {
 		d.HTTPClient = &http.Client{Timeout: 20 * time.Second}
 	}
 	h := &Handler{Deps: d, accounts: d.Accounts, auth: d.Auth, log: d.Log, static: st}
+	h.emailOn.Store(d.EmailOn)
 	if err := h.parseTemplates(); err != nil {
 		return nil, err
 	}
@@ -228,6 +234,9 @@ type view struct {
 	// with, so its live stream can tell a change that came before it
 	// connected.
 	Alerts string
+	// OnceLink is a link staff hand over themselves, email being off,
+	// shown on this one answer only.
+	OnceLink *onceLink
 }
 
 var funcs = template.FuncMap{
@@ -266,7 +275,7 @@ func (h *Handler) parseTemplates() error {
 	if err != nil {
 		return fmt.Errorf("list templates: %w", err)
 	}
-	f := template.FuncMap{"static": h.static.url}
+	f := template.FuncMap{"static": h.static.url, "emailOff": func() bool { return !h.emailOn.Load() }}
 	for k, v := range funcs {
 		f[k] = v
 	}
@@ -290,6 +299,9 @@ func (h *Handler) parseTemplates() error {
 func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, page string, v view) {
 	if v.Flash == "" && v.FlashError == "" {
 		v.Flash, v.FlashError = takeFlash(w, r)
+	}
+	if v.OnceLink == nil {
+		v.OnceLink = h.takeOnceLink(w, r)
 	}
 	body, err := h.execute(page, v)
 	if err != nil {
