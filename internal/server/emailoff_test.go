@@ -280,7 +280,7 @@ func TestEmailOffReconnect(t *testing.T) {
 
 		// The client on their own: no email claimed, straight to consent.
 		breakIt()
-		pc := cleo.get("/portal/connections")
+		pc := cleo.get("/portal/connections/" + id)
 		if !strings.Contains(pc.Body, "Reconnect now") || strings.Contains(pc.Body, "Reconnect by email") || !strings.Contains(pc.Body, "Email is off on this server") {
 			t.Fatalf("portal connections with email off:\n%s", pc.Body)
 		}
@@ -368,10 +368,10 @@ func TestEmailOnUnchanged(t *testing.T) {
 		if got := box.deliver(t); len(got) != 1 || !strings.Contains(got[0].Text, "(reconnect)") {
 			t.Fatalf("reconnect emails: %d", len(got))
 		}
-		if strings.Contains(client.get("/portal/connections").Body, "Email is off") {
+		if strings.Contains(client.get("/portal/connections/"+id).Body, "Email is off") {
 			t.Fatal("the portal says email is off with SMTP configured")
 		}
-		wantRedirect(t, "portal reconnect", client.post("/portal/connections/"+id+"/reconnect", nil), "/portal/connections")
+		wantRedirect(t, "portal reconnect", client.post("/portal/connections/"+id+"/reconnect", nil), "/portal/connections/"+id)
 		if got := box.deliver(t); len(got) != 1 {
 			t.Fatalf("portal reconnect emails: %d, want 1", len(got))
 		}
