@@ -162,3 +162,103 @@ func TestBrowserClientRequest(t *testing.T) {
 		screenshot(t, bctx, "portal-connections")
 	})
 }
+
+// TestBrowserClientConnectionScreen walks a client's connection detail
+// screen at each viewport and reads it after every transition: a healthy
+// connection from the list; the app revokes it and the screen says so in a
+// client's words, with the workflow it serves, "Refresh credential" (refused
+// on the screen's own address) and "Reconnect by email"; the client
+// reconnects through the fresh request and the screen says it works again.
+func TestBrowserClientConnectionScreen(t *testing.T) {
+	for _, vp := range viewports {
+		t.Run(vp.name, func(t *testing.T) {
+			each(t, func(t *testing.T, e *env) {
+				if !strings.HasSuffix(t.Name(), "sqlite") {
+					t.Skip("one browser run per viewport is enough")
+				}
+				clientConnectionStory(t, e, vp)
+			})
+		})
+	}
+}
+
+func clientConnectionStory(t *testing.T, e *env, vp viewport) {
+	ctx := context.Background()
+	box := e.mailbox()
+	owner := e.signIn("owner@a.example")
+	w := e.clientWorkflow(t, e.acme, "Lead alerts", map[string]string{"post": "sandbox-chat"})
+	owner.post("/acme/workflows/"+w.ID+"/edit/steps/post/request", nil)
+	owner.post("/acme/clients/requests/send", nil)
+	link := linkIn(t, e, box.deliver(t)[0], "/portal/link/")
+
+	p := &storyPage{t: t, b: newBrowserAt(t, vp.width, vp.height), base: e.srv.URL, vp: vp}
+	p.open(strings.TrimPrefix(link, e.srv.URL), `#progress`)
+	p.click("connect", `form[action*="/connect/"] button`, `button[value=allow]`)
+	p.click("allow", `button[value=allow]`, `#progress`)
+	bound, err := e.workflows.ClientBindings(ctx, w.ID)
+	must(t, err)
+	id := bound["post"]
+	if id == "" {
+		t.Fatal("the client's connection is not bound to the step")
+	}
+	detail := "/portal/connections/" + id
+
+	// Healthy: the list links to the screen, which says it works.
+	p.open("/portal/connections", `#client-connections`)
+	p.see("connection list", `#client-connections`, "Sandbox Chat", "Connected and working.")
+	p.click("open the connection", `#client-connections a[href="`+detail+`"]`, `#connection-state`)
+	p.see("healthy connection", `#connection-state`, "Active", "Connected and working.", "Sandbox Chat", "TaskJuice can reach Sandbox Chat with this connection")
+	p.notSee("healthy connection", `#connection-state`, "Reconnection needed.", "Reconnect by email", "no longer accepts")
+	p.see("workflows it serves", `#connection-workflows`, "Lead alerts")
+	p.see("history", `#connection-history`, "Connected", "You")
+	p.snap("client-connection-active")
+
+	// The app revokes it: the screen says why in a client's words.
+	account := connectionAccount(t, e, id)
+	_, err = e.sandbox.RevokeAccount(account)
+	must(t, err)
+	wantStatus(t, "staff refresh of the revoked grant", owner.api("POST", "/api/v1/connections/"+id+"/refresh", ""), 400)
+	p.open(detail, `#connection-state`)
+	p.see("broken connection", `#connection-state`, "Error", "Reconnection needed.", "Since", "Sandbox Chat no longer accepts this connection", "Refresh credential", "Reconnect by email")
+	p.notSee("broken connection", `#connection-state`, "Connected and working.", "TaskJuice can reach")
+	p.see("history after the break", `#connection-history`, "Sandbox Chat stopped accepting the connection", "TaskJuice")
+	p.snap("client-connection-error")
+
+	// Refresh credential is refused, on the screen's own address.
+	p.click("refresh credential", `form[action$="/refresh"] button`, `.alert-error`)
+	p.see("refused refresh", `.alert-error`, "Connection cannot be refreshed. Please reconnect your connection.")
+	p.at("after a refused refresh", detail)
+	p.notSee("reloaded screen", `main`, "Connection cannot be refreshed.")
+	p.snap("client-refresh-refused")
+
+	// Reconnect by email: the emailed link leads through consent.
+	p.click("reconnect by email", `form[action$="/reconnect"] button`, `.flash`)
+	p.see("reconnect emailed", `.flash`, "We emailed you a link to reconnect.")
+	p.at("after reconnect by email", detail)
+	relink := linkIn(t, e, box.deliver(t)[0], "/portal/link/")
+	p.open(strings.TrimPrefix(relink, e.srv.URL), `#progress`)
+	p.see("reconnect request", `#progress`, "0 of 1 connected")
+	p.click("connect again", `form[action*="/connect/"] button`, `button[value=allow]`)
+	p.click("allow again", `button[value=allow]`, `#progress`)
+	p.see("reconnect request", `#progress`, "1 of 1 connected")
+
+	p.open(detail, `#connection-state`)
+	p.see("mended connection", `#connection-state`, "Active", "Connected and working.", "TaskJuice can reach Sandbox Chat")
+	p.notSee("mended connection", `#connection-state`, "Reconnection needed.", "no longer accepts", "Reconnect by email")
+	p.see("history after the reconnect", `#connection-history`, "Reconnected")
+	p.click("refresh a healthy connection", `form[action$="/refresh"] button`, `.flash`)
+	p.see("refreshed", `.flash`, "Connection refreshed.")
+	p.at("after a refresh", detail)
+	p.snap("client-connection-mended")
+}
+
+// connectionAccount is the sandbox account a connection was made with.
+func connectionAccount(t *testing.T, e *env, id string) string {
+	t.Helper()
+	c, err := e.connections.Get(context.Background(), e.acme, id)
+	must(t, err)
+	if c.ExternalAccountName == "" {
+		t.Fatal("the connection has no external account")
+	}
+	return c.ExternalAccountName
+}
