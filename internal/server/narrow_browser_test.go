@@ -45,11 +45,11 @@ func browserSignIn(t *testing.T, ctx context.Context, base, email string) {
 	t.Helper()
 	err := chromedp.Do(ctx,
 		chromedp.Navigate(base+"/signin"),
-		chromedp.WaitVisible(`input[name=email]`),
+		chromedp.WaitVisible(chromedp.CSS(`input[name=email]`)),
 		chromedp.SendKeys(`input[name=email]`, email),
 		chromedp.SendKeys(`input[name=password]`, pw),
 		chromedp.Submit(`input[name=password]`),
-		chromedp.WaitVisible(`.topbar`),
+		chromedp.WaitVisible(chromedp.CSS(`.topbar`)),
 	)
 	if err != nil {
 		t.Fatalf("sign in as %s: %v", email, err)
@@ -93,13 +93,15 @@ func TestBrowserNarrowScreen(t *testing.T) {
 				t.Fatalf("run %s: got %s, want %s", id[:8], r.Status, want)
 			}
 		}
+		// A connection, to fill the connections pages and to break later.
+		id := connectionFromLocation(t, owner.consent(t, "/acme/connections/new", url.Values{"app": {"sandbox-chat"}}, "Acme Chat"))
 		wantLabels := []string{`"Run"`, `"Workflow"`, `"Status"`, `"Started"`, `"Completed"`, `"Duration"`}
 		runsPage := e.srv.URL + "/acme/monitoring/workflow-runs"
 
 		// The phone.
 		b := newBrowserSized(t, 390, 844)
 		browserSignIn(t, b, e.srv.URL, "owner@a.example")
-		if err := chromedp.Do(b, chromedp.Navigate(runsPage), chromedp.WaitVisible(`#runs-live table`)); err != nil {
+		if err := chromedp.Do(b, chromedp.Navigate(runsPage), chromedp.WaitVisible(chromedp.CSS(`#runs-live table`))); err != nil {
 			t.Fatalf("open the runs page: %v", err)
 		}
 		if got := evalJS[int](t, b, `window.innerWidth`); got != 390 {
@@ -108,6 +110,10 @@ func TestBrowserNarrowScreen(t *testing.T) {
 		screenshot(t, b, "narrow-runs")
 		if h := evalJS[float64](t, b, `document.querySelector(".topbar").getBoundingClientRect().height`); h >= 80 {
 			t.Errorf("top bar on a phone: %.0f px high, want one row (< 80 px)", h)
+		}
+		// Nothing else stands between the bar and the page.
+		if top := evalJS[float64](t, b, `document.getElementById("main").getBoundingClientRect().top`); top >= 80 {
+			t.Errorf("the page starts %.0f px down, want right under the one-row bar (< 80 px)", top)
 		}
 		for sel, want := range map[string]bool{
 			`.topbar .brand`: true, `#bell`: true, `.navmenu > summary`: true,
@@ -140,7 +146,7 @@ func TestBrowserNarrowScreen(t *testing.T) {
 		}
 
 		// The menu opens the account links and the workspace's links.
-		if err := chromedp.Do(b, chromedp.Click(`.navmenu > summary`), chromedp.WaitVisible(`.sidebar a[href="/acme/connections"]`)); err != nil {
+		if err := chromedp.Do(b, chromedp.Click(chromedp.CSS(`.navmenu > summary`)), chromedp.WaitVisible(chromedp.CSS(`.sidebar a[href="/acme/connections"]`))); err != nil {
 			t.Fatalf("open the menu: %v", err)
 		}
 		screenshot(t, b, "narrow-menu")
@@ -150,20 +156,54 @@ func TestBrowserNarrowScreen(t *testing.T) {
 				t.Errorf("menu open: %s is not shown", sel)
 			}
 		}
-		if err := chromedp.Do(b, chromedp.Click(`.sidebar a[href="/acme/connections"]`), chromedp.WaitVisible(`.page-head`)); err != nil {
+		if err := chromedp.Do(b, chromedp.Click(chromedp.CSS(`.sidebar a[href="/acme/connections"]`))); err != nil {
 			t.Fatalf("follow a menu link: %v", err)
 		}
-		if loc, _ := chromedp.Run(b, chromedp.Location()); !strings.HasSuffix(loc, "/acme/connections") {
-			t.Fatalf("after the menu's Connections link: at %s", loc)
-		}
+		eventually(t, "the connections page from the menu", 10*time.Second, func() bool {
+			return evalJS[bool](t, b, `location.pathname === "/acme/connections" && document.readyState === "complete"`)
+		})
 		if shown(t, b, `.sidebar a[href="/acme/connections"]`) {
 			t.Error("the next page opens with the menu open")
 		}
 
+		// Every table that turns into cards names each field after its
+		// column (buttons excepted).
+		// None of them scrolls sideways.
+		for i, page := range []string{"/acme/connections", "/acme/connections/" + id, "/acme/workflows", "/acme/workflows/" + w.ID, "/acme/workspace/members", "/settings/account", "/acme/settings/models"} {
+			if err := chromedp.Do(b, chromedp.Navigate(e.srv.URL+page), chromedp.WaitVisible(chromedp.CSS(`#main`))); err != nil {
+				t.Fatalf("open %s: %v", page, err)
+			}
+			got := evalJS[struct {
+				Cells int
+				Bad   []string
+			}](t, b, `(() => {
+				const out = { Cells: 0, Bad: [] };
+				document.querySelectorAll("main table.table").forEach(table => {
+					const heads = [...table.querySelectorAll("thead th")].map(th => th.textContent.trim());
+					if (!heads.length) return;
+					table.querySelectorAll("tbody tr").forEach(tr => [...tr.cells].forEach((td, i) => {
+						const head = heads[i] || "", label = getComputedStyle(td, "::before").content;
+						out.Cells++;
+						if (head === "" || head === "Actions") {
+							if (label !== "none") out.Bad.push("a cell under no heading shows " + label);
+						} else if (label === "none" || !head.startsWith(JSON.parse(label))) {
+							out.Bad.push("column " + JSON.stringify(head) + " labelled " + label);
+						}
+					}));
+				});
+				return out; })()`)
+			if got.Cells == 0 || len(got.Bad) > 0 {
+				t.Errorf("%s on a phone: %d cells; wrong labels: %v", page, got.Cells, got.Bad)
+			}
+			if sw := evalJS[int](t, b, `document.documentElement.scrollWidth`); sw > 390 {
+				t.Errorf("%s on a phone: %d px wide, wider than the 390 px screen", page, sw)
+			}
+			screenshot(t, b, "narrow-table-"+strconv.Itoa(i+1))
+		}
+
 		// The list redrawn live (a connection breaks while the page is open;
 		// a new run has started meanwhile) still names every field.
-		id := connectionFromLocation(t, owner.consent(t, "/acme/connections/new", url.Values{"app": {"sandbox-chat"}}, "Acme Chat"))
-		if err := chromedp.Do(b, chromedp.Navigate(runsPage), chromedp.WaitVisible(`#runs-live table`),
+		if err := chromedp.Do(b, chromedp.Navigate(runsPage), chromedp.WaitVisible(chromedp.CSS(`#runs-live table`)),
 			chromedp.Evaluate[chromedp.Void](`window.notReloaded = true`)); err != nil {
 			t.Fatalf("open the runs page again: %v", err)
 		}
@@ -187,8 +227,8 @@ func TestBrowserNarrowScreen(t *testing.T) {
 		screenshot(t, b, "narrow-runs-live")
 
 		// The portal folds the same way. Sign out from the menu.
-		if err := chromedp.Do(b, chromedp.Click(`.navmenu > summary`), chromedp.WaitVisible(`.topnav button[type=submit]`),
-			chromedp.Click(`.topnav button[type=submit]`), chromedp.WaitVisible(`input[name=email]`)); err != nil {
+		if err := chromedp.Do(b, chromedp.Click(chromedp.CSS(`.navmenu > summary`)), chromedp.WaitVisible(chromedp.CSS(`.topnav button[type=submit]`)),
+			chromedp.Click(chromedp.CSS(`.topnav button[type=submit]`)), chromedp.WaitVisible(chromedp.CSS(`input[name=email]`))); err != nil {
 			t.Fatalf("sign out from the menu: %v", err)
 		}
 		browserSignIn(t, b, e.srv.URL, "client@acme.example")
@@ -202,11 +242,11 @@ func TestBrowserNarrowScreen(t *testing.T) {
 		if shown(t, b, `.portal-nav a[href="/portal/connections"]`) {
 			t.Error("portal: the links show with the menu closed")
 		}
-		if err := chromedp.Do(b, chromedp.Click(`.navmenu > summary`), chromedp.WaitVisible(`.portal-nav a[href="/portal/connections"]`)); err != nil {
+		if err := chromedp.Do(b, chromedp.Click(chromedp.CSS(`.navmenu > summary`)), chromedp.WaitVisible(chromedp.CSS(`.portal-nav a[href="/portal/connections"]`))); err != nil {
 			t.Fatalf("portal: open the menu: %v", err)
 		}
 		screenshot(t, b, "narrow-portal-menu")
-		if err := chromedp.Do(b, chromedp.Click(`.portal-nav a[href="/portal/connections"]`)); err != nil {
+		if err := chromedp.Do(b, chromedp.Click(chromedp.CSS(`.portal-nav a[href="/portal/connections"]`))); err != nil {
 			t.Fatalf("portal: follow the menu's Connections link: %v", err)
 		}
 		eventually(t, "the portal's connections page", 10*time.Second, func() bool {
@@ -216,7 +256,7 @@ func TestBrowserNarrowScreen(t *testing.T) {
 		// The desktop: everything on screen as before, nothing to open.
 		d := newBrowser(t)
 		browserSignIn(t, d, e.srv.URL, "owner@a.example")
-		if err := chromedp.Do(d, chromedp.Navigate(runsPage), chromedp.WaitVisible(`#runs-live table`)); err != nil {
+		if err := chromedp.Do(d, chromedp.Navigate(runsPage), chromedp.WaitVisible(chromedp.CSS(`#runs-live table`))); err != nil {
 			t.Fatalf("desktop: open the runs page: %v", err)
 		}
 		screenshot(t, d, "desktop-runs")
