@@ -18,16 +18,17 @@ import (
 	"taskjuice/internal/workflow"
 )
 
-// newBrowser starts headless Chromium (Debian's chromium package). Without it
-// the test is skipped, except in CI, where a missing browser is a failure.
+// newBrowser starts headless Chromium (Debian's chromium package) with a
+// desktop window. Without it the test is skipped, except in CI, where a
+// missing browser is a failure.
 func newBrowser(t *testing.T) context.Context {
 	t.Helper()
-	return newBrowserAt(t, 1280, 900)
+	return newBrowserSized(t, 1280, 900)
 }
 
-// newBrowserAt starts headless Chromium with a viewport of width × height
-// CSS pixels (390 × 844 is a phone).
-func newBrowserAt(t *testing.T, width, height int) context.Context {
+// newBrowserSized starts headless Chromium with a viewport of w x h CSS
+// pixels; a window taller than wide (a phone) is emulated in portrait.
+func newBrowserSized(t *testing.T, w, h int) context.Context {
 	t.Helper()
 	path, err := exec.LookPath("chromium")
 	if err != nil {
@@ -45,14 +46,16 @@ func newBrowserAt(t *testing.T, width, height int) context.Context {
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
 		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(width, height),
+		chromedp.WindowSize(w, h),
 	)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelCtx := chromedp.NewContext(actx)
 	ctx, cancelTimeout := context.WithTimeout(ctx, 120*time.Second)
 	t.Cleanup(func() { cancelTimeout(); cancelCtx(); cancelAlloc() })
-	if err := chromedp.Do(ctx, chromedp.EmulateViewport(int64(width), int64(height))); err != nil {
-		t.Fatalf("set the viewport to %dx%d: %v", width, height, err)
+	if h > w {
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(int64(w), int64(h), chromedp.EmulatePortrait)); err != nil {
+			t.Fatalf("emulate a %dx%d screen: %v", w, h, err)
+		}
 	}
 	return ctx
 }

@@ -191,7 +191,7 @@ func clientConnectionStory(t *testing.T, e *env, vp viewport) {
 	owner.post("/acme/clients/requests/send", nil)
 	link := linkIn(t, e, box.deliver(t)[0], "/portal/link/")
 
-	p := &storyPage{t: t, b: newBrowserAt(t, vp.width, vp.height), base: e.srv.URL, vp: vp}
+	p := &storyPage{t: t, b: newBrowserSized(t, vp.width, vp.height), base: e.srv.URL, vp: vp}
 	p.open(strings.TrimPrefix(link, e.srv.URL), `#progress`)
 	p.click("connect", `form[action*="/connect/"] button`, `button[value=allow]`)
 	p.click("allow", `button[value=allow]`, `#progress`)

@@ -225,7 +225,7 @@ func reauthStory(t *testing.T, e *env, vp viewport) {
 	agentRun := start("/api/v1/workspaces/acme/agents/" + agent.Agent.ID + "/runs")
 	eventually(t, "agent run waits for its decision", 10*time.Second, func() bool { return status(agentRun).Status == engine.StatusWaiting })
 
-	p := &storyPage{t: t, b: newBrowserAt(t, vp.width, vp.height), base: e.srv.URL, vp: vp}
+	p := &storyPage{t: t, b: newBrowserSized(t, vp.width, vp.height), base: e.srv.URL, vp: vp}
 	err = chromedp.Do(p.b,
 		chromedp.Navigate(e.srv.URL+"/signin"),
 		chromedp.SendKeys(`input[name=email]`, "owner@a.example"),
