@@ -148,7 +148,9 @@ func TestAgentsPages(t *testing.T) {
 		if a := owner.get(agentPath); !strings.Contains(a.Body, "Sandbox · sandbox-small") || !strings.Contains(a.Body, "Run now") {
 			t.Fatal("agent page lacks its model or the Run now form")
 		}
-		wantStatus(t, "run with bad input", owner.post(agentPath+"/run", url.Values{"input": {"{nope"}}), 422)
+		if p := wantKept(t, owner, "run with bad input", owner.post(agentPath+"/run", url.Values{"input": {"{nope"}}), agentPath); !strings.Contains(p.Body, "The input must be JSON") || !strings.Contains(p.Body, "{nope") {
+			t.Fatalf("bad input: the page must show the message and keep the input: %.3000s", p.Body)
+		}
 		wantStatus(t, "another account's agent", e.signIn("owner@b.example").get(agentPath), 404)
 
 		must(t, e.sandbox.ScriptModel(sandbox.ToolCallReply("post-message", `{"channel":"general","text":"New lead: Ada"}`), sandbox.TextReply("Done.")))

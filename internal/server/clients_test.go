@@ -160,14 +160,19 @@ func TestInviteClient(t *testing.T) {
 		if strings.Contains(page.Body, `name="role"`) {
 			t.Fatal("the invitation dialog has a role picker")
 		}
-		wantStatus(t, "bad email", owner.post("/acme/workspace/members/invite", url.Values{"email": {"not-an-email"}}), 422)
-		wantStatus(t, "existing person", owner.post("/acme/workspace/members/invite", url.Values{"email": {"client@acme.example"}}), 422)
+		if p := wantKept(t, owner, "bad email", owner.post("/acme/workspace/members/invite", url.Values{"email": {"not-an-email"}}), "/acme/workspace/members"); !strings.Contains(p.Body, `value="not-an-email"`) || !strings.Contains(p.Body, `field-error`) {
+			t.Fatalf("bad email: the form must show again with the message and the input: %.3000s", p.Body)
+		}
+		if p := owner.get("/acme/workspace/members"); strings.Contains(p.Body, `value="not-an-email"`) {
+			t.Fatal("the refused form shows again on reload")
+		}
+		wantKept(t, owner, "existing person", owner.post("/acme/workspace/members/invite", url.Values{"email": {"client@acme.example"}}), "/acme/workspace/members")
 		wantRedirect(t, "invite", owner.post("/acme/workspace/members/invite", url.Values{"email": {"Dana@Client.example"}}), "/acme/workspace/members")
 		page = owner.get("/acme/workspace/members")
 		if !strings.Contains(page.Body, "dana@client.example") || !strings.Contains(page.Body, "Resend") || !strings.Contains(page.Body, "Revoke") {
 			t.Fatalf("pending invitation not listed with Resend and Revoke:\n%s", page.Body)
 		}
-		wantStatus(t, "invite twice", owner.post("/acme/workspace/members/invite", url.Values{"email": {"dana@client.example"}}), 422)
+		wantKept(t, owner, "invite twice", owner.post("/acme/workspace/members/invite", url.Values{"email": {"dana@client.example"}}), "/acme/workspace/members")
 
 		got := box.deliver(t)
 		if len(got) != 1 || got[0].To[0] != "dana@client.example" {

@@ -388,13 +388,11 @@ func TestCreateWorkspaceFromDashboard(t *testing.T) {
 			t.Fatal("flash shown twice")
 		}
 
-		taken := admin.post("/dashboard/workspaces", url.Values{"name": {"Another"}, "slug": {"acme"}})
-		wantStatus(t, "taken slug", taken, 409)
+		taken := wantKept(t, admin, "taken slug", admin.post("/dashboard/workspaces", url.Values{"name": {"Another"}, "slug": {"acme"}}), "/dashboard")
 		if !strings.Contains(taken.Body, "This slug is already taken") || !strings.Contains(taken.Body, `value="Another"`) {
 			t.Fatal("taken slug: form must show the message and keep the input")
 		}
-		bad := admin.post("/dashboard/workspaces", url.Values{"name": {""}, "slug": {"-Bad"}})
-		wantStatus(t, "malformed slug", bad, 422)
+		bad := wantKept(t, admin, "malformed slug", admin.post("/dashboard/workspaces", url.Values{"name": {""}, "slug": {"-Bad"}}), "/dashboard")
 		if !strings.Contains(bad.Body, "Slug must be 2–50 characters") || !strings.Contains(bad.Body, account.MsgNameInvalid) {
 			t.Fatal("malformed input: both messages must show")
 		}
@@ -662,5 +660,19 @@ func wantSentBack(t *testing.T, b *browser, what string, r response, to, msg str
 	if again := b.get(to); strings.Count(again.Body, alert+html.EscapeString(msg)) >= strings.Count(page.Body, alert+html.EscapeString(msg)) {
 		t.Fatalf("%s: the error shows again on reload", what)
 	}
+	return page
+}
+
+// wantKept checks a refused form the way a browser sees it: a redirect
+// back to the page the form is on (post/redirect/get), which shows the
+// form again with what was typed and why it was refused, once. It returns
+// that page.
+func wantKept(t *testing.T, b *browser, what string, r response, to string) response {
+	t.Helper()
+	if r.StatusCode != http.StatusSeeOther || r.Header.Get("Location") != to {
+		t.Fatalf("%s: got %d to %q, want a redirect to %q; body: %.300s", what, r.StatusCode, r.Header.Get("Location"), to, r.Body)
+	}
+	page := b.get(to)
+	wantStatus(t, what+": the page it went back to", page, http.StatusOK)
 	return page
 }

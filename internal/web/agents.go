@@ -3,7 +3,6 @@ package web
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -179,7 +178,11 @@ type agentData struct {
 }
 
 func (h *Handler) agentPage(w http.ResponseWriter, r *http.Request, v view) {
-	h.renderAgent(w, r, v, http.StatusOK, agentData{Input: "{}"})
+	d := agentData{Input: "{}"}
+	if k, ok := keptForm(r); ok {
+		d = agentData{Input: k.Values["input"], Error: k.Error}
+	}
+	h.renderAgent(w, r, v, http.StatusOK, d)
 }
 
 func (h *Handler) renderAgent(w http.ResponseWriter, r *http.Request, v view, status int, d agentData) {
@@ -217,17 +220,12 @@ func (h *Handler) runAgent(w http.ResponseWriter, r *http.Request, v view) {
 		input = "{}"
 	}
 	if !json.Valid([]byte(input)) {
-		h.renderAgent(w, r, v, http.StatusUnprocessableEntity, agentData{Input: input, Error: "The input must be JSON, e.g. {\"lead\": \"Ada\"}"})
+		h.refuseForm(w, r, v.P, "/"+v.Workspace.Slug+"/agents/"+a.ID, apperr.Invalid("input", "The input must be JSON, e.g. {\"lead\": \"Ada\"}"), map[string]string{"input": input})
 		return
 	}
 	id, err := h.Engine.StartRun(r.Context(), a.ID, json.RawMessage(input), "manual", "")
 	if err != nil {
-		var e *apperr.Error
-		if errors.As(err, &e) {
-			h.renderAgent(w, r, v, apperr.Status(err), agentData{Input: input, Error: e.Message})
-			return
-		}
-		h.errorPage(w, r, v.P, err)
+		h.refuseForm(w, r, v.P, "/"+v.Workspace.Slug+"/agents/"+a.ID, err, map[string]string{"input": input})
 		return
 	}
 	setFlash(w, "run-started")

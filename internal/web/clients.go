@@ -77,7 +77,8 @@ type batchRow struct {
 }
 
 func (h *Handler) clientRequests(w http.ResponseWriter, r *http.Request, v view) {
-	h.renderRequests(w, r, v, http.StatusOK, "", "")
+	k, _ := keptForm(r)
+	h.renderRequests(w, r, v, http.StatusOK, k.Values["note"], k.Error)
 }
 
 func (h *Handler) renderRequests(w http.ResponseWriter, r *http.Request, v view, status int, note, msg string) {
@@ -126,11 +127,7 @@ func (h *Handler) dispatchClientRequests(w http.ResponseWriter, r *http.Request,
 		return
 	}
 	if _, err := h.Portal.Dispatch(r.Context(), *v.P, *v.Workspace, r.PostForm.Get("client"), note); err != nil {
-		if e, ok := apperr.As(err); ok && (e.Kind == apperr.KindInvalid || e.Kind == apperr.KindConflict) {
-			h.renderRequests(w, r, v, apperr.Status(err), note, e.Message)
-			return
-		}
-		h.errorPage(w, r, v.P, err)
+		h.refuseForm(w, r, v.P, "/"+v.Workspace.Slug+"/clients/requests", err, map[string]string{"note": note})
 		return
 	}
 	setFlash(w, "requests-sent")

@@ -60,13 +60,7 @@ func (h *Handler) saveAllowedDomains(w http.ResponseWriter, r *http.Request, v v
 	lines := strings.FieldsFunc(text, func(c rune) bool { return c == '\n' || c == '\r' || c == ',' })
 	id := r.PathValue("id")
 	if _, err := h.Connections.SetAllowedDomains(r.Context(), *v.Workspace, id, lines, h.actor(v.P)); err != nil {
-		if e, ok := apperr.As(err); ok && e.Kind == apperr.KindInvalid {
-			h.renderConnectionWith(w, r, v, apperr.Status(err), "", func(d *connectionDomains) {
-				d.Text, d.Error = text, e.Message
-			})
-			return
-		}
-		h.errorPage(w, r, v.P, apperr.Explain(err, "There is no such connection in this workspace."))
+		h.refuseForm(w, r, v.P, h.connectionURL(v, id)+"#allowed-domains", apperr.Explain(err, "There is no such connection in this workspace."), map[string]string{"domains": text})
 		return
 	}
 	setFlash(w, "domains-saved")

@@ -234,7 +234,11 @@ func (h *Handler) loadConnection(w http.ResponseWriter, r *http.Request, v view)
 }
 
 func (h *Handler) connectionDetail(w http.ResponseWriter, r *http.Request, v view) {
-	h.renderConnection(w, r, v, http.StatusOK, "")
+	var edit func(*connectionDomains)
+	if k, ok := keptForm(r); ok {
+		edit = func(d *connectionDomains) { d.Text, d.Error = k.Values["domains"], k.Error }
+	}
+	h.renderConnectionWith(w, r, v, http.StatusOK, "", edit)
 }
 
 func (h *Handler) renderConnection(w http.ResponseWriter, r *http.Request, v view, status int, msg string) {

@@ -27,7 +27,8 @@ type costsData struct {
 }
 
 func (h *Handler) costs(w http.ResponseWriter, r *http.Request, v view) {
-	h.renderCosts(w, r, v, http.StatusOK, "", "")
+	k, _ := keptForm(r)
+	h.renderCosts(w, r, v, http.StatusOK, k.Values["cap"], k.Error)
 }
 
 func (h *Handler) renderCosts(w http.ResponseWriter, r *http.Request, v view, status int, capValue, capError string) {
@@ -86,12 +87,7 @@ func (h *Handler) setSpendCap(w http.ResponseWriter, r *http.Request, v view) {
 		err = apperr.Invalid("cap", "The cap "+llm.AmountProblem(err))
 	}
 	if err != nil {
-		e, ok := apperr.As(err)
-		if !ok {
-			h.errorPage(w, r, v.P, err)
-			return
-		}
-		h.renderCosts(w, r, v, apperr.Status(err), r.PostForm.Get("cap"), e.Message)
+		h.refuseForm(w, r, v.P, "/"+v.Workspace.Slug+"/analytics/costs", err, map[string]string{"cap": r.PostForm.Get("cap")})
 		return
 	}
 	setFlash(w, "spend-cap-saved")

@@ -21,7 +21,14 @@ type workspaceForm struct {
 }
 
 func (h *Handler) dashboard(w http.ResponseWriter, r *http.Request, p account.Principal) {
-	h.renderDashboard(w, r, p, http.StatusOK, workspaceForm{})
+	var form workspaceForm
+	if k, ok := keptForm(r); ok {
+		form = workspaceForm{Open: true, Name: k.Values["name"], Slug: k.Values["slug"], NameError: k.Fields["name"], SlugError: k.Fields["slug"]}
+		if form.NameError == "" && form.SlugError == "" {
+			form.FormError = k.Error
+		}
+	}
+	h.renderDashboard(w, r, p, http.StatusOK, form)
 }
 
 func (h *Handler) renderDashboard(w http.ResponseWriter, r *http.Request, p account.Principal, status int, form workspaceForm) {
@@ -48,17 +55,7 @@ func (h *Handler) createWorkspace(w http.ResponseWriter, r *http.Request, p acco
 	name, slug := r.PostForm.Get("name"), r.PostForm.Get("slug")
 	ws, err := h.accounts.CreateWorkspace(r.Context(), p, name, slug)
 	if err != nil {
-		if _, ok := apperr.As(err); !ok {
-			h.errorPage(w, r, &p, err)
-			return
-		}
-		fields := apperr.Fields(err)
-		form := workspaceForm{Open: true, Name: name, Slug: slug, NameError: fields["name"], SlugError: fields["slug"]}
-		if form.NameError == "" && form.SlugError == "" {
-			e, _ := apperr.As(err)
-			form.FormError = e.Message
-		}
-		h.renderDashboard(w, r, p, apperr.Status(err), form)
+		h.refuseForm(w, r, &p, "/dashboard", err, map[string]string{"name": name, "slug": slug})
 		return
 	}
 	setFlash(w, "workspace-created")

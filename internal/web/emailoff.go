@@ -112,11 +112,7 @@ func (h *Handler) logEmailOff(ctx context.Context, kind, to string) {
 func (h *Handler) inviteClientByLink(w http.ResponseWriter, r *http.Request, v view, email string) {
 	inv, token, err := h.accounts.InviteClientByLink(r.Context(), *v.P, *v.Workspace, email)
 	if err != nil {
-		if e, ok := apperr.As(err); ok && (e.Kind == apperr.KindInvalid || e.Kind == apperr.KindConflict) {
-			h.renderMembers(w, r, v, http.StatusUnprocessableEntity, inviteForm{Open: true, Email: email, Error: e.Message})
-			return
-		}
-		h.errorPage(w, r, v.P, err)
+		h.refuseForm(w, r, v.P, "/"+v.Workspace.Slug+"/workspace/members", err, map[string]string{"email": email})
 		return
 	}
 	h.logEmailOff(r.Context(), "client invitation", inv.Email)
@@ -138,11 +134,7 @@ func (h *Handler) resendInvitationByLink(w http.ResponseWriter, r *http.Request,
 func (h *Handler) dispatchByLink(w http.ResponseWriter, r *http.Request, v view, note string) {
 	b, token, err := h.Portal.DispatchByLink(r.Context(), *v.P, *v.Workspace, r.PostForm.Get("client"), note)
 	if err != nil {
-		if e, ok := apperr.As(err); ok && (e.Kind == apperr.KindInvalid || e.Kind == apperr.KindConflict) {
-			h.renderRequests(w, r, v, apperr.Status(err), note, e.Message)
-			return
-		}
-		h.errorPage(w, r, v.P, err)
+		h.refuseForm(w, r, v.P, "/"+v.Workspace.Slug+"/clients/requests", err, map[string]string{"note": note})
 		return
 	}
 	h.logEmailOff(r.Context(), "client request", b.ClientEmail)

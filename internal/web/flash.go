@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"strings"
 
@@ -83,11 +84,19 @@ func setFlash(w http.ResponseWriter, key string) {
 // shows as an error. Without a session there is nothing to sign with and
 // the message is dropped; signed-out forms answer in place.
 func setFlashError(w http.ResponseWriter, r *http.Request, msg string) {
+	setKept(w, r, kept{Error: msg})
+}
+
+func setKept(w http.ResponseWriter, r *http.Request, k kept) {
 	key := flashKey(r)
 	if key == nil {
 		return
 	}
-	m := base64.RawURLEncoding.EncodeToString([]byte(msg))
+	b, _ := json.Marshal(k)
+	if len(b) > keptMax {
+		b, _ = json.Marshal(kept{Error: k.Error})
+	}
+	m := base64.RawURLEncoding.EncodeToString(b)
 	writeFlash(w, "!"+m+"."+flashSign(key, m))
 }
 
@@ -111,11 +120,51 @@ func takeFlash(w http.ResponseWriter, r *http.Request) (ok, failed string) {
 	if key == nil || !hmac.Equal([]byte(sig), []byte(flashSign(key, m))) {
 		return "", ""
 	}
-	b, err := base64.RawURLEncoding.DecodeString(m)
-	if err != nil {
+	var k kept
+	if b, err := base64.RawURLEncoding.DecodeString(m); err != nil || json.Unmarshal(b, &k) != nil {
 		return "", ""
 	}
-	return "", string(b)
+	if k.Values != nil {
+		return "", "" // the refused form shows it, beside what was typed
+	}
+	return "", k.Error
+}
+
+// kept is a refusal carried to the next page: its message and, for a form
+// the person filled in, what they typed (never a secret) and the messages
+// of the fields it concerns, so the page shows the form again as it was.
+type kept struct {
+	Page   string            `json:"p,omitempty"` // the page the form is on
+	Error  string            `json:"e"`
+	Fields map[string]string `json:"f,omitempty"`
+	Values map[string]string `json:"v,omitempty"`
+}
+
+// keptMax bounds what a refused form carries in its cookie; past it only
+// the message goes across.
+const keptMax = 3000
+
+// keptForm reads, without taking it, the refused form the request was
+// sent back with (render takes the flash afterwards).
+func keptForm(r *http.Request) (kept, bool) {
+	c, err := r.Cookie(flashCookie)
+	if err != nil {
+		return kept{}, false
+	}
+	signed, isErr := strings.CutPrefix(c.Value, "!")
+	key := flashKey(r)
+	if !isErr || key == nil {
+		return kept{}, false
+	}
+	m, sig, _ := strings.Cut(signed, ".")
+	var k kept
+	if !hmac.Equal([]byte(sig), []byte(flashSign(key, m))) {
+		return kept{}, false
+	}
+	if b, err := base64.RawURLEncoding.DecodeString(m); err != nil || json.Unmarshal(b, &k) != nil || k.Values == nil || k.Page != r.URL.Path {
+		return kept{}, false
+	}
+	return k, true
 }
 
 // flashKey derives the signing key from the request's session cookie.
@@ -149,5 +198,28 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, p *account.Prin
 		return
 	}
 	setFlashError(w, r, e.Message)
+	redirect(w, r, back)
+}
+
+// refuseForm answers a refused form the person filled in: back to the
+// page the form is on, which shows it again with what they typed (values,
+// never a secret) and the refusal beside the field it concerns.
+func (h *Handler) refuseForm(w http.ResponseWriter, r *http.Request, p *account.Principal, back string, err error, values map[string]string) {
+	e, ok := apperr.As(err)
+	if !ok || flashKey(r) == nil {
+		h.errorPage(w, r, p, err)
+		return
+	}
+	switch e.Kind {
+	case apperr.KindNotFound, apperr.KindForbidden, apperr.KindUnauthorized, apperr.KindTooLarge:
+		h.errorPage(w, r, p, err)
+		return
+	}
+	if values == nil {
+		values = map[string]string{}
+	}
+	page, _, _ := strings.Cut(back, "#")
+	page, _, _ = strings.Cut(page, "?")
+	setKept(w, r, kept{Page: page, Error: e.Message, Fields: apperr.Fields(err), Values: values})
 	redirect(w, r, back)
 }

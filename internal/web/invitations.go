@@ -22,11 +22,7 @@ func (h *Handler) inviteClient(w http.ResponseWriter, r *http.Request, v view) {
 		return
 	}
 	if _, err := h.accounts.InviteClient(r.Context(), *v.P, *v.Workspace, email); err != nil {
-		if e, ok := apperr.As(err); ok && (e.Kind == apperr.KindInvalid || e.Kind == apperr.KindConflict) {
-			h.renderMembers(w, r, v, http.StatusUnprocessableEntity, inviteForm{Open: true, Email: email, Error: e.Message})
-			return
-		}
-		h.errorPage(w, r, v.P, err)
+		h.refuseForm(w, r, v.P, "/"+v.Workspace.Slug+"/workspace/members", err, map[string]string{"email": email})
 		return
 	}
 	setFlash(w, "invitation-sent")

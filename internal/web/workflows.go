@@ -93,6 +93,8 @@ type workflowData struct {
 	Manual bool
 	// Broken are the connections the workflow uses that are not working.
 	Broken []connectionRow
+	// Payload is a refused "Run now" payload, shown again to correct.
+	Payload string
 }
 
 type webhookData struct {
@@ -133,6 +135,9 @@ func (h *Handler) renderWorkflow(w http.ResponseWriter, r *http.Request, v view,
 		return
 	}
 	d := workflowData{Workflow: wf, Versions: versions, Error: msg}
+	if k, ok := keptForm(r); ok {
+		d.Error, d.Payload = k.Error, k.Values["payload"]
+	}
 	if len(versions) > 0 {
 		// The newest version's trigger (the draft's, or the live one's).
 		if t := versions[0].Graph.Trigger; t != nil {
@@ -314,7 +319,7 @@ func (h *Handler) runWorkflow(w http.ResponseWriter, r *http.Request, v view) {
 	}
 	payload := strings.TrimSpace(r.PostForm.Get("payload"))
 	if payload != "" && !json.Valid([]byte(payload)) {
-		h.renderWorkflow(w, r, v, http.StatusUnprocessableEntity, "The payload must be JSON, for example {\"name\": \"Ada\"}.")
+		h.refuseForm(w, r, v.P, "/"+v.Workspace.Slug+"/workflows/"+wf.ID, apperr.Invalid("payload", "The payload must be JSON, for example {\"name\": \"Ada\"}."), map[string]string{"payload": payload})
 		return
 	}
 	if _, err := h.Engine.StartRun(r.Context(), wf.ID, json.RawMessage(payload), "manual", ""); err != nil {

@@ -75,7 +75,11 @@ type inviteForm struct {
 }
 
 func (h *Handler) members(w http.ResponseWriter, r *http.Request, v view) {
-	h.renderMembers(w, r, v, http.StatusOK, inviteForm{})
+	var form inviteForm
+	if k, ok := keptForm(r); ok {
+		form = inviteForm{Open: true, Email: k.Values["email"], Error: k.Error}
+	}
+	h.renderMembers(w, r, v, http.StatusOK, form)
 }
 
 func (h *Handler) renderMembers(w http.ResponseWriter, r *http.Request, v view, status int, form inviteForm) {
