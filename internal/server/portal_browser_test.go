@@ -170,16 +170,7 @@ func TestBrowserClientRequest(t *testing.T) {
 // on the screen's own address) and "Reconnect by email"; the client
 // reconnects through the fresh request and the screen says it works again.
 func TestBrowserClientConnectionScreen(t *testing.T) {
-	for _, vp := range viewports {
-		t.Run(vp.name, func(t *testing.T) {
-			each(t, func(t *testing.T, e *env) {
-				if !strings.HasSuffix(t.Name(), "sqlite") {
-					t.Skip("one browser run per viewport is enough")
-				}
-				clientConnectionStory(t, e, vp)
-			})
-		})
-	}
+	eachViewport(t, clientConnectionStory)
 }
 
 func clientConnectionStory(t *testing.T, e *env, vp viewport) {

@@ -175,13 +175,19 @@ func (p *storyPage) snap(name string) {
 // break and the banner counts them. After every action the address bar
 // holds a page that reloads as itself.
 func TestBrowserReauthStory(t *testing.T) {
+	eachViewport(t, reauthStory)
+}
+
+// eachViewport walks a browser story once per viewport, on SQLite: the
+// pages behave the same on both databases.
+func eachViewport(t *testing.T, story func(t *testing.T, e *env, vp viewport)) {
 	for _, vp := range viewports {
 		t.Run(vp.name, func(t *testing.T) {
 			each(t, func(t *testing.T, e *env) {
 				if !strings.HasSuffix(t.Name(), "sqlite") {
 					t.Skip("one browser run per viewport is enough")
 				}
-				reauthStory(t, e, vp)
+				story(t, e, vp)
 			})
 		})
 	}

@@ -111,23 +111,37 @@ func takeFlash(w http.ResponseWriter, r *http.Request) (ok, failed string) {
 		return "", ""
 	}
 	http.SetCookie(w, &http.Cookie{Name: flashCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode})
-	signed, isErr := strings.CutPrefix(c.Value, "!")
-	if !isErr {
+	if !strings.HasPrefix(c.Value, "!") {
 		return flashes[c.Value], ""
 	}
-	m, sig, _ := strings.Cut(signed, ".")
+	k, valid := readKept(r)
+	if !valid || k.Values != nil {
+		return "", "" // a refused form shows its refusal beside what was typed
+	}
+	return "", k.Error
+}
+
+// readKept reads a refusal from the flash cookie, if it carries one signed
+// for this request's session.
+func readKept(r *http.Request) (kept, bool) {
+	c, err := r.Cookie(flashCookie)
+	if err != nil {
+		return kept{}, false
+	}
+	signed, isErr := strings.CutPrefix(c.Value, "!")
 	key := flashKey(r)
-	if key == nil || !hmac.Equal([]byte(sig), []byte(flashSign(key, m))) {
-		return "", ""
+	if !isErr || key == nil {
+		return kept{}, false
+	}
+	m, sig, _ := strings.Cut(signed, ".")
+	if !hmac.Equal([]byte(sig), []byte(flashSign(key, m))) {
+		return kept{}, false
 	}
 	var k kept
 	if b, err := base64.RawURLEncoding.DecodeString(m); err != nil || json.Unmarshal(b, &k) != nil {
-		return "", ""
+		return kept{}, false
 	}
-	if k.Values != nil {
-		return "", "" // the refused form shows it, beside what was typed
-	}
-	return "", k.Error
+	return k, true
 }
 
 // kept is a refusal carried to the next page: its message and, for a form
@@ -147,21 +161,8 @@ const keptMax = 3000
 // keptForm reads, without taking it, the refused form the request was
 // sent back with (render takes the flash afterwards).
 func keptForm(r *http.Request) (kept, bool) {
-	c, err := r.Cookie(flashCookie)
-	if err != nil {
-		return kept{}, false
-	}
-	signed, isErr := strings.CutPrefix(c.Value, "!")
-	key := flashKey(r)
-	if !isErr || key == nil {
-		return kept{}, false
-	}
-	m, sig, _ := strings.Cut(signed, ".")
-	var k kept
-	if !hmac.Equal([]byte(sig), []byte(flashSign(key, m))) {
-		return kept{}, false
-	}
-	if b, err := base64.RawURLEncoding.DecodeString(m); err != nil || json.Unmarshal(b, &k) != nil || k.Values == nil || k.Page != r.URL.Path {
+	k, ok := readKept(r)
+	if !ok || k.Values == nil || k.Page != r.URL.Path {
 		return kept{}, false
 	}
 	return k, true
@@ -187,14 +188,8 @@ func flashSign(key []byte, m string) string {
 // back to the page the form was on, as an error there; a missing page, a
 // forbidden action and anything unexpected get the error page.
 func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, p *account.Principal, back string, err error) {
-	e, ok := apperr.As(err)
-	if !ok || flashKey(r) == nil {
-		h.errorPage(w, r, p, err)
-		return
-	}
-	switch e.Kind {
-	case apperr.KindNotFound, apperr.KindForbidden, apperr.KindUnauthorized, apperr.KindTooLarge:
-		h.errorPage(w, r, p, err)
+	e, ok := h.sendsBack(w, r, p, err)
+	if !ok {
 		return
 	}
 	setFlashError(w, r, e.Message)
@@ -205,14 +200,8 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, p *account.Prin
 // page the form is on, which shows it again with what they typed (values,
 // never a secret) and the refusal beside the field it concerns.
 func (h *Handler) refuseForm(w http.ResponseWriter, r *http.Request, p *account.Principal, back string, err error, values map[string]string) {
-	e, ok := apperr.As(err)
-	if !ok || flashKey(r) == nil {
-		h.errorPage(w, r, p, err)
-		return
-	}
-	switch e.Kind {
-	case apperr.KindNotFound, apperr.KindForbidden, apperr.KindUnauthorized, apperr.KindTooLarge:
-		h.errorPage(w, r, p, err)
+	e, ok := h.sendsBack(w, r, p, err)
+	if !ok {
 		return
 	}
 	if values == nil {
@@ -222,4 +211,19 @@ func (h *Handler) refuseForm(w http.ResponseWriter, r *http.Request, p *account.
 	page, _, _ = strings.Cut(page, "?")
 	setKept(w, r, kept{Page: page, Error: e.Message, Fields: apperr.Fields(err), Values: values})
 	redirect(w, r, back)
+}
+
+// sendsBack tells a refusal that goes back to its page from one that gets
+// the error page, which it then shows.
+func (h *Handler) sendsBack(w http.ResponseWriter, r *http.Request, p *account.Principal, err error) (*apperr.Error, bool) {
+	e, ok := apperr.As(err)
+	if ok && flashKey(r) != nil {
+		switch e.Kind {
+		case apperr.KindNotFound, apperr.KindForbidden, apperr.KindUnauthorized, apperr.KindTooLarge:
+		default:
+			return e, true
+		}
+	}
+	h.errorPage(w, r, p, err)
+	return nil, false
 }
