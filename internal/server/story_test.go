@@ -388,11 +388,54 @@ func reauthStory(t *testing.T, e *env, vp viewport) {
 	p.notSee("cancelled run in the list", row, "Paused for reauth")
 	p.snap("run-cancelled")
 
+	// Reconnecting as another account is a decision: a run held now stays
+	// held, the connection page and the run page say why, and "Release
+	// them anyway" lets it go on.
+	keptRun := start("/api/v1/workspaces/acme/workflows/" + w.ID + "/runs")
+	eventually(t, "run held before the swap", 10*time.Second, func() bool { return status(keptRun).PauseReason == engine.PauseReauth })
+	p.open(connPage, `.facts`)
+	p.click("reconnect again", `form[action$="/reconnect"] button`, `#reconnect`)
+	p.click("continue to the app", `#reconnect button`, `button[value=allow]`)
+	p.see("consent screen suggests the account", `body`, "asked to sign in as Sandbox Workspace")
+	if err := chromedp.Do(p.b, chromedp.SetValue(`input[name=account]`, "Other Team")); err != nil {
+		t.Fatalf("choose another account: %v", err)
+	}
+	p.click("allow as another account", `button[value=allow]`, `#account-hold`)
+	p.see("account changed", `main`, "Reconnected — to a different account than before. The runs it held are kept held")
+	p.see("account hold", `#account-hold`, "Reconnected as “Other Team” instead of “Sandbox Workspace”.", "Release them anyway")
+	p.at("after a reconnect as another account", connPage)
+	p.snap("account-changed")
+	eventually(t, "the reconnect seen by the engine", 10*time.Second, func() bool {
+		var open int
+		must(t, e.db.Read().QueryRowContext(ctx, `SELECT COUNT(*) FROM connection_signals s WHERE s.connection_id = $1 AND s.kind = 'reauthorized'
+			AND NOT EXISTS (SELECT 1 FROM signal_consumption c WHERE c.signal_id = s.id AND c.consumer = 'engine')`, conn).Scan(&open))
+		return open == 0
+	})
+	if r := status(keptRun); r.Status != engine.StatusPaused {
+		t.Fatalf("run after a reconnect as another account: %s, want kept paused", r.Status)
+	}
+	p.open(runPage(keptRun), `#hold`)
+	p.see("kept run", `#hold`, "Connected and working.", "Still held: its connection was reconnected as “Other Team” instead of “Sandbox Workspace”")
+	p.notSee("kept run", `#hold`, "press Resume", "Reconnect it")
+	p.snap("kept-run")
+	p.open(connPage, `#account-hold`)
+	p.click("release them anyway", `#account-hold button`, `.flash`)
+	p.see("released", `.flash`, "Released. The held runs go on as after a reconnect")
+	p.at("after release", connPage)
+	p.notSee("connection after release", `main`, "Release them anyway")
+	p.open(runPage(keptRun), `#hold`)
+	p.see("released run", `#hold`, "It is connected again: press Resume to go on from the held step.")
+	p.notSee("released run", `#hold`, "Still held")
+	p.snap("released-run")
+
 	// Two connections break: the banner counts them and names the first.
 	res = owner.api("POST", "/api/v1/workspaces/acme/connections", `{"app":"stripe","label":"Billing","fields":{"apiKey":"sk_test_story"}}`)
 	wantStatus(t, "create stripe", res, 201)
 	var stripe connection.Connection
 	must(t, json.Unmarshal([]byte(res.Body), &stripe))
+	_, err = e.sandbox.RevokeAccount("Other Team")
+	must(t, err)
+	wantStatus(t, "refresh of the revoked grant", owner.api("POST", "/api/v1/connections/"+conn+"/refresh", ""), 400)
 	time.Sleep(10 * time.Millisecond) // the second alert is the newer one
 	_, err = e.connections.Transition(ctx, stripe.ID, connection.StatusError, "rejected", connection.System, nil)
 	must(t, err)
