@@ -76,10 +76,13 @@ type App struct {
 	// RefreshLifetime is the known maximum life of the app's refresh tokens,
 	// so TaskJuice can warn before a connection dies; nil when unknown.
 	RefreshLifetime *RefreshLifetime `json:"refreshLifetime,omitempty"`
-	// AuthFailure recognises a dead credential reported inside a 200 body.
-	AuthFailure *AuthFailureRule `json:"authFailure,omitempty"`
-	Actions     []Action         `json:"actions,omitempty"`
-	Triggers    []Trigger        `json:"triggers,omitempty"`
+	// Errors says how the app reports failure, as its API documentation
+	// describes it: by HTTP status alone, or also inside a 2xx answer (as
+	// Slack's Web API does with {"ok": false, "error": "…"}). nil means by
+	// HTTP status alone.
+	Errors   *ErrorConvention `json:"errors,omitempty"`
+	Actions  []Action         `json:"actions,omitempty"`
+	Triggers []Trigger        `json:"triggers,omitempty"`
 	// Generic is true for apps an administrator defined in configuration.
 	// Load sets it; a definition file cannot.
 	Generic bool `json:"generic,omitempty"`

@@ -406,6 +406,29 @@ func TestGenericApps(t *testing.T) {
 			want:    []string{`apiHosts[0]: got "http://api.acme.example", want an https URL`},
 		},
 		{
+			name:    "errors without a note, doc not https",
+			content: "[" + withJSON(t, acme, map[string]any{"errors": map[string]any{"doc": "http://docs.acme.example/errors"}}) + "]",
+			want:    []string{`errors.doc: got "http://docs.acme.example/errors", want the https URL`, "errors.note: required"},
+		},
+		{
+			name: "errors.inBody that cannot match",
+			content: "[" + withJSON(t, acme, map[string]any{"errors": map[string]any{"note": "Acme says ok false", "inBody": map[string]any{
+				"field": "", "equals": map[string]any{}, "codeField": "error..code", "messageField": ".msg",
+				"credentialCodes": []any{"invalid_auth", "", "invalid_auth"}, "retryableCodes": []any{"invalid_auth"},
+			}}}) + "]",
+			want: []string{
+				"errors.inBody.field: must be a dotted path", "errors.inBody.equals: got map[], want a JSON boolean, string or number",
+				"errors.inBody.codeField: must be a dotted path", "errors.inBody.messageField: must be a dotted path",
+				"errors.inBody.credentialCodes: an error code is empty", `errors.inBody.credentialCodes: "invalid_auth" is listed twice`,
+				`errors.inBody.retryableCodes: "invalid_auth" is also a credential code`,
+			},
+		},
+		{
+			name:    "errors with a misspelt field",
+			content: "[" + withJSON(t, acme, map[string]any{"errors": map[string]any{"note": "n", "inBody": map[string]any{"field": "ok", "equals": false, "codeField": "error", "deadCodes": []any{"x"}}}}) + "]",
+			want:    []string{`unknown field "deadCodes"`},
+		},
+		{
 			name:    "not an array",
 			content: acme,
 			want:    []string{"want a JSON array"},
@@ -564,37 +587,71 @@ func TestSecretNeverPrinted(t *testing.T) {
 	}
 }
 
-func TestAuthFailureRule(t *testing.T) {
-	c := load(t, catalog.Options{})
-	rule := mustApp(t, c, "slack").AuthFailure
-	if rule == nil {
-		t.Fatal("slack authFailure: got nil, want a rule")
-	}
-	for _, tc := range []struct {
-		body string
-		dead bool
-		code string
-	}{
-		{`{"ok":false,"error":"invalid_auth"}`, true, "invalid_auth"},
-		{`{"ok":false,"error":"token_revoked"}`, true, "token_revoked"},
-		{`{"ok":false,"error":"account_inactive"}`, true, "account_inactive"},
-		{`{"ok":false,"error":"token_expired"}`, true, "token_expired"},
-		{`{"ok":false,"error":"not_authed"}`, true, "not_authed"},
-		{`{"ok":false,"error":"channel_not_found"}`, false, "channel_not_found"},
-		{`{"ok":true}`, false, ""},
-		{`{"ok":true,"error":"invalid_auth"}`, false, ""},
-		{`{"ok":"false","error":"invalid_auth"}`, false, ""},
-		{`{"error":"invalid_auth"}`, false, ""},
-		{`not json`, false, ""},
-		{``, false, ""},
-	} {
-		dead, code := rule.Match([]byte(tc.body))
-		if dead != tc.dead || code != tc.code {
-			t.Errorf("Match(%s): got (%v, %q), want (%v, %q)", tc.body, dead, code, tc.dead, tc.code)
+// Every built-in app says how it reports failure, with the page of its
+// documentation that says so (the sandbox's is its package); only Slack
+// reports failures inside a 2xx answer.
+func TestBuiltinErrorConventions(t *testing.T) {
+	c := load(t, catalog.Options{SandboxURL: "http://127.0.0.1:9"})
+	for _, a := range c.Apps() {
+		if a.Errors == nil || a.Errors.Note == "" {
+			t.Errorf("%s: errors: got %+v, want a convention with a note", a.Key, a.Errors)
+			continue
+		}
+		if a.Errors.Doc == "" && !strings.HasPrefix(a.Key, "sandbox-") {
+			t.Errorf("%s: errors.doc: empty, want the app's documentation", a.Key)
+		}
+		if got, want := a.Errors.InBody != nil, a.Key == "slack"; got != want {
+			t.Errorf("%s: errors.inBody set: got %v, want %v", a.Key, got, want)
 		}
 	}
-	if dead, code := (catalog.AuthFailureRule{}).Match([]byte(`{"ok":false}`)); dead || code != "" {
-		t.Errorf("zero rule Match: got (%v, %q), want (false, \"\")", dead, code)
+}
+
+func TestBodyErrorRule(t *testing.T) {
+	c := load(t, catalog.Options{})
+	slack := mustApp(t, c, "slack")
+	for _, tc := range []struct {
+		status     int
+		body       string
+		failed     bool
+		code       string
+		credential bool
+		retryable  bool
+	}{
+		{200, `{"ok":false,"error":"invalid_auth"}`, true, "invalid_auth", true, false},
+		{200, `{"ok":false,"error":"token_revoked"}`, true, "token_revoked", true, false},
+		{200, `{"ok":false,"error":"account_inactive"}`, true, "account_inactive", true, false},
+		{200, `{"ok":false,"error":"token_expired"}`, true, "token_expired", true, false},
+		{200, `{"ok":false,"error":"not_authed"}`, true, "not_authed", true, false},
+		{200, `{"ok":false,"error":"ratelimited"}`, true, "ratelimited", false, true},
+		{200, `{"ok":false,"error":"internal_error"}`, true, "internal_error", false, true},
+		{200, `{"ok":false,"error":"channel_not_found"}`, true, "channel_not_found", false, false},
+		{200, `{"ok":false}`, true, "", false, false},
+		{200, `{"ok":true,"channel":"C1","ts":"1.2"}`, false, "", false, false},
+		{200, `{"ok":true,"error":"invalid_auth"}`, false, "", false, false},
+		{200, `{"ok":"false","error":"invalid_auth"}`, false, "", false, false},
+		{200, `{"error":"invalid_auth"}`, false, "", false, false},
+		{200, `not json`, false, "", false, false},
+		{200, ``, false, "", false, false},
+		// Not a 2xx: judged by its status, not by this rule.
+		{500, `{"ok":false,"error":"channel_not_found"}`, false, "", false, false},
+	} {
+		f, failed := slack.BodyFailure(tc.status, []byte(tc.body))
+		if failed != tc.failed || f.Code != tc.code || f.Credential != tc.credential || f.Retryable != tc.retryable {
+			t.Errorf("BodyFailure(%d, %s): got (%+v, %v), want code %q credential %v retryable %v failed %v",
+				tc.status, tc.body, f, failed, tc.code, tc.credential, tc.retryable, tc.failed)
+		}
+	}
+	// An app without a rule reads every 2xx as a success.
+	if f, failed := mustApp(t, c, "github").BodyFailure(200, []byte(`{"ok":false,"error":"x"}`)); failed {
+		t.Errorf("github BodyFailure: got %+v, want none", f)
+	}
+	if _, failed := (catalog.BodyError{}).Match([]byte(`{"ok":false}`)); failed {
+		t.Error("zero rule Match: got a failure, want none")
+	}
+	rule := catalog.BodyError{Field: "status", Equals: "error", CodeField: "error.code", MessageField: "error.message"}
+	f, failed := rule.Match([]byte(`{"status":"error","error":{"code":"E42","message":"Quota exceeded"}}`))
+	if !failed || f.Code != "E42" || f.Message != "Quota exceeded" {
+		t.Errorf("nested rule: got (%+v, %v), want E42 with its message", f, failed)
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -133,43 +132,6 @@ func (l RefreshLifetime) ExpiresAt(issuedAt, lastUsedAt time.Time) (time.Time, b
 		}
 	}
 	return at, !at.IsZero()
-}
-
-// AuthFailureRule recognises a failure a provider reports inside an HTTP 200
-// body, as Slack does with {"ok": false, "error": "invalid_auth"}, and tells
-// the codes meaning the credential is dead from ordinary errors.
-type AuthFailureRule struct {
-	// Field is the dotted path of the field that signals failure, e.g. "ok".
-	Field string `json:"field"`
-	// Equals is the JSON value of Field that means failure, e.g. false.
-	Equals any `json:"equals"`
-	// CodeField is the dotted path of the error code, e.g. "error".
-	CodeField string `json:"codeField"`
-	// DeadCodes are the codes meaning the credential no longer works and
-	// the connection needs reauthorization.
-	DeadCodes []string `json:"deadCodes"`
-}
-
-// Match reads a response body. When the body reports a failure, code is its
-// error code and dead tells whether that code means the credential is dead;
-// otherwise (success, or not JSON) it returns false and "".
-func (r AuthFailureRule) Match(body []byte) (dead bool, code string) {
-	if r.Field == "" {
-		return false, ""
-	}
-	var doc any
-	if err := json.Unmarshal(body, &doc); err != nil {
-		return false, ""
-	}
-	// Equals was decoded by the same decoder settings, so numbers compare
-	// as float64 on both sides.
-	if v, ok := lookup(doc, r.Field); !ok || !reflect.DeepEqual(v, r.Equals) {
-		return false, ""
-	}
-	if v, ok := lookup(doc, r.CodeField); ok {
-		code = scalarString(v)
-	}
-	return slices.Contains(r.DeadCodes, code), code
 }
 
 // lookup follows a dotted path through decoded JSON; numeric segments index

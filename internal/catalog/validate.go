@@ -153,21 +153,8 @@ func validate(a *App) []error {
 		}
 	}
 
-	if r := a.AuthFailure; r != nil {
-		if err := checkPath(r.Field); err != nil {
-			bad("authFailure.field", "%v", err)
-		}
-		switch r.Equals.(type) {
-		case bool, string, float64:
-		default:
-			bad("authFailure.equals", "got %v, want a JSON boolean, string or number", r.Equals)
-		}
-		if err := checkPath(r.CodeField); err != nil {
-			bad("authFailure.codeField", "%v", err)
-		}
-		if len(r.DeadCodes) == 0 || slices.Contains(r.DeadCodes, "") {
-			bad("authFailure.deadCodes", "want at least one non-empty error code")
-		}
+	if a.Errors != nil {
+		errs = append(errs, checkErrors(*a.Errors)...)
 	}
 
 	errs = append(errs, checkAPIHosts(a, appVars)...)
@@ -410,4 +397,62 @@ func walkStrings(v any, fn func(string)) {
 			walkStrings(x[k], fn)
 		}
 	}
+}
+
+// checkErrors validates an app's error convention: where it comes from,
+// and a rule for failures inside 2xx answers that can match something.
+func checkErrors(c ErrorConvention) []error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("errors.%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if c.Doc != "" {
+		if u, err := url.Parse(c.Doc); err != nil || u.Scheme != "https" || u.Host == "" {
+			bad("doc", "got %q, want the https URL of the app's documentation on errors", c.Doc)
+		}
+	}
+	if strings.TrimSpace(c.Note) == "" {
+		bad("note", "required: say in a sentence how the app reports failure")
+	}
+	r := c.InBody
+	if r == nil {
+		return errs
+	}
+	if err := checkPath(r.Field); err != nil {
+		bad("inBody.field", "%v", err)
+	}
+	switch r.Equals.(type) {
+	case bool, string, float64:
+	default:
+		bad("inBody.equals", "got %v, want a JSON boolean, string or number", r.Equals)
+	}
+	if err := checkPath(r.CodeField); err != nil {
+		bad("inBody.codeField", "%v", err)
+	}
+	if r.MessageField != "" {
+		if err := checkPath(r.MessageField); err != nil {
+			bad("inBody.messageField", "%v", err)
+		}
+	}
+	for _, list := range []struct {
+		name  string
+		codes []string
+	}{{"credentialCodes", r.CredentialCodes}, {"retryableCodes", r.RetryableCodes}} {
+		seen := map[string]bool{}
+		for _, code := range list.codes {
+			switch {
+			case strings.TrimSpace(code) == "":
+				bad("inBody."+list.name, "an error code is empty")
+			case seen[code]:
+				bad("inBody."+list.name, "%q is listed twice", code)
+			}
+			seen[code] = true
+		}
+	}
+	for _, code := range r.CredentialCodes {
+		if slices.Contains(r.RetryableCodes, code) {
+			bad("inBody.retryableCodes", "%q is also a credential code; a code is one or the other", code)
+		}
+	}
+	return errs
 }

@@ -16,8 +16,8 @@ import (
 
 // AppClient calls an app's API with a connection's credential. It is what
 // workflow steps use: it attaches the credential, renews an OAuth token the
-// app rejects with 401 (or with a dead-credential code in a 200 body, for
-// apps like Slack) and retries once, and when the credential is truly dead
+// app rejects with 401 (or with a credential code in a 2xx body, for apps
+// like Slack: catalog errors.inBody) and retries once, and when the credential is truly dead
 // it moves the connection to error — raising needs-reauthorization — and
 // returns ErrNeedsReauth so the caller can hold its work.
 //
@@ -184,14 +184,15 @@ func (c *AppClient) send(hc *http.Client, req *http.Request) (Response, error) {
 	return Response{Status: res.StatusCode, Header: res.Header, Body: bytes.Clone(body)}, nil
 }
 
-// rejected says whether the app refused the credential: HTTP 401, or the
-// app's own dead-credential rule on a 2xx body.
+// rejected says whether the app refused the credential: HTTP 401, or a
+// 2xx answer whose body reports one of the app's credential codes
+// (catalog errors.inBody.credentialCodes), and the app's code if any.
 func rejected(app catalog.App, res Response) (bool, string) {
 	if res.Status == http.StatusUnauthorized {
 		return true, ""
 	}
-	if app.AuthFailure != nil && res.Status/100 == 2 {
-		return app.AuthFailure.Match(res.Body)
+	if f, failed := app.BodyFailure(res.Status, res.Body); failed && f.Credential {
+		return true, f.Code
 	}
 	return false, ""
 }

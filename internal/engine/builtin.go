@@ -357,7 +357,11 @@ func action(cat *catalog.Catalog, apps *connection.AppClient) Executor {
 		}
 		fmt.Fprintf(c.Console, "→ HTTP %d\n", res.Status)
 		if se := classify(res.Status, res.Body); se != nil {
-			return Outcome{}, se
+			return Outcome{}, withRetryAfter(se, res.Header)
+		}
+		if f, failed := app.BodyFailure(res.Status, res.Body); failed {
+			fmt.Fprintf(c.Console, "→ %s reported a failure: %s\n", app.Name, f.Code)
+			return Outcome{}, withRetryAfter(bodyFailure(app, res.Status, res.Body, f), res.Header)
 		}
 		out := response(res.Status, res.Header, res.Body)
 		return Outcome{Output: out["body"]}, nil

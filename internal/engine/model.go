@@ -105,7 +105,10 @@ type StepError struct {
 	Message        string `json:"message"`
 	ProviderStatus int    `json:"providerStatus,omitempty"`
 	Retryable      bool   `json:"retryable"`
-	Detail         string `json:"detail,omitempty"`
+	// RetryAfterSeconds is how long the app asked to be left alone
+	// (Retry-After) before a retry; the retry waits at least that long.
+	RetryAfterSeconds int    `json:"retryAfterSeconds,omitempty"`
+	Detail            string `json:"detail,omitempty"`
 }
 
 func (e *StepError) Error() string { return e.Code + ": " + e.Message }

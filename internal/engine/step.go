@@ -545,6 +545,9 @@ func (e *Engine) commitTx(ctx context.Context, c *claimed, node workflow.Node, c
 			}
 			if se.Retryable && cur.Attempt < attemptsOf(node) {
 				backoff := e.o.RetryBackoff << (cur.Attempt - 1)
+				if wait := time.Duration(se.RetryAfterSeconds) * time.Second; wait > backoff {
+					backoff = min(wait, maxRetryAfter)
+				}
 				_, err := tx.ExecContext(ctx, `UPDATE runs SET due_at = $1, updated_at = $2 WHERE id = $3`, now.Add(backoff), now, c.ID)
 				return err
 			}
