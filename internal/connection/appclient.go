@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -49,6 +50,11 @@ type Response struct {
 	Status int
 	Header http.Header
 	Body   []byte
+	// Failure is the failure the app reported inside a 2xx answer, read
+	// the app's way (catalog errors.inBody); nil when it reported none or
+	// the request went to a host the app does not declare (one added to
+	// the connection), whose answers are not the app's to judge.
+	Failure *catalog.BodyFailure
 }
 
 // Do sends the request built by build (called again for the retry, so a
@@ -87,8 +93,12 @@ func (c *AppClient) Do(ctx context.Context, connID string, build func(ctx contex
 		if err != nil {
 			return Response{}, err
 		}
-		dead, code := rejected(app, res)
+		own := slices.Contains(app.Origins(conn.Metadata), catalog.Origin(req.URL))
+		dead, code := rejected(app, res, own)
 		if !dead {
+			if f, failed := app.BodyFailure(res.Status, res.Body); failed && own {
+				res.Failure = &f
+			}
 			return res, nil
 		}
 		if app.IsOAuth() && attempt == 1 {
@@ -184,14 +194,15 @@ func (c *AppClient) send(hc *http.Client, req *http.Request) (Response, error) {
 	return Response{Status: res.StatusCode, Header: res.Header, Body: bytes.Clone(body)}, nil
 }
 
-// rejected says whether the app refused the credential: HTTP 401, or a
-// 2xx answer whose body reports one of the app's credential codes
-// (catalog errors.inBody.credentialCodes), and the app's code if any.
-func rejected(app catalog.App, res Response) (bool, string) {
+// rejected says whether the app refused the credential: HTTP 401, or,
+// from one of the app's own hosts, a 2xx answer whose body reports one of
+// the app's credential codes (catalog errors.inBody.credentialCodes); and
+// the app's code if any.
+func rejected(app catalog.App, res Response, own bool) (bool, string) {
 	if res.Status == http.StatusUnauthorized {
 		return true, ""
 	}
-	if f, failed := app.BodyFailure(res.Status, res.Body); failed && f.Credential {
+	if f, failed := app.BodyFailure(res.Status, res.Body); failed && f.Credential && own {
 		return true, f.Code
 	}
 	return false, ""

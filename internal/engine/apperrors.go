@@ -15,19 +15,20 @@ import (
 const maxRetryAfter = time.Hour
 
 // bodyFailure is the step error of a 2xx answer whose body reports a
-// failure the app's way (catalog errors.inBody): the app's own code and
+// failure the app's way (catalog errors.inBody), from an app action or an
+// HTTP Request step bound to the app's connection: the app's own code and
 // message, the HTTP status it came with, and whether the app's
 // documentation calls that code transient.
-func bodyFailure(app catalog.App, status int, body []byte, f catalog.BodyFailure) *StepError {
+func bodyFailure(appName string, status int, body []byte, f catalog.BodyFailure) *StepError {
 	code, msg := f.Code, f.Message
 	if code == "" {
 		code = "REQUEST_REJECTED"
 	}
 	if msg == "" {
 		if f.Code != "" {
-			msg = fmt.Sprintf("%s answered HTTP %d with the error %s", app.Name, status, f.Code)
+			msg = fmt.Sprintf("%s answered HTTP %d with the error %s", appName, status, f.Code)
 		} else {
-			msg = fmt.Sprintf("%s answered HTTP %d but reported a failure", app.Name, status)
+			msg = fmt.Sprintf("%s answered HTTP %d but reported a failure", appName, status)
 		}
 	}
 	snippet := string(body)

@@ -249,3 +249,38 @@ func TestSlackDeadCredentialInsideHTTP200(t *testing.T) {
 		})
 	}
 }
+
+// An HTTP Request step bound to the Slack connection is judged Slack's way
+// when it calls Slack's own hosts; a host merely added to the connection
+// is not Slack, so its answers are judged by their HTTP status alone and
+// cannot kill the connection with a Slack error code.
+func TestSlackRulesOnlyForSlackHosts(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		f, fs, connID := slackFixture(t, d)
+		app, _ := f.cat.App("slack-local")
+		slackURL := app.APIHosts[0]
+
+		run, step := f.runOnce(f.publish([]workflow.Node{f.bound(httpStep(slackURL + "/api/chat.postMessage"))}), `{}`)
+		if run.Status != engine.StatusFailed || step.Error == nil || step.Error.Code != "channel_not_found" || step.Error.ProviderStatus != 200 {
+			t.Fatalf("HTTP step to Slack answering ok false: run %s, step error %+v; want failed with channel_not_found", run.Status, step.Error)
+		}
+
+		relay, hits := counter(t, "127.0.0.1", func(w http.ResponseWriter, r *http.Request) {
+			_, _ = w.Write([]byte(`{"ok":false,"error":"invalid_auth"}`))
+		})
+		_, err := f.conns.SetAllowedDomains(f.ctx, f.ws, connID, []string{relay.URL}, connection.System)
+		must(t, err)
+		run, step = f.runOnce(f.publish([]workflow.Node{f.bound(httpStep("{{ $trigger.target }}"))}), `{"target": "`+relay.URL+`/hook"}`)
+		if run.Status != engine.StatusCompleted || hits.Load() != 1 {
+			t.Fatalf("HTTP step to an added host answering ok false: run %s (%+v) after %d requests; want completed after 1", run.Status, step.Error, hits.Load())
+		}
+		c, err := f.conns.Get(f.ctx, f.ws, connID)
+		must(t, err)
+		fs.mu.Lock()
+		renews := fs.renews
+		fs.mu.Unlock()
+		if c.Status != connection.StatusActive || renews != 0 {
+			t.Fatalf("connection after an added host said invalid_auth: %s after %d renewals; want active, none", c.Status, renews)
+		}
+	})
+}

@@ -262,6 +262,10 @@ func httpNode(apps *connection.AppClient, hc *http.Client) Executor {
 			if se := classify(res.Status, res.Body); se != nil {
 				return Outcome{}, se
 			}
+			if f := res.Failure; f != nil {
+				fmt.Fprintf(c.Console, "→ the app reported a failure: %s\n", f.Code)
+				return Outcome{}, withRetryAfter(bodyFailure("The app", res.Status, res.Body, *f), res.Header)
+			}
 			return Outcome{Output: response(res.Status, res.Header, res.Body)}, nil
 		}
 		req, err := build(ctx)
@@ -359,9 +363,9 @@ func action(cat *catalog.Catalog, apps *connection.AppClient) Executor {
 		if se := classify(res.Status, res.Body); se != nil {
 			return Outcome{}, withRetryAfter(se, res.Header)
 		}
-		if f, failed := app.BodyFailure(res.Status, res.Body); failed {
+		if f := res.Failure; f != nil {
 			fmt.Fprintf(c.Console, "→ %s reported a failure: %s\n", app.Name, f.Code)
-			return Outcome{}, withRetryAfter(bodyFailure(app, res.Status, res.Body, f), res.Header)
+			return Outcome{}, withRetryAfter(bodyFailure(app.Name, res.Status, res.Body, *f), res.Header)
 		}
 		out := response(res.Status, res.Header, res.Body)
 		return Outcome{Output: out["body"]}, nil
