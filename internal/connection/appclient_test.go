@@ -6,6 +6,8 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -48,9 +50,36 @@ func get(url string) func(ctx context.Context) (*http.Request, error) {
 	}
 }
 
+// slackAt is the catalog with a copy of the built-in Slack definition
+// (same errors convention) whose API is at base, under the key
+// "slack-local", given as an --apps-file would.
+func slackAt(t *testing.T, base string) *catalog.Catalog {
+	t.Helper()
+	raw, err := os.ReadFile("../catalog/apps/slack.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var def map[string]any
+	if err := json.Unmarshal([]byte(strings.ReplaceAll(string(raw), "https://slack.com", base)), &def); err != nil {
+		t.Fatal(err)
+	}
+	def["key"], def["clientId"] = "slack-local", "id"
+	file := filepath.Join(t.TempDir(), "apps.json")
+	b, _ := json.Marshal([]any{def})
+	if err := os.WriteFile(file, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cat, err := catalog.Load(catalog.Options{GenericAppsFile: file, Getenv: func(string) string { return "" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cat
+}
+
 // A Slack-style app answers 200 with {"ok":false,"error":"invalid_auth"}:
 // the client renews the token once, and when the app still refuses it, the
-// connection needs reauthorization.
+// connection needs reauthorization. The same answer from a host merely
+// added to the connection is not Slack's to give: it passes through.
 func TestAppClientDeadCredentialInA200Body(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, d *db.DB) {
 		f := setup(t, d)
@@ -64,13 +93,23 @@ func TestAppClientDeadCredentialInA200Body(t *testing.T) {
 		}))
 		defer slack.Close()
 		cred, _ := json.Marshal(connection.Credential{OAuth: &connection.OAuthToken{AccessToken: "a0", RefreshToken: "r0", Expiry: time.Now().Add(time.Hour)}})
-		c, err := f.svc.Create(context.Background(), f.acme, connection.New{AppKey: "slack", Label: "Slack", Status: connection.StatusActive, Secret: cred}, connection.System)
+		c, err := f.svc.Create(context.Background(), f.acme, connection.New{AppKey: "slack-local", Label: "Slack", Status: connection.StatusActive, Secret: cred}, connection.System)
 		if err != nil {
 			t.Fatal(err)
 		}
 		r := connection.NewRefresher(f.svc, ts.config(), fastOptions())
-		client := connection.NewAppClient(f.svc, r, testCatalog(t), privateOK)
+
+		// Through a host added to the connection: an ordinary answer.
+		other := slackAt(t, "https://slack.example")
 		widen(t, f, c.ID, slack.URL)
+		res, err := connection.NewAppClient(f.svc, r, other, privateOK).Do(context.Background(), c.ID, get(slack.URL+"/api/chat.postMessage"))
+		if err != nil || res.Status != http.StatusOK || res.Failure != nil || calls.Load() != 1 || ts.refreshes.Load() != 0 {
+			t.Fatalf("from an added host: %v, status %d, failure %+v after %d calls, %d refreshes; want the answer as it is, 1 call, no refresh",
+				err, res.Status, res.Failure, calls.Load(), ts.refreshes.Load())
+		}
+		calls.Store(0)
+
+		client := connection.NewAppClient(f.svc, r, slackAt(t, slack.URL), privateOK)
 		_, err = client.Do(context.Background(), c.ID, get(slack.URL+"/api/chat.postMessage"))
 		if !errors.Is(err, connection.ErrNeedsReauth) {
 			t.Fatalf("dead credential: got %v, want ErrNeedsReauth", err)
