@@ -194,7 +194,11 @@ func demoAgentRuns(t *testing.T, c *http.Client, base string) {
 	}
 	for {
 		body := get("/api/v1/workspaces/acme/runs/" + started.RunID)
-		if strings.Contains(body, `"status":"completed"`) {
+		var run struct {
+			Run struct{ Status string }
+		}
+		_ = json.Unmarshal([]byte(body), &run)
+		if run.Run.Status == "completed" {
 			after, err := admin.Stats(context.Background())
 			if err != nil {
 				t.Fatalf("sandbox stats: %v", err)
@@ -207,7 +211,7 @@ func demoAgentRuns(t *testing.T, c *http.Client, base string) {
 			}
 			return
 		}
-		if strings.Contains(body, `"status":"failed"`) || time.Now().After(deadline.Add(15*time.Second)) {
+		if run.Run.Status == "failed" || time.Now().After(deadline.Add(15*time.Second)) {
 			t.Fatalf("the demo agent's run did not complete: %.2000s", body)
 		}
 		time.Sleep(100 * time.Millisecond)
