@@ -47,9 +47,9 @@ type Options struct {
 	Scheduler   *trigger.Scheduler
 	// Poller, when set, polls the apps of published app triggers.
 	Poller *trigger.Poller
-	Notify      *notify.Service
-	Models      *llm.Service   // the workspaces' model providers
-	Spend       *spend.Service // model spend and its cap
+	Notify *notify.Service
+	Models *llm.Service   // the workspaces' model providers
+	Spend  *spend.Service // model spend and its cap
 	// Mail, when set, delivers the outbox's email over SMTP.
 	Mail          *mail.Outbox
 	Log           *slog.Logger
