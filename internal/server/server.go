@@ -45,11 +45,10 @@ type Options struct {
 	Engine      *engine.Engine
 	Webhooks    *trigger.Webhooks
 	Scheduler   *trigger.Scheduler
-	// Poller, when set, polls the apps of published app triggers.
-	Poller *trigger.Poller
-	Notify *notify.Service
-	Models *llm.Service   // the workspaces' model providers
-	Spend  *spend.Service // model spend and its cap
+	Poller      *trigger.Poller // polls the apps of published app triggers
+	Notify      *notify.Service
+	Models      *llm.Service   // the workspaces' model providers
+	Spend       *spend.Service // model spend and its cap
 	// Mail, when set, delivers the outbox's email over SMTP.
 	Mail          *mail.Outbox
 	Log           *slog.Logger
