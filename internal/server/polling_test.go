@@ -60,9 +60,34 @@ func TestAppTriggerPollsSandboxChatThroughReauth(t *testing.T) {
 		ctx := context.Background()
 		owner := e.signIn("owner@a.example")
 		connID := connectionFromLocation(t, owner.consent(t, "/acme/connections/new", url.Values{"app": {"sandbox-chat"}, "label": {"Team chat"}}, "Acme Chat"))
-		w, err := e.workflows.Create(ctx, e.acme, "Chat log", "", chatTriggerGraph(connID), "")
+		// Build the trigger in the editor: a manual trigger becomes an app
+		// trigger, then gets its app, event, channel and connection.
+		g := chatTriggerGraph(connID)
+		g.Trigger = &workflow.Node{ID: "start", Kind: workflow.TriggerManual}
+		w, err := e.workflows.Create(ctx, e.acme, "Chat log", "", g, "")
 		must(t, err)
+		edit := "/acme/workflows/" + w.ID + "/edit"
+		wantRedirect(t, "choose app trigger", owner.post(edit+"/trigger", url.Values{"kind": {"app"}}), edit+"#trigger")
+		wantRedirect(t, "choose the app", owner.post(edit+"/trigger", url.Values{"kind": {"app"}, "app": {"sandbox-chat"}}), edit+"#trigger")
+		card := html.UnescapeString(owner.get(edit).Body)
+		for _, want := range []string{`<option value="new-message"`, "New message in channel", `<option value="` + connID + `"`, "Team chat — Active", "Client provides the connection"} {
+			if !strings.Contains(card, want) {
+				t.Fatalf("trigger card lacks %q: %.4000s", want, card)
+			}
+		}
+		wantRedirect(t, "choose the event", owner.post(edit+"/trigger", url.Values{"kind": {"app"}, "app": {"sandbox-chat"}, "trigger": {"new-message"}}), edit+"#trigger")
+		res := owner.post(edit+"/trigger", url.Values{"kind": {"app"}, "app": {"sandbox-chat"}, "trigger": {"new-message"},
+			"input.channel": {"general"}, "connection": {connID}, "intervalSeconds": {""}})
+		wantRedirect(t, "save the trigger", res, edit+"#trigger")
+		if card = html.UnescapeString(owner.get(edit).Body); !strings.Contains(card, `name="input.channel" value="general"`) {
+			t.Fatalf("trigger card lacks the channel: %.4000s", card)
+		}
 		wantRedirect(t, "publish", owner.post("/acme/workflows/"+w.ID+"/publish", nil), "/acme/workflows/"+w.ID+"/edit")
+		live, ok, err := e.workflows.Live(ctx, w.ID)
+		must(t, err)
+		if !ok || live.Graph.Trigger.Kind != workflow.TriggerApp || live.Graph.Trigger.Connection == nil || live.Graph.Trigger.Connection.ID != connID {
+			t.Fatalf("published trigger: %+v", live.Graph.Trigger)
+		}
 
 		// The poller's clock: each tick a poll interval later.
 		at := time.Now()
