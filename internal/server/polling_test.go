@@ -143,7 +143,7 @@ func TestAppTriggerPollsSandboxChatThroughReauth(t *testing.T) {
 			t.Fatalf("trigger after the revoked grant: %+v %v %v, want held", st, ok, err)
 		}
 		page = html.UnescapeString(owner.get("/acme/workflows/" + w.ID).Body)
-		if !strings.Contains(page, "Held for reauthorization") || !strings.Contains(page, `href="/acme/connections/`+connID+`"`) {
+		if !strings.Contains(page, "Held for reauthorization: the app refused the connection's credential.") || !strings.Contains(page, `href="/acme/connections/`+connID+`"`) {
 			t.Fatalf("workflow page does not show the held trigger with a link to its connection: %.3000s", page)
 		}
 		_, err = e.notify.Consume(ctx)

@@ -340,7 +340,7 @@ func (p *Poller) poll(ctx context.Context, c claimedPoll, now time.Time) (int, e
 		return 0, p.fail(ctx, c, now, err, 0)
 	}
 	if st != connection.StatusActive {
-		return 0, p.hold(ctx, c, now, fmt.Sprintf("The connection is %s: reconnect it to resume", st))
+		return 0, p.hold(ctx, c, now, fmt.Sprintf("the connection needs reconnecting (it is %s)", st))
 	}
 	call := pollCall{api: p.api, app: app, conn: c.conn, inputs: c.inputs}
 	started := 0
@@ -445,7 +445,7 @@ func (p *Poller) done(ctx context.Context, c claimedPoll, now time.Time, more bo
 // good, and backs off otherwise.
 func (p *Poller) failOrHold(ctx context.Context, c claimedPoll, now time.Time, err error) error {
 	if errors.Is(err, errHeld) {
-		return p.hold(ctx, c, now, "The app refused the connection's credential: reconnect it to resume")
+		return p.hold(ctx, c, now, "the app refused the connection's credential")
 	}
 	var te *transientError
 	if errors.As(err, &te) {
