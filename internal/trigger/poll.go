@@ -340,7 +340,7 @@ func (p *Poller) poll(ctx context.Context, c claimedPoll, now time.Time) (int, e
 		return 0, p.fail(ctx, c, now, err, 0)
 	}
 	if st != connection.StatusActive {
-		return 0, p.hold(ctx, c, now, fmt.Sprintf("the connection needs reconnecting (it is %s)", st))
+		return 0, p.hold(ctx, c, now, fmt.Sprintf("the connection is in %s", st))
 	}
 	call := pollCall{api: p.api, app: app, conn: c.conn, inputs: c.inputs}
 	started := 0
