@@ -212,6 +212,7 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 		Workflows: workflows, Engine: eng, Log: log, SecureCookies: cfg.SecureCookies(), BaseURL: cfg.BaseURL,
 		Webhooks:  trigger.New(d, keys, eng, workflows, trigger.Options{Log: log.With("component", "webhooks")}),
 		Scheduler: trigger.NewScheduler(d, eng, trigger.SchedulerOptions{Log: log.With("component", "schedules")}),
+		Poller:    trigger.NewPoller(d, eng, apps, conns, cat, pollerOptions(sb != nil, log)),
 		Notify:    notify.NewService(d, cat),
 		Models:    llm.NewService(d, keys, llm.Options{}),
 		Spend:     spend.NewService(d, spend.Options{}),

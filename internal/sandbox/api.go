@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -107,13 +108,20 @@ func channel(w http.ResponseWriter, r *http.Request, c caller) (Channel, bool) {
 	return Channel{}, false
 }
 
+// handleListMessages lists a channel's messages, oldest first. Without
+// "after" it answers the last "limit" messages. With "after" (a message id,
+// or empty for the channel's start) it answers up to "limit" messages
+// posted after it, in the order they were posted, with "has_more" and
+// "next_cursor" (the id of the last message answered, to pass as "after"
+// next): a reader that keeps its cursor sees every message once.
 func (p *Provider) handleListMessages(w http.ResponseWriter, r *http.Request, c caller) {
 	ch, ok := channel(w, r, c)
 	if !ok {
 		return
 	}
+	q := r.URL.Query()
 	limit := defaultListLimit
-	if v := r.URL.Query().Get("limit"); v != "" {
+	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 1000 {
 			apiError(w, http.StatusBadRequest, "invalid_limit", "limit must be a number from 1 to 1000.")
@@ -123,12 +131,57 @@ func (p *Provider) handleListMessages(w http.ResponseWriter, r *http.Request, c 
 	}
 	p.mu.Lock()
 	all := p.st.Messages[ch.ID]
-	msgs := make([]Message, 0, min(len(all), limit))
-	for _, m := range all[max(len(all)-limit, 0):] {
+	var page []*Message
+	hasMore := false
+	if q.Has("after") {
+		start := 0
+		if after := q.Get("after"); after != "" {
+			i := slices.IndexFunc(all, func(m *Message) bool { return m.ID == after })
+			if i < 0 {
+				p.mu.Unlock()
+				apiError(w, http.StatusBadRequest, "invalid_cursor", "No message “"+after+"” in this channel to read after.")
+				return
+			}
+			start = i + 1
+		}
+		end := min(start+limit, len(all))
+		page, hasMore = all[start:end], end < len(all)
+	} else {
+		page = all[max(len(all)-limit, 0):]
+	}
+	msgs := make([]Message, 0, len(page))
+	for _, m := range page {
 		msgs = append(msgs, *m)
 	}
 	p.mu.Unlock()
-	writeJSON(w, http.StatusOK, map[string]any{"channel": ch, "messages": msgs})
+	out := map[string]any{"channel": ch, "messages": msgs, "has_more": hasMore}
+	if len(msgs) > 0 {
+		out["next_cursor"] = msgs[len(msgs)-1].ID
+	} else {
+		out["next_cursor"] = q.Get("after")
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// Post adds a message to a channel (an id or a name) of the sandbox account
+// with this name (or id), as a person in the chat would: the way tests and
+// demos make a polling trigger fire.
+func (p *Provider) Post(account, channelName, text string) (Message, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	a := p.findAccountLocked(account)
+	if a == nil {
+		return Message{}, fmt.Errorf("account %q: %w", account, ErrNotFound)
+	}
+	want := strings.TrimPrefix(channelName, "#")
+	i := slices.IndexFunc(a.Channels, func(ch Channel) bool { return ch.ID == want || strings.EqualFold(ch.Name, want) })
+	if i < 0 {
+		return Message{}, fmt.Errorf("channel %q: %w", channelName, ErrNotFound)
+	}
+	m := &Message{ID: randomID("M", 8), ChannelID: a.Channels[i].ID, Text: text, App: "Sandbox", Created: p.now()}
+	p.st.Messages[m.ChannelID] = append(p.st.Messages[m.ChannelID], m)
+	p.stats.MessagesPosted++
+	return *m, p.saveLocked()
 }
 
 func (p *Provider) handlePostMessage(w http.ResponseWriter, r *http.Request, c caller) {

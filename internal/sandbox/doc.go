@@ -36,7 +36,18 @@
 //
 //	GET  /api/me                              {"account":{"id","name"}}
 //	GET  /api/channels                        channels:read
-//	GET  /api/channels/{channel}/messages     messages:read
+//	GET  /api/channels/{channel}/messages     messages:read; ?limit=1..1000
+//	                                          (default 100). Without
+//	                                          ?after: the last limit
+//	                                          messages, oldest first. With
+//	                                          ?after=MESSAGE_ID (empty: from
+//	                                          the channel's start): up to
+//	                                          limit messages posted after it,
+//	                                          in order, with "has_more" and
+//	                                          "next_cursor" (the last id
+//	                                          answered, to pass as after
+//	                                          next); an unknown id answers
+//	                                          400 invalid_cursor.
 //	POST /api/channels/{channel}/messages     chat:write, body {"text":"..."};
 //	                                          an Idempotency-Key header makes
 //	                                          a retried post return the first
@@ -153,6 +164,9 @@
 //	                        Retry-After (at least 1), or timeout then 504.
 //	                        Failures come before validation and leave the
 //	                        script alone.
+//
+// Provider.Post adds a message to an account's channel as a person in the
+// chat would (what makes "New message in channel" fire in tests and demos).
 //
 // The same controls exist as Provider methods for tests in this process,
 // and as AdminClient for a sandbox running elsewhere.

@@ -912,3 +912,66 @@ func TestMetadata(t *testing.T) {
 		t.Errorf("metadata: got %v, want endpoints under %s", md, f.base)
 	}
 }
+
+// TestChatMessagesAfterCursor reads a channel as a polling trigger does:
+// from a cursor, in the order messages were posted, page by page, each
+// message once.
+func TestChatMessagesAfterCursor(t *testing.T) {
+	f := setup(t, nil)
+	at := f.connect(t, f.cfg, "").AccessToken
+	var posted []string
+	for i := range 5 {
+		m, err := f.p.Post(sandbox.DefaultAccount, "general", fmt.Sprintf("m%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		posted = append(posted, m.ID)
+	}
+	if _, err := f.p.Post(sandbox.DefaultAccount, "nowhere", "x"); err == nil {
+		t.Fatal("post to an unknown channel: got nil, want an error")
+	}
+	type page struct {
+		Messages   []apiMessage
+		HasMore    bool   `json:"has_more"`
+		NextCursor string `json:"next_cursor"`
+	}
+	var seen []string
+	cursor := ""
+	for i := 0; ; i++ {
+		var p page
+		if r := f.call(t, "GET", "/api/channels/general/messages?limit=2&after="+cursor, at, "", nil, &p); r.StatusCode != 200 {
+			t.Fatalf("page %d: got %d, want 200", i, r.StatusCode)
+		}
+		for _, m := range p.Messages {
+			seen = append(seen, m.ID)
+		}
+		if p.NextCursor == "" || (len(p.Messages) > 0 && p.NextCursor != p.Messages[len(p.Messages)-1].ID) {
+			t.Fatalf("page %d: next cursor %q", i, p.NextCursor)
+		}
+		cursor = p.NextCursor
+		if !p.HasMore {
+			break
+		}
+		if i > 5 {
+			t.Fatal("pages never end")
+		}
+	}
+	if strings.Join(seen, ",") != strings.Join(posted, ",") {
+		t.Fatalf("read %v, want %v in order", seen, posted)
+	}
+	// Nothing new: an empty page that keeps the cursor.
+	var p page
+	f.call(t, "GET", "/api/channels/general/messages?after="+cursor, at, "", nil, &p)
+	if len(p.Messages) != 0 || p.HasMore || p.NextCursor != cursor {
+		t.Fatalf("caught up: got %+v", p)
+	}
+	// Without a cursor: the latest messages.
+	f.call(t, "GET", "/api/channels/general/messages?limit=1", at, "", nil, &p)
+	if len(p.Messages) != 1 || p.Messages[0].ID != posted[4] {
+		t.Fatalf("latest: got %+v, want %s", p.Messages, posted[4])
+	}
+	var e struct{ Error string }
+	if r := f.call(t, "GET", "/api/channels/general/messages?after=Mnope", at, "", nil, &e); r.StatusCode != 400 || e.Error != "invalid_cursor" {
+		t.Fatalf("unknown cursor: got %d %q, want 400 invalid_cursor", r.StatusCode, e.Error)
+	}
+}

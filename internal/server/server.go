@@ -45,6 +45,7 @@ type Options struct {
 	Engine      *engine.Engine
 	Webhooks    *trigger.Webhooks
 	Scheduler   *trigger.Scheduler
+	Poller      *trigger.Poller // polls the apps of published app triggers
 	Notify      *notify.Service
 	Models      *llm.Service   // the workspaces' model providers
 	Spend       *spend.Service // model spend and its cap
@@ -83,7 +84,7 @@ func New(o Options) (*Server, error) {
 		Agents:   agents,
 		Accounts: o.Accounts, Auth: auth, Log: o.Log, Connections: o.Connections,
 		Refresher: o.Refresher, Catalog: o.Catalog, Workflows: o.Workflows, Engine: o.Engine, Webhooks: o.Webhooks, Notify: o.Notify, BaseURL: o.BaseURL,
-		Models: o.Models, Spend: o.Spend, Portal: clients,
+		Models: o.Models, Spend: o.Spend, Portal: clients, Polls: pollStates(o.Poller),
 	})
 	if err != nil {
 		return nil, err
@@ -99,6 +100,9 @@ func New(o Options) (*Server, error) {
 	}
 	if o.Scheduler != nil && o.Workflows != nil {
 		o.Workflows.OnLiveChange(s.followSchedule)
+	}
+	if o.Poller != nil && o.Workflows != nil {
+		o.Workflows.OnLiveChange(s.followPoll)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
@@ -228,6 +232,9 @@ func (s *Server) Workers() []Worker {
 	}
 	if s.opts.Mail != nil {
 		w = append(w, Worker{Name: "mailer", Run: func(ctx context.Context) error { s.opts.Mail.Run(ctx, 2*time.Second); return nil }})
+	}
+	if s.opts.Poller != nil {
+		w = append(w, Worker{Name: "poll-triggers", Run: func(ctx context.Context) error { return s.opts.Poller.Run(ctx, 2*time.Second) }})
 	}
 	if s.opts.Scheduler != nil {
 		w = append(w, Worker{Name: "schedules", Run: func(ctx context.Context) error { return s.opts.Scheduler.Run(ctx, 5*time.Second) }})

@@ -53,6 +53,7 @@ type env struct {
 	models      *llm.Service
 	spend       *spend.Service
 	sandbox     *sandbox.Provider
+	poller      *trigger.Poller
 	server      *server.Server
 	srv         *httptest.Server
 	// seen holds every response TaskJuice gave in the test (headers and
@@ -78,7 +79,7 @@ func setup(t *testing.T, d *db.DB) *env {
 	t.Cleanup(e.srv.Close)
 	opts := fullOptions(t, d, accounts, log, e.srv.URL)
 	e.connections, e.refresher, e.workflows, e.engine, e.notify = opts.Connections, opts.Refresher, opts.Workflows, opts.Engine, opts.Notify
-	e.models, e.spend = opts.Models, opts.Spend
+	e.models, e.spend, e.poller = opts.Models, opts.Spend, opts.Poller
 	e.sandbox = newSandbox(t, e.srv.URL, log)
 	opts.Sandbox = e.sandbox.Handler()
 	t.Cleanup(e.checkNoSecretLeaked)
@@ -131,6 +132,7 @@ func fullOptions(t *testing.T, d *db.DB, accounts *account.Service, log *slog.Lo
 		Workflows: workflows, Engine: eng, Log: log, BaseURL: baseURL,
 		Webhooks:  trigger.New(d, vault.NewKeyring(key), eng, workflows, trigger.Options{Log: log}),
 		Scheduler: trigger.NewScheduler(d, eng, trigger.SchedulerOptions{Log: log}),
+		Poller:    trigger.NewPoller(d, eng, connection.NewAppClient(conns, refresher, cat, nil), conns, cat, trigger.PollerOptions{Log: log}),
 		Notify:    notify.NewService(d, cat),
 		Models:    llm.NewService(d, vault.NewKeyring(key), llm.Options{}),
 		Spend:     spend.NewService(d, spend.Options{})}

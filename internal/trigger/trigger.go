@@ -1,9 +1,10 @@
 // Package trigger starts runs from outside events: webhooks (an HTTP request
-// to a per-workflow token URL) and schedules (a cron expression in a time
-// zone). It owns the webhook_endpoints and schedule_state tables. Runs
-// themselves are recorded by the engine through the Starter interface, and
-// the published trigger of a workflow comes from the Workflows interface;
-// both are defined here, on the consumer's side.
+// to a per-workflow token URL), schedules (a cron expression in a time
+// zone) and polling app triggers (new items of an app, read through a
+// connection). It owns the webhook_endpoints, schedule_state and
+// poll_triggers tables. Runs themselves are recorded by the engine through
+// the Starter interface, and the published trigger of a workflow comes from
+// the Workflows interface; both are defined here, on the consumer's side.
 package trigger
 
 import (

@@ -17,7 +17,7 @@ import (
 // leave their check out; the gate then reports what it can (a missing
 // connection reads as not found, a client node as not connected).
 func (h *Handler) workflowChecks(ctx context.Context, ws account.Workspace, workflowID string) workflow.Checks {
-	c := workflow.Checks{Apps: h.Catalog, Expressions: expr.CompileJSON, Cron: trigger.ValidateCron}
+	c := workflow.Checks{Apps: h.Catalog, Expressions: expr.CompileJSON, Cron: trigger.ValidateCron, AppTrigger: trigger.CanPoll}
 	if lookup, err := h.Connections.Lookup(ctx, ws); err == nil {
 		c.Connection = lookup
 	}

@@ -212,7 +212,7 @@ var stepKinds = []workflow.Kind{
 	workflow.NodeAIGenerate, workflow.NodeAIExtract,
 }
 
-var triggerKinds = []workflow.Kind{workflow.TriggerManual, workflow.TriggerWebhook, workflow.TriggerSchedule}
+var triggerKinds = []workflow.Kind{workflow.TriggerManual, workflow.TriggerWebhook, workflow.TriggerSchedule, workflow.TriggerApp}
 
 var webhookAuthModes = []string{"none", "bearer", "header", "hmac-sha256", "hmac-sha512"}
 
@@ -713,6 +713,8 @@ type triggerCard struct {
 	Problems                                   []workflow.Problem
 	Kinds                                      []kindOption
 	AuthModes                                  []string
+	// App is the app trigger's settings (kind "app"); see apptrigger.go.
+	App appTriggerCard
 }
 
 type kindOption struct {
@@ -924,10 +926,12 @@ func (h *Handler) renderEditor(w http.ResponseWriter, r *http.Request, v view, s
 	if bad != nil && bad.isTrig {
 		d.Trigger.Kind, d.Trigger.Auth, d.Trigger.Header = bad.trigger.Kind, bad.trigger.Auth, bad.trigger.Header
 		d.Trigger.Cron, d.Trigger.Timezone = bad.trigger.Cron, bad.trigger.Timezone
+		d.Trigger.App = bad.trigger.App
 		for k, m := range bad.errs {
 			d.Trigger.Errs[k] = append(d.Trigger.Errs[k], m)
 		}
 	}
+	h.fillAppTrigger(&d.Trigger.App, conns)
 	for _, p := range problems {
 		switch i, ok := cards[p.NodeID]; {
 		case ok:
@@ -938,7 +942,7 @@ func (h *Handler) renderEditor(w http.ResponseWriter, r *http.Request, v view, s
 				c.Problems = append(c.Problems, p)
 			}
 		case p.NodeID != "" && g.Trigger != nil && p.NodeID == g.Trigger.ID:
-			if triggerFields[p.Field] {
+			if triggerFields[p.Field] || (d.Trigger.Kind == string(workflow.TriggerApp) && strings.HasPrefix(p.Field, "inputs.")) {
 				d.Trigger.Errs[p.Field] = append(d.Trigger.Errs[p.Field], p.Message)
 			} else {
 				d.Trigger.Problems = append(d.Trigger.Problems, p)
@@ -952,7 +956,8 @@ func (h *Handler) renderEditor(w http.ResponseWriter, r *http.Request, v view, s
 	h.render(w, r, status, "editor", v)
 }
 
-var triggerFields = map[string]bool{"auth": true, "header": true, "cron": true, "deliveryHeader": true, "timestamp": true, "timestampHeader": true}
+var triggerFields = map[string]bool{"auth": true, "header": true, "cron": true, "deliveryHeader": true, "timestamp": true, "timestampHeader": true,
+	"app": true, "trigger": true, "connection": true, "intervalSeconds": true}
 
 // shownFields are the fields a step's card shows messages next to; the
 // others are listed at the top of the card.
@@ -1033,6 +1038,8 @@ func triggerCardOf(g workflow.Graph) triggerCard {
 		t.DeliveryHeader, t.Timestamp, t.TimestampHeader = c.DeliveryHeader, c.Timestamp, c.TimestampHeader
 	case *workflow.ScheduleConfig:
 		t.Cron, t.Timezone = c.Cron, c.Timezone
+	case *workflow.AppTriggerConfig:
+		t.App = appTriggerCardOf(*g.Trigger, c)
 	}
 	return t
 }
@@ -1105,7 +1112,7 @@ func (h *Handler) editTrigger(w http.ResponseWriter, r *http.Request, v view) {
 		}
 		kind := workflow.Kind(t.Kind)
 		if !kind.IsTrigger() {
-			return "", &editorInput{isTrig: true, trigger: t, errs: fieldErrors{"kind": "Choose manual, webhook or schedule"}}, nil
+			return "", &editorInput{isTrig: true, trigger: t, errs: fieldErrors{"kind": "Choose manual, webhook, schedule or an app trigger"}}, nil
 		}
 		var cfg any = workflow.ManualConfig{}
 		switch kind {
@@ -1115,8 +1122,17 @@ func (h *Handler) editTrigger(w http.ResponseWriter, r *http.Request, v view) {
 		case workflow.TriggerSchedule:
 			cfg = workflow.ScheduleConfig{Cron: t.Cron, Timezone: t.Timezone}
 		}
+		var binding *workflow.Binding
+		if kind == workflow.TriggerApp {
+			a, errs := readAppTriggerForm(pf, t.App)
+			if len(errs) > 0 {
+				t.App = a
+				return "", &editorInput{isTrig: true, trigger: t, errs: errs}, nil
+			}
+			cfg, binding = a.config(), a.binding()
+		}
 		node := *g.Trigger
-		node.Kind, node.Config, node.Connection = kind, mustJSON(cfg), nil
+		node.Kind, node.Config, node.Connection = kind, mustJSON(cfg), binding
 		g.Trigger = &node
 		return "trigger", nil, nil
 	})

@@ -54,6 +54,8 @@ type Deps struct {
 	Spend       *spend.Service // model spend and its cap
 	Agents      *agent.Service
 	Portal      *portal.Service
+	// Polls tells where each polling app trigger stands; nil shows nothing.
+	Polls PollStates
 	// BaseURL is the public URL of this TaskJuice, for OAuth redirects.
 	BaseURL string
 	// HTTPClient calls apps (identity, revocation).

@@ -95,6 +95,8 @@ type workflowData struct {
 	Broken []connectionRow
 	// Payload is a refused "Run now" payload, shown again to correct.
 	Payload string
+	// Poll is set when the trigger polls an app.
+	Poll *pollData
 }
 
 type webhookData struct {
@@ -149,6 +151,11 @@ func (h *Handler) renderWorkflow(w http.ResponseWriter, r *http.Request, v view,
 				}
 			case workflow.TriggerManual:
 				d.Manual = wf.Status == workflow.StatusPublished
+			case workflow.TriggerApp:
+				if d.Poll, err = h.pollInfo(r, *v.Workspace, wf, t); err != nil {
+					h.errorPage(w, r, v.P, err)
+					return
+				}
 			}
 		}
 		conns, err := h.Connections.List(r.Context(), *v.Workspace, "")

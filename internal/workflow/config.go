@@ -45,6 +45,25 @@ type ScheduleConfig struct {
 	Timezone string `json:"timezone,omitempty"`
 }
 
+// AppTriggerConfig starts a run for each new item of an app's trigger (one
+// of the catalog's Triggers), read through the trigger node's connection.
+// Inputs are plain values (no expressions: there is no run yet).
+type AppTriggerConfig struct {
+	App     string            `json:"app"`
+	Trigger string            `json:"trigger"`
+	Inputs  map[string]string `json:"inputs,omitempty"`
+	// IncludeRecent starts runs for the items already there at the first
+	// poll after publishing (a few of the most recent); without it that
+	// poll only records where the app stands.
+	IncludeRecent bool `json:"includeRecent,omitempty"`
+	// IntervalSeconds is how often the app is polled; 0 is the default
+	// (one minute). The poller keeps a floor.
+	IntervalSeconds int `json:"intervalSeconds,omitempty"`
+}
+
+// MaxPollIntervalSeconds bounds a polling trigger's interval (one day).
+const MaxPollIntervalSeconds = 86400
+
 // ActionConfig runs an app's action through the node's connection.
 type ActionConfig struct {
 	App    string                     `json:"app"`
@@ -204,6 +223,8 @@ func configFor(k Kind) any {
 		return &WebhookConfig{}
 	case TriggerSchedule:
 		return &ScheduleConfig{}
+	case TriggerApp:
+		return &AppTriggerConfig{}
 	case NodeAction:
 		return &ActionConfig{}
 	case NodeHTTP:

@@ -75,6 +75,9 @@ const (
 	TriggerManual   Kind = "manual"
 	TriggerWebhook  Kind = "webhook"
 	TriggerSchedule Kind = "schedule"
+	// TriggerApp starts a run for each new item of an app trigger (the
+	// catalog's Triggers), read through the node's connection.
+	TriggerApp Kind = "app"
 )
 
 // Node kinds.
@@ -96,7 +99,7 @@ const (
 // IsTrigger reports whether k is a trigger kind.
 func (k Kind) IsTrigger() bool {
 	switch k {
-	case TriggerManual, TriggerWebhook, TriggerSchedule:
+	case TriggerManual, TriggerWebhook, TriggerSchedule, TriggerApp:
 		return true
 	}
 	return false
@@ -120,6 +123,8 @@ func (k Kind) Label() string {
 		return "Webhook trigger"
 	case TriggerSchedule:
 		return "Schedule trigger"
+	case TriggerApp:
+		return "App trigger"
 	case NodeAction:
 		return "App action"
 	case NodeHTTP:

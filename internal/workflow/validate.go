@@ -67,6 +67,9 @@ type Checks struct {
 	// the connection's app does not declare its host, nor the connection
 	// allow it. Nil skips the check; the run-time check stays.
 	ConnectionHost func(connectionID, rawURL string) error
+	// AppTrigger reports whether TaskJuice can poll an app's trigger. Nil
+	// accepts every polling trigger the catalog declares.
+	AppTrigger func(app, trigger string) bool
 }
 
 var nodeIDPattern = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,62}$`)
@@ -358,6 +361,8 @@ func (v *validator) node(n Node) {
 		}
 	case *ActionConfig:
 		v.action(n, c)
+	case *AppTriggerConfig:
+		v.appTrigger(n, c)
 	case *HTTPConfig:
 		switch strings.ToUpper(c.Method) {
 		case "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD":
@@ -457,10 +462,18 @@ func (v *validator) node(n Node) {
 func (v *validator) binding(n Node, cfg any) {
 	b := n.Connection
 	act, isAction := cfg.(*ActionConfig)
+	at, isAppTrigger := cfg.(*AppTriggerConfig)
 	if b == nil || (b.ID == "" && !b.ClientProvides) {
 		if isAction {
 			v.add(n.ID, "connection", "Choose the connection this step uses, or let the client provide it")
 		}
+		if isAppTrigger {
+			v.add(n.ID, "connection", "Choose the connection this trigger reads the app through")
+		}
+		return
+	}
+	if isAppTrigger && b.ClientProvides {
+		v.add(n.ID, "connection", "An app trigger reads the app through a connection of this workspace; a client cannot provide it yet")
 		return
 	}
 	if !isAction && !n.Kind.IsTrigger() {
@@ -512,7 +525,8 @@ func (v *validator) binding(n Node, cfg any) {
 	switch {
 	case !ok:
 		v.add(n.ID, "connection", "The chosen connection does not exist in this workspace")
-	case isAction && act.App != "" && app != act.App:
+	case isAction && act.App != "" && app != act.App,
+		isAppTrigger && at.App != "" && app != at.App:
 		v.add(n.ID, "connection", "The chosen connection is for another app")
 	case status != "active":
 		v.inactive(n)
@@ -678,6 +692,59 @@ func (v *validator) action(n Node, c *ActionConfig) {
 	for _, name := range names {
 		if !known[name] {
 			v.add(n.ID, "inputs."+name, "%s's %s action has no input %q", app.Name, act.Name, name)
+		}
+	}
+}
+
+// appTrigger checks an app trigger: a polling trigger the app's catalog
+// entry declares, with its required inputs and nothing else.
+func (v *validator) appTrigger(n Node, c *AppTriggerConfig) {
+	if c.IntervalSeconds < 0 || c.IntervalSeconds > MaxPollIntervalSeconds {
+		v.add(n.ID, "intervalSeconds", "Poll at most once a day (0 to %d seconds; 0 is every minute)", MaxPollIntervalSeconds)
+	}
+	if c.App == "" {
+		v.add(n.ID, "app", "Choose the app")
+		return
+	}
+	if v.c.Apps == nil {
+		return
+	}
+	app, ok := v.c.Apps.App(c.App)
+	if !ok {
+		v.add(n.ID, "app", "Unknown app %q", c.App)
+		return
+	}
+	tr, ok := app.Trigger(c.Trigger)
+	if !ok {
+		v.add(n.ID, "trigger", "Choose one of %s's triggers", app.Name)
+		return
+	}
+	if tr.Mode != catalog.TriggerPoll {
+		v.add(n.ID, "trigger", "%s's %s trigger is delivered by the app (instant), which TaskJuice does not receive yet; choose a polling trigger", app.Name, tr.Name)
+		return
+	}
+	if v.c.AppTrigger != nil && !v.c.AppTrigger(c.App, c.Trigger) {
+		v.add(n.ID, "trigger", "TaskJuice cannot poll %s's %s trigger yet", app.Name, tr.Name)
+		return
+	}
+	known := map[string]bool{}
+	for _, in := range tr.Inputs {
+		known[in.Name] = true
+		if in.Required && strings.TrimSpace(c.Inputs[in.Name]) == "" {
+			v.add(n.ID, "inputs."+in.Name, "%s is required", in.Label)
+		}
+	}
+	names := make([]string, 0, len(c.Inputs))
+	for name := range c.Inputs {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		switch {
+		case !known[name]:
+			v.add(n.ID, "inputs."+name, "%s's %s trigger has no input %q", app.Name, tr.Name, name)
+		case strings.Contains(c.Inputs[name], "{{"):
+			v.add(n.ID, "inputs."+name, "A trigger's inputs are plain values; expressions are for steps")
 		}
 	}
 }

@@ -82,6 +82,14 @@ func edit(t *testing.T, fn func(m map[string]any)) string {
 	return string(b)
 }
 
+// appTrigger is a Sandbox Chat "New message in channel" trigger node read
+// through the named connection.
+func appTrigger(conn string, inputs map[string]any) map[string]any {
+	return map[string]any{"id": "start", "kind": "app",
+		"config":     map[string]any{"app": "sandbox-chat", "trigger": "new-message", "inputs": inputs},
+		"connection": map[string]any{"id": conn}}
+}
+
 func nodes(m map[string]any) []any { return m["nodes"].([]any) }
 func node(m map[string]any, i int) map[string]any {
 	return nodes(m)[i].(map[string]any)
@@ -100,6 +108,39 @@ func TestPublishGate(t *testing.T) {
 		{"inactive trigger connection", edit(t, func(m map[string]any) {
 			m["trigger"].(map[string]any)["connection"] = map[string]any{"id": "broken"}
 		}), []string{"start.connection: Trigger node has an inactive connection"}},
+		{"app trigger on a broken connection", edit(t, func(m map[string]any) {
+			m["trigger"] = appTrigger("broken", map[string]any{"channel": "general"})
+		}), []string{"start.connection: Trigger node has an inactive connection"}},
+		{"app trigger", edit(t, func(m map[string]any) {
+			m["trigger"] = appTrigger("good", map[string]any{"channel": "general"})
+		}), nil},
+		{"app trigger: connection of another app", edit(t, func(m map[string]any) {
+			m["trigger"] = appTrigger("stripe", map[string]any{"channel": "general"})
+		}), []string{"start.connection: The chosen connection is for another app"}},
+		{"app trigger: missing input, unknown input, no connection", edit(t, func(m map[string]any) {
+			tr := appTrigger("", map[string]any{"colour": "red"})
+			delete(tr, "connection")
+			m["trigger"] = tr
+		}), []string{
+			"start.connection: Choose the connection this trigger reads the app through",
+			"start.inputs.channel: Channel is required",
+			`start.inputs.colour: Sandbox Chat's New message in channel trigger has no input "colour"`,
+		}},
+		{"app trigger: unknown trigger", edit(t, func(m map[string]any) {
+			tr := appTrigger("good", nil)
+			tr["config"].(map[string]any)["trigger"] = "new-reaction"
+			m["trigger"] = tr
+		}), []string{"start.trigger: Choose one of Sandbox Chat's triggers"}},
+		{"app trigger: unknown app", edit(t, func(m map[string]any) {
+			tr := appTrigger("good", nil)
+			tr["config"].(map[string]any)["app"] = "nowhere"
+			m["trigger"] = tr
+		}), []string{"start.connection: The chosen connection is for another app", `start.app: Unknown app "nowhere"`}},
+		{"app trigger: client cannot provide it yet", edit(t, func(m map[string]any) {
+			tr := appTrigger("", map[string]any{"channel": "general"})
+			tr["connection"] = map[string]any{"clientProvides": true}
+			m["trigger"] = tr
+		}), []string{"start.connection: An app trigger reads the app through a connection of this workspace; a client cannot provide it yet"}},
 		{"client provides (not yet connected)", edit(t, func(m map[string]any) {
 			node(m, 0)["connection"] = map[string]any{"clientProvides": true}
 		}), []string{"post.connection: Action node has an inactive connection"}},
