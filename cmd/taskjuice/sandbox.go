@@ -26,7 +26,10 @@ Usage:
   taskjuice sandbox revoke     revoke a grant, or every grant of an account
   taskjuice sandbox fail       make the next token requests fail
   taskjuice sandbox lifetimes  change token lifetimes
-  taskjuice sandbox stats      show token and message counters
+  taskjuice sandbox stats      show token, message and delivery counters
+  taskjuice sandbox emit       post N messages to a channel, as people in the chat
+  taskjuice sandbox fail-deliveries
+                               make the next N webhook deliveries fail
 
 The admin commands talk to a running sandbox: --url (TASKJUICE_SANDBOX_URL)
 and --admin-token (TASKJUICE_SANDBOX_ADMIN_TOKEN).
@@ -52,6 +55,10 @@ func cmdSandbox(ctx context.Context, args []string, e env) error {
 		return sandboxLifetimes(ctx, args, e)
 	case "stats":
 		return sandboxStats(ctx, args, e)
+	case "emit":
+		return sandboxEmit(ctx, args, e)
+	case "fail-deliveries":
+		return sandboxFailDeliveries(ctx, args, e)
 	case "help", "-h", "--help":
 		fmt.Fprint(e.stdout, sandboxUsage)
 		return nil
@@ -247,6 +254,52 @@ func sandboxFail(ctx context.Context, args []string, e env) error {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "the next %d token request(s) will fail with %s\n", *count, *kind)
+	return nil
+}
+
+func sandboxEmit(ctx context.Context, args []string, e env) error {
+	fs := sandboxFlags("emit", e)
+	client := adminClient(fs, e)
+	account := fs.String("account", "", "name of the sandbox account")
+	channel := fs.String("channel", "general", "channel to post to")
+	text := fs.String("text", "Message", "text of each message, numbered")
+	count := fs.Int("count", 1, "how many messages (1 to 10000)")
+	if err := parseSandboxFlags(fs, args); err != nil {
+		return err
+	}
+	if *account == "" {
+		return errors.New("--account is required")
+	}
+	c, err := client()
+	if err != nil {
+		return err
+	}
+	msgs, err := c.Emit(ctx, *account, *channel, *text, *count)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "posted %d message(s) to #%s of %q\n", len(msgs), strings.TrimPrefix(*channel, "#"), *account)
+	return nil
+}
+
+func sandboxFailDeliveries(ctx context.Context, args []string, e env) error {
+	fs := sandboxFlags("fail-deliveries", e)
+	client := adminClient(fs, e)
+	count := fs.Int("count", 1, "how many delivery attempts fail (0 clears)")
+	if err := parseSandboxFlags(fs, args); err != nil {
+		return err
+	}
+	if *count < 0 {
+		return errors.New("--count cannot be negative")
+	}
+	c, err := client()
+	if err != nil {
+		return err
+	}
+	if err := c.FailDeliveries(ctx, *count); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "the next %d webhook delivery attempt(s) will fail and be retried\n", *count)
 	return nil
 }
 

@@ -180,6 +180,7 @@ func (p *Provider) Post(account, channelName, text string) (Message, error) {
 	}
 	m := &Message{ID: randomID("M", 8), ChannelID: a.Channels[i].ID, Text: text, App: "Sandbox", Created: p.now()}
 	p.st.Messages[m.ChannelID] = append(p.st.Messages[m.ChannelID], m)
+	p.publishedLocked(a.ID, a.Channels[i], *m)
 	p.stats.MessagesPosted++
 	return *m, p.saveLocked()
 }
@@ -233,6 +234,7 @@ func (p *Provider) handlePostMessage(w http.ResponseWriter, r *http.Request, c c
 	now := p.now()
 	m := &Message{ID: randomID("M", 8), ChannelID: ch.ID, Text: text, App: c.client.Name, Created: now}
 	p.st.Messages[ch.ID] = append(p.st.Messages[ch.ID], m)
+	p.publishedLocked(c.account.ID, ch, *m)
 	if key != "" {
 		p.st.Idem[idemKey] = idemRec{AccountID: c.account.ID, ChannelID: ch.ID, Text: text, MessageID: m.ID, Created: now}
 	}

@@ -122,6 +122,20 @@ func (c *AdminClient) FailNext(ctx context.Context, n int, kind FaultKind, retry
 	return c.do(ctx, http.MethodPost, "/admin/fail", failRequest{Count: n, Kind: kind, RetryAfterSeconds: secs}, nil)
 }
 
+// Emit posts n messages "text 1" … "text n" to a channel of an account.
+func (c *AdminClient) Emit(ctx context.Context, account, channel, text string, n int) ([]Message, error) {
+	var out struct {
+		Messages []Message `json:"messages"`
+	}
+	err := c.do(ctx, http.MethodPost, "/admin/emit", emitRequest{Account: account, Channel: channel, Text: text, Count: n}, &out)
+	return out.Messages, err
+}
+
+// FailDeliveries makes the next n webhook delivery attempts fail.
+func (c *AdminClient) FailDeliveries(ctx context.Context, n int) error {
+	return c.do(ctx, http.MethodPost, "/admin/deliveries/fail", map[string]int{"count": n}, nil)
+}
+
 // SetLifetimes changes the token lifetimes (zero = unchanged) and returns
 // those in force.
 func (c *AdminClient) SetLifetimes(ctx context.Context, access, refresh time.Duration) (Lifetimes, error) {

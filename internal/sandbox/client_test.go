@@ -91,3 +91,32 @@ func TestConsentHelperReportsErrorPage(t *testing.T) {
 		t.Errorf("got %v, want a 400 carrying the page's message", err)
 	}
 }
+
+func TestAdminClientEmitAndFailDeliveries(t *testing.T) {
+	f := setup(t, nil)
+	ctx := t.Context()
+	f.connect(t, f.cfg, "Client Co")
+	ac, err := sandbox.NewAdminClient(f.base, adminToken, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := ac.Emit(ctx, "Client Co", "#general", "Lead", 3)
+	if err != nil || len(msgs) != 3 || msgs[0].Text != "Lead 1" || msgs[2].Text != "Lead 3" {
+		t.Fatalf("Emit: got %+v, %v, want Lead 1 … Lead 3", msgs, err)
+	}
+	if _, err := ac.Emit(ctx, "Nobody", "general", "x", 1); err == nil {
+		t.Fatal("Emit to an unknown account: no error")
+	}
+	if _, err := ac.Emit(ctx, "Client Co", "general", "x", 0); err == nil {
+		t.Fatal("Emit of 0 messages: no error")
+	}
+	if err := ac.FailDeliveries(ctx, 2); err != nil {
+		t.Fatalf("FailDeliveries: %v", err)
+	}
+	if err := ac.FailDeliveries(ctx, -1); err == nil {
+		t.Fatal("FailDeliveries(-1): no error")
+	}
+	if st, err := ac.Stats(ctx); err != nil || st.MessagesPosted != 3 {
+		t.Fatalf("Stats: %+v, %v, want 3 messages posted", st, err)
+	}
+}

@@ -52,6 +52,27 @@
 //	                                          an Idempotency-Key header makes
 //	                                          a retried post return the first
 //	                                          message instead of a second one.
+//	POST /api/webhooks                        messages:read, body {"url":"https://…",
+//	                                          "channel":"general"} (channel
+//	                                          optional: every channel) -> 201
+//	                                          {"webhook":{id,url,channel,created},
+//	                                          "secret":"whsec_…"}; the secret
+//	                                          is shown only here.
+//	GET  /api/webhooks                        this client's subscriptions in
+//	                                          this account (no secrets)
+//	DELETE /api/webhooks/{id}                 204; pending deliveries dropped
+//
+// Every message posted in a subscribed channel (through the API, by
+// Provider.Post, or by /admin/emit) is POSTed to the subscription's URL as
+// {"id":"evt_…","type":"message.created","created":UNIX,"data":{"channel":
+// {…},"message":{…}}} with the headers Sandbox-Event-Id (the event id) and
+// Sandbox-Signature: t=UNIX,v1=HEX, HEX being the HMAC-SHA256 of
+// "UNIX.BODY" under the secret (Sign). A delivery not answered 2xx is
+// retried after Options.DeliveryBackoff, doubling each time, 8 attempts in
+// all; a subscription's deliveries keep their order (a later one waits
+// behind a failed one). Deliveries go on while the subscriber's grant is
+// revoked, as pushed events do at real apps. Waiting deliveries are kept in
+// memory only.
 //
 // {channel} is a channel's id or name. A missing, unknown, expired or
 // revoked token answers 401 {"error":"invalid_token"} with
@@ -153,6 +174,13 @@
 //	                        prompt_tokens, completion_tokens, rejected,
 //	                        unauthorized, failures_injected,
 //	                        failures_pending, script_pending.
+//	POST /admin/emit        {"account":"Acme Chat","channel":"general",
+//	                        "text":"Lead","count":50}: posts "Lead 1" … "Lead 50"
+//	                        as people in the chat -> {"messages":[…]}
+//	POST /admin/deliveries/fail  {"count":2}: the next N webhook delivery
+//	                        attempts fail without being sent, and are retried.
+//	                        Answers with the stats (deliveries_sent,
+//	                        deliveries_failed, deliveries_pending).
 //	POST /admin/model/script  {"replies":[{"content":"..."} or
 //	                        {"tool_calls":[{"name":"...","arguments":{...}}]}]}
 //	                        (arguments a JSON value or a string, sent as

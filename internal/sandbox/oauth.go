@@ -39,6 +39,9 @@ func (p *Provider) routes() http.Handler {
 	mux.HandleFunc("GET /api/channels", p.api(ScopeChannelsRead, p.handleChannels))
 	mux.HandleFunc("GET /api/channels/{channel}/messages", p.api(ScopeMessagesRead, p.handleListMessages))
 	mux.HandleFunc("POST /api/channels/{channel}/messages", p.api(ScopeChatWrite, p.handlePostMessage))
+	mux.HandleFunc("GET /api/webhooks", p.api(ScopeMessagesRead, p.handleListWebhooks))
+	mux.HandleFunc("POST /api/webhooks", p.api(ScopeMessagesRead, p.handleCreateWebhook))
+	mux.HandleFunc("DELETE /api/webhooks/{id}", p.api(ScopeMessagesRead, p.handleDeleteWebhook))
 
 	mux.HandleFunc("GET /v1/models", p.modelAuth(p.handleModels))
 	mux.HandleFunc("GET /v1/models/{model}", p.modelAuth(p.handleModel))
@@ -50,6 +53,8 @@ func (p *Provider) routes() http.Handler {
 	mux.HandleFunc("GET /admin/lifetimes", p.adminOnly(p.handleAdminGetLifetimes))
 	mux.HandleFunc("POST /admin/lifetimes", p.adminOnly(p.handleAdminLifetimes))
 	mux.HandleFunc("GET /admin/stats", p.adminOnly(p.handleAdminStats))
+	mux.HandleFunc("POST /admin/emit", p.adminOnly(p.handleAdminEmit))
+	mux.HandleFunc("POST /admin/deliveries/fail", p.adminOnly(p.handleAdminFailDeliveries))
 	mux.HandleFunc("POST /admin/model/script", p.adminOnly(p.handleAdminModelScript))
 	mux.HandleFunc("DELETE /admin/model/script", p.adminOnly(p.handleAdminModelClear))
 	mux.HandleFunc("POST /admin/model/fail", p.adminOnly(p.handleAdminModelFail))

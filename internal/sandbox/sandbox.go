@@ -92,6 +92,12 @@ type Options struct {
 	Log      *slog.Logger
 	// Now is the clock for every expiry; nil means time.Now.
 	Now func() time.Time
+	// DeliveryBackoff is the wait before a failed webhook delivery's first
+	// retry; each further retry waits twice as long. Zero means 1s.
+	DeliveryBackoff time.Duration
+	// DeliveryClient sends webhook deliveries; nil means a client with a
+	// 10-second timeout.
+	DeliveryClient *http.Client
 }
 
 // Grant is one authorization: a client acting for a sandbox account with
@@ -128,6 +134,11 @@ type Stats struct {
 	FailuresInjected int            `json:"failures_injected"`
 	FailuresPending  int            `json:"failures_pending"`
 	MessagesPosted   int            `json:"messages_posted"`
+	// Webhook deliveries: sent (answered 2xx), failed attempts, and those
+	// waiting to be sent or retried.
+	DeliveriesSent    int `json:"deliveries_sent"`
+	DeliveriesFailed  int `json:"deliveries_failed"`
+	DeliveriesPending int `json:"deliveries_pending"`
 	// Model counts the model endpoint's work.
 	Model ModelStats `json:"model"`
 }
@@ -167,6 +178,14 @@ type Provider struct {
 	stats     Stats
 	pending   map[string]pendingAuth
 
+	// Webhook deliveries waiting to be sent (or retried), and their loop.
+	outbox          []delivery
+	delivering      bool
+	deliverWake     chan struct{}
+	deliveryFaults  int
+	deliveryBackoff time.Duration
+	deliveryClient  *http.Client
+
 	modelScript []ModelReply
 	modelFault  fault
 	modelStats  ModelStats
@@ -189,6 +208,16 @@ func New(o Options) (*Provider, error) {
 		path:    o.StatePath,
 		pending: make(map[string]pendingAuth),
 		stats:   newStats(),
+
+		deliverWake:     make(chan struct{}, 1),
+		deliveryBackoff: o.DeliveryBackoff,
+		deliveryClient:  o.DeliveryClient,
+	}
+	if p.deliveryBackoff <= 0 {
+		p.deliveryBackoff = time.Second
+	}
+	if p.deliveryClient == nil {
+		p.deliveryClient = &http.Client{Timeout: 10 * time.Second}
 	}
 	p.modelKey = o.ModelKey
 	if p.modelKey == "" {
@@ -382,6 +411,7 @@ func (p *Provider) Stats() Stats {
 	s.Refreshes = cloneCounts(p.stats.Refreshes)
 	s.TokenErrors = cloneCounts(p.stats.TokenErrors)
 	s.FailuresPending = max(p.fault.remaining, 0)
+	s.DeliveriesPending = len(p.outbox)
 	s.Model = p.modelStatsLocked()
 	return s
 }

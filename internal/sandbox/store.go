@@ -28,6 +28,7 @@ type state struct {
 	Tokens   map[string]*tokenRec  `json:"tokens"`
 	Messages map[string][]*Message `json:"messages"` // by channel id
 	Idem     map[string]idemRec    `json:"idempotency"`
+	Webhooks subscriptionsStore    `json:"webhooks"`
 }
 
 type account struct {
@@ -69,6 +70,7 @@ func newState() *state {
 		Tokens:   map[string]*tokenRec{},
 		Messages: map[string][]*Message{},
 		Idem:     map[string]idemRec{},
+		Webhooks: subscriptionsStore{},
 	}
 }
 
@@ -97,6 +99,9 @@ func loadState(path string) (*state, error) {
 	}
 	if st.Tokens == nil {
 		st.Tokens = fresh.Tokens
+	}
+	if st.Webhooks == nil {
+		st.Webhooks = fresh.Webhooks
 	}
 	if st.Messages == nil {
 		st.Messages = fresh.Messages
