@@ -21,6 +21,7 @@ import (
 	"taskjuice/internal/connection"
 	"taskjuice/internal/db"
 	"taskjuice/internal/db/dbtest"
+	"taskjuice/internal/demo"
 	"taskjuice/internal/sandbox"
 	"taskjuice/internal/vault"
 )
@@ -130,12 +131,53 @@ func signInSeesAcme(t *testing.T, base, email, password string) {
 				t.Fatalf("demo Sandbox Chat connections: got %d, want 1", n)
 			}
 			demoAgentRuns(t, c, base)
+			demoTriggerFires(t, c, base)
 			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("the demo has no active Sandbox Chat connection: %s", b)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// demoTriggerFires: a message people post in Sandbox Chat's #random starts
+// a run of the demo's published trigger workflow, which posts it to
+// #general. The first poll after publishing only records where the channel
+// stands, so a message goes in every two seconds until one starts a run.
+func demoTriggerFires(t *testing.T, c *http.Client, base string) {
+	t.Helper()
+	admin, err := sandbox.NewAdminClient(base+"/sandbox", demoAdminToken, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	next := time.Now()
+	for {
+		if !time.Now().Before(deadline) {
+			t.Fatal("no message in #random started a run of the demo's trigger workflow within 60s")
+		}
+		if !time.Now().Before(next) {
+			if _, err := admin.Emit(context.Background(), "Acme Chat", "random", "Hello from #random", 1); err != nil {
+				t.Fatalf("emit: %v", err)
+			}
+			next = time.Now().Add(2 * time.Second)
+		}
+		res, err := c.Get(base + "/api/v1/workspaces/acme/runs")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var list struct {
+			Runs []struct{ WorkflowName, Status string }
+		}
+		_ = json.NewDecoder(res.Body).Decode(&list)
+		res.Body.Close()
+		for _, r := range list.Runs {
+			if r.WorkflowName == demo.TriggerWorkflowName && r.Status == "completed" {
+				return
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 

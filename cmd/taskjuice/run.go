@@ -262,6 +262,9 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 			if err := demo.AddAgent(ctx, d, accounts, conns, opts.Models, agents); err != nil && ctx.Err() == nil {
 				log.Warn("could not give the demo its agent", "err", err)
 			}
+			if err := demo.AddTriggerWorkflow(ctx, d, accounts, conns, workflows); err != nil && ctx.Err() == nil {
+				log.Warn("could not give the demo its trigger workflow", "err", err)
+			}
 			return nil
 		}})
 	}
