@@ -33,3 +33,6 @@ CREATE TABLE poll_triggers (
 );
 CREATE INDEX poll_triggers_due ON poll_triggers (next_poll_at);
 CREATE INDEX poll_triggers_connection ON poll_triggers (connection_id);
+-- Each tick looks for held triggers whose connection came back; only the
+-- held ones are indexed, so the look costs nothing while none is held.
+CREATE INDEX poll_triggers_held ON poll_triggers (connection_id) WHERE held;
