@@ -48,6 +48,9 @@ Usage:
   taskjuice bench runs      the runs pages over a million runs: the "Paused
                             for reauth" list and the alert banner, timed on
                             the server
+  taskjuice bench triggers  app triggers polling the built-in sandbox: a
+                            scheduler pass over many with nothing due,
+                            polls per second, and new items into runs
 
 Run "taskjuice bench COMMAND -h" for a command's flags.
 `
@@ -67,6 +70,8 @@ func cmdBench(ctx context.Context, args []string, e env) error {
 		return benchResume(ctx, args, e)
 	case "runs":
 		return benchRuns(ctx, args, e)
+	case "triggers":
+		return benchTriggers(ctx, args, e)
 	case "help", "-h", "--help":
 		fmt.Fprint(e.stdout, benchUsage)
 		return nil

@@ -33,6 +33,12 @@ func TestBenchSmoke(t *testing.T) {
 					t.Errorf("bench engine: no steps_per_second in %v", got)
 				}
 			})
+			t.Run("triggers", func(t *testing.T) {
+				got := runBench(t, "triggers", "--triggers", "20", "--items", "150", "--passes", "5", "--workers", "2", "--database-url", url)
+				if got["triggers"] != 20.0 || got["polls"] != 20.0 || got["runs"] != 150.0 || got["database"] != name {
+					t.Errorf("bench triggers: %v triggers, %v polls, %v runs on %v; want 20, 20, 150 on %s", got["triggers"], got["polls"], got["runs"], got["database"], name)
+				}
+			})
 			t.Run("resume", func(t *testing.T) {
 				got := runBench(t, "resume", "--runs", "30", "--held", "20", "--idle", "100ms", "--database-url", url)
 				if got["resumed"] != 30.0 || got["held"] != 20.0 || got["database"] != name {
