@@ -283,7 +283,7 @@ func TestBrowserBuildPublishAndCallWebhook(t *testing.T) {
 			t.Helper()
 			// The old page's flash goes first, so only the next page's counts.
 			clear := chromedp.Evaluate[chromedp.Void](`document.querySelectorAll(".flash").forEach(f => f.remove())`)
-			if err := chromedp.Do(ctx, clear, set(sel, value), chromedp.Submit(sel)); err != nil {
+			if err := chromedp.Do(ctx, chromedp.WaitReady(sel), clear, set(sel, value), chromedp.Submit(sel)); err != nil {
 				t.Fatalf("submit %s: %v", sel, err)
 			}
 			waitFlash(t, ctx, want)
