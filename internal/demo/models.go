@@ -48,6 +48,21 @@ func workspace(ctx context.Context, d *db.DB, accounts *account.Service) (accoun
 	return accounts.WorkspaceBySlug(ctx, account.Principal{AccountID: accountID, Role: account.RoleOwner}, WorkspaceSlug)
 }
 
+// sandboxChat is the id of the demo's active Sandbox Chat connection, ""
+// when there is none.
+func sandboxChat(ctx context.Context, conns *connection.Service, ws account.Workspace) (string, error) {
+	list, err := conns.List(ctx, ws, connection.StatusActive)
+	if err != nil {
+		return "", err
+	}
+	for _, c := range list {
+		if c.AppKey == "sandbox-chat" {
+			return c.ID, nil
+		}
+	}
+	return "", nil
+}
+
 // AddModels gives the demo workspace the sandbox's scripted models as its
 // model provider, priced like a small and a large hosted model, so agents,
 // AI steps and the cost page work with no outside service.
@@ -98,15 +113,9 @@ func AddAgent(ctx context.Context, d *db.DB, accounts *account.Service, conns *c
 	if err != nil {
 		return err
 	}
-	list, err := conns.List(ctx, ws, connection.StatusActive)
+	chat, err := sandboxChat(ctx, conns, ws)
 	if err != nil {
 		return err
-	}
-	var chat string
-	for _, c := range list {
-		if c.AppKey == "sandbox-chat" {
-			chat = c.ID
-		}
 	}
 	ps, err := models.List(ctx, ws.ID)
 	if err != nil {

@@ -25,15 +25,9 @@ func AddTriggerWorkflow(ctx context.Context, d *db.DB, accounts *account.Service
 	if err != nil {
 		return err
 	}
-	list, err := conns.List(ctx, ws, connection.StatusActive)
+	chat, err := sandboxChat(ctx, conns, ws)
 	if err != nil {
 		return err
-	}
-	var chat string
-	for _, c := range list {
-		if c.AppKey == "sandbox-chat" {
-			chat = c.ID
-		}
 	}
 	if chat == "" {
 		return errors.New("the demo has no Sandbox Chat connection")
