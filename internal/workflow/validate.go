@@ -657,17 +657,27 @@ func (v *validator) inactive(n Node) {
 	v.add(n.ID, "connection", MsgActionInactiveConnection)
 }
 
-func (v *validator) action(n Node, c *ActionConfig) {
-	if c.App == "" {
+// app finds the app a node names in the catalog, reporting a missing or
+// unknown one; ok is false when there is nothing more to check (no
+// catalog to check against included).
+func (v *validator) app(n Node, key string) (catalog.App, bool) {
+	if key == "" {
 		v.add(n.ID, "app", "Choose the app")
-		return
+		return catalog.App{}, false
 	}
 	if v.c.Apps == nil {
-		return
+		return catalog.App{}, false
 	}
-	app, ok := v.c.Apps.App(c.App)
+	app, ok := v.c.Apps.App(key)
 	if !ok {
-		v.add(n.ID, "app", "Unknown app %q", c.App)
+		v.add(n.ID, "app", "Unknown app %q", key)
+	}
+	return app, ok
+}
+
+func (v *validator) action(n Node, c *ActionConfig) {
+	app, ok := v.app(n, c.App)
+	if !ok {
 		return
 	}
 	act, ok := app.Action(c.Action)
@@ -702,16 +712,8 @@ func (v *validator) appTrigger(n Node, c *AppTriggerConfig) {
 	if c.IntervalSeconds < 0 || c.IntervalSeconds > MaxPollIntervalSeconds {
 		v.add(n.ID, "intervalSeconds", "Poll at most once a day (0 to %d seconds; 0 is every minute)", MaxPollIntervalSeconds)
 	}
-	if c.App == "" {
-		v.add(n.ID, "app", "Choose the app")
-		return
-	}
-	if v.c.Apps == nil {
-		return
-	}
-	app, ok := v.c.Apps.App(c.App)
+	app, ok := v.app(n, c.App)
 	if !ok {
-		v.add(n.ID, "app", "Unknown app %q", c.App)
 		return
 	}
 	tr, ok := app.Trigger(c.Trigger)
