@@ -46,9 +46,12 @@ type Options struct {
 	Webhooks    *trigger.Webhooks
 	Scheduler   *trigger.Scheduler
 	Poller      *trigger.Poller // polls the apps of published app triggers
-	Notify      *notify.Service
-	Models      *llm.Service   // the workspaces' model providers
-	Spend       *spend.Service // model spend and its cap
+	// Listener keeps the webhooks of published instant app triggers and
+	// receives their deliveries.
+	Listener *trigger.Listener
+	Notify   *notify.Service
+	Models   *llm.Service   // the workspaces' model providers
+	Spend    *spend.Service // model spend and its cap
 	// Mail, when set, delivers the outbox's email over SMTP.
 	Mail          *mail.Outbox
 	Log           *slog.Logger
@@ -85,6 +88,7 @@ func New(o Options) (*Server, error) {
 		Accounts: o.Accounts, Auth: auth, Log: o.Log, Connections: o.Connections,
 		Refresher: o.Refresher, Catalog: o.Catalog, Workflows: o.Workflows, Engine: o.Engine, Webhooks: o.Webhooks, Notify: o.Notify, BaseURL: o.BaseURL,
 		Models: o.Models, Spend: o.Spend, Portal: clients, Polls: pollStates(o.Poller),
+		Instants: instantStates(o.Listener),
 	})
 	if err != nil {
 		return nil, err
@@ -101,7 +105,7 @@ func New(o Options) (*Server, error) {
 	if o.Scheduler != nil && o.Workflows != nil {
 		o.Workflows.OnLiveChange(s.followSchedule)
 	}
-	if o.Poller != nil && o.Workflows != nil {
+	if (o.Poller != nil || o.Listener != nil) && o.Workflows != nil {
 		o.Workflows.OnLiveChange(s.followPoll)
 	}
 	mux := http.NewServeMux()
@@ -122,9 +126,16 @@ func New(o Options) (*Server, error) {
 		mux.Handle("/webhooks/{token}", o.Webhooks)
 	}
 
+	if o.Listener != nil {
+		mux.Handle(trigger.TriggerDeliveryPath+"{token}", o.Listener)
+		mux.Handle(trigger.AppDeliveryPath+"{app}", o.Listener)
+	}
+
 	cop := http.NewCrossOriginProtection()
 	// Webhooks are called by other systems, and authenticate on their own.
 	cop.AddInsecureBypassPattern("/webhooks/{token}")
+	cop.AddInsecureBypassPattern(trigger.TriggerDeliveryPath + "{token}")
+	cop.AddInsecureBypassPattern(trigger.AppDeliveryPath + "{app}")
 	cop.SetDenyHandler(http.HandlerFunc(crossOriginDenied))
 	s.handler = s.observe(recoverPanics(o.Log, securityHeaders(cop.Handler(checkText(s.refuseText, mux)))))
 	return s, nil
@@ -235,6 +246,9 @@ func (s *Server) Workers() []Worker {
 	}
 	if s.opts.Poller != nil {
 		w = append(w, Worker{Name: "poll-triggers", Run: func(ctx context.Context) error { return s.opts.Poller.Run(ctx, 2*time.Second) }})
+	}
+	if s.opts.Listener != nil {
+		w = append(w, Worker{Name: "instant-triggers", Run: func(ctx context.Context) error { return s.opts.Listener.Run(ctx, 5*time.Second) }})
 	}
 	if s.opts.Scheduler != nil {
 		w = append(w, Worker{Name: "schedules", Run: func(ctx context.Context) error { return s.opts.Scheduler.Run(ctx, 5*time.Second) }})

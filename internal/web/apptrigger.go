@@ -27,6 +27,9 @@ type appTriggerCard struct {
 	Inputs   []inputField
 	Conns    []connOption
 	OAuth    bool
+	// Instant is true when the chosen trigger is pushed by the app: no
+	// interval, nothing recent to include.
+	Instant bool
 }
 
 func appTriggerCardOf(n workflow.Node, c *workflow.AppTriggerConfig) appTriggerCard {
@@ -43,11 +46,11 @@ func appTriggerCardOf(n workflow.Node, c *workflow.AppTriggerConfig) appTriggerC
 	return a
 }
 
-// pollable lists an app's triggers TaskJuice can poll.
+// pollable lists an app's triggers TaskJuice can poll or listen to.
 func pollable(app catalog.App) []catalog.Trigger {
 	var out []catalog.Trigger
 	for _, t := range app.Triggers {
-		if t.Mode == catalog.TriggerPoll && trigger.CanPoll(app.Key, t.Key) {
+		if (t.Mode == catalog.TriggerPoll && trigger.CanPoll(app.Key, t.Key)) || (t.Mode == catalog.TriggerWebhook && trigger.CanListen(app.Key, t.Key)) {
 			out = append(out, t)
 		}
 	}
@@ -69,6 +72,7 @@ func (h *Handler) fillAppTrigger(a *appTriggerCard, conns []connection.Connectio
 	}
 	a.Chosen, a.Triggers, a.OAuth = &app, pollable(app), app.IsOAuth()
 	if tr, ok := app.Trigger(a.Trigger); ok {
+		a.Instant = tr.Mode == catalog.TriggerWebhook
 		for _, in := range tr.Inputs {
 			a.Inputs = append(a.Inputs, inputField{Field: in, Value: a.Values[in.Name]})
 		}
@@ -133,7 +137,9 @@ func readAppTriggerForm(pf url.Values, a appTriggerCard) (appTriggerCard, fieldE
 // config is the trigger's configuration.
 func (a appTriggerCard) config() workflow.AppTriggerConfig {
 	c := workflow.AppTriggerConfig{App: a.App, Trigger: a.Trigger, IncludeRecent: a.IncludeRecent}
-	if n, err := strconv.Atoi(a.Interval); err == nil {
+	if trigger.CanListen(a.App, a.Trigger) {
+		c.IncludeRecent = false // an instant trigger has nothing recent to read
+	} else if n, err := strconv.Atoi(a.Interval); err == nil {
 		c.IntervalSeconds = n
 	}
 	if len(a.Values) > 0 {

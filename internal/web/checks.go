@@ -17,7 +17,7 @@ import (
 // leave their check out; the gate then reports what it can (a missing
 // connection reads as not found, a client node as not connected).
 func (h *Handler) workflowChecks(ctx context.Context, ws account.Workspace, workflowID string) workflow.Checks {
-	c := workflow.Checks{Apps: h.Catalog, Expressions: expr.CompileJSON, Cron: trigger.ValidateCron, AppTrigger: trigger.CanPoll}
+	c := workflow.Checks{Apps: h.Catalog, Expressions: expr.CompileJSON, Cron: trigger.ValidateCron, AppTrigger: canPollOrListen}
 	if lookup, err := h.Connections.Lookup(ctx, ws); err == nil {
 		c.Connection = lookup
 	}
@@ -54,4 +54,9 @@ func (h *Handler) workflowChecks(ctx context.Context, ws account.Workspace, work
 		}
 	}
 	return c
+}
+
+// canPollOrListen accepts the app triggers TaskJuice can poll or listen to.
+func canPollOrListen(app, key string) bool {
+	return trigger.CanPoll(app, key) || trigger.CanListen(app, key)
 }

@@ -15,9 +15,20 @@ type PollStates interface {
 	State(ctx context.Context, workflowID string) (trigger.PollState, bool, error)
 }
 
+// InstantStates tells where a workflow's instant app trigger stands
+// (trigger.Listener implements it).
+type InstantStates interface {
+	State(ctx context.Context, workflowID string) (trigger.InstantState, bool, error)
+}
+
 // pollData is the workflow page's card about its app trigger.
 type pollData struct {
 	trigger.PollState
+	// Instant is set for a trigger the app pushes: its subscription's
+	// state (nil while it is not live).
+	Instant *trigger.InstantState
+	// IsInstant is true when the trigger is pushed by the app.
+	IsInstant bool
 	// Registered is false when the trigger is not live (a draft, or not
 	// published): nothing polls it.
 	Registered     bool
@@ -46,6 +57,23 @@ func (h *Handler) pollInfo(r *http.Request, ws account.Workspace, wf workflow.Wo
 		if conn, err := h.Connections.Get(r.Context(), ws, t.Connection.ID); err == nil {
 			d.ConnectionName = conn.Label
 		}
+	}
+	if trigger.CanListen(c.App, c.Trigger) {
+		d.IsInstant = true
+		if h.Instants == nil {
+			return d, nil
+		}
+		st, ok, err := h.Instants.State(r.Context(), wf.ID)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			d.Instant, d.Registered = &st, true
+			if st.ConnectionID != "" {
+				d.ConnectionID = st.ConnectionID
+			}
+		}
+		return d, nil
 	}
 	if h.Polls == nil {
 		return d, nil

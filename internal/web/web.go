@@ -56,6 +56,9 @@ type Deps struct {
 	Portal      *portal.Service
 	// Polls tells where each polling app trigger stands; nil shows nothing.
 	Polls PollStates
+	// Instants tells where each instant app trigger stands; nil shows
+	// nothing.
+	Instants InstantStates
 	// BaseURL is the public URL of this TaskJuice, for OAuth redirects.
 	BaseURL string
 	// HTTPClient calls apps (identity, revocation).

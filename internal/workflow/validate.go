@@ -721,12 +721,12 @@ func (v *validator) appTrigger(n Node, c *AppTriggerConfig) {
 		v.add(n.ID, "trigger", "Choose one of %s's triggers", app.Name)
 		return
 	}
-	if tr.Mode != catalog.TriggerPoll {
-		v.add(n.ID, "trigger", "%s's %s trigger is delivered by the app (instant), which TaskJuice does not receive yet; choose a polling trigger", app.Name, tr.Name)
-		return
-	}
 	if v.c.AppTrigger != nil && !v.c.AppTrigger(c.App, c.Trigger) {
-		v.add(n.ID, "trigger", "TaskJuice cannot poll %s's %s trigger yet", app.Name, tr.Name)
+		if tr.Mode == catalog.TriggerPoll {
+			v.add(n.ID, "trigger", "TaskJuice cannot poll %s's %s trigger yet", app.Name, tr.Name)
+		} else {
+			v.add(n.ID, "trigger", "%s's %s trigger is delivered by the app (instant), which TaskJuice does not receive yet", app.Name, tr.Name)
+		}
 		return
 	}
 	known := map[string]bool{}
