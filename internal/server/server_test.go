@@ -54,8 +54,11 @@ type env struct {
 	spend       *spend.Service
 	sandbox     *sandbox.Provider
 	poller      *trigger.Poller
-	server      *server.Server
-	srv         *httptest.Server
+	listener    *trigger.Listener
+	// deliveries records the sandbox's webhook deliveries as sent.
+	deliveries *deliveryTap
+	server     *server.Server
+	srv        *httptest.Server
 	// seen holds every response TaskJuice gave in the test (headers and
 	// body), for the leak check.
 	seenMu sync.Mutex
@@ -79,8 +82,9 @@ func setup(t *testing.T, d *db.DB) *env {
 	t.Cleanup(e.srv.Close)
 	opts := fullOptions(t, d, accounts, log, e.srv.URL)
 	e.connections, e.refresher, e.workflows, e.engine, e.notify = opts.Connections, opts.Refresher, opts.Workflows, opts.Engine, opts.Notify
-	e.models, e.spend, e.poller = opts.Models, opts.Spend, opts.Poller
-	e.sandbox = newSandbox(t, e.srv.URL, log)
+	e.models, e.spend, e.poller, e.listener = opts.Models, opts.Spend, opts.Poller, opts.Listener
+	e.deliveries = &deliveryTap{}
+	e.sandbox = newSandbox(t, e.srv.URL, log, e.deliveries)
 	opts.Sandbox = e.sandbox.Handler()
 	t.Cleanup(e.checkNoSecretLeaked)
 	s, err := server.New(opts)
@@ -133,17 +137,21 @@ func fullOptions(t *testing.T, d *db.DB, accounts *account.Service, log *slog.Lo
 		Webhooks:  trigger.New(d, vault.NewKeyring(key), eng, workflows, trigger.Options{Log: log}),
 		Scheduler: trigger.NewScheduler(d, eng, trigger.SchedulerOptions{Log: log}),
 		Poller:    trigger.NewPoller(d, eng, connection.NewAppClient(conns, refresher, cat, nil), conns, cat, trigger.PollerOptions{Log: log}),
-		Notify:    notify.NewService(d, cat),
-		Models:    llm.NewService(d, vault.NewKeyring(key), llm.Options{}),
-		Spend:     spend.NewService(d, spend.Options{})}
+		Listener: trigger.NewListener(d, vault.NewKeyring(key), eng, connection.NewAppClient(conns, refresher, cat, nil), cat,
+			trigger.ListenerOptions{BaseURL: baseURL, Log: log}),
+		Notify: notify.NewService(d, cat),
+		Models: llm.NewService(d, vault.NewKeyring(key), llm.Options{}),
+		Spend:  spend.NewService(d, spend.Options{})}
 }
 
 // newSandbox is the built-in sandbox provider as serve mounts it, with
 // TaskJuice registered as a public (PKCE) client.
-func newSandbox(t *testing.T, baseURL string, log *slog.Logger) *sandbox.Provider {
+func newSandbox(t *testing.T, baseURL string, log *slog.Logger, tap *deliveryTap) *sandbox.Provider {
 	t.Helper()
 	p, err := sandbox.New(sandbox.Options{
-		BaseURL: baseURL + "/sandbox",
+		DeliveryClient:  &http.Client{Transport: tap, Timeout: 30 * time.Second},
+		DeliveryBackoff: 200 * time.Millisecond,
+		BaseURL:         baseURL + "/sandbox",
 		Clients: []sandbox.Client{
 			{ID: catalog.SandboxClientID("sandbox-chat"), Name: "Sandbox Chat", RedirectURIs: []string{baseURL + "/oauth/callback"}},
 			{ID: catalog.SandboxClientID("sandbox-inbox"), Name: "Sandbox Inbox", RedirectURIs: []string{baseURL + "/oauth/callback"}},
@@ -677,4 +685,37 @@ func wantKept(t *testing.T, b *browser, what string, r response, to string) resp
 	page := b.get(to)
 	wantStatus(t, what+": the page it went back to", page, http.StatusOK)
 	return page
+}
+
+// deliveryTap is the sandbox's webhook transport: it records each delivery
+// (headers and body) as sent, then sends it.
+type deliveryTap struct {
+	mu   sync.Mutex
+	sent []recordedDelivery
+}
+
+type recordedDelivery struct {
+	URL    string
+	Header http.Header
+	Body   []byte
+}
+
+func (d *deliveryTap) RoundTrip(r *http.Request) (*http.Response, error) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return nil, err
+	}
+	r.Body.Close()
+	d.mu.Lock()
+	d.sent = append(d.sent, recordedDelivery{URL: r.URL.String(), Header: r.Header.Clone(), Body: body})
+	d.mu.Unlock()
+	r2 := r.Clone(r.Context())
+	r2.Body = io.NopCloser(strings.NewReader(string(body)))
+	return http.DefaultTransport.RoundTrip(r2)
+}
+
+func (d *deliveryTap) Sent() []recordedDelivery {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]recordedDelivery(nil), d.sent...)
 }
