@@ -34,9 +34,15 @@ func TestBenchSmoke(t *testing.T) {
 				}
 			})
 			t.Run("triggers", func(t *testing.T) {
-				got := runBench(t, "triggers", "--triggers", "20", "--items", "150", "--passes", "5", "--workers", "2", "--database-url", url)
+				got := runBench(t, "triggers", "--triggers", "20", "--items", "150", "--passes", "5", "--workers", "2", "--deliveries", "20", "--database-url", url)
 				if got["triggers"] != 20.0 || got["polls"] != 20.0 || got["runs"] != 150.0 || got["database"] != name {
 					t.Errorf("bench triggers: %v triggers, %v polls, %v runs on %v; want 20, 20, 150 on %s", got["triggers"], got["polls"], got["runs"], got["database"], name)
+				}
+				if got["instant_deliveries"] != 20.0 || got["instant_runs"] != 20.0 {
+					t.Errorf("bench triggers: %v instant deliveries, %v runs; want 20, 20", got["instant_deliveries"], got["instant_runs"])
+				}
+				if _, ok := got["instant_p95_ms"].(float64); !ok {
+					t.Errorf("bench triggers: no instant_p95_ms in %v", got)
 				}
 			})
 			t.Run("resume", func(t *testing.T) {

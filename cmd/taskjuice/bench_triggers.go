@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"slices"
 	"sync"
 	"time"
@@ -27,7 +28,7 @@ const (
 
 type benchTriggersFlags struct {
 	benchDB
-	triggers, items, passes, workers int
+	triggers, items, passes, workers, deliveries int
 }
 
 func benchTriggers(ctx context.Context, args []string, e env) error {
@@ -39,11 +40,12 @@ func benchTriggers(ctx context.Context, args []string, e env) error {
 	fs.IntVar(&f.items, "items", 10000, "new messages one trigger turns into runs")
 	fs.IntVar(&f.passes, "passes", 200, "timed scheduler passes with nothing due")
 	fs.IntVar(&f.workers, "workers", 8, "pollers ticking at once (as several processes or workers would)")
+	fs.IntVar(&f.deliveries, "deliveries", 1000, "messages an instant trigger receives, each a signed delivery timed until its run is recorded")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if f.triggers < 1 || f.items < 1 || f.passes < 1 || f.workers < 1 {
-		return errors.New("--triggers, --items, --passes and --workers must be at least 1")
+	if f.triggers < 1 || f.items < 1 || f.passes < 1 || f.workers < 1 || f.deliveries < 1 {
+		return errors.New("--triggers, --items, --passes, --workers and --deliveries must be at least 1")
 	}
 	ctx, d, done, err := f.open(ctx, fs, e, "triggers")
 	if err != nil {
@@ -55,7 +57,7 @@ func benchTriggers(ctx context.Context, args []string, e env) error {
 		return err
 	}
 	defer b.close()
-	t := &triggersBench{refreshBench: b, wfs: workflow.NewService(d)}
+	t := &triggersBench{refreshBench: b, wfs: workflow.NewService(d), log: benchLog(e)}
 	t.eng = engine.New(d, t.wfs, engine.Builtins(b.cat, connection.NewAppClient(b.conns, b.refresh, b.cat, b.hc), b.hc),
 		engine.Expressions(expr.Limits{}), engine.Options{Log: benchLog(e)})
 	// A clock the bench moves: a pass "an hour later" finds every trigger
@@ -71,6 +73,7 @@ type triggersBench struct {
 	wfs    *workflow.Service
 	eng    *engine.Engine
 	poller *trigger.Poller
+	log    *slog.Logger
 	mu     sync.Mutex
 	now    time.Time
 }
@@ -129,10 +132,18 @@ func (t *triggersBench) run(ctx context.Context, out io.Writer, f benchTriggersF
 	fmt.Fprintf(out, "%d new messages in #random -> %d runs of its workflow, each message once, in %s (%.0f runs/s): %s\n",
 		f.items, runs, round(took), float64(runs)/took.Seconds(), verdict(runsOK))
 
-	ok := pollsOK && idleOK && runsOK
+	inst, err := t.instant(ctx, conn.ID, f.deliveries)
+	if err != nil {
+		return fmt.Errorf("instant trigger: %w", err)
+	}
+	inst.print(out, f.deliveries)
+
+	ok := pollsOK && idleOK && runsOK && inst.ok
 	writeJSONLine(out, map[string]any{"bench": "triggers", "database": string(t.d.Dialect()), "triggers": len(ids), "polls": polls,
 		"polls_per_second": roundTo(rate, 1), "idle_pass_p99_ms": roundTo(float64(p99)/float64(time.Millisecond), 3),
-		"items": f.items, "runs": runs, "pass": ok})
+		"items": f.items, "runs": runs,
+		"instant_deliveries": inst.deliveries, "instant_runs": inst.runs, "instant_p50_ms": roundTo(msf(inst.p50), 3),
+		"instant_p95_ms": roundTo(msf(inst.p95), 3), "instant_p99_ms": roundTo(msf(inst.p99), 3), "pass": ok})
 	if !ok {
 		return fmt.Errorf("bench triggers: %w", errTargetMissed)
 	}
