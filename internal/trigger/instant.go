@@ -716,8 +716,8 @@ func (l *Listener) handle(w http.ResponseWriter, r *http.Request, fallback insta
 			id, err := l.starter.StartRun(ctx, row.workflowID, it.Payload, SourceInstant, "instant:"+row.app+":"+row.key+":"+it.ID)
 			if err != nil {
 				l.o.Log.ErrorContext(ctx, "start instant run", "workflow_id", row.workflowID, "event", it.ID, "err", err)
-				if apperr.IsNotFound(err) {
-					writeError(w, http.StatusGone, "gone", "This trigger's workflow is gone.")
+				if e, ok := apperr.As(err); apperr.IsNotFound(err) || (ok && e.Code == "not_published") {
+					writeError(w, http.StatusGone, "gone", "This trigger's workflow is not published, so it cannot start runs.")
 					return
 				}
 				writeError(w, http.StatusServiceUnavailable, "unavailable", "The run could not be recorded now; send the event again later.")

@@ -341,3 +341,130 @@ func TestInstantSyncKeepsOrReplacesTheSubscription(t *testing.T) {
 		}
 	})
 }
+
+// sharedFake is an app that sends every subscriber's events to one
+// app-wide address, signed with an app-wide secret (as Slack's Events API
+// does): "X-Fake-Signature: <hex HMAC-SHA256 of the body>", routed by
+// "team", with a "challenge" handshake.
+type sharedFake struct{}
+
+func (sharedFake) subscribe(ctx context.Context, c pollCall, a SubscribeArgs) (Subscription, error) {
+	return Subscription{Route: "T1"}, nil
+}
+
+func (sharedFake) unsubscribe(ctx context.Context, c pollCall, s Subscription) error { return nil }
+
+func (sharedFake) verify(d Delivery, secret string) error {
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write(d.Body)
+	if !hmac.Equal([]byte(d.Header.Get("X-Fake-Signature")), []byte(hex.EncodeToString(mac.Sum(nil)))) {
+		return fmt.Errorf("bad X-Fake-Signature")
+	}
+	return nil
+}
+
+type sharedFakeEvent struct {
+	Team, ID, Challenge string
+}
+
+func (sharedFake) route(d Delivery) (string, error) {
+	var ev sharedFakeEvent
+	if err := json.Unmarshal(d.Body, &ev); err != nil {
+		return "", err
+	}
+	return ev.Team, nil
+}
+
+func (sharedFake) parse(d Delivery, inputs map[string]string) ([]Item, *Reply, error) {
+	var ev sharedFakeEvent
+	if err := json.Unmarshal(d.Body, &ev); err != nil {
+		return nil, nil, err
+	}
+	if ev.Challenge != "" {
+		return nil, &Reply{Status: 200, ContentType: "text/plain", Body: []byte(ev.Challenge)}, nil
+	}
+	return []Item{{ID: ev.ID, Payload: d.Body}}, nil, nil
+}
+
+func TestInstantAppWideAddressRoutesBySubscription(t *testing.T) {
+	instantSources[[2]string{catalog.SandboxKey, "shared-test"}] = sharedFake{}
+	t.Cleanup(func() { delete(instantSources, [2]string{catalog.SandboxKey, "shared-test"}) })
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		f := newInstantFixture(t, d)
+		f.listener.o.SharedSecrets = func(app string) string {
+			if app == catalog.SandboxKey {
+				return "app-wide-secret"
+			}
+			return ""
+		}
+		if err := f.listener.Sync(context.Background(), InstantTrigger{WorkflowID: f.wf, NodeID: "start", App: catalog.SandboxKey,
+			Trigger: "shared-test", ConnectionID: "conn-1", Inputs: map[string]string{}}); err != nil {
+			t.Fatal(err)
+		}
+		st := f.state(t)
+		if st.State != InstantSubscribed || st.Address != "https://tj.example/webhooks/apps/sandbox-chat" {
+			t.Fatalf("state %+v, want subscribed at the app-wide address", st)
+		}
+		send := func(path string, ev sharedFakeEvent, secret string) (int, string) {
+			body, _ := json.Marshal(ev)
+			mac := hmac.New(sha256.New, []byte(secret))
+			mac.Write(body)
+			req, _ := http.NewRequest(http.MethodPost, f.srv.URL+path, bytes.NewReader(body))
+			req.Header.Set("X-Fake-Signature", hex.EncodeToString(mac.Sum(nil)))
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer res.Body.Close()
+			b, _ := io.ReadAll(res.Body)
+			return res.StatusCode, string(b)
+		}
+		if code, _ := send("/webhooks/apps/sandbox-chat", sharedFakeEvent{Team: "T1", ID: "E1"}, "wrong"); code != http.StatusUnauthorized {
+			t.Fatalf("forged app-wide delivery: got %d, want 401", code)
+		}
+		if code, body := send("/webhooks/apps/sandbox-chat", sharedFakeEvent{Challenge: "abc123"}, "app-wide-secret"); code != 200 || body != "abc123" {
+			t.Fatalf("handshake: got %d %q, want 200 abc123", code, body)
+		}
+		if code, _ := send("/webhooks/apps/sandbox-chat", sharedFakeEvent{Team: "T2", ID: "E2"}, "app-wide-secret"); code != 200 || len(f.starter.Calls()) != 0 {
+			t.Fatalf("another team's event: got %d and %d runs, want 200 and none", code, len(f.starter.Calls()))
+		}
+		if code, _ := send("/webhooks/apps/sandbox-chat", sharedFakeEvent{Team: "T1", ID: "E1"}, "app-wide-secret"); code != 200 {
+			t.Fatalf("routed event: got %d, want 200", code)
+		}
+		if calls := f.starter.Calls(); len(calls) != 1 || calls[0].DedupKey != "instant:sandbox-chat:shared-test:E1" || calls[0].WorkflowID != f.wf {
+			t.Fatalf("runs: %+v, want one for E1", calls)
+		}
+		if code, _ := send("/webhooks/apps/inbox", sharedFakeEvent{Team: "T1", ID: "E3"}, "app-wide-secret"); code != http.StatusNotFound {
+			t.Fatalf("an app without an app-wide address: got %d, want 404", code)
+		}
+	})
+}
+
+func TestInstantDeliveryRefusesBadRequests(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		f := newInstantFixture(t, d)
+		f.listener.o.MaxBody = 1024
+		f.sync(t, "general")
+		_, addr, secret := f.sub(t)
+		path := strings.TrimPrefix(addr, "https://tj.example")
+		res, err := http.Get(f.srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusMethodNotAllowed || res.Header.Get("Allow") != http.MethodPost {
+			t.Fatalf("GET: got %d Allow %q, want 405 Allow POST", res.StatusCode, res.Header.Get("Allow"))
+		}
+		big := bytes.Repeat([]byte("x"), 2048)
+		if code, _ := f.deliver(t, addr, signChat(secret, f.clock.Now(), big), big); code != http.StatusRequestEntityTooLarge {
+			t.Fatalf("large body: got %d, want 413", code)
+		}
+		junk := []byte(`{"id":`)
+		if code, _ := f.deliver(t, addr, signChat(secret, f.clock.Now(), junk), junk); code != http.StatusBadRequest {
+			t.Fatalf("signed but not an event: got %d, want 400", code)
+		}
+		if len(f.starter.Calls()) != 0 {
+			t.Fatal("a bad request started a run")
+		}
+	})
+}
