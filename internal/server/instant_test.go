@@ -169,6 +169,19 @@ func TestInstantTriggerSandboxChatThroughReauth(t *testing.T) {
 			t.Fatalf("connection after the revoked grant: %s, want error", c.Status)
 		}
 
+		// Publishing another instant trigger on the broken connection is
+		// refused by the publish gate, and subscribes nothing.
+		w2, err := e.workflows.Create(ctx, e.acme, "Chat echo 2", "", chatInstantGraph(connID), "")
+		must(t, err)
+		wantRedirect(t, "publish on a broken connection", owner.post("/acme/workflows/"+w2.ID+"/publish", nil), "/acme/workflows/"+w2.ID+"/edit?check=publish")
+		refused := html.UnescapeString(owner.get("/acme/workflows/" + w2.ID + "/edit?check=publish").Body)
+		if !strings.Contains(refused, workflow.MsgCompilationFailed) || !strings.Contains(refused, workflow.MsgTriggerInactiveConnection) {
+			t.Fatalf("refused publish lacks %q and %q: %.3000s", workflow.MsgCompilationFailed, workflow.MsgTriggerInactiveConnection, refused)
+		}
+		if _, ok, _ := e.listener.State(ctx, w2.ID); ok {
+			t.Fatal("a workflow refused at publishing listens")
+		}
+
 		// A forged delivery is refused and starts nothing; a recorded one
 		// sent again starts nothing new.
 		sent := e.deliveries.Sent()
