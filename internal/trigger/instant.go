@@ -272,7 +272,11 @@ type InstantState struct {
 	Manual         bool
 	SubscribedAt   *time.Time
 	LastEventAt    *time.Time
-	NextAttemptAt  *time.Time
+	NextAttemptAt *time.Time
+	// EventsReceived counts verified deliveries; RunsStarted the events
+	// they carried for this trigger. Both count a redelivery again (the
+	// Starter does not tell a new run from the one it found), though it
+	// starts no second run.
 	EventsReceived int64
 	RunsStarted    int64
 }
