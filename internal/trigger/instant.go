@@ -268,10 +268,10 @@ type InstantState struct {
 	Failures  int
 	// Address is the delivery address (the app-wide one for an app that
 	// routes by account).
-	Address        string
-	Manual         bool
-	SubscribedAt   *time.Time
-	LastEventAt    *time.Time
+	Address       string
+	Manual        bool
+	SubscribedAt  *time.Time
+	LastEventAt   *time.Time
 	NextAttemptAt *time.Time
 	// EventsReceived counts verified deliveries; RunsStarted the events
 	// they carried for this trigger. Both count a redelivery again (the
