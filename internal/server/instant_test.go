@@ -103,7 +103,19 @@ func TestInstantTriggerSandboxChatThroughReauth(t *testing.T) {
 		if strings.Contains(card, `name="intervalSeconds"`) {
 			t.Fatal("the instant trigger's card asks for seconds between polls")
 		}
+		// Saved through the card as a person would (no poll fields sent).
+		wantRedirect(t, "save the trigger", owner.post(edit+"/trigger", url.Values{"kind": {"app"}, "app": {"sandbox-chat"},
+			"trigger": {"new-message-instant"}, "input.channel": {"general"}, "connection": {connID}}), edit+"#trigger")
 		wantRedirect(t, "publish", owner.post("/acme/workflows/"+w.ID+"/publish", nil), "/acme/workflows/"+w.ID+"/edit")
+		live, ok, err := e.workflows.Live(ctx, w.ID)
+		must(t, err)
+		if !ok || live.Graph.Trigger.Kind != workflow.TriggerApp || live.Graph.Trigger.Connection == nil || live.Graph.Trigger.Connection.ID != connID {
+			t.Fatalf("published trigger: %+v", live.Graph.Trigger)
+		}
+		if cfg, err := workflow.DecodeConfig(*live.Graph.Trigger); err != nil || cfg.(*workflow.AppTriggerConfig).Trigger != "new-message-instant" ||
+			cfg.(*workflow.AppTriggerConfig).Inputs["channel"] != "general" {
+			t.Fatalf("published trigger config: %s (%v)", live.Graph.Trigger.Config, err)
+		}
 		st, ok, err := e.listener.State(ctx, w.ID)
 		if err != nil || !ok || st.State != "subscribed" || !strings.HasPrefix(st.Address, e.srv.URL+"/webhooks/triggers/") {
 			t.Fatalf("instant trigger after publishing: %+v %v %v", st, ok, err)
