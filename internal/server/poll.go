@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"taskjuice/internal/api"
+
 	"taskjuice/internal/trigger"
 	"taskjuice/internal/web"
 	"taskjuice/internal/workflow"
@@ -35,6 +37,15 @@ func (s *Server) followPoll(ctx context.Context, l workflow.Live, ok bool) {
 
 // pollStates gives the pages the poller's view of a workflow's trigger.
 func pollStates(p *trigger.Poller) web.PollStates {
+	if p == nil {
+		return nil
+	}
+	return p
+}
+
+// triggerStates gives the API the poller's view of a workflow's trigger
+// and the runs it started.
+func triggerStates(p *trigger.Poller) api.TriggerStates {
 	if p == nil {
 		return nil
 	}

@@ -112,7 +112,7 @@ func New(o Options) (*Server, error) {
 		Accounts: o.Accounts, Auth: auth, Log: o.Log, Connections: o.Connections,
 		Refresher: o.Refresher, Catalog: o.Catalog, Workflows: o.Workflows, Engine: o.Engine, BaseURL: o.BaseURL,
 		Agents: agents,
-		Models: o.Models, Spend: o.Spend,
+		Models: o.Models, Spend: o.Spend, Triggers: triggerStates(o.Poller),
 	}).Register(mux)
 	pages.Register(mux)
 	if o.Sandbox != nil {
