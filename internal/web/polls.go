@@ -2,17 +2,30 @@ package web
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"time"
 
 	"taskjuice/internal/account"
+	"taskjuice/internal/engine"
 	"taskjuice/internal/trigger"
 	"taskjuice/internal/workflow"
 )
 
-// PollStates tells where a workflow's polling app trigger stands
-// (trigger.Poller implements it).
+// PollStates tells where a workflow's polling app trigger stands and which
+// items it started runs for (trigger.Poller implements it).
 type PollStates interface {
 	State(ctx context.Context, workflowID string) (trigger.PollState, bool, error)
+	Events(ctx context.Context, workflowID string, limit int) ([]trigger.Event, error)
+}
+
+// recentEvents is how many of a trigger's events the workflow page shows.
+const recentEvents = 10
+
+// pollEvent is one item the trigger started a run for.
+type pollEvent struct {
+	trigger.Event
+	Status engine.Status
 }
 
 // pollData is the workflow page's card about its app trigger.
@@ -25,6 +38,11 @@ type pollData struct {
 	TriggerName    string
 	ConnectionID   string
 	ConnectionName string
+	// CursorAge is how long ago the cursor last moved ("" before the
+	// first poll).
+	CursorAge string
+	// Events are the newest items the trigger started runs for.
+	Events []pollEvent
 }
 
 // pollInfo describes the app trigger of the newest version, with its
@@ -59,6 +77,30 @@ func (h *Handler) pollInfo(r *http.Request, ws account.Workspace, wf workflow.Wo
 		if st.ConnectionID != "" {
 			d.ConnectionID = st.ConnectionID
 		}
+		if st.CursorAt != nil {
+			d.CursorAge = age(time.Since(*st.CursorAt))
+		}
+	}
+	events, err := h.Polls.Events(r.Context(), wf.ID, recentEvents)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range events {
+		d.Events = append(d.Events, pollEvent{Event: e, Status: engine.Status(e.RunStatus)})
 	}
 	return d, nil
+}
+
+// age says a duration the way the page does: "just now", "5 min", "3 h",
+// "2 days".
+func age(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return "just now"
+	case d < time.Hour:
+		return fmt.Sprintf("%d min ago", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%d h ago", int(d.Hours()))
+	}
+	return fmt.Sprintf("%d days ago", int(d.Hours()/24))
 }
