@@ -74,9 +74,9 @@ type Server struct {
 // New builds the server.
 func New(o Options) (*Server, error) {
 	auth := authn.New(o.Accounts, o.SecureCookies)
-	var waker portal.Waker
+	waker := &clientWaker{}
 	if o.Engine != nil {
-		waker = o.Engine
+		waker.engine = o.Engine
 	}
 	clients := portal.NewService(o.DB, o.Accounts, o.Connections, o.Workflows, o.Catalog, waker)
 	agents := agent.NewService(o.Workflows, o.Connections, o.Catalog, o.Models)
@@ -90,6 +90,7 @@ func New(o Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{opts: o, metrics: newMetrics(), portal: clients, pages: pages}
+	waker.s = s
 	if o.Engine != nil && o.Models != nil && o.Spend != nil {
 		// AI steps and model-driven agents call the workspaces' own
 		// providers, under their spend caps.

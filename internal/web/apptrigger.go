@@ -27,6 +27,8 @@ type appTriggerCard struct {
 	Inputs   []inputField
 	Conns    []connOption
 	OAuth    bool
+	// Client is the request flow when the client provides the connection.
+	Client clientSlot
 }
 
 func appTriggerCardOf(n workflow.Node, c *workflow.AppTriggerConfig) appTriggerCard {
