@@ -272,6 +272,7 @@ type refreshBench struct {
 	app     catalog.App
 	oauth   *oauth2.Config
 	refresh *connection.Refresher
+	keys    vault.Keyring // the vault's keys, for another stack on the same database
 }
 
 const benchRedirectURL = "http://127.0.0.1/oauth/callback"
@@ -290,7 +291,8 @@ func newRefreshBench(ctx context.Context, d *db.DB, log *slog.Logger) (*refreshB
 	if err != nil {
 		return nil, err
 	}
-	b.conns = connection.NewService(d, vault.NewKeyring(key))
+	b.keys = vault.NewKeyring(key)
+	b.conns = connection.NewService(d, b.keys)
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
