@@ -17,6 +17,10 @@ type Event struct {
 	At        time.Time
 }
 
+// eventsQuery reads a range of the index runs_workflow_source (0028).
+const eventsQuery = `SELECT id, status, COALESCE(dedup_key, ''), created_at FROM runs
+	WHERE workflow_id = $1 AND source = $2 ORDER BY created_at DESC, id DESC LIMIT $3`
+
 // MaxEvents is the most events Events returns at once.
 const MaxEvents = 200
 
@@ -27,8 +31,7 @@ func (p *Poller) Events(ctx context.Context, workflowID string, limit int) ([]Ev
 	if limit < 1 || limit > MaxEvents {
 		limit = MaxEvents
 	}
-	rows, err := p.db.Read().QueryContext(ctx, `SELECT id, status, COALESCE(dedup_key, ''), created_at FROM runs
-		WHERE workflow_id = $1 AND source = $2 ORDER BY created_at DESC, id DESC LIMIT $3`, workflowID, SourcePoll, limit)
+	rows, err := p.db.Read().QueryContext(ctx, eventsQuery, workflowID, SourcePoll, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list trigger events: %w", err)
 	}
