@@ -66,6 +66,10 @@ func TestClientProvidesTriggerConnection(t *testing.T) {
 			t.Fatalf("trigger before the client connected: %s", res.Body)
 		}
 
+		if page := owner.get(base).Body; !strings.Contains(page, "Not listening yet: the client has not connected Sandbox Chat.") {
+			t.Fatalf("workflow page does not say the trigger waits for the client:\n%.3000s", page)
+		}
+
 		// The client connects their chat from the request page.
 		client := e.browser()
 		opened := client.open(link)
@@ -118,6 +122,9 @@ func TestClientProvidesTriggerConnection(t *testing.T) {
 		must(t, json.Unmarshal([]byte(res.Body), &tr))
 		if !tr.Trigger.ClientProvidesConnection || tr.Trigger.ConnectionID != bound || tr.Trigger.Poll == nil || tr.Trigger.Poll.State != "listening" {
 			t.Fatalf("trigger after the client connected: %s", res.Body)
+		}
+		if page := owner.get(base).Body; !strings.Contains(page, "Listening") || strings.Contains(page, "Not listening") {
+			t.Fatalf("workflow page after the client connected:\n%.3000s", page)
 		}
 		if ed := owner.get(base + "/edit"); !strings.Contains(ed.Body, "The client connected <strong>") {
 			t.Fatal("the trigger card does not show the client's connection")

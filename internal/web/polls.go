@@ -38,6 +38,9 @@ type pollData struct {
 	TriggerName    string
 	ConnectionID   string
 	ConnectionName string
+	// AwaitingClient is true while the workflow is live but the client has
+	// not yet connected the app its trigger reads.
+	AwaitingClient bool
 	// CursorAge is how long ago the cursor last moved ("" before the
 	// first poll).
 	CursorAge string
@@ -59,9 +62,19 @@ func (h *Handler) pollInfo(r *http.Request, ws account.Workspace, wf workflow.Wo
 			d.TriggerName = tr.Name
 		}
 	}
-	if t.Connection != nil && t.Connection.ID != "" {
+	if t.Connection != nil && t.Connection.ClientProvides {
+		// The client's connection, once they connected it.
+		bound, ok, err := h.Workflows.ClientConnection(r.Context(), wf.ID, t.ID)
+		if err != nil {
+			return nil, err
+		}
+		d.ConnectionID = bound
+		d.AwaitingClient = !ok && wf.Status == workflow.StatusPublished
+	} else if t.Connection != nil {
 		d.ConnectionID = t.Connection.ID
-		if conn, err := h.Connections.Get(r.Context(), ws, t.Connection.ID); err == nil {
+	}
+	if d.ConnectionID != "" {
+		if conn, err := h.Connections.Get(r.Context(), ws, d.ConnectionID); err == nil {
 			d.ConnectionName = conn.Label
 		}
 	}
