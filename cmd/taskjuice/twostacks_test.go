@@ -67,75 +67,156 @@ func newPollStack(t *testing.T, b *refreshBench, dsn, owner string, interval tim
 	return s
 }
 
-// Two TaskJuice stacks on one PostgreSQL database poll 200 published app
-// triggers of the same sandbox: every new message starts exactly one run
-// of each workflow whose trigger watches its channel — none missed, none
-// twice — while both poll at once.
-func TestTwoStacksPoll200TriggersOnPostgres(t *testing.T) {
+// pollFleet is 200 published app triggers of one sandbox on one
+// PostgreSQL database, for several TaskJuice stacks to poll at once.
+type pollFleet struct {
+	dsn       string
+	d         *db.DB
+	b         *refreshBench
+	byChannel map[string][]string // workflow ids by the channel they watch
+}
+
+const (
+	fleetTriggers   = 200
+	fleetPerChannel = 3
+	fleetInterval   = time.Second
+)
+
+var fleetChannels = []string{"general", "random", "clients"}
+
+// newPollFleet creates the database, the sandbox (with the "Bench"
+// account), a connection to it and the published workflows, registered as
+// serve does when a version goes live; it skips without PostgreSQL.
+func newPollFleet(t *testing.T, ctx context.Context) *pollFleet {
+	t.Helper()
 	base := os.Getenv(dbtest.PostgresEnv)
 	if base == "" {
 		t.Skip(dbtest.PostgresEnv + " not set")
 	}
-	const triggers, perChannel = 200, 3
-	const interval = time.Second
-	channels := []string{"general", "random", "clients"}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-
-	dsn := dbtest.NewPostgresSchema(t, base)
-	d, err := db.Open(ctx, dsn)
+	f := &pollFleet{dsn: dbtest.NewPostgresSchema(t, base), byChannel: map[string][]string{}}
+	d, err := db.Open(ctx, f.dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer d.Close()
+	t.Cleanup(func() { d.Close() })
 	if _, err := d.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	b, err := newRefreshBench(ctx, d, log)
+	f.d = d
+	if f.b, err = newRefreshBench(ctx, d, log); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.b.close)
+	tok, err := f.b.consentAs(ctx, "Bench")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.close()
-	tok, err := b.consentAs(ctx, "Bench")
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := b.conns.CreateWithCredential(ctx, b.ws, connection.New{AppKey: catalog.SandboxKey, Label: "Sandbox Chat", Status: connection.StatusActive,
+	conn, err := f.b.conns.CreateWithCredential(ctx, f.b.ws, connection.New{AppKey: catalog.SandboxKey, Label: "Sandbox Chat", Status: connection.StatusActive,
 		OwnerKind: connection.OwnerWorkspace}, connection.Credential{OAuth: connection.FromOAuth2(tok)}, connection.System)
 	if err != nil {
 		t.Fatal(err)
 	}
-	stacks := []*pollStack{newPollStack(t, b, dsn, "stack-a", interval, log), newPollStack(t, b, dsn, "stack-b", interval, log)}
-
-	// 200 published workflows, their triggers spread over the channels,
-	// registered as serve does when a version goes live.
-	byChannel := map[string][]string{}
+	wfs := workflow.NewService(d)
+	// Registering only: this poller never ticks.
+	reg := trigger.NewPoller(d, nil, nil, f.b.conns, f.b.cat, trigger.PollerOptions{MinInterval: fleetInterval})
 	post, _ := json.Marshal(map[string]any{"output": map[string]any{"text": "{{ $trigger.text }}"}})
-	for i := range triggers {
-		s := stacks[i%2]
-		channel := channels[i%len(channels)]
+	for i := range fleetTriggers {
+		channel := fleetChannels[i%len(fleetChannels)]
 		cfg := workflow.AppTriggerConfig{App: catalog.SandboxKey, Trigger: "new-message", Inputs: map[string]string{"channel": channel}}
 		raw, _ := json.Marshal(cfg)
 		g := workflow.Graph{Schema: 1,
 			Trigger: &workflow.Node{ID: "message", Kind: workflow.TriggerApp, Config: raw, Connection: &workflow.Binding{ID: conn.ID}},
 			Nodes:   []workflow.Node{{ID: "copy", Kind: workflow.NodeTransform, Config: post}},
 			Edges:   []workflow.Edge{{From: "message", To: "copy"}}}
-		wf, err := s.wfs.Create(ctx, b.ws, fmt.Sprintf("Trigger %d", i+1), "", &g, "")
+		wf, err := wfs.Create(ctx, f.b.ws, fmt.Sprintf("Trigger %d", i+1), "", &g, "")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.wfs.Publish(ctx, b.ws, wf.ID, "", workflow.Checks{}); err != nil {
+		if _, err := wfs.Publish(ctx, f.b.ws, wf.ID, "", workflow.Checks{}); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.poller.Sync(ctx, trigger.PollTrigger{WorkflowID: wf.ID, NodeID: "message", App: cfg.App, Trigger: cfg.Trigger,
-			ConnectionID: conn.ID, Inputs: cfg.Inputs, Interval: interval}); err != nil {
+		if err := reg.Sync(ctx, trigger.PollTrigger{WorkflowID: wf.ID, NodeID: "message", App: cfg.App, Trigger: cfg.Trigger,
+			ConnectionID: conn.ID, Inputs: cfg.Inputs, Interval: fleetInterval}); err != nil {
 			t.Fatal(err)
 		}
-		byChannel[channel] = append(byChannel[channel], wf.ID)
+		f.byChannel[channel] = append(f.byChannel[channel], wf.ID)
 	}
+	return f
+}
 
-	// Both stacks run: engine workers and pollers.
+func (f *pollFleet) count(t *testing.T, q string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := f.d.Read().QueryRowContext(context.Background(), q, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return n
+}
+
+func waitFor(t *testing.T, what string, deadline time.Duration, done func() bool) {
+	t.Helper()
+	end := time.Now().Add(deadline)
+	for !done() {
+		if time.Now().After(end) {
+			t.Fatalf("%s: not within %s", what, deadline)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// postAndWait waits for every trigger's first poll, posts new messages in
+// every channel and waits for their runs; it returns how many runs that
+// is.
+func (f *pollFleet) postAndWait(t *testing.T, primeWithin, runsWithin time.Duration) int {
+	t.Helper()
+	// Every trigger's first poll records where its channel stands.
+	waitFor(t, "every trigger primed", primeWithin, func() bool {
+		return f.count(t, `SELECT count(*) FROM poll_triggers WHERE primed`) == fleetTriggers
+	})
+	want := 0
+	for _, ch := range fleetChannels {
+		for i := range fleetPerChannel {
+			if _, err := f.b.sb.Post("Bench", ch, fmt.Sprintf("%s news %d", ch, i+1)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want += fleetPerChannel * len(f.byChannel[ch])
+	}
+	waitFor(t, fmt.Sprintf("%d runs", want), runsWithin, func() bool {
+		return f.count(t, `SELECT count(*) FROM runs WHERE source = 'poll'`) >= want
+	})
+	return want
+}
+
+// check asserts exactly one run per new item per workflow: none missed,
+// none twice.
+func (f *pollFleet) check(t *testing.T, want int) {
+	t.Helper()
+	if got := f.count(t, `SELECT count(*) FROM runs WHERE source = 'poll'`); got != want {
+		t.Fatalf("runs: %d, want %d", got, want)
+	}
+	if dup := f.count(t, `SELECT count(*) FROM (SELECT workflow_id, dedup_key FROM runs WHERE source = 'poll' GROUP BY workflow_id, dedup_key HAVING count(*) > 1) x`); dup != 0 {
+		t.Fatalf("%d items started more than one run", dup)
+	}
+	for ch, wfs := range f.byChannel {
+		for _, wf := range wfs {
+			if n := f.count(t, `SELECT count(DISTINCT dedup_key) FROM runs WHERE workflow_id = $1 AND source = 'poll'`, wf); n != fleetPerChannel {
+				t.Fatalf("workflow on #%s: %d runs, want %d", ch, n, fleetPerChannel)
+			}
+		}
+	}
+}
+
+// Two TaskJuice stacks in this process, on one PostgreSQL database, poll
+// the 200 triggers: each its own database handle, engine with workers and
+// poller under its own owner name.
+func TestTwoStacksPoll200TriggersOnPostgres(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	f := newPollFleet(t, ctx)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	stacks := []*pollStack{newPollStack(t, f.b, f.dsn, "stack-a", fleetInterval, log), newPollStack(t, f.b, f.dsn, "stack-b", fleetInterval, log)}
 	run, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	for _, s := range stacks {
@@ -145,62 +226,38 @@ func TestTwoStacksPoll200TriggersOnPostgres(t *testing.T) {
 	}
 	defer func() { stop(); wg.Wait() }()
 
-	count := func(q string, args ...any) int {
-		t.Helper()
-		var n int
-		if err := d.Read().QueryRowContext(ctx, q, args...).Scan(&n); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-		return n
-	}
-	waitFor := func(what string, deadline time.Duration, done func() bool) {
-		t.Helper()
-		end := time.Now().Add(deadline)
-		for !done() {
-			if time.Now().After(end) {
-				t.Fatalf("%s: not within %s", what, deadline)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
-	// Every trigger's first poll records where its channel stands.
-	waitFor("every trigger primed", 30*time.Second, func() bool {
-		return count(`SELECT count(*) FROM poll_triggers WHERE primed`) == triggers
-	})
-
-	// New messages in every channel while both stacks poll.
-	want := 0
-	for _, ch := range channels {
-		for i := range perChannel {
-			if _, err := b.sb.Post("Bench", ch, fmt.Sprintf("%s news %d", ch, i+1)); err != nil {
-				t.Fatal(err)
-			}
-		}
-		want += perChannel * len(byChannel[ch])
-	}
-	waitFor(fmt.Sprintf("%d runs", want), 40*time.Second, func() bool {
-		return count(`SELECT count(*) FROM runs WHERE source = 'poll'`) >= want
-	})
-
-	// Exactly one run per new item per workflow: none missed, none twice.
+	want := f.postAndWait(t, 30*time.Second, 40*time.Second)
 	stop()
 	wg.Wait()
-	if got := count(`SELECT count(*) FROM runs WHERE source = 'poll'`); got != want {
-		t.Fatalf("runs: %d, want %d", got, want)
+	f.check(t, want)
+	a, b := stacks[0].started.n.Load(), stacks[1].started.n.Load()
+	if a+b != int64(want) {
+		t.Fatalf("the stacks started %d + %d runs, want %d in all", a, b, want)
 	}
-	if dup := count(`SELECT count(*) FROM (SELECT workflow_id, dedup_key FROM runs WHERE source = 'poll' GROUP BY workflow_id, dedup_key HAVING count(*) > 1) x`); dup != 0 {
-		t.Fatalf("%d items started more than one run", dup)
-	}
-	for ch, wfs := range byChannel {
-		for _, wf := range wfs {
-			if n := count(`SELECT count(DISTINCT dedup_key) FROM runs WHERE workflow_id = $1 AND source = 'poll'`, wf); n != perChannel {
-				t.Fatalf("workflow on #%s: %d runs, want %d", ch, n, perChannel)
-			}
+	t.Logf("runs started: stack a %d, stack b %d", a, b)
+}
+
+// Two "taskjuice serve" on one PostgreSQL database and one external
+// sandbox (--external-sandbox-url) poll the 200 triggers.
+func TestTwoServesPoll200TriggersOnPostgres(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	f := newPollFleet(t, ctx)
+	getenv := func(k string) string {
+		switch k {
+		case "TASKJUICE_DATABASE_URL":
+			return f.dsn
+		case "TASKJUICE_SECRET_KEY":
+			return f.b.keyText
+		case catalog.ClientSecretEnv(catalog.SandboxKey):
+			return f.b.secret
 		}
+		return ""
 	}
-	a, bb := stacks[0].started.n.Load(), stacks[1].started.n.Load()
-	if a+bb != int64(want) {
-		t.Fatalf("the stacks started %d + %d runs, want %d in all", a, bb, want)
+	sandboxURL := f.b.sbURL
+	for range 2 {
+		_, _, stop := startServe(t, []string{"--data-dir", t.TempDir(), "--no-demo", "--external-sandbox-url", sandboxURL}, getenv)
+		defer stop()
 	}
-	t.Logf("runs started: stack a %d, stack b %d", a, bb)
+	f.check(t, f.postAndWait(t, 30*time.Second, 40*time.Second))
 }
