@@ -35,17 +35,20 @@ type triggerView struct {
 	Kind       workflow.Kind `json:"kind"`
 	// Live is false when no version is published: the trigger shown is
 	// the newest version's, and nothing listens to it.
-	Live                     bool      `json:"live"`
-	NodeID                   string    `json:"nodeId"`
-	App                      string    `json:"app,omitempty"`
-	AppName                  string    `json:"appName,omitempty"`
-	Trigger                  string    `json:"trigger,omitempty"`
-	TriggerName              string    `json:"triggerName,omitempty"`
-	ConnectionID             string    `json:"connectionId,omitempty"`
-	ClientProvidesConnection bool      `json:"clientProvidesConnection"`
-	Poll                     *pollView `json:"poll"`
-	Instant                  *struct{} `json:"instant"`
-	CheckedAt                time.Time `json:"checkedAt"`
+	Live                     bool   `json:"live"`
+	NodeID                   string `json:"nodeId"`
+	App                      string `json:"app,omitempty"`
+	AppName                  string `json:"appName,omitempty"`
+	Trigger                  string `json:"trigger,omitempty"`
+	TriggerName              string `json:"triggerName,omitempty"`
+	ConnectionID             string `json:"connectionId,omitempty"`
+	ClientProvidesConnection bool   `json:"clientProvidesConnection"`
+	// AwaitingClient: the trigger is live, but the client has not yet
+	// connected the app; nothing is polled until they do.
+	AwaitingClient bool      `json:"awaitingClient"`
+	Poll           *pollView `json:"poll"`
+	Instant        *struct{} `json:"instant"`
+	CheckedAt      time.Time `json:"checkedAt"`
 }
 
 // pollView is where a polling app trigger stands.
@@ -131,6 +134,14 @@ func (h *Handler) getTrigger(w http.ResponseWriter, r *http.Request, p account.P
 	v.Kind, v.NodeID = t.Kind, t.ID
 	if t.Connection != nil {
 		v.ConnectionID, v.ClientProvidesConnection = t.Connection.ID, t.Connection.ClientProvides
+	}
+	if v.ClientProvidesConnection {
+		bound, ok, err := h.workflows.ClientConnection(ctx, wf.ID, t.ID)
+		if err != nil {
+			writeError(w, r, h.log, err)
+			return
+		}
+		v.ConnectionID, v.AwaitingClient = bound, !ok && v.Live
 	}
 	if t.Kind == workflow.TriggerApp {
 		if cfg, err := workflow.DecodeConfig(*t); err == nil {

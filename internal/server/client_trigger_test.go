@@ -62,7 +62,7 @@ func TestClientProvidesTriggerConnection(t *testing.T) {
 		res := owner.api("GET", "/api/v1/workflows/"+w.ID+"/trigger", "")
 		var tr triggerBody
 		must(t, json.Unmarshal([]byte(res.Body), &tr))
-		if tr.Trigger == nil || !tr.Trigger.Live || !tr.Trigger.ClientProvidesConnection || tr.Trigger.ConnectionID != "" || tr.Trigger.Poll != nil {
+		if tr.Trigger == nil || !tr.Trigger.Live || !tr.Trigger.ClientProvidesConnection || tr.Trigger.ConnectionID != "" || tr.Trigger.Poll != nil || !tr.Trigger.AwaitingClient {
 			t.Fatalf("trigger before the client connected: %s", res.Body)
 		}
 
@@ -120,7 +120,7 @@ func TestClientProvidesTriggerConnection(t *testing.T) {
 		}
 		res = owner.api("GET", "/api/v1/workflows/"+w.ID+"/trigger", "")
 		must(t, json.Unmarshal([]byte(res.Body), &tr))
-		if !tr.Trigger.ClientProvidesConnection || tr.Trigger.ConnectionID != bound || tr.Trigger.Poll == nil || tr.Trigger.Poll.State != "listening" {
+		if !tr.Trigger.ClientProvidesConnection || tr.Trigger.AwaitingClient || tr.Trigger.ConnectionID != bound || tr.Trigger.Poll == nil || tr.Trigger.Poll.State != "listening" {
 			t.Fatalf("trigger after the client connected: %s", res.Body)
 		}
 		if page := owner.get(base).Body; !strings.Contains(page, "Listening") || strings.Contains(page, "Not listening") {

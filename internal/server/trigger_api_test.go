@@ -16,7 +16,7 @@ import (
 type triggerBody struct {
 	Trigger *struct {
 		WorkflowID, Kind, NodeID, App, AppName, Trigger, TriggerName, ConnectionID string
-		Live, ClientProvidesConnection                                             bool
+		Live, ClientProvidesConnection, AwaitingClient                             bool
 		Poll                                                                       *struct {
 			State, ConnectionID, ConnectionPageURL, LastError string
 			Failures                                          int
