@@ -272,6 +272,10 @@ type refreshBench struct {
 	app     catalog.App
 	oauth   *oauth2.Config
 	refresh *connection.Refresher
+	keys    vault.Keyring // the vault's keys, for another stack on the same database
+	keyText string        // the current key, as TASKJUICE_SECRET_KEY takes it
+	secret  string        // the sandbox's OAuth client secret for TaskJuice
+	sbURL   string        // where the sandbox serves
 }
 
 const benchRedirectURL = "http://127.0.0.1/oauth/callback"
@@ -286,18 +290,21 @@ func newRefreshBench(ctx context.Context, d *db.DB, log *slog.Logger) (*refreshB
 	if b.ws, err = accounts.CreateWorkspaceForAccount(ctx, acct.ID, "Bench", "bench"); err != nil {
 		return nil, fmt.Errorf("create workspace: %w", err)
 	}
-	key, _, err := vault.GenerateKey()
+	key, keyText, err := vault.GenerateKey()
 	if err != nil {
 		return nil, err
 	}
-	b.conns = connection.NewService(d, vault.NewKeyring(key))
+	b.keys, b.keyText = vault.NewKeyring(key), keyText
+	b.conns = connection.NewService(d, b.keys)
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
 	base := "http://" + ln.Addr().String()
+	b.sbURL = base
 	secret := rand.Text()
+	b.secret = secret
 	b.sb, err = sandbox.New(sandbox.Options{BaseURL: base, Log: log.With("component", "sandbox"),
 		Clients: []sandbox.Client{{ID: "taskjuice", Name: "TaskJuice", Secret: secret, RedirectURIs: []string{benchRedirectURL}}}})
 	if err != nil {

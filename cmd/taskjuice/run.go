@@ -167,9 +167,14 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 			demo.PrintWelcome(e.stdout, cfg.BaseURL, res.Password)
 		}
 	}
-	sandboxURL := ""
-	if !cfg.NoSandbox {
-		sandboxURL = cfg.BaseURL + "/sandbox"
+	// The built-in sandbox under /sandbox, or one running elsewhere that
+	// several processes share.
+	sandboxURL, builtinSandbox := "", false
+	switch {
+	case cfg.ExternalSandboxURL != "":
+		sandboxURL = strings.TrimSuffix(cfg.ExternalSandboxURL, "/")
+	case !cfg.NoSandbox:
+		sandboxURL, builtinSandbox = cfg.BaseURL+"/sandbox", true
 	}
 	cat, err := catalog.Load(catalog.Options{Getenv: e.getenv, GenericAppsFile: cfg.AppsFile, SandboxURL: sandboxURL})
 	if err != nil {
@@ -177,7 +182,7 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 	}
 	var sb *sandbox.Provider
 	modelKey := ""
-	if !cfg.NoSandbox {
+	if builtinSandbox {
 		if modelKey, err = demo.SandboxModelKey(cfg.DataDir); err != nil {
 			return err
 		}
@@ -212,7 +217,7 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 		Workflows: workflows, Engine: eng, Log: log, SecureCookies: cfg.SecureCookies(), BaseURL: cfg.BaseURL,
 		Webhooks:  trigger.New(d, keys, eng, workflows, trigger.Options{Log: log.With("component", "webhooks")}),
 		Scheduler: trigger.NewScheduler(d, eng, trigger.SchedulerOptions{Log: log.With("component", "schedules")}),
-		Poller:    trigger.NewPoller(d, eng, apps, conns, cat, pollerOptions(sb != nil, log)),
+		Poller:    trigger.NewPoller(d, eng, apps, conns, cat, pollerOptions(sandboxURL != "", log)),
 		// SharedSecrets (an app-wide signing secret, e.g. Slack's) is left
 		// to the apps that deliver to one address for all subscribers.
 		Listener: trigger.NewListener(d, keys, eng, apps, cat, trigger.ListenerOptions{

@@ -35,6 +35,8 @@ type Handler struct {
 	agents      *agent.Service
 	models      *llm.Service
 	spend       *spend.Service
+	triggers    TriggerStates
+	instants    InstantTriggerStates
 	baseURL     string
 }
 
@@ -51,14 +53,18 @@ type Deps struct {
 	Agents      *agent.Service
 	Models      *llm.Service   // the workspaces' model providers
 	Spend       *spend.Service // model spend and its cap
-	BaseURL     string
+	// Triggers reads where app triggers stand (nil: none are polled).
+	Triggers TriggerStates
+	// Instants reads where instant app triggers stand (nil: none).
+	Instants InstantTriggerStates
+	BaseURL  string
 }
 
 // New returns the API handler.
 func New(d Deps) *Handler {
 	return &Handler{accounts: d.Accounts, auth: d.Auth, log: d.Log, connections: d.Connections,
 		refresher: d.Refresher, catalog: d.Catalog, workflows: d.Workflows, engine: d.Engine, agents: d.Agents,
-		models: d.Models, spend: d.Spend, baseURL: d.BaseURL}
+		models: d.Models, spend: d.Spend, triggers: d.Triggers, instants: d.Instants, baseURL: d.BaseURL}
 }
 
 // Route is one entry of the route table.
@@ -94,6 +100,8 @@ func (h *Handler) Routes() []Route {
 		{"POST", "/api/v1/connections/{id}/revoke", h.authed(h.revokeConnection)},
 		{"POST", "/api/v1/connections/{id}/resume-held", h.authed(h.resumeHeld)},
 		{"POST", "/api/v1/workspaces/{slug}/workflows/{id}/runs", h.authed(h.startRun)},
+		{"GET", "/api/v1/workflows/{id}/trigger", h.authed(h.getTrigger)},
+		{"GET", "/api/v1/workflows/{id}/trigger/events", h.authed(h.listTriggerEvents)},
 		{"GET", "/api/v1/workspaces/{slug}/agents", h.authed(h.listAgents)},
 		{"POST", "/api/v1/workspaces/{slug}/agents", h.authed(h.createAgent)},
 		{"GET", "/api/v1/workspaces/{slug}/agents/{id}", h.authed(h.getAgent)},

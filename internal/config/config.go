@@ -32,6 +32,10 @@ type Config struct {
 	OldSecretKeys string
 	NoDemo        bool
 	NoSandbox     bool
+	// ExternalSandboxURL is a sandbox running elsewhere (taskjuice
+	// sandbox) used instead of the built-in one, e.g. by several
+	// processes that must see the same sandbox accounts.
+	ExternalSandboxURL string
 	// AppsFile names a JSON file of extra (generic OAuth 2.0) apps.
 	AppsFile  string
 	LogLevel  string
@@ -88,6 +92,7 @@ var Settings = []Setting{
 	{"", "TASKJUICE_OLD_SECRET_KEYS", "", "retired keys, comma-separated, still needed to read credentials until taskjuice rotate-key has run"},
 	{"no-demo", "TASKJUICE_NO_DEMO", "false", "do not create the demo account on first start"},
 	{"no-sandbox", "TASKJUICE_NO_SANDBOX", "false", "do not serve the built-in sandbox provider under /sandbox"},
+	{"external-sandbox-url", "TASKJUICE_EXTERNAL_SANDBOX_URL", "", "use the sandbox running at this URL (taskjuice sandbox) instead of serving one under /sandbox, e.g. for several processes sharing one"},
 	{"", "TASKJUICE_SANDBOX_ADMIN_TOKEN", "", "bearer token for the sandbox's admin API (/sandbox/admin/...); empty turns the admin API off"},
 	{"apps-file", "TASKJUICE_APPS_FILE", "", "JSON file of extra OAuth 2.0 apps (generic apps) defined by an administrator"},
 	{"log-level", "TASKJUICE_LOG_LEVEL", "info", "debug, info, warn or error"},
@@ -120,7 +125,7 @@ func Register(fs *flag.FlagSet, getenv func(string) string) *Config {
 		"listen": &c.Listen, "data-dir": &c.DataDir, "database-url": &c.DatabaseURL, "base-url": &c.BaseURL,
 		"apps-file": &c.AppsFile, "log-level": &c.LogLevel, "log-format": &c.LogFormat, "smtp-host": &c.SMTP.Host,
 		"smtp-username": &c.SMTP.Username, "smtp-from": &c.SMTP.From, "smtp-tls": &c.SMTP.TLS,
-		"http-allow-cidrs": &c.HTTPAllowCIDRs,
+		"http-allow-cidrs": &c.HTTPAllowCIDRs, "external-sandbox-url": &c.ExternalSandboxURL,
 	}
 	durs := map[string]*time.Duration{
 		"drain-timeout": &c.Engine.DrainTimeout, "run-lease": &c.Engine.Lease,

@@ -159,7 +159,8 @@ func staffWrite(p account.Principal, ws account.Workspace) error {
 }
 
 // clientNode finds a node of the workflow (its draft or any version, the
-// newest first) whose client provides the connection, and its app.
+// newest first) whose client provides the connection, and its app: an
+// app action, or the app trigger.
 func (s *Service) clientNode(ctx context.Context, ws account.Workspace, workflowID, nodeID string) (catalog.App, error) {
 	versions, err := s.workflows.Versions(ctx, ws, workflowID)
 	if err != nil {
@@ -167,7 +168,7 @@ func (s *Service) clientNode(ctx context.Context, ws account.Workspace, workflow
 	}
 	for _, v := range versions {
 		n, ok := v.Graph.Node(nodeID)
-		if !ok || n.Kind != workflow.NodeAction {
+		if !ok || (n.Kind != workflow.NodeAction && n.Kind != workflow.TriggerApp) {
 			continue
 		}
 		if n.Connection == nil || !n.Connection.ClientProvides {
@@ -177,7 +178,14 @@ func (s *Service) clientNode(ctx context.Context, ws account.Workspace, workflow
 		if err != nil {
 			return catalog.App{}, apperr.Invalid("node", "This step's configuration cannot be read")
 		}
-		app, ok := s.appOf(cfg.(*workflow.ActionConfig).App)
+		var appKey string
+		switch c := cfg.(type) {
+		case *workflow.ActionConfig:
+			appKey = c.App
+		case *workflow.AppTriggerConfig:
+			appKey = c.App
+		}
+		app, ok := s.appOf(appKey)
 		if !ok || !app.IsOAuth() {
 			return catalog.App{}, apperr.Conflict("not_oauth", "", "Clients can provide only apps they sign in to (OAuth)")
 		}

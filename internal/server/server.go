@@ -77,9 +77,9 @@ type Server struct {
 // New builds the server.
 func New(o Options) (*Server, error) {
 	auth := authn.New(o.Accounts, o.SecureCookies)
-	var waker portal.Waker
+	waker := &clientWaker{}
 	if o.Engine != nil {
-		waker = o.Engine
+		waker.engine = o.Engine
 	}
 	clients := portal.NewService(o.DB, o.Accounts, o.Connections, o.Workflows, o.Catalog, waker)
 	agents := agent.NewService(o.Workflows, o.Connections, o.Catalog, o.Models)
@@ -94,6 +94,7 @@ func New(o Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{opts: o, metrics: newMetrics(), portal: clients, pages: pages}
+	waker.s = s
 	if o.Engine != nil && o.Models != nil && o.Spend != nil {
 		// AI steps and model-driven agents call the workspaces' own
 		// providers, under their spend caps.
@@ -116,7 +117,7 @@ func New(o Options) (*Server, error) {
 		Accounts: o.Accounts, Auth: auth, Log: o.Log, Connections: o.Connections,
 		Refresher: o.Refresher, Catalog: o.Catalog, Workflows: o.Workflows, Engine: o.Engine, BaseURL: o.BaseURL,
 		Agents: agents,
-		Models: o.Models, Spend: o.Spend,
+		Models: o.Models, Spend: o.Spend, Triggers: triggerStates(o.Poller), Instants: instantTriggerStates(o.Listener),
 	}).Register(mux)
 	pages.Register(mux)
 	if o.Sandbox != nil {

@@ -156,7 +156,7 @@ func (p *Poller) Sync(ctx context.Context, t PollTrigger) error {
 			_, err = tx.ExecContext(ctx, `UPDATE poll_triggers SET node_id = $1, interval_ms = $2 WHERE workflow_id = $3`, t.NodeID, every, t.WorkflowID)
 		default:
 			_, err = tx.ExecContext(ctx, `UPDATE poll_triggers SET node_id = $1, app = $2, trigger_key = $3, connection_id = $4, inputs = $5,
-				include_recent = $6, interval_ms = $7, cursor_value = '', primed = FALSE, generation = generation + 1, next_poll_at = $8,
+				include_recent = $6, interval_ms = $7, cursor_value = '', cursor_at = NULL, primed = FALSE, generation = generation + 1, next_poll_at = $8,
 				lease_owner = '', lease_until = NULL, held = FALSE, failures = 0, last_error = ''
 				WHERE workflow_id = $9`,
 				t.NodeID, t.App, t.Trigger, t.ConnectionID, string(inputs), t.IncludeRecent, every, now, t.WorkflowID)
@@ -183,9 +183,12 @@ type PollState struct {
 	// not polled until it is active again.
 	Held bool
 	// Primed is false until the first poll recorded where the app stands.
-	Primed      bool
-	LastPollAt  *time.Time
-	NextPollAt  time.Time
+	Primed     bool
+	LastPollAt *time.Time
+	NextPollAt time.Time
+	// CursorAt is when the cursor last moved (nil before the first poll):
+	// how long the app has had nothing new.
+	CursorAt    *time.Time
 	LastError   string
 	Failures    int
 	RunsStarted int64
@@ -194,10 +197,10 @@ type PollState struct {
 // State reads the workflow's polling trigger; ok is false when it has none.
 func (p *Poller) State(ctx context.Context, workflowID string) (PollState, bool, error) {
 	var s PollState
-	var last sql.NullTime
-	err := p.db.Read().QueryRowContext(ctx, `SELECT connection_id, held, primed, last_poll_at, next_poll_at, last_error, failures, runs_started
+	var last, moved sql.NullTime
+	err := p.db.Read().QueryRowContext(ctx, `SELECT connection_id, held, primed, last_poll_at, next_poll_at, cursor_at, last_error, failures, runs_started
 		FROM poll_triggers WHERE workflow_id = $1`, workflowID).
-		Scan(&s.ConnectionID, &s.Held, &s.Primed, &last, &s.NextPollAt, &s.LastError, &s.Failures, &s.RunsStarted)
+		Scan(&s.ConnectionID, &s.Held, &s.Primed, &last, &s.NextPollAt, &moved, &s.LastError, &s.Failures, &s.RunsStarted)
 	if errors.Is(err, sql.ErrNoRows) {
 		return PollState{}, false, nil
 	}
@@ -207,6 +210,10 @@ func (p *Poller) State(ctx context.Context, workflowID string) (PollState, bool,
 	if last.Valid {
 		t := last.Time.UTC()
 		s.LastPollAt = &t
+	}
+	if moved.Valid {
+		t := moved.Time.UTC()
+		s.CursorAt = &t
 	}
 	s.NextPollAt = s.NextPollAt.UTC()
 	return s, true, nil
@@ -359,7 +366,7 @@ func (p *Poller) poll(ctx context.Context, c claimedPoll, now time.Time) (int, e
 			}
 			started++
 		}
-		if err := p.save(ctx, &c, cursor, started, true); err != nil {
+		if err := p.save(ctx, &c, cursor, started, now); err != nil {
 			return started, err
 		}
 		return started, p.done(ctx, c, now, false)
@@ -374,7 +381,7 @@ func (p *Poller) poll(ctx context.Context, c claimedPoll, now time.Time) (int, e
 		for _, it := range items {
 			if err := p.start(ctx, c, it); err != nil {
 				// The cursor moves past the items whose runs are recorded.
-				if serr := p.save(ctx, &c, it0(items, n, c.cursor), n, true); serr != nil {
+				if serr := p.save(ctx, &c, it0(items, n, c.cursor), n, now); serr != nil {
 					return started + n, serr
 				}
 				return started + n, p.fail(ctx, c, now, err, 0)
@@ -382,7 +389,7 @@ func (p *Poller) poll(ctx context.Context, c claimedPoll, now time.Time) (int, e
 			n++
 		}
 		started += n
-		if err := p.save(ctx, &c, next, n, true); err != nil {
+		if err := p.save(ctx, &c, next, n, now); err != nil {
 			return started, err
 		}
 		more = m
@@ -415,19 +422,20 @@ func (p *Poller) start(ctx context.Context, c claimedPoll, it Item) error {
 // over mid-poll: this poll stops writing.
 var errLeaseLost = errors.New("poll trigger: lease lost or settings changed")
 
-// save stores the cursor while this poll still holds the lease of the same
-// settings.
-func (p *Poller) save(ctx context.Context, c *claimedPoll, cursor string, runs int, primed bool) error {
-	res, err := p.db.Write().ExecContext(ctx, `UPDATE poll_triggers SET cursor_value = $1, primed = $2, runs_started = runs_started + $3
+// save stores the cursor (the trigger primed) while this poll still holds
+// the lease of the same settings; cursor_at records when it last moved.
+func (p *Poller) save(ctx context.Context, c *claimedPoll, cursor string, runs int, now time.Time) error {
+	res, err := p.db.Write().ExecContext(ctx, `UPDATE poll_triggers SET cursor_value = $1, primed = TRUE, runs_started = runs_started + $2,
+		cursor_at = CASE WHEN cursor_at IS NULL OR NOT primed OR cursor_value <> $1 THEN $3 ELSE cursor_at END
 		WHERE workflow_id = $4 AND lease_owner = $5 AND generation = $6`,
-		cursor, primed, runs, c.workflowID, c.token, c.generation)
+		cursor, runs, now, c.workflowID, c.token, c.generation)
 	if err != nil {
 		return fmt.Errorf("save poll cursor of workflow %s: %w", c.workflowID, err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return errLeaseLost
 	}
-	c.cursor, c.primed = cursor, primed
+	c.cursor, c.primed = cursor, true
 	return nil
 }
 

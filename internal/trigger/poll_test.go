@@ -426,3 +426,43 @@ func TestPollSyncKeepsOrResetsTheCursor(t *testing.T) {
 		}
 	})
 }
+
+func TestPollCursorAtMovesOnlyWithTheCursor(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		f := newPollFixture(t, d, false)
+		if s := f.state(t); s.CursorAt != nil {
+			t.Fatalf("cursor time before the first poll: %v", s.CursorAt)
+		}
+		primedAt := f.clock.Now()
+		f.tick(t)
+		if s := f.state(t); s.CursorAt == nil || !s.CursorAt.Equal(primedAt) {
+			t.Fatalf("cursor time after priming: %v, want %v", s.CursorAt, primedAt)
+		}
+		f.tick(t) // nothing new
+		if s := f.state(t); !s.CursorAt.Equal(primedAt) {
+			t.Fatalf("cursor time moved without items: %v", s.CursorAt)
+		}
+		f.chat.post(2)
+		movedAt := f.clock.Now()
+		f.tick(t)
+		if s := f.state(t); !s.CursorAt.Equal(movedAt) {
+			t.Fatalf("cursor time after new items: %v, want %v", s.CursorAt, movedAt)
+		}
+		// A re-publish with other settings starts afresh.
+		if err := f.poller.Sync(context.Background(), PollTrigger{WorkflowID: f.wf, NodeID: "start", App: catalog.SandboxKey, Trigger: "new-message",
+			ConnectionID: "conn-1", Inputs: map[string]string{"channel": "random"}}); err != nil {
+			t.Fatal(err)
+		}
+		if s := f.state(t); s.CursorAt != nil {
+			t.Fatalf("cursor time after new settings: %v", s.CursorAt)
+		}
+	})
+}
+
+func TestItemOfDedupKey(t *testing.T) {
+	for key, want := range map[string]string{"poll:sandbox-chat:new-message:M1": "M1", "poll:a:b:x:y": "x:y", "odd": "odd"} {
+		if got := itemOf(key); got != want {
+			t.Errorf("itemOf(%q) = %q, want %q", key, got, want)
+		}
+	}
+}

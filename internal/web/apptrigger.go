@@ -30,6 +30,8 @@ type appTriggerCard struct {
 	// Instant is true when the chosen trigger is pushed by the app: no
 	// interval, nothing recent to include.
 	Instant bool
+	// Client is the request flow when the client provides the connection.
+	Client clientSlot
 }
 
 func appTriggerCardOf(n workflow.Node, c *workflow.AppTriggerConfig) appTriggerCard {

@@ -34,15 +34,30 @@ func (h *Handler) fillClientSlot(c *stepCard, states map[string]portal.NodeState
 	if c.Node.Kind != workflow.NodeAction || b == nil || !b.ClientProvides || c.App == nil {
 		return
 	}
-	st := states[c.Node.ID]
-	c.Client = clientSlot{Provided: true, AppName: c.App.Name, Queued: st.Queued, Sent: st.Sent}
-	if id := bound[c.Node.ID]; id != "" {
+	c.Client = clientSlotOf(c.Node.ID, c.App.Name, states, bound, conns)
+}
+
+// fillTriggerClientSlot is fillClientSlot for an app trigger whose client
+// provides the connection.
+func (h *Handler) fillTriggerClientSlot(t *triggerCard, states map[string]portal.NodeState, bound map[string]string, conns []connection.Connection) {
+	b := t.Node.Connection
+	if t.Kind != string(workflow.TriggerApp) || b == nil || !b.ClientProvides || t.App.Chosen == nil || t.App.Connection != "client" {
+		return
+	}
+	t.App.Client = clientSlotOf(t.Node.ID, t.App.Chosen.Name, states, bound, conns)
+}
+
+func clientSlotOf(nodeID, appName string, states map[string]portal.NodeState, bound map[string]string, conns []connection.Connection) clientSlot {
+	st := states[nodeID]
+	s := clientSlot{Provided: true, AppName: appName, Queued: st.Queued, Sent: st.Sent}
+	if id := bound[nodeID]; id != "" {
 		for _, cn := range conns {
 			if cn.ID == id {
-				c.Client.Connection = &connOption{ID: cn.ID, Label: cn.Label, Status: cn.Status}
+				s.Connection = &connOption{ID: cn.ID, Label: cn.Label, Status: cn.Status}
 			}
 		}
 	}
+	return s
 }
 
 // queueClientRequest is "Add to client request queue" on a step: it queues

@@ -932,6 +932,7 @@ func (h *Handler) renderEditor(w http.ResponseWriter, r *http.Request, v view, s
 		}
 	}
 	h.fillAppTrigger(&d.Trigger.App, conns)
+	h.fillTriggerClientSlot(&d.Trigger, clientNodes, bound, conns)
 	for _, p := range problems {
 		switch i, ok := cards[p.NodeID]; {
 		case ok:

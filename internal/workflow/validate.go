@@ -472,10 +472,6 @@ func (v *validator) binding(n Node, cfg any) {
 		}
 		return
 	}
-	if isAppTrigger && b.ClientProvides {
-		v.add(n.ID, "connection", "An app trigger reads the app through a connection of this workspace; a client cannot provide it yet")
-		return
-	}
 	if !isAction && !n.Kind.IsTrigger() {
 		if _, isHTTP := cfg.(*HTTPConfig); !isHTTP {
 			v.add(n.ID, "connection", "A %s does not use a connection", n.Kind.Label())
@@ -486,8 +482,15 @@ func (v *validator) binding(n Node, cfg any) {
 		if b.ID != "" {
 			v.add(n.ID, "connection", "Either bind a connection or let the client provide it, not both")
 		}
-		if isAction && v.c.Apps != nil {
-			if app, ok := v.c.Apps.App(act.App); ok && !app.IsOAuth() {
+		appKey := ""
+		switch {
+		case isAction:
+			appKey = act.App
+		case isAppTrigger:
+			appKey = at.App
+		}
+		if appKey != "" && v.c.Apps != nil {
+			if app, ok := v.c.Apps.App(appKey); ok && !app.IsOAuth() {
 				v.add(n.ID, "connection", "Clients can provide only apps they sign in to (OAuth); %s uses an API key", app.Name)
 			}
 		}
@@ -495,7 +498,8 @@ func (v *validator) binding(n Node, cfg any) {
 		// bound connection. Before that the node has no active connection,
 		// unless the client has been sent the request for it: then the
 		// version may go live and its runs wait at this node until the
-		// client connects (engine: WaitClientConnection).
+		// client connects (engine: WaitClientConnection); an app trigger
+		// starts polling once the client connects.
 		var bound string
 		var requested bool
 		if v.c.ClientNode != nil {

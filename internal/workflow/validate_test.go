@@ -136,11 +136,11 @@ func TestPublishGate(t *testing.T) {
 			tr["config"].(map[string]any)["app"] = "nowhere"
 			m["trigger"] = tr
 		}), []string{"start.connection: The chosen connection is for another app", `start.app: Unknown app "nowhere"`}},
-		{"app trigger: client cannot provide it yet", edit(t, func(m map[string]any) {
+		{"app trigger: client provides it (not yet connected)", edit(t, func(m map[string]any) {
 			tr := appTrigger("", map[string]any{"channel": "general"})
 			tr["connection"] = map[string]any{"clientProvides": true}
 			m["trigger"] = tr
-		}), []string{"start.connection: An app trigger reads the app through a connection of this workspace; a client cannot provide it yet"}},
+		}), []string{"start.connection: " + workflow.MsgTriggerInactiveConnection}},
 		{"client provides (not yet connected)", edit(t, func(m map[string]any) {
 			node(m, 0)["connection"] = map[string]any{"clientProvides": true}
 		}), []string{"post.connection: Action node has an inactive connection"}},
