@@ -201,3 +201,5 @@ func (s slackEvents) parse(d Delivery, inputs map[string]string) ([]Item, *Reply
 	}
 	return []Item{{ID: env.EventID, Payload: payload}}, nil, nil
 }
+
+var _ sharedInstantSource = slackEvents{}
