@@ -152,5 +152,5 @@ func (g githubHook) parse(d Delivery, inputs map[string]string) ([]Item, *Reply,
 	if err := json.Unmarshal(body[g.object], &obj); err != nil || obj.ID == "" {
 		return nil, nil, fmt.Errorf("the GitHub %s event carries no %s id", g.event, g.object)
 	}
-	return []Item{{ID: g.object + ":" + obj.ID.String() + ":" + action, Payload: json.RawMessage(d.Body)}}, nil, nil
+	return []Item{{ID: g.object + ":" + obj.ID.String() + ":" + action, Payload: append(json.RawMessage(nil), d.Body...)}}, nil, nil
 }
