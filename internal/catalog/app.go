@@ -95,8 +95,11 @@ type App struct {
 // clientConfig is the OAuth client registration read from the environment.
 type clientConfig struct {
 	id, secret string
-	configured bool
-	reason     string
+	// signingSecret is the app-wide secret its event deliveries are
+	// signed with (SigningSecretEnv); empty when unset.
+	signingSecret string
+	configured    bool
+	reason        string
 	// sandbox marks a built-in app's registration at the sandbox provider.
 	sandbox bool
 }
@@ -313,6 +316,16 @@ func (a App) ClientCredentials() (id, secret string) {
 		return "", ""
 	}
 	return a.client.id, a.client.secret
+}
+
+// SigningSecret returns the app-wide secret the app signs its event
+// deliveries with (Slack's signing secret), read from SigningSecretEnv;
+// empty when it is not set.
+func (a App) SigningSecret() string {
+	if a.client == nil {
+		return ""
+	}
+	return a.client.signingSecret
 }
 
 // String is a short summary without credentials.

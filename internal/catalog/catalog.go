@@ -97,6 +97,11 @@ func ClientIDEnv(key string) string { return envPrefix(key) + "_CLIENT_ID" }
 // secret of the app with the given key.
 func ClientSecretEnv(key string) string { return envPrefix(key) + "_CLIENT_SECRET" }
 
+// SigningSecretEnv is the environment variable holding the app-wide secret
+// the app signs its event deliveries with, e.g.
+// TASKJUICE_APP_SLACK_SIGNING_SECRET (Slack's Events API).
+func SigningSecretEnv(key string) string { return envPrefix(key) + "_SIGNING_SECRET" }
+
 func envPrefix(key string) string {
 	return "TASKJUICE_APP_" + strings.ReplaceAll(strings.ToUpper(key), "-", "_")
 }
@@ -147,6 +152,7 @@ func Load(opts Options) (*Catalog, error) {
 			continue
 		}
 		a.client = builtinClient(a, getenv, sandbox)
+		a.client.signingSecret = strings.TrimSpace(getenv(SigningSecretEnv(a.Key)))
 		apps = append(apps, a)
 	}
 
@@ -233,6 +239,7 @@ func loadGeneric(file string, builtin map[string]string, getenv func(string) str
 			continue
 		}
 		a.client = genericClient(a, g.ClientID, g.ClientSecretEnv, getenv, sandbox)
+		a.client.signingSecret = strings.TrimSpace(getenv(SigningSecretEnv(a.Key)))
 		apps = append(apps, a)
 	}
 	return apps, errs

@@ -841,3 +841,39 @@ func TestSandboxClients(t *testing.T) {
 		}
 	}
 }
+
+func TestSigningSecretFromEnvironment(t *testing.T) {
+	c := load(t, catalog.Options{Getenv: env(map[string]string{"TASKJUICE_APP_SLACK_SIGNING_SECRET": " 8f742231b10e8888abcd99yyyzzz85a5 "})})
+	slack := mustApp(t, c, "slack")
+	if got := slack.SigningSecret(); got != "8f742231b10e8888abcd99yyyzzz85a5" {
+		t.Errorf("slack SigningSecret: got %q, want the trimmed variable", got)
+	}
+	if got := catalog.SigningSecretEnv("slack"); got != "TASKJUICE_APP_SLACK_SIGNING_SECRET" {
+		t.Errorf("SigningSecretEnv: got %q", got)
+	}
+	for _, s := range []string{fmt.Sprintf("%+v", slack), fmt.Sprintf("%#v", slack), slack.String()} {
+		if strings.Contains(s, "8f742231") {
+			t.Errorf("the signing secret is printed: %s", s)
+		}
+	}
+	if got := mustApp(t, c, "github").SigningSecret(); got != "" {
+		t.Errorf("github SigningSecret: got %q, want empty", got)
+	}
+	if got := mustApp(t, load(t, catalog.Options{}), "slack").SigningSecret(); got != "" {
+		t.Errorf("unset SigningSecret: got %q, want empty", got)
+	}
+}
+
+func TestGitHubCanCreateRepositoryWebhooks(t *testing.T) {
+	gh := mustApp(t, load(t, catalog.Options{}), "github")
+	scopes := strings.Fields(strings.ReplaceAll(gh.ScopeString(), ",", " "))
+	if !slices.Contains(scopes, "admin:repo_hook") && !slices.Contains(scopes, "write:repo_hook") {
+		t.Errorf("github scopes %q: want admin:repo_hook or write:repo_hook for its webhook triggers", gh.ScopeString())
+	}
+	for _, k := range []string{"new-issue", "new-pull-request"} {
+		tr, ok := gh.Trigger(k)
+		if !ok || tr.Mode != catalog.TriggerWebhook {
+			t.Errorf("github %s: got %+v, want mode webhook", k, tr)
+		}
+	}
+}
