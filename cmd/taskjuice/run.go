@@ -218,10 +218,9 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 		Webhooks:  trigger.New(d, keys, eng, workflows, trigger.Options{Log: log.With("component", "webhooks")}),
 		Scheduler: trigger.NewScheduler(d, eng, trigger.SchedulerOptions{Log: log.With("component", "schedules")}),
 		Poller:    trigger.NewPoller(d, eng, apps, conns, cat, pollerOptions(sandboxURL != "", log)),
-		// SharedSecrets (an app-wide signing secret, e.g. Slack's) is left
-		// to the apps that deliver to one address for all subscribers.
+		// App-wide signing secrets (Slack's) come from the catalog.
 		Listener: trigger.NewListener(d, keys, eng, apps, cat, trigger.ListenerOptions{
-			BaseURL: cfg.BaseURL, Log: log.With("component", "instant-triggers")}),
+			BaseURL: cfg.BaseURL, Accounts: conns.ExternalAccountOf, Log: log.With("component", "instant-triggers")}),
 		Notify: notify.NewService(d, cat),
 		Models: llm.NewService(d, keys, llm.Options{}),
 		Spend:  spend.NewService(d, spend.Options{}),

@@ -12,3 +12,14 @@ func (s *Service) StatusOf(ctx context.Context, id string) (Status, error) {
 	}
 	return c.Status, nil
 }
+
+// ExternalAccountOf reads the id of the external account a connection's
+// credential belongs to (Slack: the team id), whatever its workspace: for
+// server work such as routing an app's deliveries, never for a request.
+func (s *Service) ExternalAccountOf(ctx context.Context, id string) (string, error) {
+	c, err := s.byID(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	return c.ExternalAccountID, nil
+}

@@ -54,8 +54,13 @@ type ListenerOptions struct {
 	MaxBody int64
 	// SharedSecrets returns an app's app-wide signing secret (Slack's
 	// signing secret, from the server's configuration) for deliveries to
-	// /webhooks/apps/{app}; "" refuses them. Nil: none is configured.
+	// /webhooks/apps/{app}; "" refuses them. Nil: the catalog's
+	// (TASKJUICE_APP_<KEY>_SIGNING_SECRET, see SharedSecret).
 	SharedSecrets func(app string) string
+	// Accounts reads a connection's external account id (Slack: the team
+	// id), which apps with an app-wide address route deliveries by. Nil:
+	// subscribing passes none.
+	Accounts func(ctx context.Context, connID string) (string, error)
 	// Lease is how long a subscribe or unsubscribe in flight keeps others
 	// off its row (default 2 minutes).
 	Lease time.Duration
@@ -115,6 +120,9 @@ func NewListener(d *db.DB, keys vault.Keyring, starter Starter, api AppAPI, apps
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()
+	}
+	if o.SharedSecrets == nil {
+		o.SharedSecrets = func(app string) string { return SharedSecret(apps, app) }
 	}
 	o.BaseURL = strings.TrimRight(o.BaseURL, "/")
 	l := &Listener{db: d, vault: vault.NewStore(d, keys), starter: starter, api: api, apps: apps, o: o}
@@ -428,8 +436,14 @@ func (l *Listener) subscribe(cctx, ctx context.Context, r instantRow, now time.T
 		l.failed(ctx, r, now, err)
 		return
 	}
-	sub, err := src.subscribe(cctx, pollCall{api: l.api, app: app, conn: r.conn, inputs: r.inputs},
-		SubscribeArgs{DeliveryURL: l.DeliveryURL(r.token), Secret: secret})
+	args := SubscribeArgs{DeliveryURL: l.DeliveryURL(r.token), Secret: secret}
+	if l.o.Accounts != nil {
+		if args.Account, err = l.o.Accounts(ctx, r.conn); err != nil {
+			l.failed(ctx, r, now, err)
+			return
+		}
+	}
+	sub, err := src.subscribe(cctx, pollCall{api: l.api, app: app, conn: r.conn, inputs: r.inputs}, args)
 	if err != nil {
 		l.failed(ctx, r, now, err)
 		return
