@@ -238,6 +238,36 @@ func TestInstantTriggerSandboxChatThroughReauth(t *testing.T) {
 		if st.EventsReceived < 55 || st.LastEventAt == nil {
 			t.Fatalf("instant trigger after the story: %+v", st)
 		}
+		// The API tells the same: subscribed, and the 55 events, each
+		// with the run it started.
+		res = owner.api("GET", "/api/v1/workflows/"+w.ID+"/trigger", "")
+		wantStatus(t, "trigger API", res, 200)
+		var tb triggerBody
+		must(t, json.Unmarshal([]byte(res.Body), &tb))
+		var iv struct {
+			State, Address string
+			EventsReceived int64
+		}
+		if tb.Trigger == nil || tb.Trigger.Poll != nil || json.Unmarshal(tb.Trigger.Instant, &iv) != nil || iv.State != "subscribed" || iv.Address != st.Address || iv.EventsReceived < 55 {
+			t.Fatalf("trigger API for the instant trigger: %s", res.Body)
+		}
+		res = owner.api("GET", "/api/v1/workflows/"+w.ID+"/trigger/events?limit=200", "")
+		wantStatus(t, "trigger events API", res, 200)
+		var eb eventsBody
+		must(t, json.Unmarshal([]byte(res.Body), &eb))
+		items := map[string]bool{}
+		for _, ev := range eb.Events {
+			if ev.RunStatus != "completed" || items[ev.ItemID] {
+				t.Fatalf("trigger event %+v (seen before: %v)", ev, items[ev.ItemID])
+			}
+			items[ev.ItemID] = true
+		}
+		if len(items) != 55 {
+			t.Fatalf("trigger events: %d, want the 55", len(items))
+		}
+		if page := owner.get("/acme/workflows/" + w.ID).Body; !strings.Contains(page, `id="trigger-events"`) {
+			t.Fatalf("workflow page lacks the recent events: %.3000s", page)
+		}
 
 		// Deactivating unsubscribes at the app; the address answers 404.
 		wantRedirect(t, "deactivate", owner.post("/acme/workflows/"+w.ID+"/deactivate", nil), "/acme/workflows/"+w.ID)
