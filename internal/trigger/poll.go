@@ -399,6 +399,9 @@ func it0(items []Item, n int, before string) string {
 	if n == 0 {
 		return before
 	}
+	if items[n-1].Cursor != "" {
+		return items[n-1].Cursor
+	}
 	return items[n-1].ID
 }
 
