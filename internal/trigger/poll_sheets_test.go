@@ -77,9 +77,9 @@ func TestPollSheetsNewRows(t *testing.T) {
 			t.Fatalf("first poll: %d runs, cursor %q, want 0 runs and cursor 3", n, f.cursor(t))
 		}
 		sheet.appendRow("ada@example.com", "Ada Lovelace", "Analytical Engines")
-		sheet.appendRow()                   // an empty row in between: skipped, counted
+		sheet.appendRow()                    // an empty row in between: skipped, counted
 		sheet.appendRow("grace@example.com") // short row: missing cells left out
-		sheet.appendRow()                   // an empty trailing row: not an item
+		sheet.appendRow()                    // an empty trailing row: not an item
 		if n := f.tick(t); n != 2 {
 			t.Fatalf("second poll started %d runs, want 2", n)
 		}
