@@ -54,19 +54,21 @@ type hubspotSort struct {
 }
 
 type hubspotResults struct {
-	Total   int `json:"total"`
-	Results []struct {
-		ID         string         `json:"id"`
-		Properties map[string]any `json:"properties"`
-		CreatedAt  string         `json:"createdAt"`
-		UpdatedAt  string         `json:"updatedAt"`
-		Archived   bool           `json:"archived"`
-	} `json:"results"`
-	Paging *struct {
+	Total   int              `json:"total"`
+	Results []hubspotContact `json:"results"`
+	Paging  *struct {
 		Next *struct {
 			After string `json:"after"`
 		} `json:"next"`
 	} `json:"paging"`
+}
+
+type hubspotContact struct {
+	ID         string         `json:"id"`
+	Properties map[string]any `json:"properties"`
+	CreatedAt  string         `json:"createdAt"`
+	UpdatedAt  string         `json:"updatedAt"`
+	Archived   bool           `json:"archived"`
 }
 
 var hubspotProperties = []string{"email", "firstname", "lastname", "createdate"}
@@ -180,6 +182,23 @@ func (s hubspotContacts) latest(ctx context.Context, c pollCall, n int) ([]Item,
 	if len(items) == 0 {
 		// An empty CRM: every contact to come is new.
 		return nil, "0:", nil
+	}
+	// Other contacts of the newest millisecond are seen too, not new.
+	same, err := s.search(ctx, c, hubspotSearch{
+		FilterGroups: []hubspotFilterGroup{{Filters: []hubspotFilter{{PropertyName: "createdate", Operator: "GTE", Value: strconv.FormatInt(cur.ms, 10)}}}},
+		Sorts:        []hubspotSort{{PropertyName: "createdate", Direction: "ASCENDING"}},
+		Properties:   hubspotProperties,
+		Limit:        hubspotPageSize,
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	same.Results = slices.DeleteFunc(same.Results, func(r hubspotContact) bool {
+		ms, ok := contactMillis(r.Properties, r.CreatedAt)
+		return !ok || ms != cur.ms
+	})
+	if _, all, err := s.items(same, hubspotCursor{ms: cur.ms}); err == nil && len(all.ids) > 0 {
+		cur = hubspotCursor{ms: cur.ms, ids: all.ids}
 	}
 	if n <= 0 {
 		items = nil
