@@ -27,6 +27,12 @@ type fakeApp struct {
 	handler http.Handler
 	// body429 is the app's own answer to too many requests.
 	body429 string
+	// fields are the connection's non-secret fields.
+	fields map[string]string
+}
+
+func (f *fakeApp) FieldsOf(ctx context.Context, id string) (map[string]string, error) {
+	return f.fields, nil
 }
 
 func (f *fakeApp) StatusOf(ctx context.Context, id string) (connection.Status, error) {

@@ -39,6 +39,9 @@ type pollCall struct {
 	app    catalog.App
 	conn   string
 	inputs map[string]string
+	// fields are the connection's non-secret fields (a subdomain), when
+	// the poller can read them.
+	fields map[string]string
 }
 
 // pollSource reads one kind of app trigger.
