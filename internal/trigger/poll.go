@@ -350,6 +350,11 @@ func (p *Poller) poll(ctx context.Context, c claimedPoll, now time.Time) (int, e
 		return 0, p.hold(ctx, c, now, fmt.Sprintf("the connection is in %s", st))
 	}
 	call := pollCall{api: p.api, app: app, conn: c.conn, inputs: c.inputs}
+	if cf, ok := p.conns.(connectionFields); ok {
+		if call.fields, err = cf.FieldsOf(ctx, c.conn); err != nil {
+			return 0, p.fail(ctx, c, now, err, 0)
+		}
+	}
 	started := 0
 	if !c.primed {
 		n := 0
@@ -405,6 +410,9 @@ func (p *Poller) poll(ctx context.Context, c claimedPoll, now time.Time) (int, e
 func it0(items []Item, n int, before string) string {
 	if n == 0 {
 		return before
+	}
+	if items[n-1].Cursor != "" {
+		return items[n-1].Cursor
 	}
 	return items[n-1].ID
 }

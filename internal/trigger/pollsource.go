@@ -21,6 +21,9 @@ import (
 type Item struct {
 	ID      string
 	Payload json.RawMessage
+	// Cursor is where a poll resumes once this item's run is recorded,
+	// for sources whose cursor is not the item's id ("" = the id).
+	Cursor string
 }
 
 // AppAPI calls an app's API with a connection's credential;
@@ -36,6 +39,9 @@ type pollCall struct {
 	app    catalog.App
 	conn   string
 	inputs map[string]string
+	// fields are the connection's non-secret fields (a subdomain), when
+	// the poller can read them.
+	fields map[string]string
 }
 
 // pollSource reads one kind of app trigger.
