@@ -77,7 +77,7 @@ func (s freshdeskTickets) list(ctx context.Context, c pollCall, v url.Values) ([
 		return nil, nil, err
 	}
 	var raws []json.RawMessage
-	if _, err := c.send(ctx, http.MethodGet, base+"?"+v.Encode(), nil, &raws); err != nil {
+	if _, err := c.fetch(ctx, http.MethodGet, base+"?"+v.Encode(), nil, &raws); err != nil {
 		return nil, nil, err
 	}
 	tickets := make([]freshdeskTicket, len(raws))

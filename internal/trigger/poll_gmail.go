@@ -115,7 +115,7 @@ func (s gmailMessages) profile(ctx context.Context, c pollCall) (gmailCursor, er
 		EmailAddress string `json:"emailAddress"`
 		HistoryID    string `json:"historyId"`
 	}
-	h, err := c.send(ctx, http.MethodGet, s.base(c)+"profile", nil, &p)
+	h, err := c.fetch(ctx, http.MethodGet, s.base(c)+"profile", nil, &p)
 	if err != nil {
 		return gmailCursor{}, err
 	}
@@ -139,7 +139,7 @@ func (s gmailMessages) search(ctx context.Context, c pollCall, q string, limit i
 			v.Set("pageToken", token)
 		}
 		var l gmailList
-		if _, err := c.send(ctx, http.MethodGet, s.base(c)+"messages?"+v.Encode(), nil, &l); err != nil {
+		if _, err := c.fetch(ctx, http.MethodGet, s.base(c)+"messages?"+v.Encode(), nil, &l); err != nil {
 			return nil, err
 		}
 		for _, m := range l.Messages {
@@ -158,7 +158,7 @@ func (s gmailMessages) search(ctx context.Context, c pollCall, q string, limit i
 func (s gmailMessages) get(ctx context.Context, c pollCall, id string) (json.RawMessage, bool, error) {
 	v := url.Values{"format": {"metadata"}, "metadataHeaders": {"From", "To", "Cc", "Subject", "Date"}}
 	var m gmailMessage
-	if _, err := c.send(ctx, http.MethodGet, s.base(c)+"messages/"+url.PathEscape(id)+"?"+v.Encode(), nil, &m); err != nil {
+	if _, err := c.fetch(ctx, http.MethodGet, s.base(c)+"messages/"+url.PathEscape(id)+"?"+v.Encode(), nil, &m); err != nil {
 		if refusedStatus(err) == http.StatusNotFound {
 			return nil, false, nil
 		}
@@ -239,7 +239,7 @@ func (s gmailMessages) after(ctx context.Context, c pollCall, cursor string) ([]
 		v.Set("pageToken", cur.Page)
 	}
 	var h gmailHistory
-	hdr, err := c.send(ctx, http.MethodGet, s.base(c)+"history?"+v.Encode(), nil, &h)
+	hdr, err := c.fetch(ctx, http.MethodGet, s.base(c)+"history?"+v.Encode(), nil, &h)
 	if refusedStatus(err) == http.StatusNotFound {
 		return s.fallback(ctx, c, cur)
 	}

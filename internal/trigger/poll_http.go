@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"slices"
 	"time"
 
 	"taskjuice/internal/connection"
@@ -32,10 +34,10 @@ func refusedStatus(err error) int {
 	return 0
 }
 
-// send is call for any method: it sends body (JSON, when not nil) and reads
-// a 2xx JSON answer into out, classified like call, and returns the
+// fetch is call for any method: it sends body (JSON, when not nil) and
+// reads a 2xx JSON answer into out, classified like call, and returns the
 // answer's headers (a source may read the app's Date from them).
-func (c pollCall) send(ctx context.Context, method, rawURL string, body any, out any) (http.Header, error) {
+func (c pollCall) fetch(ctx context.Context, method, rawURL string, body any, out any) (http.Header, error) {
 	var payload []byte
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -44,24 +46,28 @@ func (c pollCall) send(ctx context.Context, method, rawURL string, body any, out
 		}
 		payload = b
 	}
+	return c.exchange(ctx, method, rawURL, "application/json", payload, out)
+}
+
+// exchange sends one request through the connection, with body
+// (contentType; none when body is nil), and reads a 2xx JSON answer into
+// out (nil: the answer is not read). A status in gone (DELETE's 404:
+// already deleted) counts as success and reads nothing. Failures are
+// classified: ErrNeedsReauth (held), *transientError (5xx, 429, the
+// network: back off), *refusedError (the app refused the request).
+func (c pollCall) exchange(ctx context.Context, method, rawURL, contentType string, body []byte, out any, gone ...int) (http.Header, error) {
 	res, err := c.api.Do(ctx, c.conn, func(ctx context.Context) (*http.Request, error) {
-		var r *bytes.Reader
-		if payload != nil {
-			r = bytes.NewReader(payload)
+		var rd io.Reader
+		if body != nil {
+			rd = bytes.NewReader(body)
 		}
-		var req *http.Request
-		var err error
-		if r != nil {
-			req, err = http.NewRequestWithContext(ctx, method, rawURL, r)
-		} else {
-			req, err = http.NewRequestWithContext(ctx, method, rawURL, nil)
-		}
+		req, err := http.NewRequestWithContext(ctx, method, rawURL, rd)
 		if err != nil {
 			return nil, err
 		}
 		req.Header.Set("Accept", "application/json")
-		if payload != nil {
-			req.Header.Set("Content-Type", "application/json")
+		if body != nil {
+			req.Header.Set("Content-Type", contentType)
 		}
 		return req, nil
 	})
@@ -73,7 +79,11 @@ func (c pollCall) send(ctx context.Context, method, rawURL string, body any, out
 		return nil, err
 	}
 	if err != nil {
+		// The network, a timeout, or the token endpoint failing for now.
 		return nil, &transientError{msg: fmt.Sprintf("%s could not be reached: %v", c.app.Name, err)}
+	}
+	if slices.Contains(gone, res.Status) {
+		return res.Header, nil
 	}
 	switch {
 	case res.Status == http.StatusTooManyRequests:
@@ -86,15 +96,18 @@ func (c pollCall) send(ctx context.Context, method, rawURL string, body any, out
 		}
 		return res.Header, &refusedError{status: res.Status, msg: fmt.Sprintf("%s refused the request (HTTP %d)", c.app.Name, res.Status)}
 	}
+	if out == nil {
+		return res.Header, nil
+	}
 	if err := json.Unmarshal(res.Body, out); err != nil {
 		return res.Header, fmt.Errorf("%s answered with something other than the expected JSON", c.app.Name)
 	}
 	return res.Header, nil
 }
 
-// appErrorMessage reads the message of the error shapes the polled apps
-// use: {"message": …} (HubSpot, Sandbox), {"error": {"message": …}}
-// (Google, Microsoft Graph), {"error": "…"}.
+// appErrorMessage reads the message of the error shapes the apps use:
+// {"message": …} (HubSpot, GitHub, Sandbox), {"error": {"message": …}}
+// (Google, Microsoft Graph, Stripe), {"error": "…"} (Slack's code).
 func appErrorMessage(body []byte) string {
 	var e struct {
 		Message string          `json:"message"`

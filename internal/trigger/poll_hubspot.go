@@ -133,7 +133,7 @@ func contactMillis(props map[string]any, createdAt string) (int64, bool) {
 
 func (s hubspotContacts) search(ctx context.Context, c pollCall, body hubspotSearch) (hubspotResults, error) {
 	var r hubspotResults
-	_, err := c.send(ctx, "POST", s.url(c), body, &r)
+	_, err := c.fetch(ctx, "POST", s.url(c), body, &r)
 	return r, err
 }
 

@@ -93,7 +93,7 @@ func (s outlookMessages) read(ctx context.Context, c pollCall, filter, order str
 	}
 	var p outlookPage
 	// Graph reads "+" in a query as itself: spaces go as %20.
-	_, err := c.send(ctx, http.MethodGet, s.base(c)+"?"+strings.ReplaceAll(v.Encode(), "+", "%20"), nil, &p)
+	_, err := c.fetch(ctx, http.MethodGet, s.base(c)+"?"+strings.ReplaceAll(v.Encode(), "+", "%20"), nil, &p)
 	return p, err
 }
 

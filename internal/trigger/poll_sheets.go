@@ -58,7 +58,7 @@ func (s sheetRows) read(ctx context.Context, c pollCall) ([][]string, error) {
 		return nil, err
 	}
 	var v sheetValues
-	if _, err := c.send(ctx, "GET", u, nil, &v); err != nil {
+	if _, err := c.fetch(ctx, "GET", u, nil, &v); err != nil {
 		return nil, err
 	}
 	return v.Values, nil

@@ -83,40 +83,8 @@ var errHeld = connection.ErrNeedsReauth
 // failures: ErrNeedsReauth (held), *transientError (back off), or another
 // error (the app refused the request: back off and show it).
 func (c pollCall) call(ctx context.Context, rawURL string, out any) error {
-	res, err := c.api.Do(ctx, c.conn, func(ctx context.Context) (*http.Request, error) {
-		return http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
-	})
-	if errors.Is(err, connection.ErrNeedsReauth) {
-		return errHeld
-	}
-	var host *connection.HostNotAllowedError
-	if errors.As(err, &host) {
-		return err
-	}
-	if err != nil {
-		// The network, a timeout, or the token endpoint failing for now.
-		return &transientError{msg: fmt.Sprintf("%s could not be reached: %v", c.app.Name, err)}
-	}
-	switch {
-	case res.Status == http.StatusTooManyRequests:
-		return &transientError{msg: fmt.Sprintf("%s asked to slow down (HTTP 429)", c.app.Name), retryAfter: parseRetryAfter(res.Header.Get("Retry-After"))}
-	case res.Status >= 500:
-		return &transientError{msg: fmt.Sprintf("%s answered HTTP %d", c.app.Name, res.Status)}
-	case res.Status/100 != 2:
-		var e struct {
-			Error   string `json:"error"`
-			Message string `json:"message"`
-		}
-		_ = json.Unmarshal(res.Body, &e)
-		if e.Message != "" {
-			return fmt.Errorf("%s refused the request (HTTP %d): %s", c.app.Name, res.Status, e.Message)
-		}
-		return fmt.Errorf("%s refused the request (HTTP %d)", c.app.Name, res.Status)
-	}
-	if err := json.Unmarshal(res.Body, out); err != nil {
-		return fmt.Errorf("%s answered with something other than the expected JSON", c.app.Name)
-	}
-	return nil
+	_, err := c.exchange(ctx, http.MethodGet, rawURL, "", nil, out)
+	return err
 }
 
 func parseRetryAfter(h string) time.Duration {
@@ -158,14 +126,14 @@ func (chatMessages) endpoint(c pollCall) (string, error) {
 	return strings.ReplaceAll(a.URL, "{channel}", url.PathEscape(ch)), nil
 }
 
-func (s chatMessages) items(p chatPage) ([]Item, error) {
+func (s chatMessages) items(c pollCall, p chatPage) ([]Item, error) {
 	out := make([]Item, 0, len(p.Messages))
 	for _, raw := range p.Messages {
 		var m struct {
 			ID string `json:"id"`
 		}
 		if err := json.Unmarshal(raw, &m); err != nil || m.ID == "" {
-			return nil, errors.New("Sandbox Chat answered a message without an id")
+			return nil, fmt.Errorf("%s answered a message without an id", c.app.Name)
 		}
 		out = append(out, Item{ID: m.ID, Payload: raw})
 	}
@@ -181,7 +149,7 @@ func (s chatMessages) latest(ctx context.Context, c pollCall, n int) ([]Item, st
 	if err := c.call(ctx, base+"?limit="+strconv.Itoa(max(n, 1)), &p); err != nil {
 		return nil, "", err
 	}
-	items, err := s.items(p)
+	items, err := s.items(c, p)
 	if err != nil {
 		return nil, "", err
 	}
@@ -204,7 +172,7 @@ func (s chatMessages) after(ctx context.Context, c pollCall, cursor string) ([]I
 	if err := c.call(ctx, base+"?limit="+strconv.Itoa(chatPageSize)+"&after="+url.QueryEscape(cursor), &p); err != nil {
 		return nil, "", false, err
 	}
-	items, err := s.items(p)
+	items, err := s.items(c, p)
 	if err != nil {
 		return nil, "", false, err
 	}
