@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"taskjuice/internal/account"
 	"taskjuice/internal/connection"
 	"taskjuice/internal/egress"
 	"taskjuice/internal/workflow"
@@ -120,10 +121,17 @@ func appTriggerGraph(connID, app, trig string, inputs map[string]string) *workfl
 // app trigger, and returns it and its instant trigger's address.
 func publishApp(t *testing.T, e *env, owner *browser, name string, g *workflow.Graph) (workflow.Workflow, string) {
 	t.Helper()
+	return publishAppIn(t, e, owner, e.acme, name, g)
+}
+
+// publishAppIn is publishApp in workspace ws.
+func publishAppIn(t *testing.T, e *env, owner *browser, ws account.Workspace, name string, g *workflow.Graph) (workflow.Workflow, string) {
+	t.Helper()
 	ctx := context.Background()
-	w, err := e.workflows.Create(ctx, e.acme, name, "", g, "")
+	w, err := e.workflows.Create(ctx, ws, name, "", g, "")
 	must(t, err)
-	wantRedirect(t, "publish "+name, owner.post("/acme/workflows/"+w.ID+"/publish", nil), "/acme/workflows/"+w.ID+"/edit")
+	base := "/" + ws.Slug + "/workflows/" + w.ID
+	wantRedirect(t, "publish "+name, owner.post(base+"/publish", nil), base+"/edit")
 	st, ok, err := e.listener.State(ctx, w.ID)
 	if err != nil || !ok || st.State != "subscribed" {
 		t.Fatalf("%s after publishing: %+v %v %v", name, st, ok, err)
@@ -472,8 +480,21 @@ func TestInstantAppsSlackNewMessage(t *testing.T) {
 			connection.Credential{OAuth: &connection.OAuthToken{AccessToken: token, TokenType: "bot", Scope: "channels:history,chat:write"}}, connection.System)
 		must(t, err)
 
-		w, _ := publishApp(t, e, owner, "Slack messages", appTriggerGraph(c.ID, "slack", "new-message", map[string]string{"channel": "C0GENERAL1"}))
+		w, address := publishApp(t, e, owner, "Slack messages", appTriggerGraph(c.ID, "slack", "new-message", map[string]string{"channel": "C0GENERAL1"}))
+		// Another agency's workflow on another Slack workspace, same channel id.
+		otherConn, err := e.connections.CreateWithCredential(ctx, e.bravo, connection.New{AppKey: "slack", Label: "Bravo Slack", Status: connection.StatusActive,
+			ExternalAccountID: "T0OTHER999", ExternalAccountName: "Bravo"},
+			connection.Credential{OAuth: &connection.OAuthToken{AccessToken: "xoxb-2-other", TokenType: "bot"}}, connection.System)
+		must(t, err)
+		otherW, _ := publishAppIn(t, e, e.signIn("owner@b.example"), e.bravo, "Bravo messages",
+			appTriggerGraph(otherConn.ID, "slack", "new-message", map[string]string{"channel": "C0GENERAL1"}))
 		const to = "/webhooks/apps/slack"
+		if address != e.srv.URL+to {
+			t.Fatalf("Slack trigger's address %q, want the app-wide %s", address, e.srv.URL+to)
+		}
+		if page := html.UnescapeString(owner.get("/acme/workflows/" + w.ID).Body); !strings.Contains(page, address) {
+			t.Fatalf("the workflow page does not show the app-wide address %s", address)
+		}
 		sign := func(body []byte, key string) http.Header {
 			ts := strconv.FormatInt(time.Now().Unix(), 10)
 			return http.Header{"X-Slack-Request-Timestamp": {ts}, "X-Slack-Signature": {"v0=" + hexHMAC(key, []byte("v0:"+ts+":"), body)}}
@@ -502,6 +523,7 @@ func TestInstantAppsSlackNewMessage(t *testing.T) {
 
 		others := []struct{ what, body string }{
 			{"another team's message", string(callback("T0OTHER999", "Ev0MSG0002", `{"type":"message","channel":"C0GENERAL1","user":"U0BOB","text":"Not yours","ts":"1700000001.000100"}`))},
+			{"an unknown team's message", string(callback("T0NOBODY00", "Ev0MSG0006", `{"type":"message","channel":"C0GENERAL1","user":"U0EVE","text":"Anyone?","ts":"1700000005.000100"}`))},
 			{"a bot's message", string(callback("T0ACME1234", "Ev0MSG0003", `{"type":"message","subtype":"bot_message","bot_id":"B0BOT","channel":"C0GENERAL1","text":"beep","ts":"1700000002.000100"}`))},
 			{"another channel's message", string(callback("T0ACME1234", "Ev0MSG0004", `{"type":"message","channel":"C0RANDOM01","user":"U0ALICE","text":"elsewhere","ts":"1700000003.000100"}`))},
 		}
@@ -519,6 +541,9 @@ func TestInstantAppsSlackNewMessage(t *testing.T) {
 		wantDelivered(t, "wrong signature", st, body, http.StatusUnauthorized)
 		if runs = appRuns(t, e, w.ID); len(runs) != 1 {
 			t.Fatalf("runs after other teams', bots', retried and forged events: %d, want 1", len(runs))
+		}
+		if other := appRuns(t, e, otherW.ID); len(other) != 1 || other[0].dedup != "instant:slack:new-message:Ev0MSG0002" {
+			t.Fatalf("the other team's workflow: %v, want the one run of its team's message", other)
 		}
 		wantSecretHidden(t, e, owner, w.ID, testSlackSigningSecret)
 		if strings.Contains(e.log.String(), token) {
