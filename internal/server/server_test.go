@@ -55,6 +55,8 @@ type env struct {
 	sandbox     *sandbox.Provider
 	poller      *trigger.Poller
 	listener    *trigger.Listener
+	// apps routes calls to real apps' API origins to local fakes.
+	apps *appHosts
 	// deliveries records the sandbox's webhook deliveries as sent.
 	deliveries *deliveryTap
 	server     *server.Server
@@ -80,7 +82,8 @@ func setup(t *testing.T, d *db.DB) *env {
 	var handler http.Handler
 	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
 	t.Cleanup(e.srv.Close)
-	opts := fullOptions(t, d, accounts, log, e.srv.URL)
+	e.apps = &appHosts{}
+	opts := fullOptionsWith(t, d, accounts, log, e.srv.URL, e.apps)
 	e.connections, e.refresher, e.workflows, e.engine, e.notify = opts.Connections, opts.Refresher, opts.Workflows, opts.Engine, opts.Notify
 	e.models, e.spend, e.poller, e.listener = opts.Models, opts.Spend, opts.Poller, opts.Listener
 	e.deliveries = &deliveryTap{}
@@ -116,7 +119,21 @@ func setup(t *testing.T, d *db.DB) *env {
 // the test's database.
 func fullOptions(t *testing.T, d *db.DB, accounts *account.Service, log *slog.Logger, baseURL string) server.Options {
 	t.Helper()
-	cat, err := catalog.Load(catalog.Options{Getenv: func(string) string { return "" }, SandboxURL: baseURL + "/sandbox"})
+	return fullOptionsWith(t, d, accounts, log, baseURL, nil)
+}
+
+// fullOptionsWith is fullOptions whose instant triggers call the real
+// apps' APIs through hosts (nil: the default guarded client), and whose
+// catalog has a Slack signing secret.
+func fullOptionsWith(t *testing.T, d *db.DB, accounts *account.Service, log *slog.Logger, baseURL string, hosts *appHosts) server.Options {
+	t.Helper()
+	getenv := func(k string) string {
+		if k == catalog.SigningSecretEnv("slack") {
+			return testSlackSigningSecret
+		}
+		return ""
+	}
+	cat, err := catalog.Load(catalog.Options{Getenv: getenv, SandboxURL: baseURL + "/sandbox"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,8 +154,8 @@ func fullOptions(t *testing.T, d *db.DB, accounts *account.Service, log *slog.Lo
 		Webhooks:  trigger.New(d, vault.NewKeyring(key), eng, workflows, trigger.Options{Log: log}),
 		Scheduler: trigger.NewScheduler(d, eng, trigger.SchedulerOptions{Log: log}),
 		Poller:    trigger.NewPoller(d, eng, connection.NewAppClient(conns, refresher, cat, nil), conns, cat, trigger.PollerOptions{Log: log}),
-		Listener: trigger.NewListener(d, vault.NewKeyring(key), eng, connection.NewAppClient(conns, refresher, cat, nil), cat,
-			trigger.ListenerOptions{BaseURL: baseURL, Log: log}),
+		Listener: trigger.NewListener(d, vault.NewKeyring(key), eng, connection.NewAppClient(conns, refresher, cat, hosts.client()), cat,
+			trigger.ListenerOptions{BaseURL: baseURL, Accounts: conns.ExternalAccountOf, Log: log}),
 		Notify: notify.NewService(d, cat),
 		Models: llm.NewService(d, vault.NewKeyring(key), llm.Options{}),
 		Spend:  spend.NewService(d, spend.Options{})}
