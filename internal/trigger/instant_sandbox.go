@@ -3,15 +3,11 @@ package trigger
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -129,46 +125,10 @@ func (s chatWebhooks) unsubscribe(ctx context.Context, c pollCall, sub Subscript
 }
 
 func (chatWebhooks) verify(d Delivery, secret string) error {
-	h := d.Header.Get("Sandbox-Signature")
-	if h == "" {
-		return errors.New("no Sandbox-Signature header")
+	if secret == "" {
+		return errNoSecret
 	}
-	var ts string
-	var sigs [][]byte
-	for _, part := range strings.Split(h, ",") {
-		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
-		if !ok {
-			continue
-		}
-		switch k {
-		case "t":
-			ts = v
-		case "v1":
-			if b, err := hex.DecodeString(v); err == nil {
-				sigs = append(sigs, b)
-			}
-		}
-	}
-	sec, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil {
-		return errors.New("Sandbox-Signature carries no time")
-	}
-	if len(sigs) == 0 {
-		return errors.New("Sandbox-Signature carries no v1 signature")
-	}
-	if diff := d.Now.Sub(time.Unix(sec, 0)); diff > chatSignatureTolerance || diff < -chatSignatureTolerance {
-		return errors.New("Sandbox-Signature's time is outside the 5-minute window")
-	}
-	mac := hmac.New(sha256.New, []byte(secret))
-	mac.Write([]byte(ts + "."))
-	mac.Write(d.Body)
-	want := mac.Sum(nil)
-	for _, s := range sigs {
-		if hmac.Equal(s, want) {
-			return nil
-		}
-	}
-	return errors.New("Sandbox-Signature does not match")
+	return verifyTimestamped(d, "Sandbox-Signature", secret, chatSignatureTolerance)
 }
 
 // chatEvent is a delivery's body.
