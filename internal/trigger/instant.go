@@ -354,21 +354,7 @@ func (l *Listener) Tick(ctx context.Context, now time.Time) (int, error) {
 
 // Run calls Tick at once and then every interval until ctx ends.
 func (l *Listener) Run(ctx context.Context, every time.Duration) error {
-	if every <= 0 {
-		every = 5 * time.Second
-	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		if _, err := l.Tick(ctx, l.o.Now()); err != nil && ctx.Err() == nil {
-			l.o.Log.WarnContext(ctx, "instant triggers: tick", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
+	return runTicks(ctx, every, l.o.Now, l.o.Log, "instant triggers: tick", l.Tick)
 }
 
 // instantRow is a row claimed for a subscribe or unsubscribe.

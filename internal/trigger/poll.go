@@ -511,14 +511,20 @@ func (p *Poller) finish(ctx context.Context, c claimedPoll, set string, args ...
 // Run calls Tick at once and then every interval until ctx ends. It
 // returns nil when ctx ends; Tick errors are logged.
 func (p *Poller) Run(ctx context.Context, every time.Duration) error {
+	return runTicks(ctx, every, p.o.Now, p.o.Log, "poll triggers: tick", p.Tick)
+}
+
+// runTicks calls tick at once and then every interval (default 5
+// seconds) until ctx ends, logging its errors under msg.
+func runTicks(ctx context.Context, every time.Duration, now func() time.Time, log *slog.Logger, msg string, tick func(context.Context, time.Time) (int, error)) error {
 	if every <= 0 {
 		every = 5 * time.Second
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
-		if _, err := p.Tick(ctx, p.o.Now()); err != nil && ctx.Err() == nil {
-			p.o.Log.WarnContext(ctx, "poll triggers: tick", "err", err)
+		if _, err := tick(ctx, now()); err != nil && ctx.Err() == nil {
+			log.WarnContext(ctx, msg, "err", err)
 		}
 		select {
 		case <-ctx.Done():
