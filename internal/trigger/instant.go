@@ -235,20 +235,9 @@ func (l *Listener) Remove(ctx context.Context, workflowID string) error {
 	now := l.now()
 	var tokens []string
 	err := l.db.InTx(ctx, func(tx db.Querier) error {
-		rows, err := tx.QueryContext(ctx, `SELECT token FROM instant_triggers WHERE workflow_id = $1 AND state <> 'unsubscribing'`, workflowID)
+		var err error
+		tokens, err = queryStrings(ctx, tx, `SELECT token FROM instant_triggers WHERE workflow_id = $1 AND state <> 'unsubscribing'`, workflowID)
 		if err != nil {
-			return fmt.Errorf("remove instant trigger: %w", err)
-		}
-		for rows.Next() {
-			var t string
-			if err := rows.Scan(&t); err != nil {
-				rows.Close()
-				return fmt.Errorf("remove instant trigger: %w", err)
-			}
-			tokens = append(tokens, t)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
 			return fmt.Errorf("remove instant trigger: %w", err)
 		}
 		for _, t := range tokens {
@@ -324,23 +313,10 @@ func timePtr(t sql.NullTime) *time.Time {
 // returns how many it attempted.
 func (l *Listener) Tick(ctx context.Context, now time.Time) (int, error) {
 	now = dbTime(now)
-	rows, err := l.db.Read().QueryContext(ctx, `SELECT token FROM instant_triggers
+	tokens, err := queryStrings(ctx, l.db.Read(), `SELECT token FROM instant_triggers
 		WHERE state IN ('subscribing', 'failed', 'unsubscribing') AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until < $1)
 		ORDER BY next_attempt_at LIMIT $2`, now, l.o.Batch)
 	if err != nil {
-		return 0, fmt.Errorf("find pending instant triggers: %w", err)
-	}
-	var tokens []string
-	for rows.Next() {
-		var t string
-		if err := rows.Scan(&t); err != nil {
-			rows.Close()
-			return 0, fmt.Errorf("find pending instant triggers: %w", err)
-		}
-		tokens = append(tokens, t)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return 0, fmt.Errorf("find pending instant triggers: %w", err)
 	}
 	for _, t := range tokens {

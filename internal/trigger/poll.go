@@ -260,21 +260,8 @@ func (p *Poller) Tick(ctx context.Context, now time.Time) (int, error) {
 // release makes held triggers due again once their connection is active:
 // they resume from their cursor.
 func (p *Poller) release(ctx context.Context, now time.Time) error {
-	rows, err := p.db.Read().QueryContext(ctx, `SELECT DISTINCT connection_id FROM poll_triggers WHERE held`)
+	conns, err := queryStrings(ctx, p.db.Read(), `SELECT DISTINCT connection_id FROM poll_triggers WHERE held`)
 	if err != nil {
-		return fmt.Errorf("find held poll triggers: %w", err)
-	}
-	var conns []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return fmt.Errorf("find held poll triggers: %w", err)
-		}
-		conns = append(conns, id)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return fmt.Errorf("find held poll triggers: %w", err)
 	}
 	for _, id := range conns {

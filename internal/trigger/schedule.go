@@ -212,23 +212,10 @@ const maxMissedCount = 10000
 // started.
 func (s *Scheduler) Tick(ctx context.Context, now time.Time) (int, error) {
 	now = dbTime(now)
-	rows, err := s.db.Read().QueryContext(ctx, `SELECT workflow_id FROM schedule_state
+	ids, err := queryStrings(ctx, s.db.Read(), `SELECT workflow_id FROM schedule_state
 		WHERE next_fire_at <= $1 AND (lease_until IS NULL OR lease_until < $1)
 		ORDER BY next_fire_at LIMIT $2`, now, s.o.Batch)
 	if err != nil {
-		return 0, fmt.Errorf("find due schedules: %w", err)
-	}
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return 0, fmt.Errorf("find due schedules: %w", err)
-		}
-		ids = append(ids, id)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return 0, fmt.Errorf("find due schedules: %w", err)
 	}
 	fired := 0
