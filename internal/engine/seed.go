@@ -77,7 +77,7 @@ func (e *Engine) SeedRuns(ctx context.Context, workflowID string, n int, finishe
 						}
 						q := len(stepArgs)
 						fmt.Fprintf(&stepRows, "($%d, $%d, $%d, 1, 'completed', '{}', '{}', $%d, $%d, $%d)", q+1, q+2, q+3, q+4, q+5, q+6)
-						stepArgs = append(stepArgs, uuid.NewString(), id, node.ID, id+"/"+node.ID+"/1", at, end)
+						stepArgs = append(stepArgs, db.NewID(), id, node.ID, id+"/"+node.ID+"/1", at, end)
 					}
 				}
 				if _, err := tx.ExecContext(ctx, runs.String(), args...); err != nil {
