@@ -11,6 +11,7 @@ import (
 	"os"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -37,6 +38,10 @@ type benchEngineFlags struct {
 	runs, steps, concurrency int
 	cpuProfile               string
 	duration                 time.Duration
+	// backlog lists the backlog sizes to measure (--backlog), finished the
+	// finished runs recorded first (--finished).
+	backlog  []int
+	finished int
 }
 
 func benchEngine(ctx context.Context, args []string, e env) error {
@@ -49,8 +54,22 @@ func benchEngine(ctx context.Context, args []string, e env) error {
 	fs.IntVar(&f.concurrency, "concurrency", 32, "runs the engine works on at once (engine.Options.Workers)")
 	fs.DurationVar(&f.duration, "duration", 0, "stop counting after this long, finished or not (0: wait for every run)")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the execution to this file (for go tool pprof)")
+	backlog := fs.String("backlog", "", "comma-separated backlog sizes (e.g. 1000,10000,100000): for each, record that many runs as due before the clock starts and measure their drain")
+	fs.IntVar(&f.finished, "finished", 0, "with --backlog: first record this many finished runs (with their steps), a large history")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *backlog != "" {
+		for _, v := range strings.Split(*backlog, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil || n < 1 {
+				return fmt.Errorf("--backlog: %q is not a number of runs of at least 1", v)
+			}
+			f.backlog = append(f.backlog, n)
+		}
+	}
+	if f.finished < 0 {
+		return errors.New("--finished must not be negative")
 	}
 	switch {
 	case f.runs < 1:
@@ -85,6 +104,9 @@ func benchEngine(ctx context.Context, args []string, e env) error {
 	eng := engine.New(d, wfs, engine.Builtins(cat, connection.NewAppClient(conns, refresher, cat, nil), nil), engine.Expressions(expr.Limits{}),
 		engine.Options{Workers: f.concurrency, Poll: 100 * time.Millisecond, Log: log.With("component", "engine")})
 
+	if len(f.backlog) > 0 {
+		return benchBacklog(ctx, d, wfs, ws, eng, f, out)
+	}
 	wf, err := publishChain(ctx, wfs, ws, f.steps)
 	if err != nil {
 		return err
@@ -99,7 +121,7 @@ func benchEngine(ctx context.Context, args []string, e env) error {
 	took := time.Since(start)
 	fmt.Fprintf(out, "started %d runs of a chain of %d Transform steps: %s, %.0f/s\n", f.runs, f.steps, round(took), float64(f.runs)/took.Seconds())
 
-	res, err := executeRuns(ctx, d, eng, wf, f)
+	res, err := executeRuns(ctx, d, eng, wf, f, false)
 	if err != nil {
 		return err
 	}
@@ -177,8 +199,8 @@ type engineResult struct {
 	completed, steps, badRuns int
 	seconds, stepsPerSecond   float64
 	// capped says --duration ended the bench before every run finished.
-	capped        bool
-	p50, p95, max time.Duration
+	capped             bool
+	p50, p95, p99, max time.Duration
 	// cpu is the CPU time this process spent meanwhile (the engine, and
 	// SQLite, which runs inside it; not PostgreSQL's).
 	cpu time.Duration
@@ -195,7 +217,11 @@ func processCPU() time.Duration {
 
 // executeRuns runs the engine's workers until every run of wf completed
 // (or --duration is up) and measures what they did.
-func executeRuns(ctx context.Context, d *db.DB, eng *engine.Engine, wf string, f benchEngineFlags) (engineResult, error) {
+//
+// The run latency runs from its first step's start to its end, or with
+// fromDue from when it fell due (its recording, or the clock's start for a
+// run recorded before) to its end.
+func executeRuns(ctx context.Context, d *db.DB, eng *engine.Engine, wf string, f benchEngineFlags, fromDue bool) (engineResult, error) {
 	if f.cpuProfile != "" {
 		pf, err := os.Create(f.cpuProfile)
 		if err != nil {
@@ -267,7 +293,7 @@ wait:
 		WHERE r.workflow_id = $1 AND s.status = 'completed'`, wf).Scan(&r.steps); err != nil {
 		return r, fmt.Errorf("count steps: %w", err)
 	}
-	rows, err := d.Read().QueryContext(ctx, `SELECT r.started_at, r.finished_at, r.steps_done, COALESCE(s.output, '')
+	rows, err := d.Read().QueryContext(ctx, `SELECT r.created_at, r.started_at, r.finished_at, r.steps_done, COALESCE(s.output, '')
 		FROM runs r LEFT JOIN run_steps s ON s.run_id = r.id AND s.node_id = $2 AND s.status = 'completed'
 		WHERE r.workflow_id = $1 AND r.status = 'completed'`, wf, fmt.Sprintf("step%d", f.steps))
 	if err != nil {
@@ -277,14 +303,21 @@ wait:
 	var lat []time.Duration
 	want := fmt.Sprintf(`"n":%d`, f.steps)
 	for rows.Next() {
-		var started, finished time.Time
+		var created, started, finished time.Time
 		var done int
 		var output string
-		if err := rows.Scan(&started, &finished, &done, &output); err != nil {
+		if err := rows.Scan(&created, &started, &finished, &done, &output); err != nil {
 			return r, err
 		}
 		r.completed++
-		lat = append(lat, finished.Sub(started))
+		from := started
+		if fromDue {
+			from = created
+			if from.Before(start) {
+				from = start
+			}
+		}
+		lat = append(lat, finished.Sub(from))
 		if done != f.steps || !strings.Contains(output, want) {
 			r.badRuns++
 		}
@@ -294,7 +327,7 @@ wait:
 	}
 	if len(lat) > 0 {
 		slices.Sort(lat)
-		r.p50, r.p95, r.max = quantile(lat, 0.5), quantile(lat, 0.95), lat[len(lat)-1]
+		r.p50, r.p95, r.p99, r.max = quantile(lat, 0.5), quantile(lat, 0.95), quantile(lat, 0.99), lat[len(lat)-1]
 	}
 	r.stepsPerSecond = float64(r.steps) / r.seconds
 	return r, nil
@@ -314,4 +347,65 @@ func roundTo(v float64, places int) float64 {
 func writeJSONLine(out io.Writer, v any) {
 	b, _ := json.Marshal(v)
 	fmt.Fprintln(out, string(b))
+}
+
+// benchBacklog measures, for each --backlog size, how fast the engine
+// drains that many runs all due before the clock starts (each size on a
+// workflow of its own, after --finished finished runs were recorded): a run
+// should cost the same whatever the backlog.
+func benchBacklog(ctx context.Context, d *db.DB, wfs *workflow.Service, ws account.Workspace, eng *engine.Engine, f benchEngineFlags, out io.Writer) error {
+	payload := func(i int) string { return fmt.Sprintf(`{"n": 0, "run": %d}`, i) }
+	if f.finished > 0 {
+		wf, err := publishChain(ctx, wfs, ws, f.steps)
+		if err != nil {
+			return err
+		}
+		start := time.Now()
+		if err := eng.SeedRuns(ctx, wf, f.finished, true, payload); err != nil {
+			return err
+		}
+		took := time.Since(start)
+		fmt.Fprintf(out, "recorded %d finished runs of %d steps: %s, %.0f/s\n", f.finished, f.steps, round(took), float64(f.finished)/took.Seconds())
+	}
+	for _, n := range f.backlog {
+		wf, err := publishChain(ctx, wfs, ws, f.steps)
+		if err != nil {
+			return err
+		}
+		start := time.Now()
+		if err := eng.SeedRuns(ctx, wf, n, false, payload); err != nil {
+			return err
+		}
+		seeded := time.Since(start)
+		if err := analyze(ctx, d); err != nil {
+			return err
+		}
+		g := f
+		g.runs = n
+		res, err := executeRuns(ctx, d, eng, wf, g, true)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "backlog %d (recorded in %s): completed %d runs, %d steps in %.2f s: %.0f steps/s; run latency from due to finished p50 %s, p99 %s; CPU %.0f µs per step\n",
+			n, round(seeded), res.completed, res.steps, res.seconds, res.stepsPerSecond, ms(res.p50), ms(res.p99), float64(res.cpu.Microseconds())/float64(max(res.steps, 1)))
+		if res.badRuns > 0 {
+			return fmt.Errorf("bench engine: backlog %d: %d runs did not end with the expected output or step count", n, res.badRuns)
+		}
+		writeJSONLine(out, map[string]any{
+			"bench": "engine", "database": string(d.Dialect()), "backlog": n, "finished_runs": f.finished, "runs": res.completed, "steps": res.steps,
+			"steps_per_run": f.steps, "concurrency": f.concurrency, "seconds": roundTo(res.seconds, 3), "steps_per_second": roundTo(res.stepsPerSecond, 0),
+			"p50_run_ms": roundTo(msf(res.p50), 2), "p99_run_ms": roundTo(msf(res.p99), 2), "capped": res.capped,
+			"cpu_us_per_step": roundTo(float64(res.cpu.Microseconds())/float64(max(res.steps, 1)), 1),
+		})
+	}
+	return nil
+}
+
+// analyze refreshes the planner's statistics after a bulk load, as a
+// database that has been running has them.
+func analyze(ctx context.Context, d *db.DB) error {
+	if _, err := d.Write().ExecContext(ctx, `ANALYZE`); err != nil {
+		return fmt.Errorf("analyze: %w", err)
+	}
+	return nil
 }

@@ -33,6 +33,16 @@ func TestBenchSmoke(t *testing.T) {
 					t.Errorf("bench engine: no steps_per_second in %v", got)
 				}
 			})
+			t.Run("engine backlog", func(t *testing.T) {
+				got := runBench(t, "engine", "--backlog", "50,200", "--finished", "100", "--steps", "2", "--concurrency", "8", "--database-url", url)
+				if got["backlog"] != 200.0 || got["runs"] != 200.0 || got["steps"] != 400.0 || got["finished_runs"] != 100.0 || got["database"] != name {
+					t.Errorf("bench engine --backlog: backlog %v, runs %v, steps %v, finished %v on %v; want 200, 200, 400, 100 on %s",
+						got["backlog"], got["runs"], got["steps"], got["finished_runs"], got["database"], name)
+				}
+				if _, ok := got["p99_run_ms"].(float64); !ok {
+					t.Errorf("bench engine --backlog: no p99_run_ms in %v", got)
+				}
+			})
 			t.Run("triggers", func(t *testing.T) {
 				got := runBench(t, "triggers", "--triggers", "20", "--items", "150", "--passes", "5", "--workers", "2", "--deliveries", "20", "--database-url", url)
 				if got["triggers"] != 20.0 || got["polls"] != 20.0 || got["runs"] != 150.0 || got["database"] != name {

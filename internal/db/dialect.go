@@ -18,12 +18,22 @@ const (
 	Postgres Dialect = "postgres"
 )
 
+// PostgreSQLOnly is the line of a migration after which the statements are
+// PostgreSQL's alone.
+const PostgreSQLOnly = "-- PostgreSQL only"
+
 // schemaSQL adapts migration text written for PostgreSQL types to the
 // engine. SQLite accepts any type name, but the driver only parses times
 // back from columns declared TIMESTAMP, and stores bytes as BLOB.
+//
+// What follows a line reading PostgreSQLOnly (storage parameters, say,
+// which SQLite has no syntax for) is PostgreSQL's alone: SQLite skips it.
 func (d Dialect) schemaSQL(s string) string {
 	if d != SQLite {
 		return s
+	}
+	if i := strings.Index(s, PostgreSQLOnly+"\n"); i >= 0 {
+		s = s[:i]
 	}
 	return strings.NewReplacer("TIMESTAMPTZ", "TIMESTAMP", "BYTEA", "BLOB").Replace(s)
 }
