@@ -152,12 +152,19 @@ func TestAppTriggerPollsSandboxChatThroughReauth(t *testing.T) {
 		must(t, err)
 		alerts, err := e.notify.List(ctx, e.acme.ID, mustP(t, e, "owner@a.example").User.ID, 10)
 		must(t, err)
-		named := false
+		title := ""
 		for _, a := range alerts {
-			named = named || (a.ConnectionID == connID && strings.Contains(a.Body, "It blocks Chat log."))
+			if a.ConnectionID == connID && strings.Contains(a.Body, "It blocks Chat log.") {
+				title = a.Title
+			}
 		}
-		if !named {
+		if title == "" {
 			t.Fatalf("no reauthorization alert naming the workflow: %+v", alerts)
+		}
+		// The overview's banner names the connection the trigger waits for.
+		banner := html.UnescapeString(owner.get("/acme/").Body)
+		if i := strings.Index(banner, `class="banner"`); i < 0 || !strings.Contains(banner[i:], title) || !strings.Contains(banner[i:], "A connection needs to be reauthorized") {
+			t.Fatalf("no banner naming the connection %q: %.3000s", title, banner)
 		}
 
 		// While held: messages wait at the app; ticking calls nothing and
