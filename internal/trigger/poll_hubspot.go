@@ -211,19 +211,30 @@ func (s hubspotContacts) after(ctx context.Context, c pollCall, cursor string) (
 	if err != nil {
 		return nil, "", false, err
 	}
-	r, err := s.search(ctx, c, hubspotSearch{
+	q := hubspotSearch{
 		FilterGroups: []hubspotFilterGroup{{Filters: []hubspotFilter{{PropertyName: "createdate", Operator: "GTE", Value: strconv.FormatInt(cur.ms, 10)}}}},
 		Sorts:        []hubspotSort{{PropertyName: "createdate", Direction: "ASCENDING"}},
 		Properties:   hubspotProperties,
 		Limit:        hubspotPageSize,
-	})
-	if err != nil {
-		return nil, "", false, err
 	}
-	items, next, err := s.items(r, cur)
-	if err != nil {
-		return nil, "", false, err
+	for {
+		r, err := s.search(ctx, c, q)
+		if err != nil {
+			return nil, "", false, err
+		}
+		items, next, err := s.items(r, cur)
+		if err != nil {
+			return nil, "", false, err
+		}
+		hasNext := r.Paging != nil && r.Paging.Next != nil && r.Paging.Next.After != ""
+		if len(items) == 0 && len(r.Results) == hubspotPageSize && hasNext {
+			// A full page of contacts already seen, all created in the
+			// cursor's millisecond: more were created in it than a page
+			// holds, so read on with the search's own paging.
+			q.After = r.Paging.Next.After
+			continue
+		}
+		more := len(items) > 0 && (len(r.Results) == hubspotPageSize || hasNext)
+		return items, next.String(), more, nil
 	}
-	more := len(items) > 0 && (len(r.Results) == hubspotPageSize || (r.Paging != nil && r.Paging.Next != nil))
-	return items, next.String(), more, nil
 }

@@ -166,6 +166,43 @@ func TestPollHubSpotNewContacts(t *testing.T) {
 	})
 }
 
+// addSame creates n contacts in one creation millisecond and returns their
+// run keys in HubSpot's order.
+func (h *fakeHubSpot) addSame(n int) []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.at = h.at.Add(time.Second)
+	var keys []string
+	for range n {
+		h.next++
+		c := hubspotTestContact{id: fmt.Sprint(51000 + h.next), ms: h.at.UnixMilli()}
+		h.contacts = append(h.contacts, c)
+		keys = append(keys, "hubspot:new-contact:"+c.id)
+	}
+	slices.Reverse(keys) // the fake orders a tie by id, descending
+	return keys
+}
+
+// More contacts in one millisecond than a page holds (a bulk import): the
+// trigger reads on through them instead of stalling on a page it has seen.
+func TestPollHubSpotMoreContactsInOneMillisecondThanAPage(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		f, h := newHubSpotFixture(t, d, false)
+		h.add(1)
+		f.tick(t)
+		want := h.addSame(250)
+		want = append(want, h.add(2)...)
+		total := 0
+		for range 6 {
+			total += f.tick(t)
+		}
+		got, _ := f.started(t, false)
+		if total != 252 || join(got) != join(want) {
+			t.Fatalf("%d runs, want 252 (the 250 of one millisecond, then 2)", total)
+		}
+	})
+}
+
 func TestPollHubSpotIncludeRecent(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, d *db.DB) {
 		f, h := newHubSpotFixture(t, d, true)
