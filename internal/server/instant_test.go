@@ -235,8 +235,8 @@ func TestInstantTriggerSandboxChatThroughReauth(t *testing.T) {
 			t.Fatalf("messages posted at the sandbox: %d, want 55 and their 55 echoes", posted)
 		}
 		st, _, _ = e.listener.State(ctx, w.ID)
-		if st.EventsReceived < 55 || st.LastEventAt == nil {
-			t.Fatalf("instant trigger after the story: %+v", st)
+		if st.EventsReceived < 55 || st.RunsStarted != 55 || st.LastEventAt == nil {
+			t.Fatalf("instant trigger after the story: %+v, want 55 runs started (a repeated delivery starts none)", st)
 		}
 		// The API tells the same: subscribed, and the 55 events, each
 		// with the run it started.

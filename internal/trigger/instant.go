@@ -270,10 +270,9 @@ type InstantState struct {
 	SubscribedAt  *time.Time
 	LastEventAt   *time.Time
 	NextAttemptAt *time.Time
-	// EventsReceived counts verified deliveries; RunsStarted the events
-	// they carried for this trigger. Both count a redelivery again (the
-	// Starter does not tell a new run from the one it found), though it
-	// starts no second run.
+	// EventsReceived counts verified deliveries (a redelivery counts
+	// again); RunsStarted the runs their events started (a redelivery
+	// starts none).
 	EventsReceived int64
 	RunsStarted    int64
 }
@@ -692,8 +691,13 @@ func (l *Listener) handle(w http.ResponseWriter, r *http.Request, fallback insta
 		if rep != nil {
 			reply = rep
 		}
+		started := 0
 		for _, it := range items {
-			id, err := l.starter.StartRun(ctx, row.workflowID, it.Payload, SourceInstant, "instant:"+row.app+":"+row.key+":"+it.ID)
+			key := "instant:" + row.app + ":" + row.key + ":" + it.ID
+			if !l.recorded(ctx, row.workflowID, key) {
+				started++
+			}
+			id, err := l.starter.StartRun(ctx, row.workflowID, it.Payload, SourceInstant, key)
 			if err != nil {
 				l.o.Log.ErrorContext(ctx, "start instant run", "workflow_id", row.workflowID, "event", it.ID, "err", err)
 				if e, ok := apperr.As(err); apperr.IsNotFound(err) || (ok && e.Code == "not_published") {
@@ -706,11 +710,20 @@ func (l *Listener) handle(w http.ResponseWriter, r *http.Request, fallback insta
 			runs = append(runs, id)
 		}
 		if _, err := l.db.Write().ExecContext(ctx, `UPDATE instant_triggers SET events_received = events_received + 1,
-			runs_started = runs_started + $1, last_event_at = $2 WHERE token = $3`, len(items), l.now(), row.token); err != nil {
+			runs_started = runs_started + $1, last_event_at = $2 WHERE token = $3`, started, l.now(), row.token); err != nil {
 			l.o.Log.WarnContext(ctx, "count instant delivery", "workflow_id", row.workflowID, "err", err)
 		}
 	}
 	writeReply(w, reply, runs)
+}
+
+// recorded reports whether a run with the event's key was recorded before
+// (a redelivery), for the trigger's count of runs started; the run's own
+// unique key is what keeps a redelivery from starting a second run.
+func (l *Listener) recorded(ctx context.Context, workflowID, key string) bool {
+	var n int
+	err := l.db.Read().QueryRowContext(ctx, `SELECT count(*) FROM runs WHERE workflow_id = $1 AND dedup_key = $2`, workflowID, key).Scan(&n)
+	return err == nil && n > 0
 }
 
 func writeReply(w http.ResponseWriter, reply *Reply, runs []string) {
