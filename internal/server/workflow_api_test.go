@@ -1,0 +1,189 @@
+package server_test
+
+import (
+	"encoding/json"
+	"net/url"
+	"strings"
+	"testing"
+
+	"taskjuice/internal/account"
+)
+
+type wfVersion struct {
+	ID, State string
+	Number    int
+	BasedOn   int
+	Graph     struct {
+		Schema  int
+		Trigger *struct{ ID, Kind string }
+		Nodes   []struct{ ID, Kind string }
+		Edges   []struct{ From, To, When string }
+	}
+}
+
+type wfDetail struct {
+	Workflow struct {
+		ID, Name, Description, Status, ActiveVersionID string
+	}
+	Live, Draft *wfVersion
+}
+
+func decodeDetail(t *testing.T, what string, r response, status int) wfDetail {
+	t.Helper()
+	wantStatus(t, what, r, status)
+	var d wfDetail
+	if err := json.Unmarshal([]byte(r.Body), &d); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	return d
+}
+
+func wantAPIError(t *testing.T, what string, r response, status int, message string) {
+	t.Helper()
+	wantStatus(t, what, r, status)
+	if _, msg := apiError(t, r); !strings.Contains(msg, message) {
+		t.Fatalf("%s: message %q, want %q", what, msg, message)
+	}
+}
+
+// The JSON API lists, reads and creates workflows and replaces their
+// drafts, with the pages' messages; bad input is a 4xx that changes
+// nothing; clients are refused and other accounts see nothing.
+func TestWorkflowsAPIListGetCreateDraft(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		owner := e.signIn("owner@a.example")
+		base := "/api/v1/workspaces/acme/workflows"
+		list := func(b *browser, query string) []string {
+			t.Helper()
+			res := b.api("GET", base+query, "")
+			wantStatus(t, "list "+query, res, 200)
+			var out struct{ Workflows []struct{ ID, Name string } }
+			must(t, json.Unmarshal([]byte(res.Body), &out))
+			var names []string
+			for _, w := range out.Workflows {
+				names = append(names, w.Name)
+			}
+			return names
+		}
+		if got := list(owner, ""); len(got) != 0 {
+			t.Fatalf("a new workspace lists %v", got)
+		}
+
+		// Created without a graph: a manual trigger, nothing live yet.
+		res := owner.api("POST", base, `{"name": "  Lead intake ", "description": "New leads from the form"}`)
+		d := decodeDetail(t, "create", res, 201)
+		id := d.Workflow.ID
+		if res.Header.Get("Location") != base+"/"+id || d.Workflow.Name != "Lead intake" || d.Workflow.Status != "draft" || d.Live != nil ||
+			d.Draft == nil || d.Draft.Number != 1 || d.Draft.Graph.Trigger == nil || d.Draft.Graph.Trigger.Kind != "manual" {
+			t.Fatalf("created: %s", res.Body)
+		}
+
+		// Created with a graph.
+		graph := `{"schema": 1, "trigger": {"id": "start", "kind": "webhook", "config": {"auth": "none"}}, "nodes": [{"id": "wait", "kind": "delay", "config": {"duration": "1m"}}], "edges": [{"from": "start", "to": "wait"}]}`
+		d = decodeDetail(t, "create with graph", owner.api("POST", base, `{"name": "Hook", "graph": `+graph+`}`), 201)
+		if d.Draft == nil || d.Draft.Graph.Trigger.Kind != "webhook" || len(d.Draft.Graph.Nodes) != 1 || len(d.Draft.Graph.Edges) != 1 {
+			t.Fatalf("created with a graph: %+v", d.Draft)
+		}
+
+		// Bad input: a 4xx with the message, nothing created.
+		for _, c := range []struct {
+			what, body string
+			status     int
+			message    string
+		}{
+			{"no name", `{"description": "x"}`, 422, "Name must be 1–100 characters"},
+			{"long description", `{"name": "X", "description": "` + strings.Repeat("d", 2001) + `"}`, 422, "Description must be at most 2000 characters"},
+			{"unknown field", `{"name": "X", "nmae": "Y"}`, 400, `Unknown field "nmae"`},
+			{"wrong type", `{"name": 3}`, 400, `Field "name" must be a string`},
+			{"bad JSON", `{"name": `, 400, "not valid JSON"},
+			{"unknown graph field", `{"name": "X", "graph": {"trigger": {"id": "t", "kind": "manual"}, "steps": []}}`, 400, `Unknown field "steps"`},
+			{"no trigger", `{"name": "X", "graph": {"nodes": []}}`, 422, "A workflow needs a trigger"},
+			{"schema", `{"name": "X", "graph": {"schema": 2, "trigger": {"id": "t", "kind": "manual"}}}`, 422, "this TaskJuice reads version 1"},
+		} {
+			wantAPIError(t, c.what, owner.api("POST", base, c.body), c.status, c.message)
+		}
+		if got := list(owner, ""); strings.Join(got, ",") != "Hook,Lead intake" {
+			t.Fatalf("after refused creates: %v", got)
+		}
+
+		// Filters.
+		if got := list(owner, "?name=LEAD"); strings.Join(got, ",") != "Lead intake" {
+			t.Fatalf("name filter: %v", got)
+		}
+		if got := list(owner, "?status=published"); len(got) != 0 {
+			t.Fatalf("status filter: %v", got)
+		}
+		wantAPIError(t, "bad status", owner.api("GET", base+"?status=live", ""), 422, "status must be draft, published")
+
+		// Replace the draft; publish it on the page; a new draft is based
+		// on the live version, which does not change.
+		path := base + "/" + id
+		d = decodeDetail(t, "put draft", owner.api("PUT", path+"/draft", `{"graph": `+graph+`}`), 200)
+		if d.Draft == nil || d.Draft.Number != 1 || d.Draft.Graph.Trigger.ID != "start" || len(d.Draft.Graph.Nodes) != 1 {
+			t.Fatalf("draft replaced: %+v", d.Draft)
+		}
+		wantRedirect(t, "publish", owner.post("/acme/workflows/"+id+"/publish", nil), "/acme/workflows/"+id+"/edit")
+		d = decodeDetail(t, "get published", owner.api("GET", path, ""), 200)
+		if d.Workflow.Status != "published" || d.Live == nil || d.Live.Number != 1 || d.Live.ID != d.Workflow.ActiveVersionID || d.Draft != nil {
+			t.Fatalf("published: %+v live %+v draft %+v", d.Workflow, d.Live, d.Draft)
+		}
+		if got := list(owner, "?status=published"); strings.Join(got, ",") != "Lead intake" {
+			t.Fatalf("published filter: %v", got)
+		}
+		d = decodeDetail(t, "put draft after publish", owner.api("PUT", path+"/draft", `{"graph": {"trigger": {"id": "start", "kind": "manual"}}}`), 200)
+		if d.Live == nil || d.Live.Graph.Trigger.Kind != "webhook" || d.Draft == nil || d.Draft.BasedOn != 1 || d.Draft.Number != 2 ||
+			d.Draft.Graph.Trigger.Kind != "manual" || d.Draft.Graph.Schema != 1 {
+			t.Fatalf("draft from v1: live %+v draft %+v", d.Live, d.Draft)
+		}
+		for _, c := range []struct{ what, body, message string }{
+			{"no graph", `{}`, `Send the draft's "graph"`},
+			{"unknown field", `{"graph": {"trigger": {"id": "t", "kind": "manual"}}, "settings": {}}`, `Unknown field "settings"`},
+			{"unknown node field", `{"graph": {"trigger": {"id": "t", "kind": "manual", "cfg": 1}}}`, `Unknown field "cfg"`},
+			{"wrong type", `{"graph": {"trigger": {"id": "t", "kind": "manual"}, "nodes": {}}}`, `must be`},
+		} {
+			res := owner.api("PUT", path+"/draft", c.body)
+			if res.StatusCode != 400 && res.StatusCode != 422 {
+				t.Fatalf("%s: status %d: %s", c.what, res.StatusCode, res.Body)
+			}
+			if _, msg := apiError(t, res); !strings.Contains(msg, c.message) {
+				t.Fatalf("%s: %q", c.what, msg)
+			}
+		}
+		if d2 := decodeDetail(t, "get after refused drafts", owner.api("GET", path, ""), 200); d2.Draft == nil || d2.Draft.Graph.Trigger.ID != "start" || d2.Draft.Graph.Trigger.Kind != "manual" {
+			t.Fatalf("a refused draft changed it: %+v", d2.Draft)
+		}
+
+		// A member may build; a client may not; an unknown id is 404.
+		member := e.signIn("member@a.example")
+		decodeDetail(t, "member creates", member.api("POST", base, `{"name": "Member's"}`), 201)
+		client := e.signIn("client@acme.example")
+		wantStatus(t, "client lists", client.api("GET", base, ""), 403)
+		wantStatus(t, "client creates", client.api("POST", base, `{"name": "Client's"}`), 403)
+		wantStatus(t, "client reads", client.api("GET", path, ""), 403)
+		wantStatus(t, "client edits", client.api("PUT", path+"/draft", `{"graph": `+graph+`}`), 403)
+		wantStatus(t, "unknown id", owner.api("GET", base+"/nope", ""), 404)
+		wantStatus(t, "unknown id draft", owner.api("PUT", base+"/nope/draft", `{"graph": `+graph+`}`), 404)
+
+		// Another account: its session and its token see nothing.
+		other := e.signIn("owner@b.example")
+		page := other.post("/settings/api-tokens", url.Values{"name": {"Other"}}).Body
+		i := strings.Index(page, account.APITokenPrefix)
+		if i < 0 {
+			t.Fatal("no token shown to account B")
+		}
+		bearer := []string{"Authorization", "Bearer " + page[i:i+strings.IndexAny(page[i:], "<\n \"")]}
+		for _, c := range []struct{ method, path, body string }{
+			{"GET", base, ""}, {"POST", base, `{"name": "Intruder"}`}, {"GET", path, ""}, {"PUT", path + "/draft", `{"graph": ` + graph + `}`},
+			{"GET", "/api/v1/workspaces/bravo/workflows/" + id, ""}, {"PUT", "/api/v1/workspaces/bravo/workflows/" + id + "/draft", `{"graph": ` + graph + `}`},
+		} {
+			wantStatus(t, "other token "+c.method+" "+c.path, e.browser().api(c.method, c.path, c.body, bearer...), 404)
+			wantStatus(t, "other session "+c.method+" "+c.path, other.api(c.method, c.path, c.body), 404)
+		}
+		if d2 := decodeDetail(t, "get after intrusions", owner.api("GET", path, ""), 200); d2.Draft.Graph.Trigger.Kind != "manual" {
+			t.Fatalf("another account changed the draft: %+v", d2.Draft)
+		}
+		if got := list(owner, ""); strings.Join(got, ",") != "Hook,Lead intake,Member's" {
+			t.Fatalf("final list: %v", got)
+		}
+	})
+}
