@@ -14,7 +14,9 @@ import (
 	"taskjuice/internal/catalog"
 	"taskjuice/internal/connection"
 	"taskjuice/internal/engine"
+	"taskjuice/internal/gate"
 	"taskjuice/internal/llm"
+	"taskjuice/internal/portal"
 	"taskjuice/internal/spend"
 	"taskjuice/internal/workflow"
 )
@@ -32,6 +34,7 @@ type Handler struct {
 	catalog     *catalog.Catalog
 	workflows   *workflow.Service
 	engine      *engine.Engine
+	gate        gate.Deps
 	agents      *agent.Service
 	models      *llm.Service
 	spend       *spend.Service
@@ -51,8 +54,11 @@ type Deps struct {
 	Workflows   *workflow.Service
 	Engine      *engine.Engine
 	Agents      *agent.Service
-	Models      *llm.Service   // the workspaces' model providers
-	Spend       *spend.Service // model spend and its cap
+	// Portal tells where client-provided steps stand, for the publish
+	// gate (nil: every such step reads as not connected).
+	Portal *portal.Service
+	Models *llm.Service   // the workspaces' model providers
+	Spend  *spend.Service // model spend and its cap
 	// Triggers reads where app triggers stand (nil: none are polled).
 	Triggers TriggerStates
 	// Instants reads where instant app triggers stand (nil: none).
@@ -64,7 +70,8 @@ type Deps struct {
 func New(d Deps) *Handler {
 	return &Handler{accounts: d.Accounts, auth: d.Auth, log: d.Log, connections: d.Connections,
 		refresher: d.Refresher, catalog: d.Catalog, workflows: d.Workflows, engine: d.Engine, agents: d.Agents,
-		models: d.Models, spend: d.Spend, triggers: d.Triggers, instants: d.Instants, baseURL: d.BaseURL}
+		models: d.Models, spend: d.Spend, triggers: d.Triggers, instants: d.Instants, baseURL: d.BaseURL,
+		gate: gate.Deps{Catalog: d.Catalog, Connections: d.Connections, Workflows: d.Workflows, Models: d.Models, Portal: d.Portal}}
 }
 
 // Route is one entry of the route table.
@@ -103,6 +110,10 @@ func (h *Handler) Routes() []Route {
 		{"POST", "/api/v1/workspaces/{slug}/workflows", h.authed(h.createWorkflow)},
 		{"GET", "/api/v1/workspaces/{slug}/workflows/{id}", h.authed(h.getWorkflow)},
 		{"PUT", "/api/v1/workspaces/{slug}/workflows/{id}/draft", h.authed(h.putDraft)},
+		{"POST", "/api/v1/workspaces/{slug}/workflows/{id}/validate", h.authed(h.validateWorkflow)},
+		{"POST", "/api/v1/workspaces/{slug}/workflows/{id}/publish", h.authed(h.publishWorkflow)},
+		{"POST", "/api/v1/workspaces/{slug}/workflows/{id}/deactivate", h.authed(h.deactivateWorkflow)},
+		{"POST", "/api/v1/workspaces/{slug}/workflows/{id}/archive", h.authed(h.archiveWorkflow)},
 		{"POST", "/api/v1/workspaces/{slug}/workflows/{id}/runs", h.authed(h.startRun)},
 		{"GET", "/api/v1/workflows/{id}/trigger", h.authed(h.getTrigger)},
 		{"GET", "/api/v1/workflows/{id}/trigger/events", h.authed(h.listTriggerEvents)},

@@ -14,6 +14,7 @@ import (
 	"taskjuice/internal/apperr"
 	"taskjuice/internal/db"
 	"taskjuice/internal/textcheck"
+	"taskjuice/internal/workflow"
 )
 
 // MaxBodyBytes limits every request body.
@@ -29,6 +30,9 @@ type errorDetail struct {
 	Code    string            `json:"code"`
 	Message string            `json:"message"`
 	Fields  map[string]string `json:"fields,omitempty"`
+	// Problems are the publish gate's findings when a workflow does not
+	// compile.
+	Problems []workflow.Problem `json:"problems,omitempty"`
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -50,7 +54,11 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	}
 	status := apperr.Status(err)
 	body := errorBody{Error: errorDetail{Code: "internal", Message: "Something went wrong on our side; it has been logged."}}
-	if e, ok := apperr.As(err); ok {
+	var ce *workflow.CompileError
+	if errors.As(err, &ce) {
+		status = http.StatusUnprocessableEntity
+		body.Error = errorDetail{Code: "compilation_failed", Message: workflow.MsgCompilationFailed, Problems: ce.Problems}
+	} else if e, ok := apperr.As(err); ok {
 		body.Error.Code, body.Error.Message = e.Code, e.Message
 		if f := apperr.Fields(err); len(f) > 0 {
 			body.Error.Fields = f

@@ -189,3 +189,119 @@ func graphShape(g *workflow.Graph) error {
 	}
 	return nil
 }
+
+// current is the version the editor shows: the draft, else the live
+// version, else the newest.
+func (h *Handler) current(r *http.Request, ws account.Workspace, wf workflow.Workflow) (workflow.Version, error) {
+	versions, err := h.workflows.Versions(r.Context(), ws, wf.ID)
+	if err != nil {
+		return workflow.Version{}, err
+	}
+	for _, v := range versions {
+		if v.State == workflow.VersionDraft {
+			return v, nil
+		}
+	}
+	for _, v := range versions {
+		if v.ID == wf.ActiveVersionID {
+			return v, nil
+		}
+	}
+	if len(versions) == 0 {
+		return workflow.Version{}, apperr.ErrNotFound
+	}
+	return versions[0], nil
+}
+
+// validateWorkflow reports the publish gate's findings on the draft (else
+// the live version) without publishing anything.
+func (h *Handler) validateWorkflow(w http.ResponseWriter, r *http.Request, p account.Principal) {
+	ws, ok := h.workspace(w, r, p)
+	if !ok {
+		return
+	}
+	wf, ok := h.loadWorkflow(w, r, ws)
+	if !ok {
+		return
+	}
+	v, err := h.current(r, ws, wf)
+	if err != nil {
+		writeError(w, r, h.log, err)
+		return
+	}
+	problems := workflow.Validate(v.Graph, h.gate.Checks(r.Context(), ws, wf.ID))
+	if problems == nil {
+		problems = []workflow.Problem{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"versionId": v.ID, "valid": len(problems) == 0, "problems": problems})
+}
+
+// publishWorkflow publishes the draft, or the version the body names (an
+// earlier one to roll back to), through the publish gate.
+func (h *Handler) publishWorkflow(w http.ResponseWriter, r *http.Request, p account.Principal) {
+	ws, ok := h.builder(w, r, p, "workflows")
+	if !ok {
+		return
+	}
+	wf, ok := h.loadWorkflow(w, r, ws)
+	if !ok {
+		return
+	}
+	var in struct {
+		VersionID string `json:"versionId"`
+	}
+	if r.ContentLength != 0 {
+		if err := decode(w, r, &in); err != nil {
+			writeError(w, r, h.log, err)
+			return
+		}
+	}
+	if _, err := h.workflows.Publish(r.Context(), ws, wf.ID, in.VersionID, h.gate.Checks(r.Context(), ws, wf.ID)); err != nil {
+		writeError(w, r, h.log, apperr.Explain(err, "There is no such version of this workflow."))
+		return
+	}
+	h.reload(w, r, ws)
+}
+
+// reload answers the workflow of the route as it now stands.
+func (h *Handler) reload(w http.ResponseWriter, r *http.Request, ws account.Workspace) {
+	wf, ok := h.loadWorkflow(w, r, ws)
+	if !ok {
+		return
+	}
+	h.detail(w, r, ws, wf, http.StatusOK)
+}
+
+func (h *Handler) deactivateWorkflow(w http.ResponseWriter, r *http.Request, p account.Principal) {
+	ws, ok := h.builder(w, r, p, "workflows")
+	if !ok {
+		return
+	}
+	wf, ok := h.loadWorkflow(w, r, ws)
+	if !ok {
+		return
+	}
+	if err := h.workflows.Deactivate(r.Context(), ws, wf.ID); err != nil {
+		writeError(w, r, h.log, err)
+		return
+	}
+	h.reload(w, r, ws)
+}
+
+// archiveWorkflow archives the workflow: it starts no runs and is kept for
+// reference; runs in flight are not touched.
+func (h *Handler) archiveWorkflow(w http.ResponseWriter, r *http.Request, p account.Principal) {
+	ws, ok := h.builder(w, r, p, "workflows")
+	if !ok {
+		return
+	}
+	wf, ok := h.loadWorkflow(w, r, ws)
+	if !ok {
+		return
+	}
+	if err := h.workflows.SetOperatorState(r.Context(), ws, wf.ID, workflow.StatusArchived); err != nil {
+		writeError(w, r, h.log, err)
+		return
+	}
+	h.reload(w, r, ws)
+}

@@ -116,7 +116,7 @@ func New(o Options) (*Server, error) {
 	api.New(api.Deps{
 		Accounts: o.Accounts, Auth: auth, Log: o.Log, Connections: o.Connections,
 		Refresher: o.Refresher, Catalog: o.Catalog, Workflows: o.Workflows, Engine: o.Engine, BaseURL: o.BaseURL,
-		Agents: agents,
+		Agents: agents, Portal: clients,
 		Models: o.Models, Spend: o.Spend, Triggers: triggerStates(o.Poller), Instants: instantTriggerStates(o.Listener),
 	}).Register(mux)
 	pages.Register(mux)

@@ -1,12 +1,14 @@
 package server_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/url"
 	"strings"
 	"testing"
 
 	"taskjuice/internal/account"
+	"taskjuice/internal/connection"
 )
 
 type wfVersion struct {
@@ -184,6 +186,124 @@ func TestWorkflowsAPIListGetCreateDraft(t *testing.T) {
 		}
 		if got := list(owner, ""); strings.Join(got, ",") != "Hook,Lead intake,Member's" {
 			t.Fatalf("final list: %v", got)
+		}
+	})
+}
+
+type wfFindings struct {
+	Valid    bool
+	Problems []struct{ NodeID, Field, Message string }
+}
+
+func (f wfFindings) has(node, message string) bool {
+	for _, p := range f.Problems {
+		if p.NodeID == node && strings.Contains(p.Message, message) {
+			return true
+		}
+	}
+	return false
+}
+
+// Validate reports the publish gate's findings without publishing; publish
+// refuses with "Workflow compilation failed" and the same findings, and
+// changes nothing; then publish, deactivate and archive, as on the pages.
+func TestWorkflowsAPIValidatePublishDeactivateArchive(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		owner := e.signIn("owner@a.example")
+		base := "/api/v1/workspaces/acme/workflows"
+		revoked, err := e.connections.CreateWithCredential(ctx, e.acme, connection.New{AppKey: "stripe", Label: "Old Stripe", Status: connection.StatusRevoked},
+			connection.Credential{APIKey: "sk_live_OLDKEY1234", Fields: map[string]string{"apiKey": "sk_live_OLDKEY1234"}}, connection.System)
+		must(t, err)
+		bad := `{"name": "Broken", "graph": {"trigger": {"id": "start", "kind": "manual"}, "nodes": [
+			{"id": "odd", "kind": "teleport"},
+			{"id": "charge", "kind": "http", "config": {"method": "GET", "url": "https://api.stripe.com/v1/charges"}, "connection": {"id": "` + revoked.ID + `"}},
+			{"id": "shape", "kind": "transform", "config": {"output": {"x": "{{ $trigger.( }}"}}}],
+			"edges": [{"from": "start", "to": "odd"}, {"from": "odd", "to": "charge"}, {"from": "charge", "to": "shape"}, {"from": "shape", "to": "ghost"}]}}`
+		d := decodeDetail(t, "create broken", owner.api("POST", base, bad), 201)
+		path := base + "/" + d.Workflow.ID
+
+		res := owner.api("POST", path+"/validate", "")
+		wantStatus(t, "validate", res, 200)
+		var f wfFindings
+		must(t, json.Unmarshal([]byte(res.Body), &f))
+		for _, want := range []struct{ node, message string }{
+			{"odd", `Unknown node kind "teleport"`},
+			{"charge", "Action node has an inactive connection"},
+			{"shape", "An edge leads to \"ghost\", which is not a node"},
+		} {
+			if !f.has(want.node, want.message) {
+				t.Errorf("validate: no %q at %s in %s", want.message, want.node, res.Body)
+			}
+		}
+		if f.Valid || !strings.Contains(res.Body, `"nodeId":"shape"`) {
+			t.Fatalf("validate: %s", res.Body)
+		}
+
+		res = owner.api("POST", path+"/publish", "")
+		wantStatus(t, "publish broken", res, 422)
+		var refused struct {
+			Error struct {
+				Code, Message string
+				Problems      []struct{ NodeID, Field, Message string }
+			}
+		}
+		must(t, json.Unmarshal([]byte(res.Body), &refused))
+		if refused.Error.Code != "compilation_failed" || refused.Error.Message != "Workflow compilation failed" || len(refused.Error.Problems) != len(f.Problems) {
+			t.Fatalf("publish refused: %s", res.Body)
+		}
+		if d := decodeDetail(t, "after refused publish", owner.api("GET", path, ""), 200); d.Workflow.Status != "draft" || d.Live != nil || d.Draft == nil {
+			t.Fatalf("a refused publish changed it: %+v", d)
+		}
+
+		// Fixed, it validates clean and publishes.
+		good := `{"graph": {"trigger": {"id": "start", "kind": "manual"}, "nodes": [{"id": "shape", "kind": "transform", "config": {"output": {"x": "{{ $trigger.name }}"}}}], "edges": [{"from": "start", "to": "shape"}]}}`
+		decodeDetail(t, "fix", owner.api("PUT", path+"/draft", good), 200)
+		res = owner.api("POST", path+"/validate", "")
+		wantStatus(t, "validate fixed", res, 200)
+		f = wfFindings{}
+		must(t, json.Unmarshal([]byte(res.Body), &f))
+		if !f.Valid || len(f.Problems) != 0 {
+			t.Fatalf("validate fixed: %s", res.Body)
+		}
+		wantAPIError(t, "publish bad body", owner.api("POST", path+"/publish", `{"version": "x"}`), 400, `Unknown field "version"`)
+		wantStatus(t, "publish unknown version", owner.api("POST", path+"/publish", `{"versionId": "nope"}`), 404)
+		d = decodeDetail(t, "publish", owner.api("POST", path+"/publish", ""), 200)
+		if d.Workflow.Status != "published" || d.Live == nil || d.Live.Number != 1 || d.Draft != nil {
+			t.Fatalf("published: %+v", d)
+		}
+		v1 := d.Live.ID
+		wantAPIError(t, "publish without a draft", owner.api("POST", path+"/publish", ""), 409, "There is no draft to publish")
+		res = owner.api("POST", "/api/v1/workspaces/acme/workflows/"+d.Workflow.ID+"/runs", `{"name": "Ada"}`)
+		wantStatus(t, "run the published workflow", res, 202)
+
+		// Client: 403; another account: 404; nothing changes.
+		client := e.signIn("client@acme.example")
+		other := e.signIn("owner@b.example")
+		for _, action := range []string{"validate", "publish", "deactivate", "archive"} {
+			wantStatus(t, "client "+action, client.api("POST", path+"/"+action, ""), 403)
+			wantStatus(t, "other account "+action, other.api("POST", path+"/"+action, ""), 404)
+			wantStatus(t, "unknown id "+action, owner.api("POST", base+"/nope/"+action, ""), 404)
+		}
+		if d := decodeDetail(t, "after refusals", owner.api("GET", path, ""), 200); d.Workflow.Status != "published" {
+			t.Fatalf("refused calls changed it: %+v", d.Workflow)
+		}
+
+		d = decodeDetail(t, "deactivate", owner.api("POST", path+"/deactivate", ""), 200)
+		if d.Workflow.Status != "draft" || d.Live != nil {
+			t.Fatalf("deactivated: %+v", d)
+		}
+		member := e.signIn("member@a.example")
+		d = decodeDetail(t, "member publishes v1 again", member.api("POST", path+"/publish", `{"versionId": "`+v1+`"}`), 200)
+		if d.Workflow.Status != "published" || d.Live == nil || d.Live.ID != v1 {
+			t.Fatalf("v1 again: %+v", d)
+		}
+		d = decodeDetail(t, "archive", member.api("POST", path+"/archive", ""), 200)
+		if d.Workflow.Status != "archived" {
+			t.Fatalf("archived: %+v", d.Workflow)
+		}
+		if got := owner.api("GET", base+"?status=archived", ""); !strings.Contains(got.Body, d.Workflow.ID) {
+			t.Fatalf("archived filter: %s", got.Body)
 		}
 	})
 }
