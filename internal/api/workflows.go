@@ -1,8 +1,12 @@
 package api
 
 import (
+	"bytes"
 	"fmt"
+	"io"
+	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"taskjuice/internal/account"
@@ -304,4 +308,114 @@ func (h *Handler) archiveWorkflow(w http.ResponseWriter, r *http.Request, p acco
 		return
 	}
 	h.reload(w, r, ws)
+}
+
+func (h *Handler) listWorkflowVersions(w http.ResponseWriter, r *http.Request, p account.Principal) {
+	ws, ok := h.workspace(w, r, p)
+	if !ok {
+		return
+	}
+	wf, ok := h.loadWorkflow(w, r, ws)
+	if !ok {
+		return
+	}
+	versions, err := h.workflows.Versions(r.Context(), ws, wf.ID)
+	if err != nil {
+		writeError(w, r, h.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"versions": nonNil(versions)})
+}
+
+// diffWorkflowVersions compares two versions, named by number:
+// ?from=1&to=2.
+func (h *Handler) diffWorkflowVersions(w http.ResponseWriter, r *http.Request, p account.Principal) {
+	ws, ok := h.workspace(w, r, p)
+	if !ok {
+		return
+	}
+	wf, ok := h.loadWorkflow(w, r, ws)
+	if !ok {
+		return
+	}
+	versions, err := h.workflows.Versions(r.Context(), ws, wf.ID)
+	if err != nil {
+		writeError(w, r, h.log, err)
+		return
+	}
+	pick := func(param string) (workflow.Version, error) {
+		n, err := strconv.Atoi(r.URL.Query().Get(param))
+		if err != nil {
+			return workflow.Version{}, apperr.Invalid(param, param+" must be a version number, e.g. ?from=1&to=2")
+		}
+		for _, v := range versions {
+			if v.Number == n {
+				return v, nil
+			}
+		}
+		return workflow.Version{}, apperr.Invalid(param, fmt.Sprintf("This workflow has no version %d", n))
+	}
+	from, err := pick("from")
+	if err != nil {
+		writeError(w, r, h.log, err)
+		return
+	}
+	to, err := pick("to")
+	if err != nil {
+		writeError(w, r, h.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"from": from.Number, "to": to.Number, "diff": workflow.DiffGraphs(from.Graph, to.Graph)})
+}
+
+// exportWorkflow answers the workflow as the document the Workflows page
+// exports and imports.
+func (h *Handler) exportWorkflow(w http.ResponseWriter, r *http.Request, p account.Principal) {
+	ws, ok := h.workspace(w, r, p)
+	if !ok {
+		return
+	}
+	wf, ok := h.loadWorkflow(w, r, ws)
+	if !ok {
+		return
+	}
+	exp, err := h.workflows.Export(r.Context(), ws, wf.ID)
+	if err != nil {
+		writeError(w, r, h.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, exp)
+}
+
+// importWorkflow creates a draft workflow from an exported document, as the
+// Workflows page does.
+func (h *Handler) importWorkflow(w http.ResponseWriter, r *http.Request, p account.Principal) {
+	ws, ok := h.builder(w, r, p, "workflows")
+	if !ok {
+		return
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+			writeError(w, r, h.log, apperr.BadRequest("unsupported_media_type", "Send the document as JSON with Content-Type: application/json"))
+			return
+		}
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, workflow.MaxGraphBytes+64<<10)
+	raw, err := io.ReadAll(r.Body)
+	if err != nil {
+		writeError(w, r, h.log, &apperr.Error{Kind: apperr.KindTooLarge, Code: "body_too_large",
+			Message: fmt.Sprintf("A workflow document is at most %d KiB", (workflow.MaxGraphBytes+64<<10)>>10)})
+		return
+	}
+	if len(bytes.TrimSpace(raw)) == 0 {
+		writeError(w, r, h.log, apperr.BadRequest("empty_body", "The request body is empty; send an exported workflow document"))
+		return
+	}
+	wf, err := h.workflows.Import(r.Context(), ws, raw, p.User.ID)
+	if err != nil {
+		writeError(w, r, h.log, err)
+		return
+	}
+	w.Header().Set("Location", "/api/v1/workspaces/"+ws.Slug+"/workflows/"+wf.ID)
+	h.detail(w, r, ws, wf, http.StatusCreated)
 }

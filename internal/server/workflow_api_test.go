@@ -307,3 +307,99 @@ func TestWorkflowsAPIValidatePublishDeactivateArchive(t *testing.T) {
 		}
 	})
 }
+
+// Versions, a diff between two of them, and export and import in the
+// Workflows page's document format.
+func TestWorkflowsAPIVersionsDiffExportImport(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		owner := e.signIn("owner@a.example")
+		base := "/api/v1/workspaces/acme/workflows"
+		v1 := `{"trigger": {"id": "start", "kind": "manual"}, "nodes": [{"id": "shape", "kind": "transform", "config": {"output": {"x": "{{ $trigger.name }}"}}},
+			{"id": "wait", "kind": "delay", "config": {"duration": "1m"}}], "edges": [{"from": "start", "to": "shape"}, {"from": "shape", "to": "wait"}]}`
+		d := decodeDetail(t, "create", owner.api("POST", base, `{"name": "Versions", "description": "Two of them", "graph": `+v1+`}`), 201)
+		path := base + "/" + d.Workflow.ID
+		decodeDetail(t, "publish v1", owner.api("POST", path+"/publish", ""), 200)
+		v2 := `{"graph": {"trigger": {"id": "start", "kind": "manual"}, "nodes": [{"id": "shape", "kind": "transform", "name": "Shape", "config": {"output": {"x": "{{ $trigger.email }}"}}},
+			{"id": "later", "kind": "delay", "config": {"duration": "2m"}}], "edges": [{"from": "start", "to": "shape"}, {"from": "shape", "to": "later"}]}}`
+		decodeDetail(t, "draft v2", owner.api("PUT", path+"/draft", v2), 200)
+
+		res := owner.api("GET", path+"/versions", "")
+		wantStatus(t, "versions", res, 200)
+		var vs struct{ Versions []wfVersion }
+		must(t, json.Unmarshal([]byte(res.Body), &vs))
+		if len(vs.Versions) != 2 || vs.Versions[0].Number != 2 || vs.Versions[0].State != "draft" || vs.Versions[1].Number != 1 || vs.Versions[1].State != "active" {
+			t.Fatalf("versions: %s", res.Body)
+		}
+
+		res = owner.api("GET", path+"/diff?from=1&to=2", "")
+		wantStatus(t, "diff", res, 200)
+		var diff struct {
+			From, To int
+			Diff     struct {
+				Added, Removed []string
+				Changed        []struct {
+					NodeID string
+					Fields []string
+				}
+				EdgesAdded, EdgesRemoved []struct{ From, To string }
+			}
+		}
+		must(t, json.Unmarshal([]byte(res.Body), &diff))
+		if diff.From != 1 || diff.To != 2 || strings.Join(diff.Diff.Added, ",") != "later" || strings.Join(diff.Diff.Removed, ",") != "wait" ||
+			len(diff.Diff.Changed) != 1 || diff.Diff.Changed[0].NodeID != "shape" || strings.Join(diff.Diff.Changed[0].Fields, ",") != "name,config.output" ||
+			len(diff.Diff.EdgesAdded) != 1 || diff.Diff.EdgesAdded[0].To != "later" || len(diff.Diff.EdgesRemoved) != 1 || diff.Diff.EdgesRemoved[0].To != "wait" {
+			t.Fatalf("diff: %s", res.Body)
+		}
+		wantAPIError(t, "diff without from", owner.api("GET", path+"/diff?to=2", ""), 422, "from must be a version number")
+		wantAPIError(t, "diff of a missing version", owner.api("GET", path+"/diff?from=1&to=9", ""), 422, "This workflow has no version 9")
+
+		// Export is the draft in the page's format; importing it makes a
+		// new draft workflow with the same graph.
+		res = owner.api("GET", path+"/export", "")
+		wantStatus(t, "export", res, 200)
+		if page := owner.get("/acme/workflows/" + d.Workflow.ID + "/export"); strings.TrimSpace(page.Body) == "" || !jsonEqual(t, page.Body, res.Body) {
+			t.Fatalf("export differs from the page's:\n%s\n%s", page.Body, res.Body)
+		}
+		imported := decodeDetail(t, "import", owner.api("POST", base+"/import", res.Body), 201)
+		if imported.Workflow.ID == d.Workflow.ID || imported.Workflow.Name != "Versions" || imported.Workflow.Description != "Two of them" ||
+			imported.Workflow.Status != "draft" || imported.Draft == nil || len(imported.Draft.Graph.Nodes) != 2 || imported.Draft.Graph.Nodes[1].ID != "later" {
+			t.Fatalf("imported: %+v %+v", imported.Workflow, imported.Draft)
+		}
+		before := owner.api("GET", base, "").Body
+		for _, c := range []struct {
+			what, body string
+			status     int
+			message    string
+		}{
+			{"empty", "", 400, "The request body is empty"},
+			{"not a document", `{"nom": "x"}`, 400, "The file is not a TaskJuice workflow"},
+			{"newer version", `{"name": "X", "graph": {"schema": 9, "trigger": {"id": "t", "kind": "manual"}}}`, 400, "The workflow document has version 9"},
+			{"no name", `{"name": "", "graph": {"schema": 1, "trigger": {"id": "t", "kind": "manual"}}}`, 422, "Name must be 1–100 characters"},
+		} {
+			wantAPIError(t, "import "+c.what, owner.api("POST", base+"/import", c.body), c.status, c.message)
+		}
+		if after := owner.api("GET", base, "").Body; after != before {
+			t.Fatalf("a refused import changed the list:\n%s\n%s", before, after)
+		}
+
+		// Clients and other accounts.
+		client := e.signIn("client@acme.example")
+		other := e.signIn("owner@b.example")
+		for _, p := range []string{path + "/versions", path + "/diff?from=1&to=2", path + "/export"} {
+			wantStatus(t, "client "+p, client.api("GET", p, ""), 403)
+			wantStatus(t, "other account "+p, other.api("GET", p, ""), 404)
+		}
+		wantStatus(t, "client import", client.api("POST", base+"/import", res.Body), 403)
+		wantStatus(t, "other account import", other.api("POST", base+"/import", res.Body), 404)
+	})
+}
+
+func jsonEqual(t *testing.T, a, b string) bool {
+	t.Helper()
+	var va, vb any
+	must(t, json.Unmarshal([]byte(a), &va))
+	must(t, json.Unmarshal([]byte(b), &vb))
+	ja, _ := json.Marshal(va)
+	jb, _ := json.Marshal(vb)
+	return string(ja) == string(jb)
+}
