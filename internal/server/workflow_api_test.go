@@ -218,8 +218,10 @@ func TestWorkflowsAPIValidatePublishDeactivateArchive(t *testing.T) {
 		bad := `{"name": "Broken", "graph": {"trigger": {"id": "start", "kind": "manual"}, "nodes": [
 			{"id": "odd", "kind": "teleport"},
 			{"id": "charge", "kind": "http", "config": {"method": "GET", "url": "https://api.stripe.com/v1/charges"}, "connection": {"id": "` + revoked.ID + `"}},
-			{"id": "shape", "kind": "transform", "config": {"output": {"x": "{{ $trigger.( }}"}}}],
-			"edges": [{"from": "start", "to": "odd"}, {"from": "odd", "to": "charge"}, {"from": "charge", "to": "shape"}, {"from": "shape", "to": "ghost"}]}}`
+			{"id": "shape", "kind": "transform", "config": {"output": {"x": "{{ $trigger.( }}"}}},
+			{"id": "a", "kind": "delay", "config": {"duration": "1m"}}, {"id": "b", "kind": "delay", "config": {"duration": "1m"}}],
+			"edges": [{"from": "start", "to": "odd"}, {"from": "odd", "to": "charge"}, {"from": "charge", "to": "shape"}, {"from": "shape", "to": "ghost"},
+				{"from": "shape", "to": "a"}, {"from": "a", "to": "b"}, {"from": "b", "to": "a"}]}}`
 		d := decodeDetail(t, "create broken", owner.api("POST", base, bad), 201)
 		path := base + "/" + d.Workflow.ID
 
@@ -231,6 +233,8 @@ func TestWorkflowsAPIValidatePublishDeactivateArchive(t *testing.T) {
 			{"odd", `Unknown node kind "teleport"`},
 			{"charge", "Action node has an inactive connection"},
 			{"shape", "An edge leads to \"ghost\", which is not a node"},
+			{"shape", "syntax error"},
+			{"b", `This step leads back to "a": workflows cannot go in circles; use a Loop`},
 		} {
 			if !f.has(want.node, want.message) {
 				t.Errorf("validate: no %q at %s in %s", want.message, want.node, res.Body)
