@@ -114,6 +114,7 @@ func (h *Handler) Routes() []Route {
 		{"GET", "/api/v1/workspaces/{slug}/workflows/{id}/diff", h.authed(h.diffWorkflowVersions)},
 		{"GET", "/api/v1/workspaces/{slug}/workflows/{id}/export", h.authed(h.exportWorkflow)},
 		{"PUT", "/api/v1/workspaces/{slug}/workflows/{id}/draft", h.authed(h.putDraft)},
+		{"PATCH", "/api/v1/workspaces/{slug}/workflows/{id}/settings", h.authed(h.patchWorkflowSettings)},
 		{"POST", "/api/v1/workspaces/{slug}/workflows/{id}/validate", h.authed(h.validateWorkflow)},
 		{"POST", "/api/v1/workspaces/{slug}/workflows/{id}/publish", h.authed(h.publishWorkflow)},
 		{"POST", "/api/v1/workspaces/{slug}/workflows/{id}/deactivate", h.authed(h.deactivateWorkflow)},

@@ -419,3 +419,42 @@ func (h *Handler) importWorkflow(w http.ResponseWriter, r *http.Request, p accou
 	w.Header().Set("Location", "/api/v1/workspaces/"+ws.Slug+"/workflows/"+wf.ID)
 	h.detail(w, r, ws, wf, http.StatusCreated)
 }
+
+// patchWorkflowSettings changes the workflow's settings, as the settings
+// form of its page: the run limit first (the one that can be refused), so a
+// refused request changes nothing.
+func (h *Handler) patchWorkflowSettings(w http.ResponseWriter, r *http.Request, p account.Principal) {
+	ws, ok := h.builder(w, r, p, "workflows")
+	if !ok {
+		return
+	}
+	wf, ok := h.loadWorkflow(w, r, ws)
+	if !ok {
+		return
+	}
+	var in struct {
+		AutoResumeReauth *bool `json:"autoResumeReauth"`
+		MaxRunsPerMinute *int  `json:"maxRunsPerMinute"`
+	}
+	if err := decode(w, r, &in); err != nil {
+		writeError(w, r, h.log, err)
+		return
+	}
+	if in.AutoResumeReauth == nil && in.MaxRunsPerMinute == nil {
+		writeError(w, r, h.log, apperr.Invalid("maxRunsPerMinute", "Send \"autoResumeReauth\" or \"maxRunsPerMinute\" to change"))
+		return
+	}
+	if in.MaxRunsPerMinute != nil {
+		if err := h.workflows.SetThroughputLimit(r.Context(), ws, wf.ID, *in.MaxRunsPerMinute); err != nil {
+			writeError(w, r, h.log, err)
+			return
+		}
+	}
+	if in.AutoResumeReauth != nil {
+		if err := h.workflows.SetAutoResume(r.Context(), ws, wf.ID, *in.AutoResumeReauth); err != nil {
+			writeError(w, r, h.log, err)
+			return
+		}
+	}
+	h.reload(w, r, ws)
+}

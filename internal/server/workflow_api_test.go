@@ -26,6 +26,8 @@ type wfVersion struct {
 type wfDetail struct {
 	Workflow struct {
 		ID, Name, Description, Status, ActiveVersionID string
+		AutoResumeReauth                               bool
+		MaxRunsPerMinute                               int
 	}
 	Live, Draft *wfVersion
 }
@@ -155,6 +157,18 @@ func TestWorkflowsAPIListGetCreateDraft(t *testing.T) {
 			t.Fatalf("a refused draft changed it: %+v", d2.Draft)
 		}
 
+		// Settings, as the page's form; a refused change changes nothing.
+		d = decodeDetail(t, "settings", owner.api("PATCH", path+"/settings", `{"autoResumeReauth": true, "maxRunsPerMinute": 60}`), 200)
+		if !d.Workflow.AutoResumeReauth || d.Workflow.MaxRunsPerMinute != 60 {
+			t.Fatalf("settings: %+v", d.Workflow)
+		}
+		wantAPIError(t, "settings out of range", owner.api("PATCH", path+"/settings", `{"autoResumeReauth": false, "maxRunsPerMinute": -1}`), 422, "The limit must be 0 (none) to 100000 runs per minute")
+		wantAPIError(t, "settings wrong type", owner.api("PATCH", path+"/settings", `{"maxRunsPerMinute": "60"}`), 400, `Field "maxRunsPerMinute" must be`)
+		wantAPIError(t, "settings empty", owner.api("PATCH", path+"/settings", `{}`), 422, `Send "autoResumeReauth" or "maxRunsPerMinute"`)
+		if d := decodeDetail(t, "after refused settings", owner.api("GET", path, ""), 200); !d.Workflow.AutoResumeReauth || d.Workflow.MaxRunsPerMinute != 60 {
+			t.Fatalf("refused settings changed them: %+v", d.Workflow)
+		}
+
 		// A member may build; a client may not; an unknown id is 404.
 		member := e.signIn("member@a.example")
 		decodeDetail(t, "member creates", member.api("POST", base, `{"name": "Member's"}`), 201)
@@ -163,6 +177,7 @@ func TestWorkflowsAPIListGetCreateDraft(t *testing.T) {
 		wantStatus(t, "client creates", client.api("POST", base, `{"name": "Client's"}`), 403)
 		wantStatus(t, "client reads", client.api("GET", path, ""), 403)
 		wantStatus(t, "client edits", client.api("PUT", path+"/draft", `{"graph": `+graph+`}`), 403)
+		wantStatus(t, "client settings", client.api("PATCH", path+"/settings", `{"maxRunsPerMinute": 1}`), 403)
 		wantStatus(t, "unknown id", owner.api("GET", base+"/nope", ""), 404)
 		wantStatus(t, "unknown id draft", owner.api("PUT", base+"/nope/draft", `{"graph": `+graph+`}`), 404)
 
@@ -176,6 +191,7 @@ func TestWorkflowsAPIListGetCreateDraft(t *testing.T) {
 		bearer := []string{"Authorization", "Bearer " + page[i:i+strings.IndexAny(page[i:], "<\n \"")]}
 		for _, c := range []struct{ method, path, body string }{
 			{"GET", base, ""}, {"POST", base, `{"name": "Intruder"}`}, {"GET", path, ""}, {"PUT", path + "/draft", `{"graph": ` + graph + `}`},
+			{"PATCH", path + "/settings", `{"maxRunsPerMinute": 1}`},
 			{"GET", "/api/v1/workspaces/bravo/workflows/" + id, ""}, {"PUT", "/api/v1/workspaces/bravo/workflows/" + id + "/draft", `{"graph": ` + graph + `}`},
 		} {
 			wantStatus(t, "other token "+c.method+" "+c.path, e.browser().api(c.method, c.path, c.body, bearer...), 404)
