@@ -84,12 +84,6 @@ func (e *Engine) groupStart(ctx context.Context, r *runStart) (string, error) {
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	e.writeStarts(bctx, batch)
 	cancel()
-	for _, o := range batch {
-		if o.inserted {
-			e.notify(bctx)
-			break
-		}
-	}
 
 	c.mu.Lock()
 	if len(c.queue) > 0 {
@@ -101,6 +95,14 @@ func (e *Engine) groupStart(ctx context.Context, r *runStart) (string, error) {
 	for _, o := range batch {
 		if o != r {
 			o.wake <- false
+		}
+	}
+	// Once for the batch, and after the next commit is under way: the
+	// runs are committed, the workers may take them up.
+	for _, o := range batch {
+		if o.inserted {
+			e.notify(ctx)
+			break
 		}
 	}
 	return r.got, r.err
