@@ -42,6 +42,9 @@ Usage:
                             the built-in sandbox provider
   taskjuice bench engine    durable steps per second: runs of a chain of
                             Transform steps, executed by the engine's workers
+  taskjuice bench intake    webhook intake: concurrent clients posting to a
+                            webhook over loopback, accepted runs per second
+                            and latency, every 202 checked to be one run
   taskjuice bench resume    agent runs held for reauthorization on one
                             connection: memory while they are held, and how
                             soon all run again after the reconnect
@@ -66,6 +69,8 @@ func cmdBench(ctx context.Context, args []string, e env) error {
 		return benchRefresh(ctx, args, e)
 	case "engine":
 		return benchEngine(ctx, args, e)
+	case "intake":
+		return benchIntake(ctx, args, e)
 	case "resume":
 		return benchResume(ctx, args, e)
 	case "runs":

@@ -43,6 +43,16 @@ func TestBenchSmoke(t *testing.T) {
 					t.Errorf("bench engine --backlog: no p99_run_ms in %v", got)
 				}
 			})
+			t.Run("intake", func(t *testing.T) {
+				got := runBench(t, "intake", "--requests", "300", "--clients", "8", "--database-url", url)
+				if got["accepted"] != 300.0 || got["recorded"] != 300.0 || got["missing"] != 0.0 || got["doubled"] != 0.0 || got["database"] != name {
+					t.Errorf("bench intake: %v accepted, %v recorded, %v missing, %v doubled on %v; want 300, 300, 0, 0 on %s",
+						got["accepted"], got["recorded"], got["missing"], got["doubled"], got["database"], name)
+				}
+				if _, ok := got["p99_ms"].(float64); !ok {
+					t.Errorf("bench intake: no p99_ms in %v", got)
+				}
+			})
 			t.Run("triggers", func(t *testing.T) {
 				got := runBench(t, "triggers", "--triggers", "20", "--items", "150", "--passes", "5", "--workers", "2", "--deliveries", "20", "--database-url", url)
 				if got["triggers"] != 20.0 || got["polls"] != 20.0 || got["runs"] != 150.0 || got["database"] != name {

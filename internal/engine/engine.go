@@ -64,8 +64,10 @@ type Engine struct {
 	wake      chan struct{}
 	// claims numbers lease tokens.
 	claims atomic.Uint64
-	// commits gathers the steps of several runs into one transaction.
+	// commits gathers the steps of several runs into one transaction,
+	// starts the new runs of concurrent StartRun calls.
 	commits committer
+	starts  starter
 	stmts   stmtCache
 	graphs  graphCache
 	// models makes AI steps' and agents' model calls (UseModels).
@@ -152,7 +154,11 @@ func (e *Engine) StartRun(ctx context.Context, workflowID string, payload json.R
 	if err := e.breaker(ctx, live); err != nil {
 		return "", err
 	}
-	return e.start(ctx, live, payload, source, dedupKey, origin{})
+	r, err := e.newStart(live, payload, source, dedupKey, origin{})
+	if err != nil {
+		return "", err
+	}
+	return e.groupStart(ctx, r)
 }
 
 // MsgBreakerTripped is the answer once the throughput breaker has paused a
@@ -191,34 +197,44 @@ type origin struct {
 }
 
 func (e *Engine) start(ctx context.Context, live workflow.Live, payload json.RawMessage, source, dedupKey string, o origin) (string, error) {
+	r, err := e.newStart(live, payload, source, dedupKey, o)
+	if err != nil {
+		return "", err
+	}
+	return e.insertRun(ctx, r)
+}
+
+// newStart checks a run's trigger payload and makes its row, ready to be
+// recorded alone (insertRun) or in a group commit (groupStart).
+func (e *Engine) newStart(live workflow.Live, payload json.RawMessage, source, dedupKey string, o origin) (*runStart, error) {
 	g := live.Graph
 	if len(payload) == 0 {
 		payload = json.RawMessage(`{}`)
 	}
 	if !json.Valid(payload) {
-		return "", apperr.BadRequest("invalid_payload", "The trigger payload must be JSON")
+		return nil, apperr.BadRequest("invalid_payload", "The trigger payload must be JSON")
 	}
 	if g.Trigger == nil {
-		return "", errors.New("start run: graph has no trigger")
+		return nil, errors.New("start run: graph has no trigger")
 	}
 	frontier, _ := json.Marshal(g.Successors(g.Trigger.ID, ""))
-	now := e.now()
-	// Random, not time-ordered: people tell runs apart by the first 8
-	// characters of their id, which for a time-ordered id would be the
-	// same for every run of the same minute.
-	id := uuid.NewString()
 	kind := KindWorkflow
 	if live.Type == workflow.TypeAgent {
 		kind = KindAgent
 	}
-	_, err := e.db.Write().ExecContext(ctx, `INSERT INTO runs (id, workspace_id, workflow_id, version_id, kind, status, source, trigger_payload,
-		dedup_key, replay_of, replay_depth, parent_run_id, parent_node_id, frontier, due_at, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $14)`,
-		id, live.WorkspaceID, live.WorkflowID, live.VersionID, kind, source, string(payload), db.NullString(dedupKey), db.NullString(o.replayOf), o.depth,
-		db.NullString(o.parentRun), db.NullString(o.parentNode), string(frontier), now)
-	if db.IsUniqueViolation(err) && dedupKey != "" {
+	// Random, not time-ordered: people tell runs apart by the first 8
+	// characters of their id, which for a time-ordered id would be the
+	// same for every run of the same minute.
+	return &runStart{id: uuid.NewString(), workspaceID: live.WorkspaceID, workflowID: live.WorkflowID, versionID: live.VersionID, kind: kind,
+		source: source, payload: string(payload), dedupKey: dedupKey, o: o, frontier: string(frontier), at: e.now()}, nil
+}
+
+// insertRun records one run in a transaction of its own.
+func (e *Engine) insertRun(ctx context.Context, r *runStart) (string, error) {
+	_, err := e.db.Write().ExecContext(ctx, insertRunSQL, r.args()...)
+	if db.IsUniqueViolation(err) && r.dedupKey != "" {
 		var existing string
-		if err := e.db.Read().QueryRowContext(ctx, `SELECT id FROM runs WHERE workflow_id = $1 AND dedup_key = $2`, live.WorkflowID, dedupKey).Scan(&existing); err != nil {
+		if err := e.db.Read().QueryRowContext(ctx, `SELECT id FROM runs WHERE workflow_id = $1 AND dedup_key = $2`, r.workflowID, r.dedupKey).Scan(&existing); err != nil {
 			return "", fmt.Errorf("read deduplicated run: %w", err)
 		}
 		return existing, nil
@@ -227,8 +243,12 @@ func (e *Engine) start(ctx context.Context, live workflow.Live, payload json.Raw
 		return "", fmt.Errorf("record run: %w", err)
 	}
 	e.notify(ctx)
-	return id, nil
+	return r.id, nil
 }
+
+const insertRunSQL = `INSERT INTO runs (id, workspace_id, workflow_id, version_id, kind, status, source, trigger_payload,
+		dedup_key, replay_of, replay_depth, parent_run_id, parent_node_id, frontier, due_at, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $14)`
 
 // Run works on due runs until ctx ends: it claims due runs, several at a
 // time, whenever some of its Options.Workers are free, and works on each in
