@@ -223,9 +223,7 @@ func (e *Engine) writeStartsPostgres(ctx context.Context, batch []*runStart) err
 				replay_depth, NULLIF(parent_run_id, ''), NULLIF(parent_node_id, ''), frontier, at, at, at FROM v
 			ON CONFLICT DO NOTHING RETURNING id
 		)
-		SELECT v.id, ins.id IS NOT NULL, COALESCE(ins.id, r.id, '') FROM v
-			LEFT JOIN ins ON ins.id = v.id
-			LEFT JOIN runs r ON v.dedup_key <> '' AND r.workflow_id = v.workflow_id AND r.dedup_key = v.dedup_key`,
+		SELECT v.id, ins.id IS NOT NULL, COALESCE(ins.id, '') FROM v LEFT JOIN ins ON ins.id = v.id`,
 		ids, workspaces, workflows, versions, kinds, sources, payloads, keys, replays, depths, parents, parentNodes, frontiers, ats)
 	if err != nil {
 		return fmt.Errorf("record runs: %w", err)
@@ -252,8 +250,9 @@ func (e *Engine) writeStartsPostgres(ctx context.Context, batch []*runStart) err
 		if r.dedupKey == "" {
 			return errors.New("record run: the run's id is taken")
 		}
-		// Recorded by another process after this statement's snapshot
-		// was taken: it is there now.
+		// Its key was recorded before (a redelivery, or another process
+		// meanwhile): read that run through the dedup index, one lookup
+		// per such run rather than a join the planner may not range.
 		if err := e.db.Write().QueryRowContext(ctx, selectDedupRun, r.workflowID, r.dedupKey).Scan(&r.got); err != nil {
 			return fmt.Errorf("read deduplicated run: %w", err)
 		}
