@@ -54,6 +54,27 @@ func (h *Handler) listWorkflows(w http.ResponseWriter, r *http.Request, p accoun
 	writeJSON(w, http.StatusOK, map[string]any{"workflows": out})
 }
 
+// workflowRoute resolves what every route of one workflow needs before fn:
+// the workspace (with the builder's permission when write is set) and the
+// workflow of {id}.
+func (h *Handler) workflowRoute(write bool, fn func(w http.ResponseWriter, r *http.Request, p account.Principal, ws account.Workspace, wf workflow.Workflow)) func(http.ResponseWriter, *http.Request, account.Principal) {
+	return func(w http.ResponseWriter, r *http.Request, p account.Principal) {
+		var ws account.Workspace
+		var ok bool
+		if write {
+			ws, ok = h.builder(w, r, p, "workflows")
+		} else {
+			ws, ok = h.workspace(w, r, p)
+		}
+		if !ok {
+			return
+		}
+		if wf, ok := h.loadWorkflow(w, r, ws); ok {
+			fn(w, r, p, ws, wf)
+		}
+	}
+}
+
 // loadWorkflow reads the {id} of a workflow route; an agent, or another
 // workspace's workflow, is not found.
 func (h *Handler) loadWorkflow(w http.ResponseWriter, r *http.Request, ws account.Workspace) (workflow.Workflow, bool) {
@@ -88,15 +109,7 @@ func (h *Handler) detail(w http.ResponseWriter, r *http.Request, ws account.Work
 	writeJSON(w, status, d)
 }
 
-func (h *Handler) getWorkflow(w http.ResponseWriter, r *http.Request, p account.Principal) {
-	ws, ok := h.workspace(w, r, p)
-	if !ok {
-		return
-	}
-	wf, ok := h.loadWorkflow(w, r, ws)
-	if !ok {
-		return
-	}
+func (h *Handler) getWorkflow(w http.ResponseWriter, r *http.Request, p account.Principal, ws account.Workspace, wf workflow.Workflow) {
 	h.detail(w, r, ws, wf, http.StatusOK)
 }
 
@@ -136,15 +149,7 @@ type draftInput struct {
 	Graph *workflow.Graph `json:"graph"`
 }
 
-func (h *Handler) putDraft(w http.ResponseWriter, r *http.Request, p account.Principal) {
-	ws, ok := h.builder(w, r, p, "workflows")
-	if !ok {
-		return
-	}
-	wf, ok := h.loadWorkflow(w, r, ws)
-	if !ok {
-		return
-	}
+func (h *Handler) putDraft(w http.ResponseWriter, r *http.Request, p account.Principal, ws account.Workspace, wf workflow.Workflow) {
 	var in draftInput
 	if err := decode(w, r, &in); err != nil {
 		writeError(w, r, h.log, err)
@@ -162,11 +167,7 @@ func (h *Handler) putDraft(w http.ResponseWriter, r *http.Request, p account.Pri
 		writeError(w, r, h.log, err)
 		return
 	}
-	wf, ok = h.loadWorkflow(w, r, ws)
-	if !ok {
-		return
-	}
-	h.detail(w, r, ws, wf, http.StatusOK)
+	h.reload(w, r, ws)
 }
 
 // graphShape checks what a stored graph needs to be read back: the schema
@@ -219,15 +220,7 @@ func (h *Handler) current(r *http.Request, ws account.Workspace, wf workflow.Wor
 
 // validateWorkflow reports the publish gate's findings on the draft (else
 // the live version) without publishing anything.
-func (h *Handler) validateWorkflow(w http.ResponseWriter, r *http.Request, p account.Principal) {
-	ws, ok := h.workspace(w, r, p)
-	if !ok {
-		return
-	}
-	wf, ok := h.loadWorkflow(w, r, ws)
-	if !ok {
-		return
-	}
+func (h *Handler) validateWorkflow(w http.ResponseWriter, r *http.Request, p account.Principal, ws account.Workspace, wf workflow.Workflow) {
 	v, err := h.current(r, ws, wf)
 	if err != nil {
 		writeError(w, r, h.log, err)
@@ -242,15 +235,7 @@ func (h *Handler) validateWorkflow(w http.ResponseWriter, r *http.Request, p acc
 
 // publishWorkflow publishes the draft, or the version the body names (an
 // earlier one to roll back to), through the publish gate.
-func (h *Handler) publishWorkflow(w http.ResponseWriter, r *http.Request, p account.Principal) {
-	ws, ok := h.builder(w, r, p, "workflows")
-	if !ok {
-		return
-	}
-	wf, ok := h.loadWorkflow(w, r, ws)
-	if !ok {
-		return
-	}
+func (h *Handler) publishWorkflow(w http.ResponseWriter, r *http.Request, p account.Principal, ws account.Workspace, wf workflow.Workflow) {
 	var in struct {
 		VersionID string `json:"versionId"`
 	}
@@ -276,15 +261,7 @@ func (h *Handler) reload(w http.ResponseWriter, r *http.Request, ws account.Work
 	h.detail(w, r, ws, wf, http.StatusOK)
 }
 
-func (h *Handler) deactivateWorkflow(w http.ResponseWriter, r *http.Request, p account.Principal) {
-	ws, ok := h.builder(w, r, p, "workflows")
-	if !ok {
-		return
-	}
-	wf, ok := h.loadWorkflow(w, r, ws)
-	if !ok {
-		return
-	}
+func (h *Handler) deactivateWorkflow(w http.ResponseWriter, r *http.Request, p account.Principal, ws account.Workspace, wf workflow.Workflow) {
 	if err := h.workflows.Deactivate(r.Context(), ws, wf.ID); err != nil {
 		writeError(w, r, h.log, err)
 		return
@@ -294,15 +271,7 @@ func (h *Handler) deactivateWorkflow(w http.ResponseWriter, r *http.Request, p a
 
 // archiveWorkflow archives the workflow: it starts no runs and is kept for
 // reference; runs in flight are not touched.
-func (h *Handler) archiveWorkflow(w http.ResponseWriter, r *http.Request, p account.Principal) {
-	ws, ok := h.builder(w, r, p, "workflows")
-	if !ok {
-		return
-	}
-	wf, ok := h.loadWorkflow(w, r, ws)
-	if !ok {
-		return
-	}
+func (h *Handler) archiveWorkflow(w http.ResponseWriter, r *http.Request, p account.Principal, ws account.Workspace, wf workflow.Workflow) {
 	if err := h.workflows.SetOperatorState(r.Context(), ws, wf.ID, workflow.StatusArchived); err != nil {
 		writeError(w, r, h.log, err)
 		return
@@ -310,15 +279,7 @@ func (h *Handler) archiveWorkflow(w http.ResponseWriter, r *http.Request, p acco
 	h.reload(w, r, ws)
 }
 
-func (h *Handler) listWorkflowVersions(w http.ResponseWriter, r *http.Request, p account.Principal) {
-	ws, ok := h.workspace(w, r, p)
-	if !ok {
-		return
-	}
-	wf, ok := h.loadWorkflow(w, r, ws)
-	if !ok {
-		return
-	}
+func (h *Handler) listWorkflowVersions(w http.ResponseWriter, r *http.Request, p account.Principal, ws account.Workspace, wf workflow.Workflow) {
 	versions, err := h.workflows.Versions(r.Context(), ws, wf.ID)
 	if err != nil {
 		writeError(w, r, h.log, err)
@@ -329,15 +290,7 @@ func (h *Handler) listWorkflowVersions(w http.ResponseWriter, r *http.Request, p
 
 // diffWorkflowVersions compares two versions, named by number:
 // ?from=1&to=2.
-func (h *Handler) diffWorkflowVersions(w http.ResponseWriter, r *http.Request, p account.Principal) {
-	ws, ok := h.workspace(w, r, p)
-	if !ok {
-		return
-	}
-	wf, ok := h.loadWorkflow(w, r, ws)
-	if !ok {
-		return
-	}
+func (h *Handler) diffWorkflowVersions(w http.ResponseWriter, r *http.Request, p account.Principal, ws account.Workspace, wf workflow.Workflow) {
 	versions, err := h.workflows.Versions(r.Context(), ws, wf.ID)
 	if err != nil {
 		writeError(w, r, h.log, err)
@@ -370,15 +323,7 @@ func (h *Handler) diffWorkflowVersions(w http.ResponseWriter, r *http.Request, p
 
 // exportWorkflow answers the workflow as the document the Workflows page
 // exports and imports.
-func (h *Handler) exportWorkflow(w http.ResponseWriter, r *http.Request, p account.Principal) {
-	ws, ok := h.workspace(w, r, p)
-	if !ok {
-		return
-	}
-	wf, ok := h.loadWorkflow(w, r, ws)
-	if !ok {
-		return
-	}
+func (h *Handler) exportWorkflow(w http.ResponseWriter, r *http.Request, p account.Principal, ws account.Workspace, wf workflow.Workflow) {
 	exp, err := h.workflows.Export(r.Context(), ws, wf.ID)
 	if err != nil {
 		writeError(w, r, h.log, err)
@@ -423,15 +368,7 @@ func (h *Handler) importWorkflow(w http.ResponseWriter, r *http.Request, p accou
 // patchWorkflowSettings changes the workflow's settings, as the settings
 // form of its page: the run limit first (the one that can be refused), so a
 // refused request changes nothing.
-func (h *Handler) patchWorkflowSettings(w http.ResponseWriter, r *http.Request, p account.Principal) {
-	ws, ok := h.builder(w, r, p, "workflows")
-	if !ok {
-		return
-	}
-	wf, ok := h.loadWorkflow(w, r, ws)
-	if !ok {
-		return
-	}
+func (h *Handler) patchWorkflowSettings(w http.ResponseWriter, r *http.Request, p account.Principal, ws account.Workspace, wf workflow.Workflow) {
 	var in struct {
 		AutoResumeReauth *bool `json:"autoResumeReauth"`
 		MaxRunsPerMinute *int  `json:"maxRunsPerMinute"`
