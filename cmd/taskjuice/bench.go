@@ -51,6 +51,8 @@ Usage:
   taskjuice bench runs      the runs pages over a million runs: the "Paused
                             for reauth" list and the alert banner, timed on
                             the server
+  taskjuice bench prune     run retention: a pass pruning a million finished
+                            runs past retention, in small transactions
   taskjuice bench triggers  app triggers polling the built-in sandbox: a
                             scheduler pass over many with nothing due,
                             polls per second, and new items into runs
@@ -69,12 +71,16 @@ func cmdBench(ctx context.Context, args []string, e env) error {
 		return benchRefresh(ctx, args, e)
 	case "engine":
 		return benchEngine(ctx, args, e)
+	case "engine-worker": // started by "bench engine --processes N"
+		return benchEngineWorker(ctx, args, e)
 	case "intake":
 		return benchIntake(ctx, args, e)
 	case "resume":
 		return benchResume(ctx, args, e)
 	case "runs":
 		return benchRuns(ctx, args, e)
+	case "prune":
+		return benchPrune(ctx, args, e)
 	case "triggers":
 		return benchTriggers(ctx, args, e)
 	case "help", "-h", "--help":

@@ -32,6 +32,13 @@ func TestBenchSmoke(t *testing.T) {
 				if _, ok := got["steps_per_second"].(float64); !ok {
 					t.Errorf("bench engine: no steps_per_second in %v", got)
 				}
+				// A step writes one row with one index entry.
+				if got["step_rows"] != 1.0 || got["step_index_entries"] != 1.0 {
+					t.Errorf("bench engine: %v rows and %v index entries per step, want 1 and 1", got["step_rows"], got["step_index_entries"])
+				}
+				if b, ok := got["step_stored_bytes"].(float64); !ok || b <= 0 {
+					t.Errorf("bench engine: step_stored_bytes %v, want a positive size", got["step_stored_bytes"])
+				}
 			})
 			t.Run("engine backlog", func(t *testing.T) {
 				got := runBench(t, "engine", "--backlog", "50,200", "--finished", "100", "--steps", "2", "--concurrency", "8", "--database-url", url)
@@ -41,6 +48,15 @@ func TestBenchSmoke(t *testing.T) {
 				}
 				if _, ok := got["p99_run_ms"].(float64); !ok {
 					t.Errorf("bench engine --backlog: no p99_run_ms in %v", got)
+				}
+			})
+			t.Run("prune", func(t *testing.T) {
+				got := runBench(t, "prune", "--runs", "1200", "--kept", "30", "--database-url", url)
+				if got["pruned"] != 1200.0 || got["kept"] != 30.0 || got["pass"] != true || got["database"] != name {
+					t.Errorf("bench prune: pruned %v, kept %v (pass %v) on %v; want 1200, 30 on %s", got["pruned"], got["kept"], got["pass"], got["database"], name)
+				}
+				if b, _ := got["batches"].(float64); b < 3 {
+					t.Errorf("bench prune: %v transactions, want at least 3 of at most 500 runs", got["batches"])
 				}
 			})
 			t.Run("intake", func(t *testing.T) {
@@ -94,4 +110,65 @@ func runBench(t *testing.T, name string, args ...string) map[string]any {
 		t.Fatalf("bench %s: the last line is not JSON: %q (%v)", name, lines[len(lines)-1], err)
 	}
 	return got
+}
+
+// TestBenchEngineProcesses runs "bench engine --processes 2" small on
+// PostgreSQL: two worker processes of the real binary share the runs, and
+// the bench's check (every run completed once, every step recorded and
+// executed once, no run finished by two processes) must pass. Timings are
+// only reported.
+func TestBenchEngineProcesses(t *testing.T) {
+	url := os.Getenv(dbtest.PostgresEnv)
+	if url == "" {
+		t.Skip(dbtest.PostgresEnv + " not set")
+	}
+	bin := buildBinary(t)
+	got := runBench(t, "engine", "--processes", "2", "--runs", "30", "--steps", "3", "--concurrency", "4",
+		"--worker-binary", bin, "--database-url", url)
+	if got["pass"] != true || got["runs"] != 30.0 || got["steps"] != 90.0 || got["step_rows"] != 90.0 || got["executions"] != 90.0 {
+		t.Errorf("bench engine --processes 2: pass %v, runs %v, steps %v, step rows %v, executions %v; want true, 30, 90, 90, 90",
+			got["pass"], got["runs"], got["steps"], got["step_rows"], got["executions"])
+	}
+	for _, k := range []string{"lost_runs", "lost_executions", "doubled_executions", "doubled_steps", "finished_twice"} {
+		if got[k] != 0.0 {
+			t.Errorf("bench engine --processes 2: %s = %v, want 0", k, got[k])
+		}
+	}
+	procs, _ := got["per_process"].([]any)
+	steps := 0.0
+	for _, p := range procs {
+		steps += p.(map[string]any)["steps"].(float64)
+	}
+	if len(procs) != 2 || steps != 90 {
+		t.Errorf("bench engine --processes 2: %d processes reported %v steps in all, want 2 and 90: %v", len(procs), steps, procs)
+	}
+}
+
+// TestBenchEngineProcessesRefusedOnSQLite: several processes on SQLite
+// are refused before anything is made.
+func TestBenchEngineProcessesRefusedOnSQLite(t *testing.T) {
+	var out, errb bytes.Buffer
+	err := run(context.Background(), []string{"bench", "engine", "--processes", "2", "--runs", "10"},
+		env{stdin: strings.NewReader(""), stdout: &out, stderr: &errb, getenv: func(string) string { return "" }})
+	if !errors.Is(err, errSQLiteProcesses) {
+		t.Fatalf("bench engine --processes 2 on SQLite: %v, want %v", err, errSQLiteProcesses)
+	}
+	if out.Len() != 0 {
+		t.Errorf("bench engine --processes 2 on SQLite made a database: %q", out.String())
+	}
+}
+
+// TestMergeExecutions: the workers' records tell a step executed twice,
+// by one process or two, and a step executed nowhere.
+func TestMergeExecutions(t *testing.T) {
+	reports := []workerReport{
+		{Owner: "a", Executions: []string{"r1 step1 1", "r1 step2 1", "r2 step1 1"}},
+		{Owner: "b", Executions: []string{"r2 step2 1", "r3 step1 1", "r3 step1 2", "r1 step2 1"}},
+	}
+	var c procsCheck
+	c.mergeExecutions(reports, 6, "step2")
+	want := procsCheck{executions: 7, doubledExecutions: 2, lostExecutions: 1, movedRuns: 2, finishedTwice: 1}
+	if c != want {
+		t.Errorf("mergeExecutions: got %+v, want %+v", c, want)
+	}
 }

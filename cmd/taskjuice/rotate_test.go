@@ -13,7 +13,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/pquerna/otp/totp"
 	"golang.org/x/oauth2"
 
 	"taskjuice/internal/account"
@@ -106,6 +108,16 @@ func TestRotateKeyEverySecret(t *testing.T) {
 			must(t, err)
 			token, err := hooks.Endpoint(ctx, wfID)
 			must(t, err)
+			// A staff member's MFA secret.
+			accounts.UseVault(oldRing)
+			owner, err := accounts.PrincipalByEmail(ctx, "o@a.example")
+			must(t, err)
+			setup, err := accounts.BeginMFASetup(ctx, owner)
+			must(t, err)
+			enrollCode, err := totp.GenerateCode(setup.Key, time.Now())
+			must(t, err)
+			_, err = accounts.EnableMFA(ctx, owner, enrollCode)
+			must(t, err)
 			d.Close()
 
 			getenv := func(k string) string {
@@ -119,8 +131,8 @@ func TestRotateKeyEverySecret(t *testing.T) {
 			if err := run(ctx, args, env{stdin: strings.NewReader(""), stdout: &out, stderr: &errb, getenv: getenv}); err != nil {
 				t.Fatalf("rotate-key: %v\n%s%s", err, out.String(), errb.String())
 			}
-			for _, want := range []string{"re-encrypted 4 secrets", "1 connection credentials", "1 model provider keys", "1 webhook secrets",
-				"1 OAuth verifiers in flight", "TASKJUICE_OLD_SECRET_KEYS is no longer needed"} {
+			for _, want := range []string{"re-encrypted 5 secrets", "1 connection credentials", "1 model provider keys", "1 webhook secrets",
+				"1 OAuth verifiers in flight", "1 MFA secrets", "TASKJUICE_OLD_SECRET_KEYS is no longer needed"} {
 				if !strings.Contains(out.String(), want) {
 					t.Fatalf("rotate-key output %q lacks %q", out.String(), want)
 				}
@@ -155,6 +167,15 @@ func TestRotateKeyEverySecret(t *testing.T) {
 			mux.ServeHTTP(rec, req)
 			if rec.Code != http.StatusAccepted || starter.n != 1 {
 				t.Fatalf("signed webhook after rotation: got %d %s (%d runs), want 202 and one run", rec.Code, rec.Body.String(), starter.n)
+			}
+			mfa := account.NewService(d)
+			mfa.UseVault(newRing)
+			step, err := mfa.PasswordStep(ctx, "o@a.example", "correct horse battery", "127.0.0.1", "")
+			must(t, err)
+			nextCode, err := totp.GenerateCode(setup.Key, time.Now().Add(30*time.Second))
+			must(t, err)
+			if _, _, err := mfa.CompleteMFA(ctx, step.MFAToken, nextCode, "127.0.0.1", ""); err != nil {
+				t.Fatalf("MFA sign-in after rotation: %v", err)
 			}
 			left, err := vault.NewStore(d, newRing).NotCurrent(ctx)
 			if err != nil || len(left) != 0 {

@@ -45,6 +45,7 @@ Usage:
   taskjuice create-account    create an agency account and its owner
   taskjuice create-user       add a staff member or a client
   taskjuice reset-password    set a new password for a person
+  taskjuice reset-mfa         turn off a person's MFA when their authenticator is lost
   taskjuice accounts          list accounts and their workspaces
   taskjuice rotate-key        re-encrypt every stored credential under a new key
   taskjuice sandbox           run or control Sandbox Chat, the built-in test provider
@@ -70,6 +71,8 @@ func run(ctx context.Context, args []string, e env) error {
 		return cmdCreateUser(ctx, args, e)
 	case "reset-password":
 		return cmdResetPassword(ctx, args, e)
+	case "reset-mfa":
+		return cmdResetMFA(ctx, args, e)
 	case "accounts":
 		return cmdAccounts(ctx, args, e)
 	case "rotate-key":
@@ -156,6 +159,7 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 	}
 	defer d.Close()
 	accounts := account.NewService(d)
+	accounts.UseVault(keys)
 	var demoPassword string
 	if !cfg.NoDemo {
 		res, err := demo.Seed(ctx, d, accounts)
@@ -201,29 +205,39 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 	}
 	conns := connection.NewService(d, keys)
 	callback := cfg.BaseURL + "/oauth/callback"
-	refresher := connection.NewRefresher(conns, connection.CatalogOAuth(cat, callback), connection.RefresherOptions{Log: log})
+	// One registry for /metrics, counting what the engine and the refresher
+	// of this process do.
+	metrics := server.NewMetrics()
+	refresher := connection.NewRefresher(conns, connection.CatalogOAuth(cat, callback), connection.RefresherOptions{Log: log, Outcome: metrics.RefreshOutcome})
 	workflows := workflow.NewService(d)
 	// HTTP steps and app actions reach public addresses only, unless the
 	// operator allows more; the catalog's own endpoints (the sandbox) are
 	// trusted by AppClient.
 	steps := egress.Client(cfg.Egress(), 2*time.Minute)
 	apps := connection.NewAppClient(conns, refresher, cat, steps)
+	// Failure alerts: raised in the transaction that records a failed run;
+	// their webhooks go out through the same guard as HTTP steps.
+	notifier := notify.NewService(d, cat)
+	notifier.SetLog(log.With("component", "alerts"))
+	notifier.FailureAlerts(vault.NewStore(d, keys), steps, server.ChatPoster(cat, conns, apps))
 	eng := engine.New(d, workflows, engine.Builtins(cat, apps, steps), engine.Expressions(expr.Limits{}), engine.Options{
 		Log: log.With("component", "engine"), DrainTimeout: cfg.Engine.DrainTimeout, Lease: cfg.Engine.Lease,
-		Heartbeat: cfg.Engine.Heartbeat, HeartbeatTimeout: cfg.Engine.HeartbeatTimeout,
+		Heartbeat: cfg.Engine.Heartbeat, HeartbeatTimeout: cfg.Engine.HeartbeatTimeout, Observer: metrics, BaseURL: cfg.BaseURL,
+		Failures: notifier,
 	})
 	opts := server.Options{
-		DB: d, Accounts: accounts, Connections: conns, Refresher: refresher, Catalog: cat,
+		Metrics: metrics, DB: d, Accounts: accounts, Connections: conns, Refresher: refresher, Catalog: cat,
 		Workflows: workflows, Engine: eng, Log: log, SecureCookies: cfg.SecureCookies(), BaseURL: cfg.BaseURL,
+		HSTS: cfg.HSTS(), TrustedProxies: cfg.ProxyRanges(),
 		Webhooks:  trigger.New(d, keys, eng, workflows, trigger.Options{Log: log.With("component", "webhooks")}),
 		Scheduler: trigger.NewScheduler(d, eng, trigger.SchedulerOptions{Log: log.With("component", "schedules")}),
 		Poller:    trigger.NewPoller(d, eng, apps, conns, cat, pollerOptions(sandboxURL != "", log)),
 		// App-wide signing secrets (Slack's) come from the catalog.
 		Listener: trigger.NewListener(d, keys, eng, apps, cat, trigger.ListenerOptions{
 			BaseURL: cfg.BaseURL, Accounts: conns.ExternalAccountOf, Log: log.With("component", "instant-triggers")}),
-		Notify: notify.NewService(d, cat),
+		Notify: notifier,
 		Models: llm.NewService(d, keys, llm.Options{}),
-		Spend:  spend.NewService(d, spend.Options{}),
+		Spend:  spend.NewService(d, spend.Options{Alerts: notifier}),
 	}
 	if cfg.SMTP.Host != "" {
 		sender, err := mail.NewSMTP(cfg.SMTP)
@@ -260,10 +274,7 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 		// flow over HTTP, so it runs beside the server (the listener is
 		// bound; requests wait for it to accept).
 		workers = append(workers, server.Worker{Name: "demo-sandbox-connection", Run: func(ctx context.Context) error {
-			if err := demo.ConnectSandbox(ctx, cfg.BaseURL, ln.Addr().String(), demoPassword); err != nil {
-				if ctx.Err() == nil {
-					log.Warn("could not connect the demo's Sandbox Chat", "err", err)
-				}
+			if !connectDemoSandbox(ctx, log, cfg.BaseURL, ln.Addr().String(), demoPassword) {
 				return nil
 			}
 			agents := agent.NewService(workflows, conns, cat, opts.Models)
@@ -279,6 +290,34 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 	err = server.Serve(ctx, ln, srv.Handler(), log, workers...)
 	log.Info("stopped")
 	return err
+}
+
+// connectDemoSandbox makes the demo's Sandbox Chat connection, trying again
+// with a growing pause when an attempt fails (a busy machine can time a
+// request out on the first start), and says how long it took.
+func connectDemoSandbox(ctx context.Context, log *slog.Logger, baseURL, addr, password string) bool {
+	start := time.Now()
+	pause := time.Second
+	for attempt := 1; ; attempt++ {
+		err := demo.ConnectSandbox(ctx, baseURL, addr, password)
+		if err == nil {
+			log.Info("connected the demo's Sandbox Chat", "attempt", attempt, "took", time.Since(start).Round(time.Millisecond))
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		log.Warn("could not connect the demo's Sandbox Chat", "attempt", attempt, "err", err)
+		if attempt == 5 {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(pause):
+		}
+		pause *= 2
+	}
 }
 
 func cmdMigrate(ctx context.Context, args []string, e env) error {
@@ -416,6 +455,29 @@ func cmdResetPassword(ctx context.Context, args []string, e env) error {
 		fmt.Fprintf(e.stdout, "password reset for %s; their sessions were ended\n", email)
 		return nil
 	})
+}
+
+func cmdResetMFA(ctx context.Context, args []string, e env) error {
+	var email string
+	cfg, err := parse("reset-mfa", args, e, func(fs *flag.FlagSet) {
+		fs.StringVar(&email, "email", "", "email of the person (required)")
+	})
+	if err != nil {
+		return err
+	}
+	if email == "" {
+		return errors.New("reset-mfa needs --email")
+	}
+	d, err := openDB(ctx, cfg, newLogger(cfg, e.stderr))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := account.NewService(d).ResetMFA(ctx, email); err != nil {
+		return fmt.Errorf("reset MFA for %s: %w", email, err)
+	}
+	fmt.Fprintf(e.stdout, "MFA turned off for %s; their sessions were ended. They can set it up again at /account/security.\n", email)
+	return nil
 }
 
 func cmdAccounts(ctx context.Context, args []string, e env) error {

@@ -113,5 +113,8 @@ func (s *Service) TokenPrincipal(ctx context.Context, secret string) (Principal,
 		return Principal{}, err
 	}
 	p.Via = "token"
+	if p.MFAHold, err = s.mfaHold(ctx, p); err != nil {
+		return Principal{}, err
+	}
 	return p, nil
 }

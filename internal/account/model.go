@@ -49,6 +49,9 @@ type Principal struct {
 	WorkspaceID string // clients only
 	// Via says how the request was authenticated ("session" or "token").
 	Via string
+	// MFAHold: the account requires MFA, its grace period is over, and this
+	// staff member has not turned it on; they may only enroll.
+	MFAHold bool
 }
 
 // Can reports whether the principal's role grants c.
@@ -107,7 +110,7 @@ var slugPattern = regexp.MustCompile(`^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$`)
 var reservedSlugs = map[string]bool{
 	"api": true, "dashboard": true, "portal": true, "signin": true, "signout": true,
 	"settings": true, "static": true, "webhooks": true, "healthz": true, "readyz": true,
-	"metrics": true, "invitations": true, "oauth": true, "admin": true, "favicon.ico": true,
+	"metrics": true, "invitations": true, "oauth": true, "admin": true, "favicon.ico": true, "account": true,
 }
 
 // ValidateSlug checks a workspace slug's form (not whether it is taken).

@@ -11,6 +11,7 @@ import (
 	"taskjuice/internal/apperr"
 	"taskjuice/internal/db"
 	"taskjuice/internal/textcheck"
+	"taskjuice/internal/vault"
 )
 
 // Service is the account domain: every read and write of its tables goes
@@ -18,12 +19,21 @@ import (
 type Service struct {
 	db  *db.DB
 	now func() time.Time
+	// vault seals MFA secrets; see UseVault.
+	vault *vault.Store
 }
 
 // NewService returns the account service over d.
 func NewService(d *db.DB) *Service {
 	return &Service{db: d, now: db.Now}
 }
+
+// UseVault gives the service the vault MFA secrets are sealed in; without
+// it nobody can turn MFA on (or sign in with it).
+func (s *Service) UseVault(keys vault.Keyring) { s.vault = vault.NewStore(s.db, keys) }
+
+// SetClock makes the service read time from now (tests).
+func (s *Service) SetClock(now func() time.Time) { s.now = now }
 
 // NewUser is what it takes to create a person.
 type NewUser struct {
@@ -197,7 +207,7 @@ func (s *Service) ResetPassword(ctx context.Context, email, password string) err
 		if _, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = $1`, id); err != nil {
 			return fmt.Errorf("end sessions: %w", err)
 		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM signin_failures WHERE email = $1`, email); err != nil {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM signin_throttle WHERE email = $1`, email); err != nil {
 			return fmt.Errorf("clear failures: %w", err)
 		}
 		return nil

@@ -8,26 +8,18 @@ import (
 	"time"
 
 	"taskjuice/internal/apperr"
-	"taskjuice/internal/db"
 )
 
-// Sign-in limits: after this many failures for one email (or many more from
-// one address) within the window, further attempts are refused until the
-// oldest failure ages out. Kept in the database so every process agrees.
+// Sessions last this long after their last use; their last use is
+// recorded at most this often.
 const (
-	SigninWindow        = 15 * time.Minute
-	MaxFailuresPerEmail = 5
-	MaxFailuresPerIP    = 50
-	SessionTTL          = 30 * 24 * time.Hour
-	sessionTouchEvery   = 5 * time.Minute
+	SessionTTL        = 30 * 24 * time.Hour
+	sessionTouchEvery = 5 * time.Minute
 )
 
 // MsgBadCredentials is the one message for every failed sign-in, so it does
 // not reveal which emails exist.
 const MsgBadCredentials = "Email or password is incorrect"
-
-// MsgTooManyAttempts is shown once the sign-in limit is reached.
-const MsgTooManyAttempts = "Too many failed sign-in attempts. Wait 15 minutes and try again, or ask an administrator to reset your password."
 
 // dummyHash is compared against when the email is unknown, so a failed
 // sign-in takes as long whether or not the person exists.
@@ -46,64 +38,79 @@ type Session struct {
 	ExpiresAt time.Time
 }
 
-// SignIn checks an email and password and opens a session.
+// SignInStep is where a sign-in stands after the password: signed in
+// (Session set), or waiting for the person's MFA code (MFAToken set, to be
+// given to CompleteMFA).
+type SignInStep struct {
+	Session   Session
+	Principal Principal
+	// MFAToken names the half-finished sign-in kept on the server until
+	// MFAExpires; the browser holds it, the database only its hash.
+	MFAToken   string
+	MFAExpires time.Time
+}
+
+// SignIn checks an email and password and opens a session. A person with
+// MFA on cannot sign in this way: PasswordStep and CompleteMFA take the
+// code.
 func (s *Service) SignIn(ctx context.Context, email, password, ip, userAgent string) (Session, Principal, error) {
+	step, err := s.PasswordStep(ctx, email, password, ip, userAgent)
+	if err != nil {
+		return Session{}, Principal{}, err
+	}
+	if step.MFAToken != "" {
+		return Session{}, Principal{}, apperr.Unauthorized(MsgCodeRequired)
+	}
+	return step.Session, step.Principal, nil
+}
+
+// PasswordStep checks an email and password under the sign-in limits. With
+// MFA off it opens a session; with MFA on it starts the code step.
+func (s *Service) PasswordStep(ctx context.Context, email, password, ip, userAgent string) (SignInStep, error) {
 	email, err := NormalizeEmail(email)
 	if err != nil {
-		return Session{}, Principal{}, apperr.Unauthorized(MsgBadCredentials)
+		return SignInStep{}, apperr.Unauthorized(MsgBadCredentials)
 	}
-	now := s.now()
-	since := now.Add(-SigninWindow)
-	var byEmail, byIP int
-	if err := s.db.Read().QueryRowContext(ctx, `SELECT
-		(SELECT count(*) FROM signin_failures WHERE email = $1 AND at > $2),
-		(SELECT count(*) FROM signin_failures WHERE ip = $3 AND at > $2)`, email, since, ip).Scan(&byEmail, &byIP); err != nil {
-		return Session{}, Principal{}, fmt.Errorf("count sign-in failures: %w", err)
+	att, err := s.admit(ctx, email, ip)
+	if err != nil {
+		return SignInStep{}, err
 	}
-	if byEmail >= MaxFailuresPerEmail || byIP >= MaxFailuresPerIP {
-		return Session{}, Principal{}, apperr.TooMany(MsgTooManyAttempts)
+	userID, ok, err := s.verifyPassword(ctx, email, password)
+	if err != nil {
+		return SignInStep{}, err
 	}
+	if !ok {
+		return SignInStep{}, apperr.Unauthorized(MsgBadCredentials) // the attempt stays counted
+	}
+	on, err := s.mfaOn(ctx, s.db.Read(), userID)
+	if err != nil {
+		return SignInStep{}, err
+	}
+	if on {
+		return s.startChallenge(ctx, att, userID, email)
+	}
+	if err := s.release(ctx, s.db.Write(), att, true); err != nil {
+		return SignInStep{}, err
+	}
+	sess, p, err := s.OpenSession(ctx, userID, ip, userAgent)
+	return SignInStep{Session: sess, Principal: p}, err
+}
 
-	var userID, hash string
+// verifyPassword compares the password with the person's; an unknown
+// email is compared with a dummy hash so it takes as long.
+func (s *Service) verifyPassword(ctx context.Context, email, password string) (userID string, ok bool, err error) {
+	var hash string
 	err = s.db.Read().QueryRowContext(ctx, `SELECT id, password_hash FROM users WHERE email = $1`, email).Scan(&userID, &hash)
 	if errors.Is(err, sql.ErrNoRows) {
 		hash = dummyHash
 	} else if err != nil {
-		return Session{}, Principal{}, fmt.Errorf("find user: %w", err)
+		return "", false, fmt.Errorf("find user: %w", err)
 	}
-	ok, err := checkPassword(hash, password)
+	ok, err = checkPassword(hash, password)
 	if err != nil {
-		return Session{}, Principal{}, fmt.Errorf("check password: %w", err)
+		return "", false, fmt.Errorf("check password: %w", err)
 	}
-	if !ok || userID == "" {
-		if _, err := s.db.Write().ExecContext(ctx, `INSERT INTO signin_failures (email, ip, at) VALUES ($1, $2, $3)`, email, ip, now); err != nil {
-			return Session{}, Principal{}, fmt.Errorf("record sign-in failure: %w", err)
-		}
-		return Session{}, Principal{}, apperr.Unauthorized(MsgBadCredentials)
-	}
-
-	sess := Session{Token: newToken("tjs_"), ExpiresAt: now.Add(SessionTTL)}
-	var p Principal
-	err = s.db.InTx(ctx, func(tx db.Querier) error {
-		var err error
-		if p, err = s.principal(ctx, tx, userID); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM signin_failures WHERE email = $1`, email); err != nil {
-			return fmt.Errorf("clear sign-in failures: %w", err)
-		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO sessions (token_hash, user_id, created_at, last_seen_at, expires_at, user_agent, ip)
-			VALUES ($1, $2, $3, $3, $4, $5, $6)`, hashToken(sess.Token), userID, now, sess.ExpiresAt, truncate(userAgent, 300), ip)
-		if err != nil {
-			return fmt.Errorf("insert session: %w", err)
-		}
-		return nil
-	})
-	if err != nil {
-		return Session{}, Principal{}, err
-	}
-	p.Via = "session"
-	return sess, p, nil
+	return userID, ok && userID != "", nil
 }
 
 func truncate(s string, n int) string {
@@ -142,6 +149,9 @@ func (s *Service) SessionPrincipal(ctx context.Context, token string) (Principal
 		return Principal{}, err
 	}
 	p.Via = "session"
+	if p.MFAHold, err = s.mfaHold(ctx, p); err != nil {
+		return Principal{}, err
+	}
 	return p, nil
 }
 
@@ -153,8 +163,8 @@ func (s *Service) SignOut(ctx context.Context, token string) error {
 	return nil
 }
 
-// Prune deletes expired sessions and sign-in failures older than the
-// window. The server runs it periodically.
+// Prune deletes expired sessions and MFA challenges, and sign-in
+// failures older than the window. The server runs it periodically.
 func (s *Service) Prune(ctx context.Context) (int64, error) {
 	now := s.now()
 	var total int64
@@ -163,7 +173,8 @@ func (s *Service) Prune(ctx context.Context) (int64, error) {
 		arg time.Time
 	}{
 		{`DELETE FROM sessions WHERE expires_at <= $1`, now},
-		{`DELETE FROM signin_failures WHERE at <= $1`, now.Add(-SigninWindow)},
+		{`DELETE FROM signin_throttle WHERE last_failure_at <= $1`, now.Add(-SigninWindow)},
+		{`DELETE FROM mfa_challenges WHERE expires_at <= $1`, now},
 	} {
 		res, err := s.db.Write().ExecContext(ctx, q.sql, q.arg)
 		if err != nil {

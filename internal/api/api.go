@@ -16,6 +16,7 @@ import (
 	"taskjuice/internal/engine"
 	"taskjuice/internal/gate"
 	"taskjuice/internal/llm"
+	"taskjuice/internal/notify"
 	"taskjuice/internal/portal"
 	"taskjuice/internal/spend"
 	"taskjuice/internal/workflow"
@@ -40,6 +41,8 @@ type Handler struct {
 	spend       *spend.Service
 	triggers    TriggerStates
 	instants    InstantTriggerStates
+	alerts      *notify.Service
+	chatTargets notify.ChatTargets
 	baseURL     string
 }
 
@@ -64,6 +67,10 @@ type Deps struct {
 	// Instants reads where instant app triggers stand (nil: none).
 	Instants InstantTriggerStates
 	BaseURL  string
+	// Alerts keeps the failure alert settings and incidents; ChatTargets
+	// tells which connections can post them.
+	Alerts      *notify.Service
+	ChatTargets notify.ChatTargets
 }
 
 // New returns the API handler.
@@ -71,6 +78,7 @@ func New(d Deps) *Handler {
 	return &Handler{accounts: d.Accounts, auth: d.Auth, log: d.Log, connections: d.Connections,
 		refresher: d.Refresher, catalog: d.Catalog, workflows: d.Workflows, engine: d.Engine, agents: d.Agents,
 		models: d.Models, spend: d.Spend, triggers: d.Triggers, instants: d.Instants, baseURL: d.BaseURL,
+		alerts: d.Alerts, chatTargets: d.ChatTargets,
 		gate: gate.Deps{Catalog: d.Catalog, Connections: d.Connections, Workflows: d.Workflows, Models: d.Models, Portal: d.Portal}}
 }
 
@@ -110,6 +118,16 @@ func (h *Handler) Routes() []Route {
 		{"POST", "/api/v1/workspaces/{slug}/workflows", h.authed(h.createWorkflow)},
 		{"POST", "/api/v1/workspaces/{slug}/workflows/import", h.authed(h.importWorkflow)},
 		{"GET", "/api/v1/workspaces/{slug}/workflows/{id}", h.authed(h.workflowRoute(false, h.getWorkflow))},
+		{"GET", "/api/v1/workspaces/{slug}/workflows/{id}/alerts", h.authed(h.workflowRoute(false, h.getWorkflowAlerts))},
+		{"PUT", "/api/v1/workspaces/{slug}/workflows/{id}/alerts", h.authed(h.workflowRoute(true, h.putWorkflowAlerts))},
+		{"GET", "/api/v1/workspaces/{slug}/alerts", h.authed(h.getWorkspaceAlerts)},
+		{"PUT", "/api/v1/workspaces/{slug}/alerts", h.authed(h.putWorkspaceAlerts)},
+		{"GET", "/api/v1/workspaces/{slug}/incidents", h.authed(h.listIncidents)},
+		{"POST", "/api/v1/workspaces/{slug}/bulk-jobs", h.authed(h.startBulk)},
+		{"GET", "/api/v1/workspaces/{slug}/bulk-jobs/{id}", h.authed(h.getBulk)},
+		{"GET", "/api/v1/workspaces/{slug}/failures", h.authed(h.listFailures)},
+		{"GET", "/api/v1/workspaces/{slug}/retention", h.authed(h.getRetention)},
+		{"PUT", "/api/v1/workspaces/{slug}/retention", h.authed(h.putRetention)},
 		{"GET", "/api/v1/workspaces/{slug}/workflows/{id}/versions", h.authed(h.workflowRoute(false, h.listWorkflowVersions))},
 		{"GET", "/api/v1/workspaces/{slug}/workflows/{id}/diff", h.authed(h.workflowRoute(false, h.diffWorkflowVersions))},
 		{"GET", "/api/v1/workspaces/{slug}/workflows/{id}/export", h.authed(h.workflowRoute(false, h.exportWorkflow))},
@@ -119,6 +137,10 @@ func (h *Handler) Routes() []Route {
 		{"POST", "/api/v1/workspaces/{slug}/workflows/{id}/publish", h.authed(h.workflowRoute(true, h.publishWorkflow))},
 		{"POST", "/api/v1/workspaces/{slug}/workflows/{id}/deactivate", h.authed(h.workflowRoute(true, h.deactivateWorkflow))},
 		{"POST", "/api/v1/workspaces/{slug}/workflows/{id}/archive", h.authed(h.workflowRoute(true, h.archiveWorkflow))},
+		{"POST", "/api/v1/workspaces/{slug}/workflows/{id}/steps/{nodeId}/test", h.authed(h.workflowRoute(true, h.testStep))},
+		{"POST", "/api/v1/workspaces/{slug}/workflows/{id}/preview", h.authed(h.workflowRoute(false, h.previewExpression))},
+		{"GET", "/api/v1/workspaces/{slug}/workflows/{id}/samples", h.authed(h.workflowRoute(false, h.listSamples))},
+		{"PUT", "/api/v1/workspaces/{slug}/workflows/{id}/trigger/sample", h.authed(h.workflowRoute(true, h.putTriggerSample))},
 		{"POST", "/api/v1/workspaces/{slug}/workflows/{id}/runs", h.authed(h.startRun)},
 		{"GET", "/api/v1/workflows/{id}/trigger", h.authed(h.getTrigger)},
 		{"GET", "/api/v1/workflows/{id}/trigger/events", h.authed(h.listTriggerEvents)},
@@ -135,6 +157,7 @@ func (h *Handler) Routes() []Route {
 		{"GET", "/api/v1/workspaces/{slug}/spend", h.authed(h.getSpend)},
 		{"PUT", "/api/v1/workspaces/{slug}/spend/cap", h.authed(h.setSpendCap)},
 		{"GET", "/api/v1/workspaces/{slug}/runs", h.authed(h.listRuns)},
+		{"GET", "/api/v1/runs", h.authed(h.listAllRuns)},
 		{"GET", "/api/v1/workspaces/{slug}/runs/{id}", h.authed(h.getRun)},
 		{"POST", "/api/v1/workspaces/{slug}/runs/{id}/{action}", h.authed(h.runAction)},
 	}

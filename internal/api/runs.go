@@ -67,20 +67,9 @@ func (h *Handler) listRuns(w http.ResponseWriter, r *http.Request, p account.Pri
 	if !ok {
 		return
 	}
-	q := r.URL.Query()
-	f := engine.ListFilter{Status: engine.Status(q.Get("status")), PauseReason: engine.PauseReason(q.Get("pauseReason")), IDPrefix: q.Get("id"), Before: q.Get("before"), Limit: 50}
-	if l := q.Get("limit"); l != "" {
-		n, err := strconv.Atoi(l)
-		if err != nil || n < 1 || n > 200 {
-			writeError(w, r, h.log, apperr.Invalid("limit", "limit must be 1–200"))
-			return
-		}
-		f.Limit = n
-	}
-	switch f.Status {
-	case "", engine.StatusPending, engine.StatusRunning, engine.StatusWaiting, engine.StatusPaused, engine.StatusCompleted, engine.StatusFailed, engine.StatusCancelled:
-	default:
-		writeError(w, r, h.log, apperr.Invalid("status", "status must be pending, running, waiting, paused, completed, failed or cancelled"))
+	f, err := runsFilter(r)
+	if err != nil {
+		writeError(w, r, h.log, err)
 		return
 	}
 	runs, err := h.engine.List(r.Context(), ws.ID, f)
@@ -93,6 +82,79 @@ func (h *Handler) listRuns(w http.ResponseWriter, r *http.Request, p account.Pri
 		out["next"] = runs[len(runs)-1].ID
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// runsFilter reads a runs list's filter, cursor and page size.
+func runsFilter(r *http.Request) (engine.ListFilter, error) {
+	q := r.URL.Query()
+	if q.Get("reason") == "" {
+		q.Set("reason", q.Get("pauseReason"))
+	}
+	f, err := engine.FilterFromQuery(q.Get)
+	if err != nil {
+		return f, err
+	}
+	f.Before, f.Limit = q.Get("before"), 50
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 200 {
+			return f, apperr.Invalid("limit", "limit must be 1–200")
+		}
+		f.Limit = n
+	}
+	return f, nil
+}
+
+// clientRun is a run in the list across clients, with its workspace's slug.
+type clientRun struct {
+	engine.RunRow
+	Client string `json:"client"`
+}
+
+// listAllRuns lists the runs of every workspace of the account (or of the
+// one client given), newest first, with the runs list's filters.
+func (h *Handler) listAllRuns(w http.ResponseWriter, r *http.Request, p account.Principal) {
+	if err := staffOnly(p); err != nil {
+		writeError(w, r, h.log, err)
+		return
+	}
+	f, err := runsFilter(r)
+	if err != nil {
+		writeError(w, r, h.log, err)
+		return
+	}
+	all, err := h.accounts.Workspaces(r.Context(), p)
+	if err != nil {
+		writeError(w, r, h.log, err)
+		return
+	}
+	client := r.URL.Query().Get("client")
+	slugs := map[string]string{}
+	var ids []string
+	for _, ws := range all {
+		if client == "" || client == ws.Slug {
+			slugs[ws.ID] = ws.Slug
+			ids = append(ids, ws.ID)
+		}
+	}
+	if client != "" && len(ids) == 0 {
+		writeError(w, r, h.log, apperr.Invalid("client", "No client (workspace) of this account has the slug "+client))
+		return
+	}
+	runs, err := h.engine.ListAcross(r.Context(), ids, f)
+	if err != nil {
+		writeError(w, r, h.log, err)
+		return
+	}
+	out := make([]clientRun, len(runs))
+	for i, run := range runs {
+		out[i] = clientRun{RunRow: run, Client: slugs[run.WorkspaceID]}
+	}
+	res := map[string]any{"runs": out}
+	if len(runs) == f.Limit {
+		res["next"] = runs[len(runs)-1].ID
+	}
+	writeJSON(w, http.StatusOK, res)
 }
 
 func (h *Handler) getRun(w http.ResponseWriter, r *http.Request, p account.Principal) {
@@ -113,7 +175,8 @@ func (h *Handler) getRun(w http.ResponseWriter, r *http.Request, p account.Princ
 	writeJSON(w, http.StatusOK, map[string]any{"run": run, "steps": nonNil(steps)})
 }
 
-// runAction is pause, resume, cancel, replay or decide on a run.
+// runAction is pause, resume, cancel, replay, retry from the failed step
+// or decide on a run.
 func (h *Handler) runAction(w http.ResponseWriter, r *http.Request, p account.Principal) {
 	ws, ok := h.workspace(w, r, p)
 	if !ok {
@@ -131,6 +194,24 @@ func (h *Handler) runAction(w http.ResponseWriter, r *http.Request, p account.Pr
 	case "replay":
 		var newID string
 		if newID, err = h.engine.Replay(ctx, ws.ID, id, actor); err == nil {
+			writeJSON(w, http.StatusAccepted, map[string]string{"runId": newID})
+			return
+		}
+	case "retry":
+		var in struct {
+			Version engine.RetryVersion `json:"version"`
+		}
+		if r.ContentLength != 0 {
+			if err := decode(w, r, &in); err != nil {
+				writeError(w, r, h.log, err)
+				return
+			}
+		}
+		if in.Version == "" {
+			in.Version = engine.RetryOriginal
+		}
+		var newID string
+		if newID, err = h.engine.RetryFailed(ctx, ws.ID, id, actor, in.Version); err == nil {
 			writeJSON(w, http.StatusAccepted, map[string]string{"runId": newID})
 			return
 		}

@@ -370,16 +370,29 @@ func (h *Handler) importWorkflow(w http.ResponseWriter, r *http.Request, p accou
 // refused request changes nothing.
 func (h *Handler) patchWorkflowSettings(w http.ResponseWriter, r *http.Request, p account.Principal, ws account.Workspace, wf workflow.Workflow) {
 	var in struct {
-		AutoResumeReauth *bool `json:"autoResumeReauth"`
-		MaxRunsPerMinute *int  `json:"maxRunsPerMinute"`
+		AutoResumeReauth *bool   `json:"autoResumeReauth"`
+		MaxRunsPerMinute *int    `json:"maxRunsPerMinute"`
+		ErrorWorkflowID  *string `json:"errorWorkflowId"`
 	}
 	if err := decode(w, r, &in); err != nil {
 		writeError(w, r, h.log, err)
 		return
 	}
-	if in.AutoResumeReauth == nil && in.MaxRunsPerMinute == nil {
-		writeError(w, r, h.log, apperr.Invalid("maxRunsPerMinute", "Send \"autoResumeReauth\" or \"maxRunsPerMinute\" to change"))
+	if in.AutoResumeReauth == nil && in.MaxRunsPerMinute == nil && in.ErrorWorkflowID == nil {
+		writeError(w, r, h.log, apperr.Invalid("maxRunsPerMinute", "Send \"autoResumeReauth\", \"maxRunsPerMinute\" or \"errorWorkflowId\" to change"))
 		return
+	}
+	if in.MaxRunsPerMinute != nil {
+		if err := workflow.CheckThroughputLimit(*in.MaxRunsPerMinute); err != nil {
+			writeError(w, r, h.log, err)
+			return
+		}
+	}
+	if in.ErrorWorkflowID != nil {
+		if err := h.workflows.SetErrorWorkflow(r.Context(), ws, wf.ID, *in.ErrorWorkflowID); err != nil {
+			writeError(w, r, h.log, err)
+			return
+		}
 	}
 	if in.MaxRunsPerMinute != nil {
 		if err := h.workflows.SetThroughputLimit(r.Context(), ws, wf.ID, *in.MaxRunsPerMinute); err != nil {

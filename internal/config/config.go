@@ -47,7 +47,11 @@ type Config struct {
 	HTTPAllowPrivate bool
 	HTTPAllowCIDRs   string
 	httpCIDRs        []netip.Prefix
-	Engine           Engine
+	// TrustedProxies (comma-separated ranges) are the reverse proxies whose
+	// X-Forwarded-For names the client; see ProxyRanges.
+	TrustedProxies string
+	proxyRanges    []netip.Prefix
+	Engine         Engine
 	// errs are settings from the environment that did not parse.
 	errs []error
 }
@@ -109,6 +113,7 @@ var Settings = []Setting{
 	{"heartbeat-timeout", "TASKJUICE_HEARTBEAT_TIMEOUT", "5s", "how old a process's heartbeat may get before other processes take its runs over"},
 	{"http-allow-private", "TASKJUICE_HTTP_ALLOW_PRIVATE", "false", "let HTTP steps reach loopback, private, link-local and metadata addresses"},
 	{"http-allow-cidrs", "TASKJUICE_HTTP_ALLOW_CIDRS", "", "comma-separated address ranges HTTP steps may reach though not public, e.g. 10.20.0.0/16"},
+	{"trusted-proxies", "TASKJUICE_TRUSTED_PROXIES", "", "comma-separated address ranges of the reverse proxies in front of TaskJuice, e.g. 10.0.0.0/8; only requests from them have the client address read from X-Forwarded-For"},
 }
 
 // Register defines the flags on fs, with defaults taken from getenv; call
@@ -126,6 +131,7 @@ func Register(fs *flag.FlagSet, getenv func(string) string) *Config {
 		"apps-file": &c.AppsFile, "log-level": &c.LogLevel, "log-format": &c.LogFormat, "smtp-host": &c.SMTP.Host,
 		"smtp-username": &c.SMTP.Username, "smtp-from": &c.SMTP.From, "smtp-tls": &c.SMTP.TLS,
 		"http-allow-cidrs": &c.HTTPAllowCIDRs, "external-sandbox-url": &c.ExternalSandboxURL,
+		"trusted-proxies": &c.TrustedProxies,
 	}
 	durs := map[string]*time.Duration{
 		"drain-timeout": &c.Engine.DrainTimeout, "run-lease": &c.Engine.Lease,
@@ -226,6 +232,11 @@ func (c *Config) Finish() error {
 		errs = append(errs, fmt.Errorf("http-allow-cidrs: %w", err))
 	}
 	c.httpCIDRs = cidrs
+	proxies, err := egress.ParseCIDRs(c.TrustedProxies)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("trusted-proxies: %w", err))
+	}
+	c.proxyRanges = proxies
 	return errors.Join(errs...)
 }
 
@@ -233,6 +244,14 @@ func (c *Config) Finish() error {
 func (c *Config) Egress() egress.Policy {
 	return egress.Policy{AllowPrivate: c.HTTPAllowPrivate, AllowCIDRs: c.httpCIDRs}
 }
+
+// ProxyRanges are the trusted reverse proxies: a request from one of them
+// has its client address read from X-Forwarded-For. Empty: never.
+func (c *Config) ProxyRanges() []netip.Prefix { return c.proxyRanges }
+
+// HSTS reports whether responses tell browsers to use https only: when
+// the public URL is https.
+func (c *Config) HSTS() bool { return c.SecureCookies() }
 
 // SecureCookies reports whether cookies should be marked Secure: when the
 // public URL is https (the server may sit behind a TLS-terminating proxy).

@@ -64,6 +64,7 @@ func TestInvalidValues(t *testing.T) {
 		{"--smtp-tls", "maybe"},
 		{"--smtp-port", "0"},
 		{"--http-allow-cidrs", "10.0.0.0/8,not-a-range"},
+		{"--trusted-proxies", "10.0.0.0/33"},
 	} {
 		if _, err := parse(t, nil, args...); err == nil {
 			t.Errorf("%v: got nil error", args)
@@ -131,5 +132,27 @@ func TestEgressSettings(t *testing.T) {
 	c, err = parse(t, map[string]string{"TASKJUICE_HTTP_ALLOW_PRIVATE": "true"}, "--http-allow-private=false")
 	if err != nil || c.Egress().AllowPrivate {
 		t.Fatalf("flag over environment: got %+v, %v; want private refused", c.Egress(), err)
+	}
+}
+
+// Forwarded addresses are believed only from proxies the operator names.
+func TestTrustedProxies(t *testing.T) {
+	c, err := parse(t, nil)
+	if err != nil || len(c.ProxyRanges()) != 0 || c.HSTS() {
+		t.Fatalf("defaults: got proxies %v, hsts %v, %v; want none", c.ProxyRanges(), c.HSTS(), err)
+	}
+	c, err = parse(t, map[string]string{"TASKJUICE_TRUSTED_PROXIES": "10.0.0.0/8, 192.168.1.5"}, "--base-url", "https://tj.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.ProxyRanges(); len(got) != 2 || got[0].String() != "10.0.0.0/8" || got[1].String() != "192.168.1.5/32" {
+		t.Fatalf("proxies from the environment: got %v", got)
+	}
+	if !c.HSTS() {
+		t.Fatal("https base URL: want HSTS")
+	}
+	c, err = parse(t, map[string]string{"TASKJUICE_TRUSTED_PROXIES": "10.0.0.0/8"}, "--trusted-proxies", "172.16.0.0/12")
+	if err != nil || len(c.ProxyRanges()) != 1 || c.ProxyRanges()[0].String() != "172.16.0.0/12" {
+		t.Fatalf("flag over environment: got %v, %v", c.ProxyRanges(), err)
 	}
 }

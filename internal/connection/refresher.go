@@ -58,6 +58,9 @@ type RefresherOptions struct {
 	// Owner names this process in leases.
 	Owner string
 	Log   *slog.Logger
+	// Outcome, when set, hears of every refresh attempt: "ok", "transient"
+	// (retried), "permanent" (the app rejected the grant) or "error".
+	Outcome func(outcome string)
 	// Now is the refresher's clock (default: the service's).
 	Now func() time.Time
 }
@@ -315,6 +318,23 @@ func (r *Refresher) refresh(ctx context.Context, connID string, seen int64) (*OA
 	}
 }
 
+// outcome tells Options.Outcome how a refresh attempt went.
+func (r *Refresher) outcome(err error) {
+	if r.o.Outcome == nil {
+		return
+	}
+	switch {
+	case err == nil:
+		r.o.Outcome("ok")
+	case isTransient(err):
+		r.o.Outcome("transient")
+	case errors.Is(err, ErrNeedsReauth):
+		r.o.Outcome("permanent")
+	default:
+		r.o.Outcome("error")
+	}
+}
+
 // errLeaseLost means the lease lapsed during a backoff and another process
 // may have taken it.
 var errLeaseLost = errors.New("refresh lease lost")
@@ -326,6 +346,7 @@ var errLeaseLost = errors.New("refresh lease lost")
 func (r *Refresher) refreshLeased(ctx context.Context, connID string, seen int64) (*OAuthToken, error) {
 	for attempt := 1; ; attempt++ {
 		tok, retryAfter, err := r.refreshHeld(ctx, connID, seen)
+		r.outcome(err)
 		if err == nil || !isTransient(err) {
 			return tok, err
 		}

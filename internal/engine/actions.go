@@ -28,11 +28,12 @@ func (e *Engine) Get(ctx context.Context, workspaceID, runID string) (Run, error
 
 // Steps lists a run's step attempts in the order they started.
 func (e *Engine) Steps(ctx context.Context, workspaceID, runID string) ([]Step, error) {
-	if _, err := e.Get(ctx, workspaceID, runID); err != nil {
+	run, err := e.Get(ctx, workspaceID, runID)
+	if err != nil {
 		return nil, err
 	}
-	rows, err := e.db.Read().QueryContext(ctx, `SELECT id, node_id, attempt, status, COALESCE(input, ''), COALESCE(output, ''), console,
-		COALESCE(error, ''), idempotency_key, started_at, finished_at FROM run_steps WHERE run_id = $1 ORDER BY started_at, attempt, id`, runID)
+	rows, err := e.db.Read().QueryContext(ctx, `SELECT id, node_id, attempt, status, COALESCE(input, ''), input_from, COALESCE(output, ''), console,
+		COALESCE(error, ''), `+stepKey+`, started_at, finished_at FROM run_steps WHERE run_id = $1 ORDER BY started_at, attempt, id`, runID)
 	if err != nil {
 		return nil, fmt.Errorf("list steps: %w", err)
 	}
@@ -41,11 +42,15 @@ func (e *Engine) Steps(ctx context.Context, workspaceID, runID string) ([]Step, 
 	for rows.Next() {
 		s := Step{RunID: runID}
 		var status, input, output, errJSON string
+		var from sql.NullString
 		var finished sql.NullTime
-		if err := rows.Scan(&s.ID, &s.NodeID, &s.Attempt, &status, &input, &output, &s.Console, &errJSON, &s.IdempotencyKey, &s.StartedAt, &finished); err != nil {
+		if err := rows.Scan(&s.ID, &s.NodeID, &s.Attempt, &status, &input, &from, &output, &s.Console, &errJSON, &s.IdempotencyKey, &s.StartedAt, &finished); err != nil {
 			return nil, fmt.Errorf("scan step: %w", err)
 		}
 		s.Status, s.StartedAt, s.FinishedAt = StepStatus(status), s.StartedAt.UTC(), timePtr(finished)
+		if from.Valid {
+			s.inputFrom = &from.String
+		}
 		if input != "" {
 			s.Input = json.RawMessage(input)
 		}
@@ -58,7 +63,32 @@ func (e *Engine) Steps(ctx context.Context, workspaceID, runID string) ([]Step, 
 		}
 		out = append(out, s)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list steps: %w", err)
+	}
+	fillInputs(out, run.TriggerPayload)
+	return out, nil
+}
+
+// fillInputs gives each step whose row names where its input came from
+// that input: the output of that entry's completed attempt, or the
+// trigger payload.
+func fillInputs(steps []Step, payload json.RawMessage) {
+	done := map[string]json.RawMessage{}
+	for _, s := range steps {
+		if s.Status == StepCompleted {
+			done[s.NodeID] = s.Output
+		}
+	}
+	for i, s := range steps {
+		switch {
+		case s.inputFrom == nil:
+		case *s.inputFrom == "":
+			steps[i].Input = nonEmpty(payload)
+		default:
+			steps[i].Input = nonEmpty(done[*s.inputFrom])
+		}
+	}
 }
 
 // MsgResumeNeedsConnection refuses to resume a run held on a connection
@@ -379,6 +409,63 @@ type ListFilter struct {
 	// Before is a keyset cursor: runs created before this run (its id).
 	Before string
 	Limit  int
+	// Failure keeps the failed runs of one group of the failed-runs inbox
+	// (not yet retried or replayed).
+	Failure *FailureKey
+	// WorkflowID, Source (how the run started: manual, webhook, schedule,
+	// retry, …), ErrorCode (of a failed run) and the creation time range
+	// [From, To) narrow the list; zero values do not.
+	WorkflowID, Source, ErrorCode string
+	From, To                      time.Time
+	// Value keeps runs with a value in their trigger payload or a step's
+	// output (once indexed: see IndexRuns).
+	Value *ValueFilter
+}
+
+// where is the filter's conditions on runs r of the workspace, and their
+// arguments ($1 is the workspace).
+func (f ListFilter) where(workspaceID string) ([]string, []any) {
+	where := []string{"r.workspace_id = $1"}
+	args := []any{workspaceID}
+	arg := func(v any) string {
+		args = append(args, v)
+		return fmt.Sprintf("$%d", len(args))
+	}
+	if f.Status != "" {
+		where = append(where, "r.status = "+arg(string(f.Status)))
+	}
+	if f.PauseReason != "" {
+		if f.Status == "" {
+			where = append(where, "r.status = 'paused'") // only a paused run has a reason
+		}
+		where = append(where, "r.pause_reason = "+arg(string(f.PauseReason)))
+	}
+	if v := f.Value; v != nil {
+		where = append(where, "r.id IN (SELECT v.run_id FROM run_values v WHERE v.workspace_id = $1 AND v.field = "+arg(v.Field)+" AND v.value = "+arg(v.key())+")")
+	}
+	if f.IDPrefix != "" {
+		where = append(where, "r.id LIKE "+arg(strings.ReplaceAll(f.IDPrefix, "%", "")+"%"))
+	}
+	if f.WorkflowID != "" {
+		where = append(where, "r.workflow_id = "+arg(f.WorkflowID))
+	}
+	if f.Source != "" {
+		where = append(where, "r.source = "+arg(f.Source))
+	}
+	if f.ErrorCode != "" {
+		where = append(where, "r.status = 'failed'", "r.error_code = "+arg(f.ErrorCode))
+	}
+	if !f.From.IsZero() {
+		where = append(where, "r.created_at >= "+arg(f.From))
+	}
+	if !f.To.IsZero() {
+		where = append(where, "r.created_at < "+arg(f.To))
+	}
+	if k := f.Failure; k != nil {
+		where = append(where, "r.status = 'failed'", "r.workflow_id = "+arg(k.WorkflowID), "COALESCE(r.failed_node, '') = "+arg(k.Node),
+			"COALESCE(r.error_code, '') = "+arg(k.ErrorCode), unhandled)
+	}
+	return where, args
 }
 
 // RunRow is a run as lists show it.
@@ -392,30 +479,29 @@ func (e *Engine) List(ctx context.Context, workspaceID string, f ListFilter) ([]
 	if f.Limit <= 0 || f.Limit > 200 {
 		f.Limit = 50
 	}
-	where := []string{"r.workspace_id = $1"}
-	args := []any{workspaceID}
+	vf := f.Value
+	f.Value = nil // a search drives the query instead of narrowing it
+	where, args := f.where(workspaceID)
 	arg := func(v any) string {
 		args = append(args, v)
 		return fmt.Sprintf("$%d", len(args))
 	}
-	if f.Status != "" {
-		where = append(where, "r.status = "+arg(string(f.Status)))
-	}
-	if f.PauseReason != "" {
-		where = append(where, "r.pause_reason = "+arg(string(f.PauseReason)))
-	}
-	if f.IDPrefix != "" {
-		where = append(where, "r.id LIKE "+arg(strings.ReplaceAll(f.IDPrefix, "%", "")+"%"))
+	from, order, cursor := "runs r", "r.created_at DESC, r.id DESC", "(r.created_at, r.id)"
+	if vf != nil {
+		// Newest first along the search's index, each run checked against
+		// the other filters.
+		from, order, cursor = "run_values sv JOIN runs r ON r.id = sv.run_id", "sv.created_at DESC, sv.run_id DESC", "(sv.created_at, sv.run_id)"
+		where = append(where, "sv.workspace_id = $1", "sv.field = "+arg(vf.Field), "sv.value = "+arg(vf.key()))
 	}
 	if f.Before != "" {
 		// Newest first by creation, the id breaking ties: the cursor run's
 		// place in that order.
 		c := arg(f.Before)
-		where = append(where, "(r.created_at, r.id) < ((SELECT b.created_at FROM runs b WHERE b.id = "+c+"), "+c+")")
+		where = append(where, cursor+" < ((SELECT b.created_at FROM runs b WHERE b.id = "+c+"), "+c+")")
 	}
 	rows, err := e.db.Read().QueryContext(ctx, `SELECT r.id, r.workflow_id, w.name, r.kind, r.status, r.source, r.pause_reason, COALESCE(r.paused_connection_id, ''),
-		r.steps_done, r.created_at, r.started_at, r.finished_at FROM runs r JOIN workflows w ON w.id = r.workflow_id
-		WHERE `+strings.Join(where, " AND ")+` ORDER BY r.created_at DESC, r.id DESC LIMIT `+arg(f.Limit), args...)
+		r.steps_done, r.created_at, r.started_at, r.finished_at FROM `+from+` JOIN workflows w ON w.id = r.workflow_id
+		WHERE `+strings.Join(where, " AND ")+` ORDER BY `+order+` LIMIT `+arg(f.Limit), args...)
 	if err != nil {
 		return nil, fmt.Errorf("list runs: %w", err)
 	}

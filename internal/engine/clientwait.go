@@ -103,19 +103,23 @@ func (e *Engine) ResumeClientWaits(ctx context.Context, workflowID string) (int,
 func (e *Engine) resumeClientWait(ctx context.Context, runID string, bound map[string]string) (bool, error) {
 	done := false
 	err := e.db.InTx(ctx, func(tx db.Querier) error {
-		rows, err := tx.QueryContext(ctx, `SELECT id, node_id FROM run_steps WHERE run_id = $1 AND status = 'waiting'`, runID)
+		rows, err := tx.QueryContext(ctx, `SELECT node_id, attempt FROM run_steps WHERE run_id = $1 AND status = 'waiting'`, runID)
 		if err != nil {
 			return fmt.Errorf("read waiting steps: %w", err)
 		}
-		var ids []string
+		type attempt struct {
+			entry string
+			n     int
+		}
+		var ids []attempt
 		for rows.Next() {
-			var id, entry string
-			if err := rows.Scan(&id, &entry); err != nil {
+			var a attempt
+			if err := rows.Scan(&a.entry, &a.n); err != nil {
 				rows.Close()
 				return err
 			}
-			if bound[EntryNode(entry)] != "" {
-				ids = append(ids, id)
+			if bound[EntryNode(a.entry)] != "" {
+				ids = append(ids, a)
 			}
 		}
 		rows.Close()
@@ -127,8 +131,8 @@ func (e *Engine) resumeClientWait(ctx context.Context, runID string, bound map[s
 		for _, id := range ids {
 			// Paused, as a held attempt is: the next claim makes a new
 			// attempt of the node rather than completing the wait.
-			if _, err := tx.ExecContext(ctx, `UPDATE run_steps SET status = 'paused', error = $1, finished_at = $2 WHERE id = $3 AND status = 'waiting'`,
-				string(se), now, id); err != nil {
+			if _, err := tx.ExecContext(ctx, `UPDATE run_steps SET status = 'paused', error = $1, finished_at = $2
+				WHERE run_id = $3 AND node_id = $4 AND attempt = $5 AND status = 'waiting'`, string(se), now, runID, id.entry, id.n); err != nil {
 				return fmt.Errorf("end client wait: %w", err)
 			}
 		}

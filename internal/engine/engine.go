@@ -51,6 +51,21 @@ type Options struct {
 	// are read through it, so tests can move time instead of sleeping.
 	Now func() time.Time
 	Log *slog.Logger
+	// Observer hears of runs started and finished and steps executed
+	// (default: nobody).
+	Observer Observer
+	// BaseURL is the server's public address, for the run links in an
+	// error workflow's payload.
+	BaseURL string
+	// Failures hears of each failed run in the transaction that records
+	// it (the failure alerts); nil: nobody.
+	Failures FailureHook
+}
+
+// FailureHook is told of a failed run inside the transaction recording
+// the failure, with the run's error code and message.
+type FailureHook interface {
+	RunFailed(ctx context.Context, tx db.Querier, runID, code, message string) error
 }
 
 // Engine records and executes runs.
@@ -64,12 +79,17 @@ type Engine struct {
 	wake      chan struct{}
 	// claims numbers lease tokens.
 	claims atomic.Uint64
+	// claimCount counts the claims and what they found (ClaimStats).
+	claimCount claimCounter
 	// commits gathers the steps of several runs into one transaction,
 	// starts the new runs of concurrent StartRun calls.
 	commits committer
-	starts  starter
-	stmts   stmtCache
-	graphs  graphCache
+	// longestBatch is the longest pruning transaction of the last pass
+	// (nanoseconds), for its report.
+	longestBatch atomic.Int64
+	starts       starter
+	stmts        stmtCache
+	graphs       graphCache
 	// models makes AI steps' and agents' model calls (UseModels).
 	models Models
 }
@@ -97,6 +117,9 @@ func New(d *db.DB, workflows *workflow.Service, exec map[workflow.Kind]Executor,
 	}
 	if o.RetryBackoff == 0 {
 		o.RetryBackoff = time.Second
+	}
+	if o.Observer == nil {
+		o.Observer = noObserver{}
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
@@ -222,12 +245,14 @@ func (e *Engine) newStart(live workflow.Live, payload json.RawMessage, source, d
 	if live.Type == workflow.TypeAgent {
 		kind = KindAgent
 	}
-	// Random, not time-ordered: people tell runs apart by the first 8
-	// characters of their id, which for a time-ordered id would be the
-	// same for every run of the same minute.
-	return &runStart{id: uuid.NewString(), workspaceID: live.WorkspaceID, workflowID: live.WorkflowID, versionID: live.VersionID, kind: kind,
+	return &runStart{id: newRunID(), workspaceID: live.WorkspaceID, workflowID: live.WorkflowID, versionID: live.VersionID, kind: kind,
 		source: source, payload: string(payload), dedupKey: dedupKey, o: o, frontier: string(frontier), at: e.now()}, nil
 }
+
+// newRunID is a new run's id. Random, not time-ordered: people tell runs
+// apart by the first 8 characters of their id, which for a time-ordered id
+// would be the same for every run of the same minute.
+func newRunID() string { return uuid.NewString() }
 
 // insertRun records one run in a transaction of its own.
 func (e *Engine) insertRun(ctx context.Context, r *runStart) (string, error) {
@@ -242,6 +267,7 @@ func (e *Engine) insertRun(ctx context.Context, r *runStart) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("record run: %w", err)
 	}
+	e.o.Observer.RunStarted(r.workspaceID)
 	e.notify(ctx)
 	return r.id, nil
 }
@@ -412,6 +438,7 @@ func (e *Engine) claim(ctx context.Context, limit int) ([]claimed, error) {
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("claim runs: %w", err)
 	}
+	e.claimCount.add(len(out))
 	return out, nil
 }
 
@@ -427,7 +454,7 @@ type state struct {
 
 // runColumns are what scanState reads.
 const runColumns = `id, workspace_id, workflow_id, version_id, kind, status, source, trigger_payload, pause_reason,
-	paused_connection_id, wait_reason, error, frontier, steps_done, replay_of, created_at, started_at, finished_at, parent_run_id, due_at`
+	paused_connection_id, wait_reason, error, frontier, steps_done, replay_of, created_at, started_at, finished_at, parent_run_id, due_at, retry_of`
 
 func (e *Engine) load(ctx context.Context, q db.Querier, id string) (state, error) {
 	st, err := scanState(q.QueryRowContext(ctx, `SELECT `+runColumns+` FROM runs WHERE id = $1`, id))
@@ -440,10 +467,10 @@ func (e *Engine) load(ctx context.Context, q db.Querier, id string) (state, erro
 func scanState(row interface{ Scan(...any) error }) (state, error) {
 	var st state
 	var status, payload, frontier string
-	var errJSON, pausedConn, replayOf, parent sql.NullString
+	var errJSON, pausedConn, replayOf, parent, retryOf sql.NullString
 	var started, finished sql.NullTime
 	err := row.Scan(&st.ID, &st.WorkspaceID, &st.WorkflowID, &st.VersionID, &st.Kind, &status, &st.Source, &payload, &st.PauseReason,
-		&pausedConn, &st.WaitReason, &errJSON, &frontier, &st.StepsDone, &replayOf, &st.CreatedAt, &started, &finished, &parent, &st.due)
+		&pausedConn, &st.WaitReason, &errJSON, &frontier, &st.StepsDone, &replayOf, &st.CreatedAt, &started, &finished, &parent, &st.due, &retryOf)
 	if errors.Is(err, sql.ErrNoRows) {
 		return state{}, err
 	}
@@ -451,7 +478,7 @@ func scanState(row interface{ Scan(...any) error }) (state, error) {
 		return state{}, fmt.Errorf("read run: %w", err)
 	}
 	st.Status, st.TriggerPayload = Status(status), json.RawMessage(payload)
-	st.PausedConnectionID, st.ReplayOf, st.called = pausedConn.String, replayOf.String, parent.Valid
+	st.PausedConnectionID, st.ReplayOf, st.RetryOf, st.called = pausedConn.String, replayOf.String, retryOf.String, parent.Valid
 	st.CreatedAt = st.CreatedAt.UTC()
 	st.StartedAt, st.FinishedAt = timePtr(started), timePtr(finished)
 	if errJSON.Valid {

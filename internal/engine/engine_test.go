@@ -421,6 +421,9 @@ func TestRetriesAndIdempotencyKeys(t *testing.T) {
 		_, err = d.Write().ExecContext(f.ctx, `INSERT INTO run_steps (id, run_id, node_id, attempt, status, idempotency_key, started_at)
 			VALUES ('interrupted', $1, 'call', 1, 'running', 'the-same-key', $2)`, id2, time.Now().UTC())
 		must(t, err)
+		// As the worker that recorded the step left the run: running.
+		_, err = d.Write().ExecContext(f.ctx, `UPDATE runs SET status = 'running' WHERE id = $1`, id2)
+		must(t, err)
 		f.drain()
 		if r := f.run(id2); r.Status != engine.StatusCompleted || len(keys) != 1 || keys[0] != "the-same-key" {
 			t.Fatalf("interrupted step: run %s, keys %v", r.Status, keys)

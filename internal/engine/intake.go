@@ -99,6 +99,9 @@ func (e *Engine) groupStart(ctx context.Context, r *runStart) (string, error) {
 	}
 	// Once for the batch, and after the next commit is under way: the
 	// runs are committed, the workers may take them up.
+	if r.inserted {
+		e.o.Observer.RunStarted(r.workspaceID)
+	}
 	for _, o := range batch {
 		if o.inserted {
 			e.notify(ctx)

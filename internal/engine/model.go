@@ -49,23 +49,25 @@ const (
 
 // Run is one execution of one workflow version.
 type Run struct {
-	ID                 string          `json:"id"`
-	WorkspaceID        string          `json:"workspaceId"`
-	WorkflowID         string          `json:"workflowId"`
-	VersionID          string          `json:"versionId"`
-	Kind               RunKind         `json:"kind"`
-	Status             Status          `json:"status"`
-	Source             string          `json:"source"`
-	TriggerPayload     json.RawMessage `json:"triggerPayload"`
-	ReplayOf           string          `json:"replayOf,omitempty"`
-	PauseReason        PauseReason     `json:"pauseReason,omitempty"`
-	PausedConnectionID string          `json:"pausedConnectionId,omitempty"`
-	WaitReason         string          `json:"waitReason,omitempty"`
-	Error              *StepError      `json:"error,omitempty"`
-	StepsDone          int             `json:"stepsDone"`
-	CreatedAt          time.Time       `json:"createdAt"`
-	StartedAt          *time.Time      `json:"startedAt,omitempty"`
-	FinishedAt         *time.Time      `json:"finishedAt,omitempty"`
+	ID             string          `json:"id"`
+	WorkspaceID    string          `json:"workspaceId"`
+	WorkflowID     string          `json:"workflowId"`
+	VersionID      string          `json:"versionId"`
+	Kind           RunKind         `json:"kind"`
+	Status         Status          `json:"status"`
+	Source         string          `json:"source"`
+	TriggerPayload json.RawMessage `json:"triggerPayload"`
+	ReplayOf       string          `json:"replayOf,omitempty"`
+	// RetryOf is the failed run this run retries from its failed step.
+	RetryOf            string      `json:"retryOf,omitempty"`
+	PauseReason        PauseReason `json:"pauseReason,omitempty"`
+	PausedConnectionID string      `json:"pausedConnectionId,omitempty"`
+	WaitReason         string      `json:"waitReason,omitempty"`
+	Error              *StepError  `json:"error,omitempty"`
+	StepsDone          int         `json:"stepsDone"`
+	CreatedAt          time.Time   `json:"createdAt"`
+	StartedAt          *time.Time  `json:"startedAt,omitempty"`
+	FinishedAt         *time.Time  `json:"finishedAt,omitempty"`
 }
 
 // CodeReauthNeeded is the error code of a step held because its
@@ -97,6 +99,13 @@ type Step struct {
 	IdempotencyKey string          `json:"idempotencyKey"`
 	StartedAt      time.Time       `json:"startedAt"`
 	FinishedAt     *time.Time      `json:"finishedAt,omitempty"`
+
+	// inputFrom, when set, says Input is the output of that frontier entry
+	// of the run ("" for the trigger payload): the row names it instead of
+	// storing a copy.
+	inputFrom *string
+	// redact: the node is marked "Don't store input and output".
+	redact bool
 }
 
 // StepError is a structured step failure.

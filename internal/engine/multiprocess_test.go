@@ -398,7 +398,7 @@ func (c *cluster) verify(wf string, n int) {
 	if notTwo != 0 {
 		c.t.Errorf("runs whose steps_done is not 2: %d, want 0", notTwo)
 	}
-	rows, err := c.d.Read().QueryContext(c.ctx, `SELECT s.run_id, s.node_id, s.attempt, s.status, s.idempotency_key, COALESCE(s.output, '')
+	rows, err := c.d.Read().QueryContext(c.ctx, `SELECT s.run_id, s.node_id, s.attempt, s.status, COALESCE(s.idempotency_key, s.run_id || ':' || s.node_id), COALESCE(s.output, '')
 		FROM run_steps s JOIN runs r ON r.id = s.run_id WHERE r.workflow_id = $1`, wf)
 	must(c.t, err)
 	defer rows.Close()

@@ -49,7 +49,7 @@ func (e *Engine) SeedRuns(ctx context.Context, workflowID string, n int, finishe
 				var runs, stepRows strings.Builder
 				runs.WriteString(`INSERT INTO runs (id, workspace_id, workflow_id, version_id, kind, status, source, trigger_payload,
 					frontier, steps_done, due_at, created_at, started_at, finished_at, updated_at) VALUES `)
-				stepRows.WriteString(`INSERT INTO run_steps (id, run_id, node_id, attempt, status, input, output, idempotency_key, started_at, finished_at) VALUES `)
+				stepRows.WriteString(`INSERT INTO run_steps (id, run_id, node_id, attempt, status, input_from, output, started_at, finished_at) VALUES `)
 				var args, stepArgs []any
 				for i := range k {
 					idx := done + i
@@ -71,13 +71,15 @@ func (e *Engine) SeedRuns(ctx context.Context, workflowID string, n int, finishe
 					if !finished {
 						continue
 					}
+					from := "" // the first step's input is the trigger payload
 					for _, node := range g.Nodes {
 						if len(stepArgs) > 0 {
 							stepRows.WriteString(",")
 						}
 						q := len(stepArgs)
-						fmt.Fprintf(&stepRows, "($%d, $%d, $%d, 1, 'completed', '{}', '{}', $%d, $%d, $%d)", q+1, q+2, q+3, q+4, q+5, q+6)
-						stepArgs = append(stepArgs, db.NewID(), id, node.ID, id+"/"+node.ID+"/1", at, end)
+						fmt.Fprintf(&stepRows, "($%d, $%d, $%d, 1, 'completed', $%d, '{}', $%d, $%d)", q+1, q+2, q+3, q+4, q+5, q+6)
+						stepArgs = append(stepArgs, db.NewID(), id, node.ID, from, at, end)
+						from = node.ID
 					}
 				}
 				if _, err := tx.ExecContext(ctx, runs.String(), args...); err != nil {

@@ -33,6 +33,9 @@ type claimed struct {
 	scope Scope
 	// released says the lease was given up with the last commit.
 	released bool
+	// inputFrom is the frontier entry whose output scope.Input is ("" for
+	// the trigger payload).
+	inputFrom string
 }
 
 // current is the attempt a worker is making.
@@ -105,7 +108,17 @@ func (e *Engine) hold(ctx context.Context, c *claimed) error {
 	}
 	c.last = map[string]Step{}
 	c.scope = Scope{Trigger: c.TriggerPayload, Steps: map[string]StepData{}, Input: c.TriggerPayload}
-	rows, err := e.db.Read().QueryContext(ctx, `SELECT id, node_id, attempt, status, COALESCE(input, ''), COALESCE(output, ''), idempotency_key,
+	c.inputFrom = ""
+	// A run no worker has taken up yet has no steps: every write of a step
+	// moves a pending run on (to running, waiting or done), and a retry
+	// that starts with copied steps counts them in steps_done. Not reading
+	// them saves a statement per run.
+	if c.Status == StatusPending && c.StepsDone == 0 {
+		return nil
+	}
+	// The steps' inputs are not read: a worker derives each step's input
+	// from the scope, and only the run's page shows them.
+	rows, err := e.db.Read().QueryContext(ctx, `SELECT id, node_id, attempt, status, COALESCE(output, ''), `+stepKey+`,
 		started_at, finished_at FROM run_steps WHERE run_id = $1`, c.ID)
 	if err != nil {
 		return fmt.Errorf("read steps: %w", err)
@@ -114,13 +127,13 @@ func (e *Engine) hold(ctx context.Context, c *claimed) error {
 	var done []Step
 	for rows.Next() {
 		s := Step{RunID: c.ID}
-		var status, input, output string
+		var status, output string
 		var finished sql.NullTime
-		if err := rows.Scan(&s.ID, &s.NodeID, &s.Attempt, &status, &input, &output, &s.IdempotencyKey, &s.StartedAt, &finished); err != nil {
+		if err := rows.Scan(&s.ID, &s.NodeID, &s.Attempt, &status, &output, &s.IdempotencyKey, &s.StartedAt, &finished); err != nil {
 			return fmt.Errorf("read steps: %w", err)
 		}
 		s.Status, s.StartedAt, s.FinishedAt = StepStatus(status), s.StartedAt.UTC(), timePtr(finished)
-		s.Input, s.Output = json.RawMessage(input), json.RawMessage(output)
+		s.Output = json.RawMessage(output)
 		if prev, ok := c.last[s.NodeID]; !ok || s.Attempt > prev.Attempt {
 			c.last[s.NodeID] = s
 		}
@@ -168,7 +181,7 @@ func (c *claimed) see(s Step) {
 	}
 	out := json.RawMessage(nonEmpty(s.Output))
 	c.scope.Steps[EntryNode(s.NodeID)] = StepData{Data: out, Meta: meta}
-	c.scope.Input = out
+	c.scope.Input, c.inputFrom = out, s.NodeID
 }
 
 // scopeFor is what the expressions of a frontier entry see: the trigger
@@ -248,7 +261,7 @@ func (e *Engine) lastStep(ctx context.Context, runID, nodeID string) (Step, bool
 	var s Step
 	var status string
 	var output sql.NullString
-	err := e.db.Read().QueryRowContext(ctx, `SELECT id, attempt, status, COALESCE(output, ''), idempotency_key FROM run_steps
+	err := e.db.Read().QueryRowContext(ctx, `SELECT id, attempt, status, COALESCE(output, ''), `+stepKey+` FROM run_steps
 		WHERE run_id = $1 AND node_id = $2 ORDER BY attempt DESC LIMIT 1`, runID, nodeID).Scan(&s.ID, &s.Attempt, &status, &output, &s.IdempotencyKey)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Step{}, false, nil
@@ -256,7 +269,7 @@ func (e *Engine) lastStep(ctx context.Context, runID, nodeID string) (Step, bool
 	if err != nil {
 		return Step{}, false, fmt.Errorf("read step: %w", err)
 	}
-	s.Status, s.Output, s.NodeID = StepStatus(status), json.RawMessage(output.String), nodeID
+	s.Status, s.Output, s.RunID, s.NodeID = StepStatus(status), json.RawMessage(output.String), runID, nodeID
 	return s, true, nil
 }
 
@@ -302,17 +315,21 @@ func (e *Engine) step(ctx context.Context, c *claimed) (bool, error) {
 	case hasPrev:
 		cur.Attempt = prev.Attempt + 1
 	}
+	cur.redact = node.Redact
 	scope := c.scopeFor(entry)
 	input := json.RawMessage(nonEmpty(scope.Input))
 	if !cur.recorded {
-		cur.Input, cur.StartedAt = input, e.now()
+		from := c.inputFrom
+		cur.Input, cur.inputFrom, cur.StartedAt = input, &from, e.now()
 		if recordsFirst(node) {
 			if goOn, err := e.recordStart(ctx, c, &cur); err != nil || !goOn {
 				return false, err
 			}
 		}
 	}
+	began := time.Now()
 	out, runErr := e.execute(ctx, c.state, node, input, scope, cur.IdempotencyKey, &cur.Step)
+	e.o.Observer.StepExecuted(node.Kind, time.Since(began), runErr != nil)
 	return e.commit(ctx, c, node, cur, out, runErr)
 }
 
@@ -334,8 +351,9 @@ func (e *Engine) recordStart(ctx context.Context, c *claimed, cur *current) (boo
 		if !Status(status).active() {
 			return nil
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO run_steps (id, run_id, node_id, attempt, status, input, idempotency_key, started_at)
-			VALUES ($1, $2, $3, $4, 'running', $5, $6, $7)`, cur.ID, c.ID, cur.NodeID, cur.Attempt, string(cur.Input), cur.IdempotencyKey, cur.StartedAt); err != nil {
+		input, from, key := cur.stored()
+		if _, err := tx.ExecContext(ctx, `INSERT INTO run_steps (id, run_id, node_id, attempt, status, input, input_from, idempotency_key, started_at)
+			VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, $8)`, cur.ID, c.ID, cur.NodeID, cur.Attempt, input, from, key, cur.StartedAt); err != nil {
 			return fmt.Errorf("record step: %w", err)
 		}
 		return nil
@@ -355,6 +373,48 @@ func (e *Engine) recordStart(ctx context.Context, c *claimed, cur *current) (boo
 // effectKey is the idempotency key of the effect a frontier entry of a run
 // makes: the same for every attempt of it (see node.go).
 func effectKey(runID, entry string) string { return runID + ":" + entry }
+
+// redactedJSON is what a step marked "Don't store input and output" keeps
+// of them.
+const redactedJSON = `"[redacted]"`
+
+// storedOutput and storedConsole are what the row keeps of a step's output
+// and console.
+func (s Step) storedOutput(output string) string {
+	if s.redact && output != "" {
+		return redactedJSON
+	}
+	return output
+}
+
+func (s Step) storedConsole() string {
+	if s.redact {
+		return ""
+	}
+	return s.Console
+}
+
+// stepKey reads a step row's idempotency key: stored only where it is not
+// effectKey's.
+const stepKey = `COALESCE(idempotency_key, run_id || ':' || node_id)`
+
+// stored is what a step's row holds of its input and key: the input only
+// where it is not another step's output or the trigger payload (then
+// input_from names that), the key only where it is not effectKey's.
+func (s Step) stored() (input, from, key sql.NullString) {
+	switch {
+	case s.redact:
+		input = sql.NullString{String: redactedJSON, Valid: true}
+	case s.inputFrom != nil:
+		from = sql.NullString{String: *s.inputFrom, Valid: true}
+	default:
+		input = sql.NullString{String: string(nonEmpty(s.Input)), Valid: true}
+	}
+	if s.IdempotencyKey != effectKey(s.RunID, s.NodeID) {
+		key = db.NullString(s.IdempotencyKey)
+	}
+	return input, from, key
+}
 
 func nonEmpty(b json.RawMessage) json.RawMessage {
 	if len(b) == 0 {
@@ -573,12 +633,14 @@ func putStep(ctx context.Context, tx db.Querier, cur current, status StepStatus,
 	var err error
 	if cur.recorded {
 		_, err = tx.ExecContext(ctx, `UPDATE run_steps SET status = $1, output = COALESCE($2, output), error = $3, console = $4,
-			finished_at = COALESCE($5, finished_at) WHERE id = $6`, string(status), db.NullString(output), errJSON, cur.Console, fin, cur.ID)
+			finished_at = COALESCE($5, finished_at) WHERE run_id = $6 AND node_id = $7 AND attempt = $8`,
+			string(status), db.NullString(cur.storedOutput(output)), errJSON, cur.storedConsole(), fin, cur.RunID, cur.NodeID, cur.Attempt)
 	} else {
-		_, err = tx.ExecContext(ctx, `INSERT INTO run_steps (id, run_id, node_id, attempt, status, input, output, console, error,
-			idempotency_key, started_at, finished_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
-			cur.ID, cur.RunID, cur.NodeID, cur.Attempt, string(status), string(nonEmpty(cur.Input)), db.NullString(output), cur.Console, errJSON,
-			cur.IdempotencyKey, cur.StartedAt, fin)
+		input, from, key := cur.stored()
+		_, err = tx.ExecContext(ctx, `INSERT INTO run_steps (id, run_id, node_id, attempt, status, input, input_from, output, console, error,
+			idempotency_key, started_at, finished_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+			cur.ID, cur.RunID, cur.NodeID, cur.Attempt, string(status), input, from, db.NullString(cur.storedOutput(output)), cur.storedConsole(), errJSON,
+			key, cur.StartedAt, fin)
 	}
 	if err != nil {
 		return fmt.Errorf("record step: %w", err)
@@ -622,7 +684,27 @@ func (e *Engine) finishTx(ctx context.Context, tx db.Querier, runID string, stat
 		return fmt.Errorf("finish run: %w", err)
 	}
 	if n, _ := res.RowsAffected(); n == 1 {
-		return e.wakeCaller(ctx, tx, runID, status, now)
+		if err := e.wakeCaller(ctx, tx, runID, status, now); err != nil {
+			return err
+		}
+		if status == StatusFailed {
+			if err := e.noteFailure(ctx, tx, runID, se); err != nil {
+				return err
+			}
+			if err := e.startErrorWorkflow(ctx, tx, runID, se); err != nil {
+				return err
+			}
+			if e.o.Failures != nil {
+				code, message := "FAILED", "The run failed"
+				if se != nil {
+					code, message = se.Code, se.Message
+				}
+				if err := e.o.Failures.RunFailed(ctx, tx, runID, code, message); err != nil {
+					return err
+				}
+			}
+		}
+		e.finished(ctx, tx, runID, status)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Tmpl is a compiled template: text with expressions in {{ }}, such as
@@ -198,7 +199,7 @@ func EvalJSON(ctx context.Context, raw json.RawMessage, env Env, lim Limits) (an
 	walk = func(v any, path string) (any, error) {
 		switch t := v.(type) {
 		case string:
-			tmpl, err := Template(t)
+			tmpl, err := compiled(t)
 			if err != nil {
 				return nil, atPath(path, err)
 			}
@@ -309,4 +310,39 @@ func sortedKeys(m map[string]any) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// templates caches compiled templates by source: a workflow's documents
+// are evaluated once per step of every run, and compiling parses each
+// expression. A Tmpl is immutable, so one serves every evaluation; the
+// cache is emptied when full rather than grown without bound.
+var templates struct {
+	sync.RWMutex
+	m map[string]*Tmpl
+}
+
+const (
+	maxCachedTemplates = 4096
+	maxCachedSource    = 4096
+)
+
+// compiled is Template(src), from the cache when it was compiled before.
+func compiled(src string) (*Tmpl, error) {
+	templates.RLock()
+	t, ok := templates.m[src]
+	templates.RUnlock()
+	if ok {
+		return t, nil
+	}
+	t, err := Template(src)
+	if err != nil || t.IsConstant() || len(src) > maxCachedSource {
+		return t, err // text alone costs nothing to compile
+	}
+	templates.Lock()
+	if templates.m == nil || len(templates.m) >= maxCachedTemplates {
+		templates.m = make(map[string]*Tmpl)
+	}
+	templates.m[src] = t
+	templates.Unlock()
+	return t, nil
 }

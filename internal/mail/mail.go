@@ -269,3 +269,15 @@ func (o *Outbox) Run(ctx context.Context, poll time.Duration) {
 		}
 	}
 }
+
+// Backlog is what the outbox holds: messages waiting to go out (a range of
+// outbound_emails_due) and messages given up after their last attempt.
+func Backlog(ctx context.Context, d *db.DB) (queued, failed int64, err error) {
+	err = d.Read().QueryRowContext(ctx, `SELECT
+		(SELECT COUNT(*) FROM outbound_emails WHERE next_attempt_at IS NOT NULL),
+		(SELECT COUNT(*) FROM outbound_emails WHERE next_attempt_at IS NULL AND sent_at IS NULL)`).Scan(&queued, &failed)
+	if err != nil {
+		return 0, 0, fmt.Errorf("read outbox: %w", err)
+	}
+	return queued, failed, nil
+}

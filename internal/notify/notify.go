@@ -11,6 +11,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net/http"
 	"sort"
 	"strings"
 	"time"
@@ -19,6 +21,7 @@ import (
 	"taskjuice/internal/catalog"
 	"taskjuice/internal/db"
 	"taskjuice/internal/mail"
+	"taskjuice/internal/vault"
 	"taskjuice/internal/workflow"
 )
 
@@ -56,7 +59,23 @@ type Service struct {
 	// mailBase, when set, is the public URL for links in alert emails, and
 	// turns the emails on.
 	mailBase string
+
+	// The failure alerts' chat and webhook destinations (FailureAlerts).
+	secrets   *vault.Store
+	alertHTTP *http.Client
+	chat      ChatPoster
+	logger    *slog.Logger
 }
+
+func (s *Service) log() *slog.Logger {
+	if s.logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return s.logger
+}
+
+// SetLog names where the service logs what went wrong in the background.
+func (s *Service) SetLog(l *slog.Logger) { s.logger = l }
 
 // EmailAlerts turns on emailing critical alerts to each account's owner
 // and admins (unless the account turned it off), with links to baseURL.
@@ -153,7 +172,7 @@ func (s *Service) raise(ctx context.Context, tx db.Querier, workspaceID, connID 
 	if err != nil {
 		return fmt.Errorf("raise notification: %w", err)
 	}
-	return s.emailAlert(ctx, tx, workspaceID, title, body, link)
+	return s.emailAlert(ctx, tx, workspaceID, "reauth-alert", title, body, link, "Reconnect it here:", "Runs held on it go on once it is reconnected.")
 }
 
 // impact says what a broken connection blocks, as things stand: the
@@ -214,7 +233,7 @@ func (s *Service) refreshImpact(ctx context.Context, ns []Notification) error {
 // emailAlert queues a critical alert's email to the owner and admins of the
 // workspace's account, in the transaction that raised it. It says what
 // broke and links to where it is fixed; it never holds a credential.
-func (s *Service) emailAlert(ctx context.Context, tx db.Querier, workspaceID, title, body, link string) error {
+func (s *Service) emailAlert(ctx context.Context, tx db.Querier, workspaceID, kind, title, body, link, where, after string) error {
 	if s.mailBase == "" {
 		return nil
 	}
@@ -246,11 +265,11 @@ func (s *Service) emailAlert(ctx context.Context, tx db.Querier, workspaceID, ti
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	text := fmt.Sprintf("%s in %s\n\n%s\n\nReconnect it here:\n%s%s\n\nRuns held on it go on once it is reconnected.\n\n"+
+	text := fmt.Sprintf("%s in %s\n\n%s\n\n%s\n%s%s\n\n%s\n\n"+
 		"You get this email as an owner or admin of %s. Turn these emails off under Account settings: %s/settings/account\n",
-		title, wsName, body, s.mailBase, link, accountName, s.mailBase)
+		title, wsName, body, where, s.mailBase, link, after, accountName, s.mailBase)
 	for _, addr := range to {
-		if err := mail.Enqueue(ctx, tx, "reauth-alert", mail.Message{To: addr, Subject: title + " (" + wsName + ")", Text: text}); err != nil {
+		if err := mail.Enqueue(ctx, tx, kind, mail.Message{To: addr, Subject: title + " (" + wsName + ")", Text: text}); err != nil {
 			return err
 		}
 	}
@@ -404,4 +423,12 @@ func (s *Service) MarkRead(ctx context.Context, workspaceID, userID, id string) 
 		return fmt.Errorf("mark read: %w", err)
 	}
 	return nil
+}
+
+// SpendAlert emails a critical spend alert (95% of the cap) to the owner
+// and admins of the workspace's account, in the transaction that raised it
+// (spend's Alerter).
+func (s *Service) SpendAlert(ctx context.Context, tx db.Querier, workspaceID, title, body, link string) error {
+	return s.emailAlert(ctx, tx, workspaceID, "spend-alert", title, body, link, "See the spend here:",
+		"Raise the cap under the workspace's costs, or model calls stop at the cap until the next period begins.")
 }

@@ -7,18 +7,31 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"taskjuice/internal/engine"
+	"taskjuice/internal/workflow"
 )
 
-// metrics is the server's own Prometheus registry (not the global one, so
-// several servers can live in one test binary).
-type metrics struct {
+// Metrics is the server's own Prometheus registry (not the global one, so
+// several servers can live in one test binary): the HTTP requests it
+// serves, what the engine and the refresher of this process did (counters,
+// handed to them as their observer), and, read from the database at each
+// scrape, the state every process shares (state.go).
+type Metrics struct {
 	registry *prometheus.Registry
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+
+	runsStarted  *prometheus.CounterVec
+	runsFinished *prometheus.CounterVec
+	steps        *prometheus.HistogramVec
+	refreshes    *prometheus.CounterVec
 }
 
-func newMetrics() *metrics {
-	m := &metrics{
+// NewMetrics makes the registry; run.go hands it to the engine (as its
+// Observer) and to the refresher before the server is built.
+func NewMetrics() *Metrics {
+	m := &Metrics{
 		registry: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "taskjuice_http_requests_total",
@@ -29,11 +42,47 @@ func newMetrics() *metrics {
 			Help:    "Time to serve HTTP requests, by route pattern.",
 			Buckets: prometheus.DefBuckets,
 		}, []string{"method", "route"}),
+		runsStarted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "taskjuice_runs_started_total",
+			Help: "Runs this process recorded, by workspace id.",
+		}, []string{"workspace"}),
+		runsFinished: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "taskjuice_runs_finished_total",
+			Help: "Runs this process saw end, by workspace id and status (completed, failed, cancelled).",
+		}, []string{"workspace", "status"}),
+		steps: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "taskjuice_step_duration_seconds",
+			Help:    "Time to execute a step, by node kind and outcome (ok, failed).",
+			Buckets: []float64{.0005, .001, .005, .01, .05, .1, .5, 1, 5, 30, 120},
+		}, []string{"kind", "outcome"}),
+		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "taskjuice_token_refreshes_total",
+			Help: "Token refresh attempts of this process, by outcome: ok, transient (retried), permanent (the app rejected the grant) or error.",
+		}, []string{"outcome"}),
 	}
-	m.registry.MustRegister(m.requests, m.duration,
+	m.registry.MustRegister(m.requests, m.duration, m.runsStarted, m.runsFinished, m.steps, m.refreshes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
+
+// RunStarted, RunFinished and StepExecuted make Metrics the engine's
+// engine.Observer.
+func (m *Metrics) RunStarted(workspaceID string) { m.runsStarted.WithLabelValues(workspaceID).Inc() }
+
+func (m *Metrics) RunFinished(workspaceID string, status engine.Status) {
+	m.runsFinished.WithLabelValues(workspaceID, string(status)).Inc()
+}
+
+func (m *Metrics) StepExecuted(kind workflow.Kind, took time.Duration, failed bool) {
+	outcome := "ok"
+	if failed {
+		outcome = "failed"
+	}
+	m.steps.WithLabelValues(string(kind), outcome).Observe(took.Seconds())
+}
+
+// RefreshOutcome counts a refresh attempt (connection.RefresherOptions.Outcome).
+func (m *Metrics) RefreshOutcome(outcome string) { m.refreshes.WithLabelValues(outcome).Inc() }
 
 type statusWriter struct {
 	http.ResponseWriter

@@ -95,7 +95,7 @@ func TestBrowserNarrowScreen(t *testing.T) {
 		}
 		// A connection, to fill the connections pages and to break later.
 		id := connectionFromLocation(t, owner.consent(t, "/acme/connections/new", url.Values{"app": {"sandbox-chat"}}, "Acme Chat"))
-		wantLabels := []string{`"Run"`, `"Workflow"`, `"Status"`, `"Started"`, `"Completed"`, `"Duration"`}
+		wantLabels := []string{`"Select"`, `"Run"`, `"Workflow"`, `"Status"`, `"Started"`, `"Completed"`, `"Duration"`}
 		runsPage := e.srv.URL + "/acme/monitoring/workflow-runs"
 
 		// The phone.
@@ -274,7 +274,7 @@ func TestBrowserNarrowScreen(t *testing.T) {
 		if h := evalJS[float64](t, d, `document.querySelector(".topbar").getBoundingClientRect().height`); h >= 80 {
 			t.Errorf("desktop top bar: %.0f px high, want one row", h)
 		}
-		if got := rowLabels(t, d, done); strings.Join(got, ",") != strings.Repeat("none,", 5)+"none" {
+		if got := rowLabels(t, d, done); strings.Join(got, ",") != strings.Repeat("none,", 6)+"none" {
 			t.Errorf("desktop table cells carry labels: %v", got)
 		}
 	})

@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"sort"
 	"strings"
@@ -10,8 +11,10 @@ import (
 	"time"
 
 	"taskjuice/internal/connection"
+	"taskjuice/internal/llm"
 	"taskjuice/internal/mail"
 	"taskjuice/internal/mail/mailtest"
+	"taskjuice/internal/spend"
 )
 
 // TestBellAndBanner: broken connections raise the bell and the red banner
@@ -150,6 +153,44 @@ func TestAlertEmails(t *testing.T) {
 		}
 		if got := smtpd.Messages(); len(got) != 2 {
 			t.Fatalf("emails after turning them off: %d, want still 2", len(got))
+		}
+	})
+}
+
+// TestSpendAlertEmail: spend reaching 95% of the cap is emailed over SMTP
+// to the owner and admins, once; 50% and 80% ring the bell only.
+func TestSpendAlertEmail(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		smtpd := mailtest.Start(t)
+		sender, err := mail.NewSMTP(smtpd.Config())
+		must(t, err)
+		outbox := mail.NewOutbox(e.db, sender, nil)
+		e.notify.EmailAlerts(e.srv.URL)
+		money := func(s string) llm.Money {
+			m, err := llm.ParseMoney(s)
+			must(t, err)
+			return m
+		}
+		must(t, e.spend.SetCap(ctx, e.acme.ID, money("10.00")))
+		for i, c := range []string{"5.00", "3.00", "1.60", "0.10"} {
+			res, err := e.spend.Reserve(ctx, e.acme.ID, fmt.Sprintf("call-%d", i), money(c), spend.Call{Model: "sandbox-small"})
+			must(t, err)
+			must(t, e.spend.Settle(ctx, res, money(c), llm.Usage{PromptTokens: 1, CompletionTokens: 1}))
+			_, err = outbox.Deliver(ctx)
+			must(t, err)
+		}
+		got := smtpd.Wait(2, 5*time.Second)
+		if len(got) != 2 {
+			t.Fatalf("spend alert emails: %d, want 2 (owner and admin, at 95%%)", len(got))
+		}
+		for _, m := range got {
+			if m.Subject != "Spend at 95% of the cap (Acme Corp)" || !strings.Contains(m.Text, e.srv.URL+"/acme/analytics/costs") {
+				t.Errorf("spend alert email: %q\n%s", m.Subject, m.Text)
+			}
+		}
+		if n, _ := outbox.Deliver(ctx); n != 0 || len(smtpd.Messages()) != 2 {
+			t.Fatal("the spend alert was emailed more than once")
 		}
 	})
 }

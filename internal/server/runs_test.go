@@ -117,6 +117,34 @@ func TestRunPage(t *testing.T) {
 		if res.StatusCode != 303 || !strings.HasPrefix(res.Header.Get("Location"), "/acme/monitoring/workflow-runs/"+w.ID+"/") || strings.HasSuffix(res.Header.Get("Location"), id) {
 			t.Fatalf("replay: %d to %q", res.StatusCode, res.Header.Get("Location"))
 		}
+		// Retry from the failed step: the approval is kept, the HTTP step
+		// runs again in a new run that links back.
+		if !strings.Contains(page.Body, "Retry from failed step") || !strings.Contains(page.Body, "runs the live version") {
+			t.Error("failed run page offers no retry from the failed step, or does not say which version it ran")
+		}
+		apiRetry := "/api/v1/workspaces/acme/runs/" + id + "/retry"
+		wantStatus(t, "retry on an unknown version", member.api("POST", apiRetry, `{"version":"newest"}`), 400)
+		wantStatus(t, "retry from another account", e.signIn("owner@b.example").api("POST", apiRetry, ""), 404)
+		wantStatus(t, "retry from another workspace", member.api("POST", "/api/v1/workspaces/beta/runs/"+id+"/retry", ""), 404)
+		res = member.post(base+"/retry", url.Values{"version": {"original"}})
+		loc := res.Header.Get("Location")
+		if res.StatusCode != 303 || !strings.HasPrefix(loc, "/acme/monitoring/workflow-runs/"+w.ID+"/") || strings.HasSuffix(loc, id) {
+			t.Fatalf("retry: %d to %q", res.StatusCode, loc)
+		}
+		retryID := loc[strings.LastIndex(loc, "/")+1:]
+		retried, err := e.engine.Get(ctx, e.acme.ID, retryID)
+		must(t, err)
+		if retried.RetryOf != id || retried.StepsDone != 1 {
+			t.Errorf("retry: of %q with %d steps done, want of %s with the approval kept", retried.RetryOf, retried.StepsDone, id)
+		}
+		if page := member.get(loc); !strings.Contains(page.Body, "retry of") || !strings.Contains(page.Body, id[:8]) {
+			t.Error("the retry's page does not link back to the failed run")
+		}
+		if page := member.get(base); !strings.Contains(page.Body, "Retried as") || !strings.Contains(page.Body, retryID[:8]) {
+			t.Error("the failed run's page does not show its retry")
+		}
+		res2 := member.api("POST", apiRetry, `{"version":"live"}`)
+		wantStatus(t, "retry through the API", res2, 202)
 		wantStatus(t, "another workflow id in the path", member.get("/acme/monitoring/workflow-runs/"+id+"/"+id), 404)
 		wantStatus(t, "another workspace", member.get("/beta/monitoring/workflow-runs/"+w.ID+"/"+id), 404)
 		wantStatus(t, "another account", e.signIn("owner@b.example").get(base), 404)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -56,6 +57,12 @@ type Options struct {
 	Mail          *mail.Outbox
 	Log           *slog.Logger
 	SecureCookies bool
+	// HSTS makes every response tell browsers to use https only (the
+	// public URL is https).
+	HSTS bool
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
+	// the client; empty: never read.
+	TrustedProxies []netip.Prefix
 	// BaseURL is the public URL, for OAuth redirects.
 	BaseURL string
 	// Sandbox, when set, is the built-in sandbox provider, served under
@@ -63,13 +70,16 @@ type Options struct {
 	Sandbox http.Handler
 	// RefreshEvery is the pause between refresher passes (default 5s).
 	RefreshEvery time.Duration
+	// Metrics is the registry served at /metrics, already handed to the
+	// engine and the refresher (default: a registry of the server alone).
+	Metrics *Metrics
 }
 
 // Server is the assembled HTTP handler and the workers that run beside it.
 type Server struct {
 	opts    Options
 	handler http.Handler
-	metrics *metrics
+	metrics *Metrics
 	portal  *portal.Service
 	pages   *web.Handler
 }
@@ -77,6 +87,7 @@ type Server struct {
 // New builds the server.
 func New(o Options) (*Server, error) {
 	auth := authn.New(o.Accounts, o.SecureCookies)
+	auth.TrustProxies(o.TrustedProxies)
 	waker := &clientWaker{}
 	if o.Engine != nil {
 		waker.engine = o.Engine
@@ -93,7 +104,16 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{opts: o, metrics: newMetrics(), portal: clients, pages: pages}
+	m := o.Metrics
+	if m == nil {
+		m = NewMetrics()
+	}
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m.registry.MustRegister(&stateCollector{db: o.DB, conns: o.Connections, now: time.Now, log: log})
+	s := &Server{opts: o, metrics: m, portal: clients, pages: pages}
 	waker.s = s
 	if o.Engine != nil && o.Models != nil && o.Spend != nil {
 		// AI steps and model-driven agents call the workspaces' own
@@ -118,6 +138,7 @@ func New(o Options) (*Server, error) {
 		Refresher: o.Refresher, Catalog: o.Catalog, Workflows: o.Workflows, Engine: o.Engine, BaseURL: o.BaseURL,
 		Agents: agents, Portal: clients,
 		Models: o.Models, Spend: o.Spend, Triggers: triggerStates(o.Poller), Instants: instantTriggerStates(o.Listener),
+		Alerts: o.Notify, ChatTargets: notify.ChatTargetsOf(o.Connections),
 	}).Register(mux)
 	pages.Register(mux)
 	if o.Sandbox != nil {
@@ -138,7 +159,7 @@ func New(o Options) (*Server, error) {
 	cop.AddInsecureBypassPattern(trigger.TriggerDeliveryPath + "{token}")
 	cop.AddInsecureBypassPattern(trigger.AppDeliveryPath + "{app}")
 	cop.SetDenyHandler(http.HandlerFunc(crossOriginDenied))
-	s.handler = s.observe(recoverPanics(o.Log, securityHeaders(cop.Handler(checkText(s.refuseText, mux)))))
+	s.handler = s.observe(recoverPanics(o.Log, securityHeaders(o.HSTS, cop.Handler(checkText(s.refuseText, mux)))))
 	return s, nil
 }
 
@@ -189,10 +210,16 @@ func crossOriginDenied(w http.ResponseWriter, r *http.Request) {
 // images: no inline script, nothing from elsewhere, no framing.
 const contentSecurityPolicy = "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'self'; frame-ancestors 'none'"
 
+// hstsPolicy keeps browsers on https for a year once they have seen it.
+const hstsPolicy = "max-age=31536000; includeSubDomains"
+
 // securityHeaders sets the headers every response carries.
-func securityHeaders(next http.Handler) http.Handler {
+func securityHeaders(hsts bool, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
+		if hsts {
+			h.Set("Strict-Transport-Security", hstsPolicy)
+		}
 		h.Set("Content-Security-Policy", contentSecurityPolicy)
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("X-Frame-Options", "DENY")
@@ -237,7 +264,10 @@ func (s *Server) Workers() []Worker {
 	if s.opts.Engine != nil {
 		w = append(w,
 			Worker{Name: "run-engine", Run: s.opts.Engine.Run},
-			Worker{Name: "reauthorizations", Run: s.reauthLoop})
+			Worker{Name: "reauthorizations", Run: s.reauthLoop},
+			Worker{Name: "bulk-actions", Run: s.bulkLoop},
+			Worker{Name: "prune-runs", Run: s.pruneRunsLoop},
+			Worker{Name: "index-runs", Run: s.indexRunsLoop})
 	}
 	if s.opts.Notify != nil {
 		w = append(w, Worker{Name: "notifications", Run: s.notifyLoop})
@@ -294,6 +324,78 @@ func (s *Server) followSchedule(ctx context.Context, l workflow.Live, ok bool) {
 	}
 }
 
+// pruneRunsEvery is how often finished runs past their workspace's
+// retention are deleted.
+const pruneRunsEvery = 10 * time.Minute
+
+// pruneRunsLoop deletes finished runs past retention, a pass a minute
+// after start and every pruneRunsEvery after, and logs what it removed.
+func (s *Server) pruneRunsLoop(ctx context.Context) error {
+	t := time.NewTimer(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		rep, err := s.opts.Engine.Prune(ctx)
+		if err != nil && ctx.Err() == nil {
+			s.opts.Log.Warn("prune runs", "err", err)
+		}
+		if rep.Runs > 0 {
+			s.opts.Log.Info("pruned runs past retention", "runs", rep.Runs, "batches", rep.Batches, "workspaces", rep.Workspaces, "took", rep.Took)
+		}
+		t.Reset(pruneRunsEvery)
+	}
+}
+
+// indexRunsLoop makes new runs' payloads and finished runs' outputs
+// searchable, a batch at a time, then looks again a moment later.
+func (s *Server) indexRunsLoop(ctx context.Context) error {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		if _, err := s.opts.Engine.IndexRuns(ctx); err != nil && ctx.Err() == nil {
+			s.opts.Log.Warn("index runs for search", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// bulkLoop works through bulk actions on runs, a batch at a time, until
+// none is left, then looks again a moment later.
+func (s *Server) bulkLoop(ctx context.Context) error {
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		for ctx.Err() == nil {
+			did, err := s.opts.Engine.WorkBulk(ctx, s.connectionStatus)
+			if err != nil && ctx.Err() == nil {
+				s.opts.Log.Warn("bulk actions", "err", err)
+			}
+			if !did || err != nil {
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// connectionStatus reads a connection's status, for server work.
+func (s *Server) connectionStatus(ctx context.Context, id string) (string, error) {
+	st, err := s.opts.Connections.StatusOf(ctx, id)
+	return string(st), err
+}
+
 // notifyLoop raises and resolves the reauthorization alerts.
 func (s *Server) notifyLoop(ctx context.Context) error {
 	t := time.NewTicker(2 * time.Second)
@@ -302,6 +404,15 @@ func (s *Server) notifyLoop(ctx context.Context) error {
 	for {
 		if _, err := s.opts.Notify.Consume(ctx); err != nil && ctx.Err() == nil {
 			s.opts.Log.Warn("notifications", "err", err)
+		}
+		if _, err := s.opts.Notify.Recoveries(ctx); err != nil && ctx.Err() == nil {
+			s.opts.Log.Warn("failure incidents", "err", err)
+		}
+		if _, err := s.opts.Notify.DeliverAlerts(ctx); err != nil && ctx.Err() == nil {
+			s.opts.Log.Warn("alert deliveries", "err", err)
+		}
+		if _, err := s.opts.Notify.Digests(ctx); err != nil && ctx.Err() == nil {
+			s.opts.Log.Warn("failure digests", "err", err)
 		}
 		// Lifetimes are counted in days: looking every few minutes is plenty.
 		if time.Since(lastExpiring) > 5*time.Minute {

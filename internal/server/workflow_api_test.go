@@ -28,6 +28,7 @@ type wfDetail struct {
 		ID, Name, Description, Status, ActiveVersionID string
 		AutoResumeReauth                               bool
 		MaxRunsPerMinute                               int
+		ErrorWorkflowID                                string
 	}
 	Live, Draft *wfVersion
 }
@@ -88,6 +89,7 @@ func TestWorkflowsAPIListGetCreateDraft(t *testing.T) {
 		if d.Draft == nil || d.Draft.Graph.Trigger.Kind != "webhook" || len(d.Draft.Graph.Nodes) != 1 || len(d.Draft.Graph.Edges) != 1 {
 			t.Fatalf("created with a graph: %+v", d.Draft)
 		}
+		hookID := d.Workflow.ID
 
 		// Bad input: a 4xx with the message, nothing created.
 		for _, c := range []struct {
@@ -164,9 +166,17 @@ func TestWorkflowsAPIListGetCreateDraft(t *testing.T) {
 		}
 		wantAPIError(t, "settings out of range", owner.api("PATCH", path+"/settings", `{"autoResumeReauth": false, "maxRunsPerMinute": -1}`), 422, "The limit must be 0 (none) to 100000 runs per minute")
 		wantAPIError(t, "settings wrong type", owner.api("PATCH", path+"/settings", `{"maxRunsPerMinute": "60"}`), 400, `Field "maxRunsPerMinute" must be`)
-		wantAPIError(t, "settings empty", owner.api("PATCH", path+"/settings", `{}`), 422, `Send "autoResumeReauth" or "maxRunsPerMinute"`)
-		if d := decodeDetail(t, "after refused settings", owner.api("GET", path, ""), 200); !d.Workflow.AutoResumeReauth || d.Workflow.MaxRunsPerMinute != 60 {
+		wantAPIError(t, "settings empty", owner.api("PATCH", path+"/settings", `{}`), 422, `Send "autoResumeReauth", "maxRunsPerMinute" or "errorWorkflowId"`)
+		wantAPIError(t, "own error workflow", owner.api("PATCH", path+"/settings", `{"maxRunsPerMinute": 5, "errorWorkflowId": "`+id+`"}`), 422, "A workflow cannot be its own error workflow")
+		wantAPIError(t, "unknown error workflow", owner.api("PATCH", path+"/settings", `{"errorWorkflowId": "no-such-workflow"}`), 422, "Choose one of this workspace's workflows")
+		wantAPIError(t, "error workflow without the Error trigger", owner.api("PATCH", path+"/settings", `{"errorWorkflowId": "`+hookID+`"}`), 422, "must start with the Error trigger")
+		if d := decodeDetail(t, "after refused settings", owner.api("GET", path, ""), 200); !d.Workflow.AutoResumeReauth || d.Workflow.MaxRunsPerMinute != 60 || d.Workflow.ErrorWorkflowID != "" {
 			t.Fatalf("refused settings changed them: %+v", d.Workflow)
+		}
+		onError := decodeDetail(t, "create an error workflow", owner.api("POST", base, `{"name": "On failure", "graph": {"schema": 1, "trigger": {"id": "failed", "kind": "error"}}}`), 201)
+		d = decodeDetail(t, "set the error workflow", owner.api("PATCH", path+"/settings", `{"errorWorkflowId": "`+onError.Workflow.ID+`"}`), 200)
+		if d.Workflow.ErrorWorkflowID != onError.Workflow.ID {
+			t.Fatalf("error workflow: %q, want %q", d.Workflow.ErrorWorkflowID, onError.Workflow.ID)
 		}
 
 		// A member may build; a client may not; an unknown id is 404.
@@ -200,7 +210,7 @@ func TestWorkflowsAPIListGetCreateDraft(t *testing.T) {
 		if d2 := decodeDetail(t, "get after intrusions", owner.api("GET", path, ""), 200); d2.Draft.Graph.Trigger.Kind != "manual" {
 			t.Fatalf("another account changed the draft: %+v", d2.Draft)
 		}
-		if got := list(owner, ""); strings.Join(got, ",") != "Hook,Lead intake,Member's" {
+		if got := list(owner, ""); strings.Join(got, ",") != "Hook,Lead intake,Member's,On failure" {
 			t.Fatalf("final list: %v", got)
 		}
 	})

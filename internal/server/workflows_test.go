@@ -33,6 +33,13 @@ func TestWorkflowPages(t *testing.T) {
 		if !strings.Contains(member.get("/acme/workflows/"+id).Body, `name="autoResume" checked`) {
 			t.Fatal("auto-resume setting not saved")
 		}
+		// The error workflow is chosen among the others; a refused choice
+		// changes nothing.
+		wantSentBack(t, member, "own error workflow", member.post("/acme/workflows/"+id+"/settings", url.Values{"errorWorkflow": {id}, "maxRunsPerMinute": {"7"}}),
+			"/acme/workflows/"+id, "A workflow cannot be its own error workflow")
+		if strings.Contains(member.get("/acme/workflows/"+id).Body, `name="maxRunsPerMinute" value="7"`) {
+			t.Fatal("a refused settings form changed the run limit")
+		}
 
 		// The starter draft (a trigger, no steps) cannot be published.
 		versions := member.get("/acme/workflows/" + id)

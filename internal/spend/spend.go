@@ -102,6 +102,8 @@ func (e *CapError) Unwrap() error {
 type Options struct {
 	// Now is the clock; nil means db.Now.
 	Now func() time.Time
+	// Alerts, when set, also emails the critical alert (95% of the cap).
+	Alerts Alerter
 	// ReservationTTL is how long an open reservation counts against the
 	// cap (default an hour): a process that died between Reserve and
 	// Settle does not hold the cap for ever.
@@ -113,11 +115,13 @@ type Service struct {
 	db  *db.DB
 	now func() time.Time
 	ttl time.Duration
+	// alerts emails the critical alert (nil: the bell alone).
+	alerts Alerter
 }
 
 // NewService returns the spend service.
 func NewService(d *db.DB, o Options) *Service {
-	s := &Service{db: d, now: o.Now, ttl: o.ReservationTTL}
+	s := &Service{db: d, now: o.Now, ttl: o.ReservationTTL, alerts: o.Alerts}
 	if s.now == nil {
 		s.now = db.Now
 	}
@@ -367,6 +371,11 @@ func (s *Service) alert(ctx context.Context, tx db.Querier, workspaceID, periodK
 	return nil
 }
 
+// Alerter emails a critical spend alert in the transaction raising it.
+type Alerter interface {
+	SpendAlert(ctx context.Context, tx db.Querier, workspaceID, title, body, link string) error
+}
+
 // NotificationKind is the notifications.kind of the alert at threshold t:
 // "spend-50", "spend-80", "spend-95".
 func NotificationKind(t int) string { return fmt.Sprintf("spend-%d", t) }
@@ -392,6 +401,11 @@ func (s *Service) notify(ctx context.Context, tx db.Querier, workspaceID, period
 		id, workspaceID, NotificationKind(threshold), severity, title, body, "/"+slug+"/analytics/costs", s.now())
 	if err != nil {
 		return "", fmt.Errorf("raise spend notification: %w", err)
+	}
+	if threshold >= 95 && s.alerts != nil {
+		if err := s.alerts.SpendAlert(ctx, tx, workspaceID, title, body, "/"+slug+"/analytics/costs"); err != nil {
+			return "", err
+		}
 	}
 	return id, nil
 }

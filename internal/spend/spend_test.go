@@ -429,3 +429,27 @@ func TestStatusOf(t *testing.T) {
 		}
 	}
 }
+
+type alertRecorder struct{ calls []string }
+
+func (a *alertRecorder) SpendAlert(_ context.Context, _ db.Querier, workspaceID, title, _, link string) error {
+	a.calls = append(a.calls, workspaceID+"|"+title+"|"+link)
+	return nil
+}
+
+// The critical alert (95%) is also handed to the Alerter, which emails
+// it; the 50% and 80% ones are not.
+func TestCriticalSpendAlertIsEmailed(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		f := setup(t, d)
+		rec := &alertRecorder{}
+		f.svc = spend.NewService(d, spend.Options{Now: f.clock.now, Alerts: rec})
+		must(t, f.svc.SetCap(f.ctx, f.ws.ID, usd("10.00")))
+		for i, cost := range []string{"5.00", "3.00", "1.50", "0.40"} {
+			f.reserveSettle(t, f.ws.ID, fmt.Sprintf("call-%d", i), usd(cost))
+		}
+		if len(rec.calls) != 1 || rec.calls[0] != f.ws.ID+"|Spend at 95% of the cap|/acme/analytics/costs" {
+			t.Fatalf("emailed alerts: %q, want the 95%% one once", rec.calls)
+		}
+	})
+}

@@ -236,7 +236,7 @@ func (l *Listener) Remove(ctx context.Context, workflowID string) error {
 	var tokens []string
 	err := l.db.InTx(ctx, func(tx db.Querier) error {
 		var err error
-		tokens, err = queryStrings(ctx, tx, `SELECT token FROM instant_triggers WHERE workflow_id = $1 AND state <> 'unsubscribing'`, workflowID)
+		tokens, err = db.Strings(ctx, tx, `SELECT token FROM instant_triggers WHERE workflow_id = $1 AND state <> 'unsubscribing'`, workflowID)
 		if err != nil {
 			return fmt.Errorf("remove instant trigger: %w", err)
 		}
@@ -312,7 +312,7 @@ func timePtr(t sql.NullTime) *time.Time {
 // returns how many it attempted.
 func (l *Listener) Tick(ctx context.Context, now time.Time) (int, error) {
 	now = dbTime(now)
-	tokens, err := queryStrings(ctx, l.db.Read(), `SELECT token FROM instant_triggers
+	tokens, err := db.Strings(ctx, l.db.Read(), `SELECT token FROM instant_triggers
 		WHERE state IN ('subscribing', 'failed', 'unsubscribing') AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until < $1)
 		ORDER BY next_attempt_at LIMIT $2`, now, l.o.Batch)
 	if err != nil {

@@ -260,7 +260,7 @@ func (p *Poller) Tick(ctx context.Context, now time.Time) (int, error) {
 // release makes held triggers due again once their connection is active:
 // they resume from their cursor.
 func (p *Poller) release(ctx context.Context, now time.Time) error {
-	conns, err := queryStrings(ctx, p.db.Read(), `SELECT DISTINCT connection_id FROM poll_triggers WHERE held`)
+	conns, err := db.Strings(ctx, p.db.Read(), `SELECT DISTINCT connection_id FROM poll_triggers WHERE held`)
 	if err != nil {
 		return fmt.Errorf("find held poll triggers: %w", err)
 	}

@@ -212,7 +212,7 @@ const maxMissedCount = 10000
 // started.
 func (s *Scheduler) Tick(ctx context.Context, now time.Time) (int, error) {
 	now = dbTime(now)
-	ids, err := queryStrings(ctx, s.db.Read(), `SELECT workflow_id FROM schedule_state
+	ids, err := db.Strings(ctx, s.db.Read(), `SELECT workflow_id FROM schedule_state
 		WHERE next_fire_at <= $1 AND (lease_until IS NULL OR lease_until < $1)
 		ORDER BY next_fire_at LIMIT $2`, now, s.o.Batch)
 	if err != nil {

@@ -11,8 +11,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-
-	"taskjuice/internal/db"
 )
 
 // Trigger sources passed to Starter.StartRun.
@@ -59,22 +57,4 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	_, _ = w.Write(append(b, '\n'))
-}
-
-// queryStrings runs a query of one text column and reads every row.
-func queryStrings(ctx context.Context, q db.Querier, query string, args ...any) ([]string, error) {
-	rows, err := q.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			return nil, err
-		}
-		out = append(out, s)
-	}
-	return out, rows.Err()
 }

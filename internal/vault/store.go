@@ -21,6 +21,7 @@ const (
 	KindModelKey      Kind = "model_key"
 	KindWebhookSecret Kind = "webhook_secret"
 	KindPKCEVerifier  Kind = "oauth_verifier"
+	KindMFASecret     Kind = "mfa_secret"
 )
 
 // Label names a kind in plural for people.
@@ -34,6 +35,8 @@ func (k Kind) Label() string {
 		return "webhook secrets"
 	case KindPKCEVerifier:
 		return "OAuth verifiers in flight"
+	case KindMFASecret:
+		return "MFA secrets"
 	}
 	return "other secrets (" + string(k) + ")"
 }

@@ -9,7 +9,6 @@ import (
 
 	"taskjuice/internal/account"
 	"taskjuice/internal/apperr"
-	"taskjuice/internal/authn"
 	"taskjuice/internal/connection"
 	"taskjuice/internal/engine"
 	"taskjuice/internal/portal"
@@ -508,7 +507,7 @@ func (h *Handler) portalLink(w http.ResponseWriter, r *http.Request) {
 		h.errorPage(w, r, nil, err)
 		return
 	}
-	sess, _, err := h.accounts.OpenSession(r.Context(), b.ClientUserID, authn.ClientIP(r), r.UserAgent())
+	sess, _, err := h.accounts.OpenSession(r.Context(), b.ClientUserID, h.auth.ClientIP(r), r.UserAgent())
 	if err != nil {
 		h.errorPage(w, r, nil, err)
 		return

@@ -14,6 +14,7 @@ import (
 	"taskjuice/internal/apperr"
 	"taskjuice/internal/catalog"
 	"taskjuice/internal/connection"
+	"taskjuice/internal/engine"
 	"taskjuice/internal/portal"
 	"taskjuice/internal/workflow"
 )
@@ -39,6 +40,8 @@ func (h *Handler) registerEditor(ws router) {
 	ws.HandleFunc("POST /{workspaceSlug}/workflows/{id}/edit/steps/{node}", h.inWorkspace("workflows", h.saveStep))
 	ws.HandleFunc("POST /{workspaceSlug}/workflows/{id}/edit/steps/{node}/move", h.inWorkspace("workflows", h.moveStep))
 	ws.HandleFunc("POST /{workspaceSlug}/workflows/{id}/edit/steps/{node}/delete", h.inWorkspace("workflows", h.deleteStep))
+	ws.HandleFunc("POST /{workspaceSlug}/workflows/{id}/edit/steps/{node}/test", h.inWorkspace("workflows", h.testStep))
+	ws.HandleFunc("POST /{workspaceSlug}/workflows/{id}/edit/trigger/sample", h.inWorkspace("workflows", h.saveTriggerSample))
 	ws.HandleFunc("POST /{workspaceSlug}/workflows/{id}/publish", h.inWorkspace("workflows", h.publishDraft))
 }
 
@@ -212,7 +215,7 @@ var stepKinds = []workflow.Kind{
 	workflow.NodeAIGenerate, workflow.NodeAIExtract,
 }
 
-var triggerKinds = []workflow.Kind{workflow.TriggerManual, workflow.TriggerWebhook, workflow.TriggerSchedule, workflow.TriggerApp}
+var triggerKinds = []workflow.Kind{workflow.TriggerManual, workflow.TriggerWebhook, workflow.TriggerSchedule, workflow.TriggerApp, workflow.TriggerError}
 
 var webhookAuthModes = []string{"none", "bearer", "header", "hmac-sha256", "hmac-sha512"}
 
@@ -274,14 +277,16 @@ type stepForm struct {
 	Items, MaxItems, WorkflowID, Input     string
 	Model, Prompt, Text, Schema, MaxTokens string
 	FalseTo, DoneTo                        string
-	backoff                                float64
-	binding                                *workflow.Binding
+	// Redact: "Don't store input and output".
+	Redact  bool
+	backoff float64
+	binding *workflow.Binding
 }
 
 const clientProvides = "client"
 
 func formOf(g workflow.Graph, n workflow.Node, ends map[string]bool) stepForm {
-	f := stepForm{Name: n.Name, Then: "next", Inputs: map[string]string{}, CaseTo: map[string]string{}}
+	f := stepForm{Name: n.Name, Then: "next", Inputs: map[string]string{}, CaseTo: map[string]string{}, Redact: n.Redact}
 	if ends[n.ID] {
 		f.Then = "end"
 	}
@@ -406,6 +411,9 @@ func readStepForm(pf url.Values, base stepForm) stepForm {
 		}
 	}
 	str("name", &f.Name)
+	if pf.Get("redactShown") != "" {
+		f.Redact = pf.Get("redact") == "on"
+	}
 	str("then", &f.Then)
 	str("app", &f.App)
 	str("action", &f.Action)
@@ -462,6 +470,7 @@ func (h *Handler) apply(g workflow.Graph, n workflow.Node, f stepForm, conns []c
 	errs := fieldErrors{}
 	paths := map[string]string{}
 	n.Name = strings.TrimSpace(f.Name)
+	n.Redact = f.Redact
 	if len([]rune(n.Name)) > 100 {
 		errs["name"] = "A step name is at most 100 characters"
 	}
@@ -724,6 +733,9 @@ type kindOption struct {
 
 type stepCard struct {
 	Node        workflow.Node
+	Sample      *engine.Sample // the step's last test (teststep.go)
+	External    bool           // testing it acts outside TaskJuice
+	Picker      []pickItem     // earlier samples' values (picker.go)
 	KindLabel   string
 	Index, Num  int
 	First, Last bool
@@ -778,6 +790,10 @@ type editorData struct {
 	Kinds    []kindOption
 	Diagram  diagram
 	Reshaped bool
+	// TriggerSample is the pasted sample event; SampleError says why the
+	// last one pasted was refused (teststep.go).
+	TriggerSample *engine.Sample
+	SampleError   string
 }
 
 // editorInput is a form that was refused: it is shown again as typed, with
@@ -895,6 +911,13 @@ func (h *Handler) renderEditor(w http.ResponseWriter, r *http.Request, v view, s
 		h.errorPage(w, r, v.P, err)
 		return
 	}
+	samples := map[string]engine.Sample{}
+	if h.Engine != nil {
+		if samples, err = h.Engine.Samples(ctx, wf.ID); err != nil {
+			h.errorPage(w, r, v.P, err)
+			return
+		}
+	}
 	ends := endsOf(g)
 	cards := map[string]int{}
 	for i, n := range g.Nodes {
@@ -907,6 +930,11 @@ func (h *Handler) renderEditor(w http.ResponseWriter, r *http.Request, v view, s
 			}
 		}
 		c.Num = i + 1
+		c.External = engine.HasExternalEffect(n)
+		c.Picker = pickerOf(g, i, samples)
+		if sm, ok := samples[n.ID]; ok {
+			c.Sample = &sm
+		}
 		h.fillAction(&c, conns)
 		h.fillClientSlot(&c, clientNodes, bound, conns)
 		c.FalseTo = gotoSelect{Name: "falseTo", Value: c.F.FalseTo, Later: c.Later}
@@ -923,6 +951,12 @@ func (h *Handler) renderEditor(w http.ResponseWriter, r *http.Request, v view, s
 		d.Steps = append(d.Steps, c)
 	}
 	d.Trigger = triggerCardOf(g)
+	if sm, ok := samples[triggerSampleID(g)]; ok {
+		d.TriggerSample = &sm
+	}
+	if r.URL.Query().Get("sample") == "invalid" {
+		d.SampleError = msgSampleNotJSON
+	}
 	if bad != nil && bad.isTrig {
 		d.Trigger.Kind, d.Trigger.Auth, d.Trigger.Header = bad.trigger.Kind, bad.trigger.Auth, bad.trigger.Header
 		d.Trigger.Cron, d.Trigger.Timezone = bad.trigger.Cron, bad.trigger.Timezone
@@ -1113,7 +1147,7 @@ func (h *Handler) editTrigger(w http.ResponseWriter, r *http.Request, v view) {
 		}
 		kind := workflow.Kind(t.Kind)
 		if !kind.IsTrigger() {
-			return "", &editorInput{isTrig: true, trigger: t, errs: fieldErrors{"kind": "Choose manual, webhook, schedule or an app trigger"}}, nil
+			return "", &editorInput{isTrig: true, trigger: t, errs: fieldErrors{"kind": "Choose manual, webhook, schedule, an app trigger or the Error trigger"}}, nil
 		}
 		var cfg any = workflow.ManualConfig{}
 		switch kind {

@@ -47,6 +47,8 @@ var flashes = map[string]string{
 	"run-started":         "Run started.",
 	"workflow-published":  "Workflow published",
 	"replayed":            "Replayed as this new run.",
+	"session-ended":       "That session is signed out.",
+	"retried":             "Retried from the failed step as this new run; the steps completed before it were kept, not run again.",
 	"run-resume":          "Run resumed.",
 	"run-pause":           "Run paused.",
 	"run-cancel":          "Run cancelled.",
@@ -72,6 +74,8 @@ var flashes = map[string]string{
 	"resumed-all":         "Held runs resumed.",
 	"resumed-none":        "No held runs were waiting on this connection.",
 	"reconnect-emailed":   "We emailed you a link to reconnect. Open it to go through the app's sign-in.",
+	"mfa-off":             "Multi-factor authentication is off.",
+	"mfa-policy-saved":    "MFA requirement saved.",
 }
 
 const flashCookie = "tj_flash"

@@ -5,7 +5,6 @@ import (
 
 	"taskjuice/internal/account"
 	"taskjuice/internal/apperr"
-	"taskjuice/internal/authn"
 )
 
 // Inviting clients from the workspace's Members page, and the sign-up page
@@ -84,7 +83,7 @@ func (h *Handler) acceptInvitation(w http.ResponseWriter, r *http.Request) {
 	}
 	token := r.PathValue("token")
 	name := r.PostForm.Get("name")
-	sess, p, err := h.accounts.AcceptInvitation(r.Context(), token, name, r.PostForm.Get("password"), authn.ClientIP(r), r.UserAgent())
+	sess, p, err := h.accounts.AcceptInvitation(r.Context(), token, name, r.PostForm.Get("password"), h.auth.ClientIP(r), r.UserAgent())
 	if err != nil {
 		if e, ok := apperr.As(err); ok && e.Kind == apperr.KindInvalid {
 			offer, oerr := h.accounts.InvitationByToken(r.Context(), token)

@@ -21,6 +21,10 @@ type runData struct {
 	Hold       *hold
 	Base       string
 	Error      string
+	// Retries are the runs that retried this one from its failed step;
+	// OnLive says this run runs the workflow's live version.
+	Retries []engine.Run
+	OnLive  bool
 }
 
 type stepView struct {
@@ -111,6 +115,11 @@ func (h *Handler) renderRun(w http.ResponseWriter, r *http.Request, v view, stat
 			d.Connection = &connectionRow{Connection: c, AppName: h.appName(c.AppKey)}
 		}
 	}
+	d.OnLive = run.VersionID == wf.ActiveVersionID
+	if d.Retries, err = h.Engine.Retries(ctx, v.Workspace.ID, run.ID); err != nil {
+		h.errorPage(w, r, v.P, err)
+		return
+	}
 	d.Hold = holdOf(run, wf, d.Connection)
 	if d.Hold != nil && d.Hold.Mended {
 		if d.Hold.Kept, err = h.Engine.KeptHeld(ctx, run); err != nil {
@@ -159,7 +168,8 @@ func short(id string) string {
 	return id
 }
 
-// runAction is Resume, Pause, Cancel, Replay, Approve or Reject from the
+// runAction is Resume, Pause, Cancel, Replay, Retry from the failed step,
+// Approve or Reject from the
 // run page.
 func (h *Handler) runAction(w http.ResponseWriter, r *http.Request, v view) {
 	ctx, id, actor := r.Context(), r.PathValue("runId"), v.P.User.ID
@@ -185,6 +195,14 @@ func (h *Handler) runAction(w http.ResponseWriter, r *http.Request, v view) {
 		var newID string
 		if newID, err = h.Engine.Replay(ctx, v.Workspace.ID, id, actor); err == nil {
 			setFlash(w, "replayed")
+			redirect(w, r, base+newID)
+			return
+		}
+	case "retry":
+		var newID string
+		on := engine.RetryVersion(r.PostForm.Get("version"))
+		if newID, err = h.Engine.RetryFailed(ctx, v.Workspace.ID, id, actor, on); err == nil {
+			setFlash(w, "retried")
 			redirect(w, r, base+newID)
 			return
 		}

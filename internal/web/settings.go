@@ -104,6 +104,8 @@ type apiTokensData struct {
 	NewSecret string
 	NewName   string
 	NameError string
+	// Staff are every staff member's tokens, for owners and admins.
+	Staff []account.StaffToken
 }
 
 func (h *Handler) apiTokens(w http.ResponseWriter, r *http.Request, p account.Principal) {
@@ -117,6 +119,12 @@ func (h *Handler) renderAPITokens(w http.ResponseWriter, r *http.Request, p acco
 		return
 	}
 	d.Tokens = toks
+	if p.Can(account.CapInviteTeammate) {
+		if d.Staff, err = h.accounts.StaffTokens(r.Context(), p); err != nil {
+			h.errorPage(w, r, &p, err)
+			return
+		}
+	}
 	h.render(w, r, status, "tokens", view{Title: "API tokens", P: &p, Section: "tokens", Data: d})
 }
 
@@ -138,6 +146,16 @@ func (h *Handler) createAPIToken(w http.ResponseWriter, r *http.Request, p accou
 	}
 	// The secret is shown on this response only; it is never stored.
 	h.renderAPITokens(w, r, p, http.StatusOK, apiTokensData{NewSecret: secret, NewName: tok.Name})
+}
+
+// revokeStaffToken is an owner or admin revoking a staff member's token.
+func (h *Handler) revokeStaffToken(w http.ResponseWriter, r *http.Request, p account.Principal) {
+	if err := h.accounts.RevokeStaffToken(r.Context(), p, r.PathValue("id")); err != nil {
+		h.errorPage(w, r, &p, err)
+		return
+	}
+	setFlash(w, "token-revoked")
+	redirect(w, r, "/settings/api-tokens#staff")
 }
 
 func (h *Handler) revokeAPIToken(w http.ResponseWriter, r *http.Request, p account.Principal) {

@@ -97,6 +97,11 @@ type workflowData struct {
 	Payload string
 	// Poll is set when the trigger polls an app.
 	Poll *pollData
+	// Others are the workspace's other workflows, to choose the error
+	// workflow from.
+	Others []workflow.Workflow
+	// Alerts is the failure alerts card.
+	Alerts *alertsView
 }
 
 type webhookData struct {
@@ -127,6 +132,12 @@ func (h *Handler) workflowDetail(w http.ResponseWriter, r *http.Request, v view)
 }
 
 func (h *Handler) renderWorkflow(w http.ResponseWriter, r *http.Request, v view, status int, msg string) {
+	h.renderWorkflowWith(w, r, v, status, msg, "")
+}
+
+// renderWorkflowWith is the workflow's page, with a failure alert webhook's
+// new signing secret when one was just made.
+func (h *Handler) renderWorkflowWith(w http.ResponseWriter, r *http.Request, v view, status int, msg, alertSecret string) {
 	wf, ok := h.loadWorkflow(w, r, v)
 	if !ok {
 		return
@@ -137,6 +148,23 @@ func (h *Handler) renderWorkflow(w http.ResponseWriter, r *http.Request, v view,
 		return
 	}
 	d := workflowData{Workflow: wf, Versions: versions, Error: msg}
+	if d.Alerts, err = h.alertsOf(r, v, wf.ID); err != nil {
+		h.errorPage(w, r, v.P, err)
+		return
+	}
+	if d.Alerts != nil {
+		d.Alerts.Secret = alertSecret
+	}
+	all, err := h.Workflows.List(r.Context(), *v.Workspace)
+	if err != nil {
+		h.errorPage(w, r, v.P, err)
+		return
+	}
+	for _, o := range all {
+		if o.ID != wf.ID {
+			d.Others = append(d.Others, o)
+		}
+	}
 	if k, ok := keptForm(r); ok {
 		d.Error, d.Payload = k.Error, k.Values["payload"]
 	}
@@ -231,6 +259,26 @@ func (h *Handler) workflowSettings(w http.ResponseWriter, r *http.Request, v vie
 	if err := r.ParseForm(); err != nil {
 		h.errorPage(w, r, v.P, errBadForm)
 		return
+	}
+	// What can be refused is checked first, so a refused form changes
+	// nothing.
+	if s := strings.TrimSpace(r.PostForm.Get("maxRunsPerMinute")); s != "" {
+		n, err := strconv.Atoi(s)
+		if err == nil {
+			err = workflow.CheckThroughputLimit(n)
+		} else {
+			err = apperr.Invalid("maxRunsPerMinute", "The run limit must be a whole number (0 for none).")
+		}
+		if err != nil {
+			h.refuse(w, r, v.P, "/"+v.Workspace.Slug+"/workflows/"+r.PathValue("id"), err)
+			return
+		}
+	}
+	if ids, ok := r.PostForm["errorWorkflow"]; ok {
+		if err := h.Workflows.SetErrorWorkflow(r.Context(), *v.Workspace, r.PathValue("id"), strings.TrimSpace(ids[0])); err != nil {
+			h.refuse(w, r, v.P, "/"+v.Workspace.Slug+"/workflows/"+r.PathValue("id"), err)
+			return
+		}
 	}
 	if err := h.Workflows.SetAutoResume(r.Context(), *v.Workspace, r.PathValue("id"), r.PostForm.Get("autoResume") == "on"); err != nil {
 		h.errorPage(w, r, v.P, err)

@@ -2,9 +2,12 @@ package web
 
 import (
 	"net/http"
+	"strconv"
+	"strings"
 
 	"taskjuice/internal/account"
 	"taskjuice/internal/apperr"
+	"taskjuice/internal/engine"
 )
 
 type workspacePage func(w http.ResponseWriter, r *http.Request, v view)
@@ -58,8 +61,47 @@ func (h *Handler) workspaceRedirect(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/"+r.PathValue("workspaceSlug")+"/", http.StatusMovedPermanently)
 }
 
+// workspaceHomeData is the workspace's overview: its tiles, and how long
+// it keeps finished runs.
+type workspaceHomeData struct {
+	Retention engine.Retention
+	CanSet    bool
+}
+
 func (h *Handler) workspaceHome(w http.ResponseWriter, r *http.Request, v view) {
+	ret, err := h.Engine.Retention(r.Context(), v.Workspace.ID)
+	if err != nil {
+		h.errorPage(w, r, v.P, err)
+		return
+	}
+	v.Data = workspaceHomeData{Retention: ret, CanSet: v.P.Can(account.CapManageWorkspaces)}
 	h.render(w, r, http.StatusOK, "workspace", v)
+}
+
+// saveRetention sets how long the workspace keeps finished runs (owners
+// and admins).
+func (h *Handler) saveRetention(w http.ResponseWriter, r *http.Request, v view) {
+	back := "/" + v.Workspace.Slug + "/"
+	if !v.P.Can(account.CapManageWorkspaces) {
+		h.errorPage(w, r, v.P, apperr.Forbidden("Tenant admin required"))
+		return
+	}
+	if err := r.ParseForm(); err != nil {
+		h.errorPage(w, r, v.P, errBadForm)
+		return
+	}
+	days, err1 := strconv.Atoi(strings.TrimSpace(r.PostForm.Get("days")))
+	runs, err2 := strconv.Atoi(strings.TrimSpace(r.PostForm.Get("maxRuns")))
+	if err1 != nil || err2 != nil {
+		h.refuse(w, r, v.P, back, apperr.Invalid("days", engine.MsgRetention))
+		return
+	}
+	if err := h.Engine.SetRetention(r.Context(), v.Workspace.ID, days, runs); err != nil {
+		h.refuse(w, r, v.P, back, err)
+		return
+	}
+	setFlash(w, "settings-saved")
+	redirect(w, r, back)
 }
 
 type membersData struct {

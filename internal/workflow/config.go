@@ -13,6 +13,10 @@ import (
 // ManualConfig configures the manual trigger (nothing to set).
 type ManualConfig struct{}
 
+// ErrorTriggerConfig configures the Error trigger: nothing; the workflows
+// that fail choose it as their error workflow.
+type ErrorTriggerConfig struct{}
+
 // WebhookConfig configures the webhook trigger. The shared secret of the
 // bearer, header and HMAC modes is stored server-side, never in the graph.
 type WebhookConfig struct {
@@ -219,6 +223,8 @@ func configFor(k Kind) any {
 	switch k {
 	case TriggerManual:
 		return &ManualConfig{}
+	case TriggerError:
+		return &ErrorTriggerConfig{}
 	case TriggerWebhook:
 		return &WebhookConfig{}
 	case TriggerSchedule:

@@ -91,6 +91,9 @@ func changedFields(a, b Node) []string {
 	if !bytes.Equal(ca, cb) {
 		out = append(out, "connection")
 	}
+	if a.Redact != b.Redact {
+		out = append(out, "redact")
+	}
 	return append(out, configChanges(a.Config, b.Config)...)
 }
 

@@ -50,6 +50,11 @@ type Node struct {
 	Name       string          `json:"name,omitempty"`
 	Config     json.RawMessage `json:"config,omitempty"`
 	Connection *Binding        `json:"connection,omitempty"`
+	// Redact: "Don't store input and output". The step's row keeps
+	// "[redacted]" for both (and no console); the steps after it see the
+	// real output while the run goes on, the redacted value once it was
+	// reloaded (after a wait or a restart).
+	Redact bool `json:"redact,omitempty"`
 }
 
 // Binding says where a node's connection comes from: a workspace
@@ -78,6 +83,9 @@ const (
 	// TriggerApp starts a run for each new item of an app trigger (the
 	// catalog's Triggers), read through the node's connection.
 	TriggerApp Kind = "app"
+	// TriggerError starts a run for each failed run of the workflows that
+	// name this one as their error workflow, with the failure as payload.
+	TriggerError Kind = "error"
 )
 
 // Node kinds.
@@ -99,7 +107,7 @@ const (
 // IsTrigger reports whether k is a trigger kind.
 func (k Kind) IsTrigger() bool {
 	switch k {
-	case TriggerManual, TriggerWebhook, TriggerSchedule, TriggerApp:
+	case TriggerManual, TriggerWebhook, TriggerSchedule, TriggerApp, TriggerError:
 		return true
 	}
 	return false
@@ -125,6 +133,8 @@ func (k Kind) Label() string {
 		return "Schedule trigger"
 	case TriggerApp:
 		return "App trigger"
+	case TriggerError:
+		return "Error trigger"
 	case NodeAction:
 		return "App action"
 	case NodeHTTP:

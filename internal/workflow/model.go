@@ -76,9 +76,12 @@ type Workflow struct {
 	// once their connection is reconnected.
 	AutoResumeReauth bool `json:"autoResumeReauth"`
 	// MaxRunsPerMinute trips the safety breaker (0: no limit).
-	MaxRunsPerMinute int       `json:"maxRunsPerMinute"`
-	CreatedAt        time.Time `json:"createdAt"`
-	UpdatedAt        time.Time `json:"updatedAt"`
+	MaxRunsPerMinute int `json:"maxRunsPerMinute"`
+	// ErrorWorkflowID is the workflow started, through its Error trigger,
+	// for each failed run of this one ("": none).
+	ErrorWorkflowID string    `json:"errorWorkflowId,omitempty"`
+	CreatedAt       time.Time `json:"createdAt"`
+	UpdatedAt       time.Time `json:"updatedAt"`
 }
 
 // VersionState is where a version stands.

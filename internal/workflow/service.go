@@ -105,12 +105,12 @@ func (w *Workflow) setStatus(operator string, active bool) {
 	w.StatusLabel, w.StatusText = w.Status.Label(), w.Status.Description()
 }
 
-const workflowCols = `id, workspace_id, type, name, description, operator_state, COALESCE(active_version_id, ''), auto_resume_reauth, max_runs_per_minute, created_at, updated_at`
+const workflowCols = `id, workspace_id, type, name, description, operator_state, COALESCE(active_version_id, ''), auto_resume_reauth, max_runs_per_minute, COALESCE(error_workflow_id, ''), created_at, updated_at`
 
 func scanWorkflow(row interface{ Scan(...any) error }) (Workflow, error) {
 	var w Workflow
 	var op string
-	if err := row.Scan(&w.ID, &w.WorkspaceID, &w.Type, &w.Name, &w.Description, &op, &w.ActiveVersionID, &w.AutoResumeReauth, &w.MaxRunsPerMinute, &w.CreatedAt, &w.UpdatedAt); err != nil {
+	if err := row.Scan(&w.ID, &w.WorkspaceID, &w.Type, &w.Name, &w.Description, &op, &w.ActiveVersionID, &w.AutoResumeReauth, &w.MaxRunsPerMinute, &w.ErrorWorkflowID, &w.CreatedAt, &w.UpdatedAt); err != nil {
 		return Workflow{}, err
 	}
 	w.setStatus(op, w.ActiveVersionID != "")
@@ -501,11 +501,19 @@ func (g Graph) Uses(connectionID string) bool {
 	return false
 }
 
+// CheckThroughputLimit refuses a run limit SetThroughputLimit would refuse.
+func CheckThroughputLimit(perMinute int) error {
+	if perMinute < 0 || perMinute > 100000 {
+		return apperr.Invalid("maxRunsPerMinute", "The limit must be 0 (none) to 100000 runs per minute")
+	}
+	return nil
+}
+
 // SetThroughputLimit sets the runs a workflow may start per minute before
 // the safety breaker pauses it (0: no limit).
 func (s *Service) SetThroughputLimit(ctx context.Context, ws account.Workspace, workflowID string, perMinute int) error {
-	if perMinute < 0 || perMinute > 100000 {
-		return apperr.Invalid("maxRunsPerMinute", "The limit must be 0 (none) to 100000 runs per minute")
+	if err := CheckThroughputLimit(perMinute); err != nil {
+		return err
 	}
 	res, err := s.db.Write().ExecContext(ctx, `UPDATE workflows SET max_runs_per_minute = $1, updated_at = $2 WHERE workspace_id = $3 AND id = $4`,
 		perMinute, s.now(), ws.ID, workflowID)
@@ -514,6 +522,47 @@ func (s *Service) SetThroughputLimit(ctx context.Context, ws account.Workspace, 
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return apperr.ErrNotFound
+	}
+	return nil
+}
+
+// Messages of a refused error workflow.
+const (
+	MsgErrorWorkflowNotFound = "Choose one of this workspace's workflows as the error workflow"
+	MsgErrorWorkflowSelf     = "A workflow cannot be its own error workflow"
+	MsgErrorWorkflowTrigger  = "The error workflow must start with the Error trigger"
+)
+
+// SetErrorWorkflow names the workflow started for each failed run of this
+// one ("" for none). It must be another workflow of the workspace whose
+// newest version starts with the Error trigger.
+func (s *Service) SetErrorWorkflow(ctx context.Context, ws account.Workspace, workflowID, errorWorkflowID string) error {
+	if _, err := s.Get(ctx, ws, workflowID); err != nil {
+		return err
+	}
+	if errorWorkflowID != "" {
+		if errorWorkflowID == workflowID {
+			return apperr.Invalid("errorWorkflowId", MsgErrorWorkflowSelf)
+		}
+		if _, err := s.Get(ctx, ws, errorWorkflowID); apperr.IsNotFound(err) {
+			return apperr.Invalid("errorWorkflowId", MsgErrorWorkflowNotFound)
+		} else if err != nil {
+			return err
+		}
+		var graph string
+		err := s.db.Read().QueryRowContext(ctx, `SELECT graph FROM workflow_versions WHERE workflow_id = $1 ORDER BY number DESC LIMIT 1`, errorWorkflowID).Scan(&graph)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("read error workflow: %w", err)
+		}
+		g, perr := ParseGraph([]byte(graph))
+		if err != nil || perr != nil || g.Trigger == nil || g.Trigger.Kind != TriggerError {
+			return apperr.Invalid("errorWorkflowId", MsgErrorWorkflowTrigger)
+		}
+	}
+	_, err := s.db.Write().ExecContext(ctx, `UPDATE workflows SET error_workflow_id = $1, updated_at = $2 WHERE workspace_id = $3 AND id = $4`,
+		db.NullString(errorWorkflowID), s.now(), ws.ID, workflowID)
+	if err != nil {
+		return fmt.Errorf("set error workflow: %w", err)
 	}
 	return nil
 }

@@ -330,6 +330,14 @@ func (v *validator) node(n Node) {
 		}
 	}
 	v.binding(n, cfg)
+	if n.Redact {
+		switch {
+		case n.Kind.IsTrigger():
+			v.add(n.ID, "redact", "A trigger's payload is what its runs start from: it cannot be redacted")
+		case n.Kind == NodeApproval || n.Kind == NodeCallWorkflow || n.Kind == NodeAgent:
+			v.add(n.ID, "redact", "A %s's answer arrives later and is kept with the run: it cannot be redacted", n.Kind.Label())
+		}
+	}
 	switch c := cfg.(type) {
 	case *WebhookConfig:
 		if !webhookAuthModes[c.Auth] {

@@ -88,7 +88,11 @@
         document.querySelectorAll("[data-live-region]").forEach(function (cur) {
           var next = cur.id && doc.getElementById(cur.id);
           if (!next) return;
-          // Keep what the person opened.
+          // Keep what the person ticked and opened.
+          cur.querySelectorAll("input[type=checkbox][data-keep]:checked").forEach(function (c) {
+            var n = next.querySelector('input[data-keep="' + c.getAttribute("data-keep") + '"]');
+            if (n) n.checked = true;
+          });
           cur.querySelectorAll("details[data-keep]").forEach(function (d) {
             var n = next.querySelector('details[data-keep="' + d.getAttribute("data-keep") + '"]');
             if (n) n.open = d.open;
@@ -150,4 +154,13 @@
   });
   if (!window.EventSource) startPolling();
   else if (document.visibilityState === "visible") open();
+})();
+
+// A page still working on something (a bulk action) reloads itself until
+// it is done; without JavaScript it has a Refresh link.
+(function () {
+  "use strict";
+  var el = document.querySelector("[data-reload-every]");
+  if (!el) return;
+  setTimeout(function () { location.reload(); }, parseInt(el.getAttribute("data-reload-every"), 10) || 1000);
 })();

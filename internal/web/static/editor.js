@@ -15,3 +15,26 @@
     }
   });
 })();
+
+// Data picker: a value's button inserts its expression at the cursor of
+// the step's expression field last focused.
+(function () {
+  var last = null;
+  document.addEventListener('focusin', function (e) {
+    var t = e.target;
+    if ((t.tagName === 'INPUT' && t.type === 'text') || t.tagName === 'TEXTAREA') last = t;
+  });
+  document.addEventListener('click', function (e) {
+    var b = e.target.closest('[data-insert]');
+    if (!b) return;
+    var card = b.closest('.ed-step');
+    var field = last && card && card.contains(last) ? last : card && card.querySelector('textarea, input[type=text]:not([name=name])');
+    if (!field) return;
+    var s = field.selectionStart == null ? field.value.length : field.selectionStart;
+    var end = field.selectionEnd == null ? s : field.selectionEnd;
+    var text = b.getAttribute('data-insert');
+    field.value = field.value.slice(0, s) + text + field.value.slice(end);
+    field.focus();
+    field.setSelectionRange(s + text.length, s + text.length);
+  });
+})();

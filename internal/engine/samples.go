@@ -1,0 +1,55 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+)
+
+// Sample is the data one node of a workflow is built against: the
+// trigger's pasted sample ("pasted") or a step's last test ("test").
+type Sample struct {
+	NodeID     string          `json:"nodeId"`
+	Source     string          `json:"source"`
+	Data       json.RawMessage `json:"data"`
+	Error      *StepError      `json:"error,omitempty"`
+	DurationMS int64           `json:"durationMs"`
+}
+
+// SaveSample records a node's sample, replacing the one before.
+func (e *Engine) SaveSample(ctx context.Context, workflowID string, s Sample) error {
+	errText := ""
+	if s.Error != nil {
+		b, _ := json.Marshal(s.Error)
+		errText = string(b)
+	}
+	_, err := e.db.Write().ExecContext(ctx, `INSERT INTO step_samples (workflow_id, node_id, source, data, error, duration_ms, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)
+		ON CONFLICT (workflow_id, node_id) DO UPDATE SET source = excluded.source, data = excluded.data,
+			error = excluded.error, duration_ms = excluded.duration_ms, updated_at = excluded.updated_at`,
+		workflowID, s.NodeID, s.Source, string(nonEmpty(s.Data)), errText, s.DurationMS, e.now())
+	return err
+}
+
+// Samples reads a workflow's samples by node id.
+func (e *Engine) Samples(ctx context.Context, workflowID string) (map[string]Sample, error) {
+	rows, err := e.db.Read().QueryContext(ctx, `SELECT node_id, source, data, error, duration_ms FROM step_samples WHERE workflow_id = $1`, workflowID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]Sample{}
+	for rows.Next() {
+		var s Sample
+		var data, errText string
+		if err := rows.Scan(&s.NodeID, &s.Source, &data, &errText, &s.DurationMS); err != nil {
+			return nil, err
+		}
+		s.Data = json.RawMessage(data)
+		if errText != "" {
+			s.Error = &StepError{}
+			_ = json.Unmarshal([]byte(errText), s.Error)
+		}
+		out[s.NodeID] = s
+	}
+	return out, rows.Err()
+}
