@@ -23,6 +23,17 @@ type argonParams struct {
 
 var defaultArgon = argonParams{memory: 19 * 1024, time: 2, threads: 1, keyLen: 32}
 
+// UseLightPasswordHashing makes the hashes this process writes from now on
+// cheap (64 KiB, one pass). Test binaries call it before any test runs:
+// under the race detector the production cost is a large share of every
+// test that signs someone in. Each hash carries its own parameters, so
+// hashes written before are still checked with theirs. The hash an
+// unknown email is checked against follows, so both cost the same.
+func UseLightPasswordHashing() {
+	defaultArgon = argonParams{memory: 64, time: 1, threads: 1, keyLen: 32}
+	dummyHash = newDummyHash()
+}
+
 const minPasswordLen = 10
 
 // validatePassword applies the password policy to a person's chosen password.

@@ -23,13 +23,15 @@ const MsgBadCredentials = "Email or password is incorrect"
 
 // dummyHash is compared against when the email is unknown, so a failed
 // sign-in takes as long whether or not the person exists.
-var dummyHash = func() string {
+var dummyHash = newDummyHash()
+
+func newDummyHash() string {
 	h, err := hashPassword("not-a-real-password-for-timing")
 	if err != nil {
 		panic(err)
 	}
 	return h
-}()
+}
 
 // Session is a signed-in browser. Token is the cookie value, known only at
 // creation.

@@ -1,0 +1,13 @@
+package server_test
+
+import (
+	"os"
+	"testing"
+
+	"taskjuice/internal/account"
+)
+
+func TestMain(m *testing.M) {
+	account.UseLightPasswordHashing()
+	os.Exit(m.Run())
+}
