@@ -35,6 +35,14 @@ func code(t *testing.T, secret string, at time.Time) string {
 	return c
 }
 
+// mfaSetup is setup with a vault for MFA secrets and a clock tests move.
+func mfaSetup(t *testing.T, d *db.DB) (fixture, *clock) {
+	t.Helper()
+	f := setup(t, d)
+	withVault(t, f.svc)
+	return f, newClock(f.svc)
+}
+
 // enroll turns MFA on for p and returns the secret and backup codes.
 func enroll(t *testing.T, svc *account.Service, c *clock, p account.Principal) (string, []string) {
 	t.Helper()
@@ -52,9 +60,7 @@ func enroll(t *testing.T, svc *account.Service, c *clock, p account.Principal) (
 
 func TestMFASetupSealsTheSecret(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, d *db.DB) {
-		f := setup(t, d)
-		withVault(t, f.svc)
-		c := newClock(f.svc)
+		f, c := mfaSetup(t, d)
 		ctx := context.Background()
 		setup, err := f.svc.BeginMFASetup(ctx, f.owner)
 		if err != nil {
@@ -106,9 +112,7 @@ func TestMFASetupSealsTheSecret(t *testing.T) {
 
 func TestMFASignInTakesACodeOnce(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, d *db.DB) {
-		f := setup(t, d)
-		withVault(t, f.svc)
-		c := newClock(f.svc)
+		f, c := mfaSetup(t, d)
 		ctx := context.Background()
 		secret, backups := enroll(t, f.svc, c, f.owner)
 		enrollCode := code(t, secret, c.Now())
@@ -166,9 +170,7 @@ func passwordStep(t *testing.T, svc *account.Service, email string) account.Sign
 
 func TestWrongMFACodesCountAgainstSigninLimits(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, d *db.DB) {
-		f := setup(t, d)
-		withVault(t, f.svc)
-		c := newClock(f.svc)
+		f, c := mfaSetup(t, d)
 		ctx := context.Background()
 		enroll(t, f.svc, c, f.admin)
 		step := passwordStep(t, f.svc, "admin@a.example")
@@ -191,9 +193,7 @@ func TestWrongMFACodesCountAgainstSigninLimits(t *testing.T) {
 
 func TestMFATurnOffAndNewBackupCodesNeedACode(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, d *db.DB) {
-		f := setup(t, d)
-		withVault(t, f.svc)
-		c := newClock(f.svc)
+		f, c := mfaSetup(t, d)
 		ctx := context.Background()
 		secret, old := enroll(t, f.svc, c, f.member)
 		if _, err := f.svc.RegenerateBackupCodes(ctx, f.member, "000000", "10.0.0.1"); !apperr.Is(err, apperr.KindInvalid) {
@@ -257,9 +257,7 @@ func TestMFAIsForStaffOnly(t *testing.T) {
 
 func TestRequiredMFAHoldsStaffAfterGrace(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, d *db.DB) {
-		f := setup(t, d)
-		withVault(t, f.svc)
-		c := newClock(f.svc)
+		f, c := mfaSetup(t, d)
 		ctx := context.Background()
 		if err := f.svc.SetMFAPolicy(ctx, f.member, true, 3); !apperr.Is(err, apperr.KindForbidden) {
 			t.Fatalf("member requires MFA: got %v, want forbidden", err)
@@ -318,9 +316,7 @@ func TestRequiredMFAHoldsStaffAfterGrace(t *testing.T) {
 // lost: the secret leaves the vault and the person's sessions end.
 func TestResetMFA(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, d *db.DB) {
-		f := setup(t, d)
-		withVault(t, f.svc)
-		c := newClock(f.svc)
+		f, c := mfaSetup(t, d)
 		ctx := context.Background()
 		enroll(t, f.svc, c, f.admin)
 		step := passwordStep(t, f.svc, "admin@a.example")
