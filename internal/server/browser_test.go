@@ -355,13 +355,15 @@ func TestBrowserBuildPublishAndCallWebhook(t *testing.T) {
 	})
 }
 
-// waitFlash polls until the page's flash reads want (or fails after 10s).
+// waitFlash polls until the flash of a page that has finished parsing reads
+// want (or fails after 10s), so the fields below the flash are there when the
+// caller goes on.
 func waitFlash(t *testing.T, ctx context.Context, want string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	var got string
 	for time.Now().Before(deadline) {
-		got, _ = chromedp.Run(ctx, chromedp.Evaluate[string](`(() => { const f = document.querySelector(".flash"); return f ? f.textContent.trim() : ""; })()`))
+		got, _ = chromedp.Run(ctx, chromedp.Evaluate[string](`(() => { if (document.readyState === "loading") return ""; const f = document.querySelector(".flash"); return f ? f.textContent.trim() : ""; })()`))
 		if got == want {
 			return
 		}
