@@ -49,7 +49,7 @@ const (
 	searchMaxValue   = 200
 	searchMaxWords   = 16
 	searchMaxFieldSz = 200
-	searchBatch      = 200
+	searchBatch      = 500
 )
 
 // parseValueFilter reads the field, match and value parameters.
@@ -241,6 +241,9 @@ type searchTodo struct {
 	payload         string
 }
 
+// indexBatch indexes up to searchBatch runs of each kind in one
+// transaction of a few statements: one update takes the runs, one query
+// reads the finished ones' outputs, and multi-row inserts write the values.
 func (e *Engine) indexBatch(ctx context.Context) (IndexReport, error) {
 	var todo []searchTodo
 	for _, q := range []string{
@@ -253,17 +256,40 @@ func (e *Engine) indexBatch(ctx context.Context) (IndexReport, error) {
 		}
 		todo = append(todo, got...)
 	}
+	if len(todo) == 0 {
+		return IndexReport{}, nil
+	}
 	var rep IndexReport
 	err := e.db.InTx(ctx, func(tx db.Querier) error {
-		for _, t := range todo {
-			n, err := e.indexRun(ctx, tx, t)
-			if err != nil {
-				return err
-			}
-			rep.Runs++
-			rep.Values += n
+		taken, err := takeForIndex(ctx, tx, todo)
+		if err != nil {
+			return err
 		}
-		return nil
+		var finished []string
+		for _, t := range taken {
+			if t.finished {
+				finished = append(finished, t.id)
+			}
+		}
+		outs, err := stepOutputs(ctx, tx, finished)
+		if err != nil {
+			return err
+		}
+		var rows []valueRow
+		for _, t := range taken {
+			var entries [][2]string
+			if t.searched == 0 {
+				entries = searchEntries("trigger", []byte(t.payload))
+			}
+			for _, o := range outs[t.id] {
+				entries = append(entries, searchEntries("steps."+o[0]+".data", []byte(o[1]))...)
+			}
+			for _, en := range entries {
+				rows = append(rows, valueRow{t, en})
+			}
+		}
+		rep = IndexReport{Runs: len(taken), Values: len(rows)}
+		return insertValues(ctx, tx, rows)
 	})
 	if err != nil {
 		return IndexReport{}, err
@@ -288,79 +314,121 @@ func (e *Engine) searchTodo(ctx context.Context, q string) ([]searchTodo, error)
 	return out, rows.Err()
 }
 
-// indexRun moves one run's state on and writes its values; a run another
-// process moved first is left to it.
-func (e *Engine) indexRun(ctx context.Context, tx db.Querier, t searchTodo) (int, error) {
-	next := 1
-	if t.finished {
-		next = 2
+// takeForIndex moves each run's index state on, one update per kind of
+// move, and returns the runs it moved: a run another process moved first
+// is left to it.
+func takeForIndex(ctx context.Context, tx db.Querier, todo []searchTodo) ([]searchTodo, error) {
+	type move struct{ from, to int }
+	groups := map[move][]searchTodo{}
+	for _, t := range todo {
+		m := move{t.searched, 1}
+		if t.finished {
+			m.to = 2
+		}
+		groups[m] = append(groups[m], t)
 	}
-	res, err := tx.ExecContext(ctx, `UPDATE runs SET searched = $1 WHERE id = $2 AND searched = $3`, next, t.id, t.searched)
-	if err != nil {
-		return 0, fmt.Errorf("mark run indexed: %w", err)
-	}
-	if n, err := res.RowsAffected(); err != nil || n == 0 {
-		return 0, err
-	}
-	var entries [][2]string
-	if t.searched == 0 {
-		entries = searchEntries("trigger", []byte(t.payload))
-	}
-	if t.finished {
-		outs, err := e.stepOutputs(ctx, tx, t.id)
+	var taken []searchTodo
+	for m, ts := range groups {
+		args := []any{m.to, m.from}
+		for _, t := range ts {
+			args = append(args, t.id)
+		}
+		rows, err := tx.QueryContext(ctx, `UPDATE runs SET searched = $1 WHERE searched = $2 AND id IN (`+placeholders(3, len(ts))+`) RETURNING id`, args...)
 		if err != nil {
-			return 0, err
+			return nil, fmt.Errorf("mark runs indexed: %w", err)
 		}
-		for _, o := range outs {
-			entries = append(entries, searchEntries("steps."+o[0]+".data", []byte(o[1]))...)
+		moved := map[string]bool{}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			moved[id] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("mark runs indexed: %w", err)
+		}
+		for _, t := range ts {
+			if moved[t.id] {
+				taken = append(taken, t)
+			}
 		}
 	}
-	return len(entries), insertValues(ctx, tx, t, entries)
+	return taken, nil
 }
 
-// stepOutputs are the outputs of a run's completed steps, the last attempt
-// of each node.
-func (e *Engine) stepOutputs(ctx context.Context, tx db.Querier, runID string) ([][2]string, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT node_id, output FROM run_steps WHERE run_id = $1 AND status = 'completed' AND output IS NOT NULL
-		ORDER BY node_id, attempt`, runID)
+// placeholders is "$first, …" for n parameters.
+func placeholders(first, n int) string {
+	var sb strings.Builder
+	for i := range n {
+		if i > 0 {
+			sb.WriteString(", ")
+		}
+		sb.WriteString("$" + strconv.Itoa(first+i))
+	}
+	return sb.String()
+}
+
+// stepOutputs are the outputs of the runs' completed steps, the last
+// attempt of each node, by run.
+func stepOutputs(ctx context.Context, tx db.Querier, runIDs []string) (map[string][][2]string, error) {
+	out := map[string][][2]string{}
+	if len(runIDs) == 0 {
+		return out, nil
+	}
+	args := make([]any, len(runIDs))
+	for i, id := range runIDs {
+		args[i] = id
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT run_id, node_id, output FROM run_steps WHERE run_id IN (`+placeholders(1, len(runIDs))+`)
+		AND status = 'completed' AND output IS NOT NULL ORDER BY run_id, node_id, attempt`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("step outputs to index: %w", err)
 	}
 	defer rows.Close()
-	var out [][2]string
 	for rows.Next() {
-		var node string
+		var run, node string
 		var output sql.NullString
-		if err := rows.Scan(&node, &output); err != nil {
+		if err := rows.Scan(&run, &node, &output); err != nil {
 			return nil, err
 		}
-		if n := len(out); n > 0 && out[n-1][0] == node {
-			out[n-1][1] = output.String // a later attempt
+		o := out[run]
+		if n := len(o); n > 0 && o[n-1][0] == node {
+			o[n-1][1] = output.String // a later attempt
 			continue
 		}
-		out = append(out, [2]string{node, output.String})
+		out[run] = append(o, [2]string{node, output.String})
 	}
 	return out, rows.Err()
 }
 
-func insertValues(ctx context.Context, tx db.Querier, t searchTodo, entries [][2]string) error {
-	const per = 100
-	for len(entries) > 0 {
-		n := min(per, len(entries))
+// valueRow is one (field, value) entry of a run.
+type valueRow struct {
+	run   searchTodo
+	entry [2]string
+}
+
+func insertValues(ctx context.Context, tx db.Querier, rows []valueRow) error {
+	const per = 500 // five parameters a row, well under both databases' limits
+	for len(rows) > 0 {
+		n := min(per, len(rows))
 		var sb strings.Builder
 		sb.WriteString(`INSERT INTO run_values (workspace_id, field, value, created_at, run_id) VALUES `)
-		args := []any{t.workspaceID, t.created, t.id}
-		for i, en := range entries[:n] {
+		args := make([]any, 0, 5*n)
+		for i, r := range rows[:n] {
 			if i > 0 {
 				sb.WriteString(",")
 			}
-			fmt.Fprintf(&sb, "($1, $%d, $%d, $2, $3)", len(args)+1, len(args)+2)
-			args = append(args, en[0], en[1])
+			p := len(args)
+			fmt.Fprintf(&sb, "($%d, $%d, $%d, $%d, $%d)", p+1, p+2, p+3, p+4, p+5)
+			args = append(args, r.run.workspaceID, r.entry[0], r.entry[1], r.run.created, r.run.id)
 		}
 		if _, err := tx.ExecContext(ctx, sb.String(), args...); err != nil {
 			return fmt.Errorf("index run values: %w", err)
 		}
-		entries = entries[n:]
+		rows = rows[n:]
 	}
 	return nil
 }

@@ -2,7 +2,10 @@ package engine_test
 
 import (
 	"encoding/json"
+	"errors"
 	"slices"
+	"strconv"
+	"sync"
 	"testing"
 
 	"taskjuice/internal/apperr"
@@ -143,4 +146,40 @@ func rev(s []string) []string {
 	out := slices.Clone(s)
 	slices.Reverse(out)
 	return out
+}
+
+// Two indexers at once (two processes on one database) index each run
+// once: more runs than one batch, no value written twice, every run done.
+func TestIndexRunsConcurrently(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		f := setup(t, d)
+		wf := f.publish([]workflow.Node{{ID: "lookup", Kind: workflow.NodeTransform,
+			Config: json.RawMessage(`{"output": {"contact": {"owner": "Dana Scully"}}}`)}})
+		const runs = 600
+		for i := range runs {
+			_, err := f.eng.StartRun(f.ctx, wf, json.RawMessage(`{"customer": {"email": "lead`+strconv.Itoa(i)+`@acme.example"}}`), "webhook", "")
+			must(t, err)
+		}
+		drainAll(t, f)
+		reps := make([]engine.IndexReport, 2)
+		errs := make([]error, 2)
+		var wg sync.WaitGroup
+		for i := range reps {
+			wg.Go(func() { reps[i], errs[i] = f.eng.IndexRuns(f.ctx) })
+		}
+		wg.Wait()
+		must(t, errors.Join(errs...))
+		if got := reps[0].Runs + reps[1].Runs; got != runs {
+			t.Fatalf("indexed %d runs between the two (%+v), want %d", got, reps, runs)
+		}
+		var rows, distinct, left int
+		must(t, d.Read().QueryRowContext(f.ctx, `SELECT COUNT(*) FROM run_values`).Scan(&rows))
+		must(t, d.Read().QueryRowContext(f.ctx, `SELECT COUNT(*) FROM (SELECT DISTINCT run_id, field, value FROM run_values) x`).Scan(&distinct))
+		must(t, d.Read().QueryRowContext(f.ctx, `SELECT COUNT(*) FROM runs WHERE searched < 2`).Scan(&left))
+		// Per run: the address (exact, whole and its three words) and the
+		// owner (exact and its two words).
+		if rows != distinct || rows != runs*8 || left != 0 {
+			t.Fatalf("%d values, %d distinct, want %d; %d runs left", rows, distinct, runs*8, left)
+		}
+	})
 }
