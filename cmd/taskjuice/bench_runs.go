@@ -272,8 +272,14 @@ func seedRunsBench(ctx context.Context, d *db.DB, out io.Writer, f benchRunsFlag
 		SELECT id, paused_connection_id, created_at FROM runs WHERE status = 'paused'`); err != nil {
 		return nil, fmt.Errorf("seed pending reauthorizations: %w", err)
 	}
-	// Fresh statistics, as a database that has been running has.
-	if _, err := d.Write().ExecContext(ctx, `ANALYZE`); err != nil {
+	// Fresh statistics, as a database that has been running has; on
+	// PostgreSQL also the visibility map autovacuum keeps after a million
+	// inserts, without which every index-only count visits the table.
+	analyze := `ANALYZE`
+	if d.Dialect() == db.Postgres {
+		analyze = `VACUUM (ANALYZE)`
+	}
+	if _, err := d.Write().ExecContext(ctx, analyze); err != nil {
 		return nil, err
 	}
 	if d.Dialect() == db.SQLite {

@@ -210,3 +210,43 @@ func dbtestPostgres(t *testing.T) *db.DB {
 	t.Helper()
 	return dbtest.Postgres(t)
 }
+
+// A query run with PlanWithValues gives the same rows, and on PostgreSQL
+// is planned for its values each time: it is never kept as a prepared
+// statement, whose generic plan would serve every value alike.
+func TestPlanWithValues(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		ctx := context.Background()
+		const q = `SELECT COUNT(*) FROM schema_migrations WHERE version >= $1`
+		const qp = q + ` -- planned for its values`
+		err := d.InTx(ctx, func(tx db.Querier) error {
+			for range 7 {
+				var plain, planned int
+				if err := tx.QueryRowContext(ctx, q, 1).Scan(&plain); err != nil {
+					return err
+				}
+				if err := tx.QueryRowContext(ctx, qp, d.PlanWithValues([]any{1})...).Scan(&planned); err != nil {
+					return err
+				}
+				if plain == 0 || plain != planned {
+					t.Fatalf("counted %d with PlanWithValues, %d without", planned, plain)
+				}
+			}
+			if d.Dialect() != db.Postgres {
+				return nil
+			}
+			var plain, planned int
+			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FILTER (WHERE statement = $1), COUNT(*) FILTER (WHERE statement = $2) FROM pg_prepared_statements`,
+				q, qp).Scan(&plain, &planned); err != nil {
+				return err
+			}
+			if plain != 1 || planned != 0 {
+				t.Fatalf("prepared statements: %d of the plain query (want 1), %d of the planned one (want 0)", plain, planned)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -17,6 +18,20 @@ const (
 	SQLite   Dialect = "sqlite"
 	Postgres Dialect = "postgres"
 )
+
+// PlanWithValues returns the arguments of a query whose best plan depends on
+// its values (how many rows a filter keeps, as on the runs list): on
+// PostgreSQL the query is planned for these values at each execution (an
+// unnamed statement), not with the generic plan the driver's cached
+// statements fall back to after five executions, which for a rare filter
+// can be a scan of the whole table. SQLite plans each statement with its
+// values already.
+func (d *DB) PlanWithValues(args []any) []any {
+	if d.dialect != Postgres {
+		return args
+	}
+	return append([]any{pgx.QueryExecModeDescribeExec}, args...)
+}
 
 // PostgreSQLOnly is the line of a migration after which the statements are
 // PostgreSQL's alone.

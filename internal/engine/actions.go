@@ -501,7 +501,7 @@ func (e *Engine) List(ctx context.Context, workspaceID string, f ListFilter) ([]
 	}
 	rows, err := e.db.Read().QueryContext(ctx, `SELECT r.id, r.workflow_id, w.name, r.kind, r.status, r.source, r.pause_reason, COALESCE(r.paused_connection_id, ''),
 		r.steps_done, r.created_at, r.started_at, r.finished_at FROM `+from+` JOIN workflows w ON w.id = r.workflow_id
-		WHERE `+strings.Join(where, " AND ")+` ORDER BY `+order+` LIMIT `+arg(f.Limit), args...)
+		WHERE `+strings.Join(where, " AND ")+` ORDER BY `+order+` LIMIT `+arg(f.Limit), e.db.PlanWithValues(args)...)
 	if err != nil {
 		return nil, fmt.Errorf("list runs: %w", err)
 	}

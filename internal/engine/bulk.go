@@ -94,7 +94,7 @@ func (e *Engine) selectBulk(ctx context.Context, tx db.Querier, jobID, workspace
 		where, args := filter.where(workspaceID)
 		args = append(args, jobID)
 		res, err := tx.ExecContext(ctx, fmt.Sprintf(`INSERT INTO bulk_job_runs (job_id, seq, run_id)
-			SELECT $%d, ROW_NUMBER() OVER (ORDER BY r.created_at, r.id), r.id FROM runs r WHERE %s`, len(args), strings.Join(where, " AND ")), args...)
+			SELECT $%d, ROW_NUMBER() OVER (ORDER BY r.created_at, r.id), r.id FROM runs r WHERE %s`, len(args), strings.Join(where, " AND ")), e.db.PlanWithValues(args)...)
 		if err != nil {
 			return 0, fmt.Errorf("select runs: %w", err)
 		}
@@ -292,7 +292,7 @@ func (e *Engine) CountRuns(ctx context.Context, workspaceID string, f ListFilter
 	}
 	args = append(args, limit+1)
 	var n int
-	err := e.db.Read().QueryRowContext(ctx, fmt.Sprintf(`SELECT COUNT(*) FROM (SELECT 1 FROM %s WHERE %s LIMIT $%d) x`, from, strings.Join(where, " AND "), len(args)), args...).Scan(&n)
+	err := e.db.Read().QueryRowContext(ctx, fmt.Sprintf(`SELECT COUNT(*) FROM (SELECT 1 FROM %s WHERE %s LIMIT $%d) x`, from, strings.Join(where, " AND "), len(args)), e.db.PlanWithValues(args)...).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("count runs: %w", err)
 	}
