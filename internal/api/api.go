@@ -43,6 +43,8 @@ type Handler struct {
 	instants    InstantTriggerStates
 	alerts      *notify.Service
 	chatTargets notify.ChatTargets
+	portal      *portal.Service
+	emailOn     func() bool
 	baseURL     string
 }
 
@@ -71,6 +73,9 @@ type Deps struct {
 	// tells which connections can post them.
 	Alerts      *notify.Service
 	ChatTargets notify.ChatTargets
+	// EmailOn tells whether the server sends email (nil: it does not);
+	// without it a client request is sent by a link returned once.
+	EmailOn func() bool
 }
 
 // New returns the API handler.
@@ -78,7 +83,7 @@ func New(d Deps) *Handler {
 	return &Handler{accounts: d.Accounts, auth: d.Auth, log: d.Log, connections: d.Connections,
 		refresher: d.Refresher, catalog: d.Catalog, workflows: d.Workflows, engine: d.Engine, agents: d.Agents,
 		models: d.Models, spend: d.Spend, triggers: d.Triggers, instants: d.Instants, baseURL: d.BaseURL,
-		alerts: d.Alerts, chatTargets: d.ChatTargets,
+		alerts: d.Alerts, chatTargets: d.ChatTargets, portal: d.Portal, emailOn: d.EmailOn,
 		gate: gate.Deps{Catalog: d.Catalog, Connections: d.Connections, Workflows: d.Workflows, Models: d.Models, Portal: d.Portal}}
 }
 
@@ -149,6 +154,10 @@ func (h *Handler) Routes() []Route {
 		{"GET", "/api/v1/workspaces/{slug}/agents/{id}", h.authed(h.getAgent)},
 		{"PUT", "/api/v1/workspaces/{slug}/agents/{id}", h.authed(h.updateAgent)},
 		{"POST", "/api/v1/workspaces/{slug}/agents/{id}/runs", h.authed(h.startAgentRun)},
+		{"GET", "/api/v1/workspaces/{slug}/client-requests", h.authed(h.listClientRequests)},
+		{"POST", "/api/v1/workspaces/{slug}/client-requests", h.authed(h.queueClientRequest)},
+		{"DELETE", "/api/v1/workspaces/{slug}/client-requests/{id}", h.authed(h.unqueueClientRequest)},
+		{"POST", "/api/v1/workspaces/{slug}/client-requests/send", h.authed(h.sendClientRequests)},
 		{"GET", "/api/v1/workspaces/{slug}/model-providers", h.authed(h.listModelProviders)},
 		{"POST", "/api/v1/workspaces/{slug}/model-providers", h.authed(h.createModelProvider)},
 		{"GET", "/api/v1/workspaces/{slug}/model-providers/{id}", h.authed(h.getModelProvider)},

@@ -138,7 +138,7 @@ func New(o Options) (*Server, error) {
 		Refresher: o.Refresher, Catalog: o.Catalog, Workflows: o.Workflows, Engine: o.Engine, BaseURL: o.BaseURL,
 		Agents: agents, Portal: clients,
 		Models: o.Models, Spend: o.Spend, Triggers: triggerStates(o.Poller), Instants: instantTriggerStates(o.Listener),
-		Alerts: o.Notify, ChatTargets: notify.ChatTargetsOf(o.Connections),
+		Alerts: o.Notify, ChatTargets: notify.ChatTargetsOf(o.Connections), EmailOn: pages.EmailOn,
 	}).Register(mux)
 	pages.Register(mux)
 	if o.Sandbox != nil {
