@@ -94,7 +94,7 @@ func (h *Handler) sendClientRequests(w http.ResponseWriter, r *http.Request, p a
 		writeError(w, r, h.log, err)
 		return
 	}
-	if h.emailOn != nil && h.emailOn() {
+	if h.byEmail() {
 		b, err := h.portal.Dispatch(r.Context(), p, ws, in.ClientUserID, in.Note)
 		if err != nil {
 			writeError(w, r, h.log, err)

@@ -1,0 +1,88 @@
+package api
+
+import (
+	"net/http"
+
+	"taskjuice/internal/account"
+)
+
+// The agency's team: teammate invitations, role changes and removals, for
+// owners and admins (members get 403).
+
+func (h *Handler) byEmail() bool { return h.emailOn != nil && h.emailOn() }
+
+// invitationAnswer is an invitation, with its sign-up link when email is
+// off (shown this once; only its hash is kept).
+func (h *Handler) invitationAnswer(inv account.Invitation, token string) map[string]any {
+	out := map[string]any{"invitation": inv}
+	if token != "" {
+		out["link"] = h.baseURL + account.InvitationPath(token)
+	}
+	return out
+}
+
+func (h *Handler) listTeamInvitations(w http.ResponseWriter, r *http.Request, p account.Principal) {
+	list, err := h.accounts.TeamInvitations(r.Context(), p)
+	if err != nil {
+		writeError(w, r, h.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"invitations": nonNil(list)})
+}
+
+func (h *Handler) inviteTeammate(w http.ResponseWriter, r *http.Request, p account.Principal) {
+	var in struct {
+		Email string `json:"email"`
+		Role  string `json:"role"`
+	}
+	if err := decode(w, r, &in); err != nil {
+		writeError(w, r, h.log, err)
+		return
+	}
+	inv, token, err := h.accounts.InviteTeammate(r.Context(), p, in.Email, in.Role, h.byEmail())
+	if err != nil {
+		writeError(w, r, h.log, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, h.invitationAnswer(inv, token))
+}
+
+func (h *Handler) resendTeamInvitation(w http.ResponseWriter, r *http.Request, p account.Principal) {
+	inv, token, err := h.accounts.ResendTeamInvitation(r.Context(), p, r.PathValue("id"), h.byEmail())
+	if err != nil {
+		writeError(w, r, h.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, h.invitationAnswer(inv, token))
+}
+
+func (h *Handler) revokeTeamInvitation(w http.ResponseWriter, r *http.Request, p account.Principal) {
+	if err := h.accounts.RevokeTeamInvitation(r.Context(), p, r.PathValue("id")); err != nil {
+		writeError(w, r, h.log, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *Handler) changeTeammateRole(w http.ResponseWriter, r *http.Request, p account.Principal) {
+	var in struct {
+		Role string `json:"role"`
+	}
+	if err := decode(w, r, &in); err != nil {
+		writeError(w, r, h.log, err)
+		return
+	}
+	if err := h.accounts.ChangeRole(r.Context(), p, r.PathValue("userId"), in.Role); err != nil {
+		writeError(w, r, h.log, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *Handler) removeTeammate(w http.ResponseWriter, r *http.Request, p account.Principal) {
+	if err := h.accounts.RemoveTeammate(r.Context(), p, r.PathValue("userId")); err != nil {
+		writeError(w, r, h.log, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
