@@ -55,7 +55,9 @@ func TestTeamAPI(t *testing.T) {
 			t.Fatalf("with email on the answer carries a link: %.300s", res.Body)
 		}
 		wantStatus(t, "invite twice", owner.api("POST", invs, `{"email":"nora@a.example"}`), 409)
-		var list struct{ Invitations []struct{ ID, Email, Role string } }
+		var list struct {
+			Invitations []struct{ ID, Email, Role string }
+		}
 		res = admin.api("GET", invs, "")
 		wantStatus(t, "list", res, 200)
 		must(t, json.Unmarshal([]byte(res.Body), &list))
