@@ -146,29 +146,41 @@ func (s *Service) resendInvitation(ctx context.Context, p Principal, w Workspace
 	if !p.Can(CapWrite) {
 		return Invitation{}, "", apperr.Forbidden("Only staff can invite clients")
 	}
+	return s.renewInvitation(ctx, `workspace_id = $2`, []any{id, w.ID}, errInvitationNotFound, byEmail, func(inv Invitation) mail.Message {
+		return invitationEmail(inv.Email, p.AccountName, w.Name, p.User.Name, inv.ExpiresAt)
+	})
+}
+
+// renewInvitation gives the pending invitation id, within scope (a
+// condition on invitations whose parameters follow the id), a new link
+// valid for InvitationTTL; the previous link stops working at once. By
+// email it queues message's email, in the same transaction; otherwise it
+// returns the new token.
+func (s *Service) renewInvitation(ctx context.Context, scope string, args []any, notFound error, byEmail bool, message func(Invitation) mail.Message) (Invitation, string, error) {
 	now := s.now()
 	token := newToken("tji_")
 	var inv Invitation
 	err := s.db.InTx(ctx, func(tx db.Querier) error {
 		var role string
-		err := tx.QueryRowContext(ctx, `SELECT id, email, role, created_at FROM invitations
-			WHERE id = $1 AND workspace_id = $2 AND accepted_at IS NULL AND revoked_at IS NULL`, id, w.ID).
-			Scan(&inv.ID, &inv.Email, &role, &inv.CreatedAt)
+		var ws sql.NullString
+		err := tx.QueryRowContext(ctx, `SELECT id, email, role, workspace_id, created_at FROM invitations
+			WHERE id = $1 AND `+scope+` AND accepted_at IS NULL AND revoked_at IS NULL`, args...).
+			Scan(&inv.ID, &inv.Email, &role, &ws, &inv.CreatedAt)
 		if errors.Is(err, sql.ErrNoRows) {
-			return errInvitationNotFound
+			return notFound
 		}
 		if err != nil {
 			return fmt.Errorf("read invitation: %w", err)
 		}
-		inv.Role, inv.WorkspaceID, inv.ExpiresAt, inv.CreatedAt = Role(role), w.ID, now.Add(InvitationTTL), inv.CreatedAt.UTC()
+		inv.Role, inv.WorkspaceID, inv.ExpiresAt, inv.CreatedAt = Role(role), ws.String, now.Add(InvitationTTL), inv.CreatedAt.UTC()
 		if _, err := tx.ExecContext(ctx, `UPDATE invitations SET token_hash = $1, expires_at = $2, sent_at = $3 WHERE id = $4`,
-			hashToken(token), inv.ExpiresAt, now, id); err != nil {
+			hashToken(token), inv.ExpiresAt, now, inv.ID); err != nil {
 			return fmt.Errorf("renew invitation: %w", err)
 		}
 		if !byEmail {
 			return nil
 		}
-		return mail.EnqueueRef(ctx, tx, MailInvitation, inv.ID, invitationEmail(inv.Email, p.AccountName, w.Name, p.User.Name, inv.ExpiresAt))
+		return mail.EnqueueRef(ctx, tx, MailInvitation, inv.ID, message(inv))
 	})
 	if err != nil || byEmail {
 		return inv, "", err

@@ -140,34 +140,10 @@ func (s *Service) ResendTeamInvitation(ctx context.Context, p Principal, id stri
 	if !p.Can(CapInviteTeammate) {
 		return Invitation{}, "", errAdminRequired
 	}
-	now := s.now()
-	token := newToken("tji_")
-	var inv Invitation
-	err := s.db.InTx(ctx, func(tx db.Querier) error {
-		var role string
-		err := tx.QueryRowContext(ctx, `SELECT id, email, role, created_at FROM invitations
-			WHERE id = $1 AND account_id = $2 AND workspace_id IS NULL AND accepted_at IS NULL AND revoked_at IS NULL`, id, p.AccountID).
-			Scan(&inv.ID, &inv.Email, &role, &inv.CreatedAt)
-		if errors.Is(err, sql.ErrNoRows) {
-			return errTeamInvitationNotFound
-		}
-		if err != nil {
-			return fmt.Errorf("read invitation: %w", err)
-		}
-		inv.Role, inv.ExpiresAt, inv.CreatedAt = Role(role), now.Add(InvitationTTL), inv.CreatedAt.UTC()
-		if _, err := tx.ExecContext(ctx, `UPDATE invitations SET token_hash = $1, expires_at = $2, sent_at = $3 WHERE id = $4`,
-			hashToken(token), inv.ExpiresAt, now, id); err != nil {
-			return fmt.Errorf("renew invitation: %w", err)
-		}
-		if !byEmail {
-			return nil
-		}
-		return mail.EnqueueRef(ctx, tx, MailInvitation, inv.ID, teammateEmail(inv.Email, p.AccountName, p.User.Name, inv.Role, inv.ExpiresAt))
-	})
-	if err != nil || byEmail {
-		return inv, "", err
-	}
-	return inv, token, nil
+	return s.renewInvitation(ctx, `account_id = $2 AND workspace_id IS NULL`, []any{id, p.AccountID}, errTeamInvitationNotFound, byEmail,
+		func(inv Invitation) mail.Message {
+			return teammateEmail(inv.Email, p.AccountName, p.User.Name, inv.Role, inv.ExpiresAt)
+		})
 }
 
 // RevokeTeamInvitation withdraws a pending teammate invitation: its link
