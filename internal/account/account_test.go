@@ -98,6 +98,9 @@ func TestTransferOwnership(t *testing.T) {
 		if err := f.svc.TransferOwnership(ctx, f.admin, f.member.User.ID); !apperr.Is(err, apperr.KindForbidden) {
 			t.Fatalf("admin transfers: got %v, want forbidden", err)
 		}
+		if err := f.svc.TransferOwnership(ctx, f.owner, f.member.User.ID); !apperr.Is(err, apperr.KindInvalid) {
+			t.Fatalf("transfer to a member: got %v, want invalid (an admin only)", err)
+		}
 		if err := f.svc.TransferOwnership(ctx, f.owner, f.admin.User.ID); err != nil {
 			t.Fatalf("transfer: %v", err)
 		}

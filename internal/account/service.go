@@ -319,8 +319,16 @@ func (s *Service) TransferOwnership(ctx context.Context, p Principal, toUserID s
 		return invalid("userId", "You already own this account")
 	}
 	return s.db.InTx(ctx, func(tx db.Querier) error {
-		if err := exists(ctx, tx, `SELECT 1 FROM account_members WHERE account_id = $1 AND user_id = $2`, p.AccountID, toUserID); err != nil {
-			return err
+		var role string
+		err := tx.QueryRowContext(ctx, `SELECT role FROM account_members WHERE account_id = $1 AND user_id = $2`, p.AccountID, toUserID).Scan(&role)
+		if errors.Is(err, sql.ErrNoRows) {
+			return apperr.ErrNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("read new owner: %w", err)
+		}
+		if Role(role) != RoleAdmin {
+			return invalid("userId", "Ownership goes to an admin: make them an admin on the Team page first")
 		}
 		// Demote first: the partial unique index allows one owner at a time.
 		if _, err := tx.ExecContext(ctx, `UPDATE account_members SET role = $1 WHERE account_id = $2 AND role = $3`,
