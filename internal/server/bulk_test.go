@@ -114,9 +114,6 @@ func TestBulkActionsAPI(t *testing.T) {
 // works, then the summary.
 func TestBulkRetryInBrowser(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
-		if !strings.HasSuffix(t.Name(), "sqlite") {
-			t.Skip("one browser run is enough")
-		}
 		n := bulkBrowserRuns
 		seedFailed(t, e, n)
 		ctx, stop := context.WithCancel(context.Background())
