@@ -112,6 +112,7 @@ func (h *Handler) Routes() []Route {
 		{"POST", "/api/v1/workspaces", h.authed(h.createWorkspace)},
 		{"GET", "/api/v1/workspaces/slug-availability", h.authed(h.slugAvailability)},
 		{"GET", "/api/v1/workspaces/{slug}", h.authed(h.getWorkspace)},
+		{"PATCH", "/api/v1/workspaces/{slug}", h.authed(h.patchWorkspace)},
 		{"GET", "/api/v1/workspaces/{slug}/members", h.authed(h.listMembers)},
 		{"GET", "/api/v1/api-tokens", h.authed(h.listTokens)},
 		{"POST", "/api/v1/api-tokens", h.authed(h.createToken)},

@@ -148,6 +148,31 @@ func (h *Handler) getWorkspace(w http.ResponseWriter, r *http.Request, p account
 	writeJSON(w, http.StatusOK, ws)
 }
 
+// patchWorkspace renames a workspace: its name, and its slug when given
+// (the old address of its pages redirects for a while).
+func (h *Handler) patchWorkspace(w http.ResponseWriter, r *http.Request, p account.Principal) {
+	ws, err := h.accounts.WorkspaceBySlug(r.Context(), p, r.PathValue("slug"))
+	if err != nil {
+		writeError(w, r, h.log, err)
+		return
+	}
+	// What is left out stays as it is.
+	in := struct {
+		Name string `json:"name"`
+		Slug string `json:"slug"`
+	}{Name: ws.Name, Slug: ws.Slug}
+	if err := decode(w, r, &in); err != nil {
+		writeError(w, r, h.log, err)
+		return
+	}
+	out, err := h.accounts.RenameWorkspace(r.Context(), p, ws, in.Name, in.Slug)
+	if err != nil {
+		writeError(w, r, h.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
 func (h *Handler) listMembers(w http.ResponseWriter, r *http.Request, p account.Principal) {
 	ws, err := h.accounts.WorkspaceBySlug(r.Context(), p, r.PathValue("slug"))
 	if err != nil {

@@ -225,6 +225,7 @@ func (h *Handler) register(mux, ws router) {
 	ws.HandleFunc("POST /{workspaceSlug}/workflows/{id}/edit/steps/{node}/request", h.inWorkspace("workflows", h.queueClientRequest))
 	ws.HandleFunc("POST /{workspaceSlug}/workspace/members/invite", h.inWorkspace("members", h.inviteClient))
 	ws.HandleFunc("POST /{workspaceSlug}/workspace/retention", h.inWorkspace("workspace", h.saveRetention))
+	ws.HandleFunc("POST /{workspaceSlug}/workspace/rename", h.inWorkspace("workspace", h.renameWorkspace))
 	ws.HandleFunc("POST /{workspaceSlug}/workspace/members/invitations/{id}/resend", h.inWorkspace("members", h.resendInvitation))
 	ws.HandleFunc("POST /{workspaceSlug}/workspace/members/invitations/{id}/revoke", h.inWorkspace("members", h.revokeInvitation))
 	ws.HandleFunc("GET /{workspaceSlug}/analytics/costs", h.inWorkspace("costs", h.costs))

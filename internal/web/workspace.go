@@ -18,6 +18,9 @@ type workspacePage func(w http.ResponseWriter, r *http.Request, v view)
 func (h *Handler) inWorkspace(section string, fn workspacePage) http.HandlerFunc {
 	return h.staff(func(w http.ResponseWriter, r *http.Request, p account.Principal) {
 		ws, err := h.accounts.WorkspaceBySlug(r.Context(), p, r.PathValue("workspaceSlug"))
+		if apperr.IsNotFound(err) && h.redirectMoved(w, r, p) {
+			return
+		}
 		if err != nil {
 			err = apperr.Explain(err, "There is no workspace at this address in your account.")
 			h.errorPage(w, r, &p, err)
@@ -59,6 +62,43 @@ func (h *Handler) workspaceRedirect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.Redirect(w, r, "/"+r.PathValue("workspaceSlug")+"/", http.StatusMovedPermanently)
+}
+
+// redirectMoved sends a page asked for at a renamed workspace's old
+// address to the same page at its current one, and reports whether it did.
+// Only pages are redirected (GET and HEAD): a form posted to an old
+// address is refused as any unknown address is.
+func (h *Handler) redirectMoved(w http.ResponseWriter, r *http.Request, p account.Principal) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return false
+	}
+	old := r.PathValue("workspaceSlug")
+	ws, err := h.accounts.MovedWorkspace(r.Context(), p, old)
+	if err != nil {
+		return false
+	}
+	to := "/" + ws.Slug + strings.TrimPrefix(r.URL.Path, "/"+old)
+	if r.URL.RawQuery != "" {
+		to += "?" + r.URL.RawQuery
+	}
+	http.Redirect(w, r, to, http.StatusMovedPermanently)
+	return true
+}
+
+// renameWorkspace gives the workspace a new name and address (owners and
+// admins); its old address redirects for a while.
+func (h *Handler) renameWorkspace(w http.ResponseWriter, r *http.Request, v view) {
+	if err := r.ParseForm(); err != nil {
+		h.errorPage(w, r, v.P, errBadForm)
+		return
+	}
+	ws, err := h.accounts.RenameWorkspace(r.Context(), *v.P, *v.Workspace, r.PostForm.Get("name"), r.PostForm.Get("slug"))
+	if err != nil {
+		h.refuse(w, r, v.P, "/"+v.Workspace.Slug+"/#rename", err)
+		return
+	}
+	setFlash(w, "workspace-renamed")
+	redirect(w, r, "/"+ws.Slug+"/")
 }
 
 // workspaceHomeData is the workspace's overview: its tiles, and how long
