@@ -35,10 +35,15 @@ func (s *Service) CreateAPIToken(ctx context.Context, p Principal, name string) 
 	}
 	secret := newToken(APITokenPrefix)
 	t := APIToken{ID: db.NewID(), Name: name, Prefix: secret[:len(APITokenPrefix)+6], CreatedAt: s.now()}
-	_, err := s.db.Write().ExecContext(ctx, `INSERT INTO api_tokens (id, user_id, name, prefix, token_hash, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6)`, t.ID, p.User.ID, t.Name, t.Prefix, hashToken(secret), t.CreatedAt)
+	err := s.db.InTx(ctx, func(tx db.Querier) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO api_tokens (id, user_id, name, prefix, token_hash, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6)`, t.ID, p.User.ID, t.Name, t.Prefix, hashToken(secret), t.CreatedAt); err != nil {
+			return fmt.Errorf("insert api token: %w", err)
+		}
+		return s.auditBy(ctx, tx, p, AuditTokenCreated, t.Prefix+"…", t.Name)
+	})
 	if err != nil {
-		return "", APIToken{}, fmt.Errorf("insert api token: %w", err)
+		return "", APIToken{}, err
 	}
 	return secret, t, nil
 }
@@ -70,15 +75,18 @@ func (s *Service) APITokens(ctx context.Context, p Principal) ([]APIToken, error
 // RevokeAPIToken revokes one of the principal's own tokens. Someone else's
 // token is not found.
 func (s *Service) RevokeAPIToken(ctx context.Context, p Principal, id string) error {
-	res, err := s.db.Write().ExecContext(ctx, `UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2 AND user_id = $3`,
-		s.now(), id, p.User.ID)
-	if err != nil {
-		return fmt.Errorf("revoke api token: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return apperr.ErrNotFound
-	}
-	return nil
+	return s.db.InTx(ctx, func(tx db.Querier) error {
+		var prefix, name string
+		err := tx.QueryRowContext(ctx, `UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2 AND user_id = $3 RETURNING prefix, name`,
+			s.now(), id, p.User.ID).Scan(&prefix, &name)
+		if errors.Is(err, sql.ErrNoRows) {
+			return apperr.ErrNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("revoke api token: %w", err)
+		}
+		return s.auditBy(ctx, tx, p, AuditTokenRevoked, prefix+"…", name)
+	})
 }
 
 // TokenPrincipal returns who holds the API token. A revoked or unknown token

@@ -76,10 +76,18 @@ func (s *Service) CompleteMFA(ctx context.Context, token, code, ip, userAgent st
 	if err != nil {
 		return Session{}, Principal{}, err
 	}
+	ctx = WithAddress(ctx, ip)
 	if !ok {
+		if err := s.auditSignIn(ctx, userID, AuditMFAFailed, "wrong code"); err != nil {
+			return Session{}, Principal{}, err
+		}
 		return Session{}, Principal{}, s.wrongCode(ctx, token)
 	}
-	return s.OpenSession(ctx, userID, ip, userAgent)
+	sess, p, err := s.OpenSession(ctx, userID, ip, userAgent)
+	if err == nil {
+		err = s.auditSignIn(ctx, userID, AuditSignIn, "password and MFA code")
+	}
+	return sess, p, err
 }
 
 // wrongCode counts a wrong code against the challenge (the limits counted

@@ -339,7 +339,7 @@ func (s *Service) TransferOwnership(ctx context.Context, p Principal, toUserID s
 			string(RoleOwner), p.AccountID, toUserID); err != nil {
 			return fmt.Errorf("promote owner: %w", err)
 		}
-		return nil
+		return s.auditBy(ctx, tx, p, AuditOwnerTransferred, s.emailOf(ctx, tx, toUserID), "")
 	})
 }
 

@@ -77,11 +77,15 @@ func (s *Service) PasswordStep(ctx context.Context, email, password, ip, userAge
 	if err != nil {
 		return SignInStep{}, err
 	}
+	ctx = WithAddress(ctx, ip)
 	userID, ok, err := s.verifyPassword(ctx, email, password)
 	if err != nil {
 		return SignInStep{}, err
 	}
 	if !ok {
+		if err := s.auditSignIn(ctx, userID, AuditSignInFailed, "wrong password"); err != nil {
+			return SignInStep{}, err
+		}
 		return SignInStep{}, apperr.Unauthorized(MsgBadCredentials) // the attempt stays counted
 	}
 	on, err := s.mfaOn(ctx, s.db.Read(), userID)
@@ -95,7 +99,24 @@ func (s *Service) PasswordStep(ctx context.Context, email, password, ip, userAge
 		return SignInStep{}, err
 	}
 	sess, p, err := s.OpenSession(ctx, userID, ip, userAgent)
+	if err == nil {
+		err = s.auditSignIn(ctx, userID, AuditSignIn, "password")
+	}
 	return SignInStep{Session: sess, Principal: p}, err
+}
+
+// auditSignIn records a sign-in (or a refused one) in the log of the
+// account the user belongs to; an email that is nobody's has no account
+// to record it in.
+func (s *Service) auditSignIn(ctx context.Context, userID, action, detail string) error {
+	if userID == "" {
+		return nil
+	}
+	p, err := s.principal(ctx, s.db.Read(), userID)
+	if err != nil {
+		return nil // no membership left: nothing to record it in
+	}
+	return s.audit(ctx, s.db.Write(), p.AccountID, p.User.ID, p.User.Email, action, p.User.Email, detail)
 }
 
 // verifyPassword compares the password with the person's; an unknown

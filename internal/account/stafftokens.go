@@ -3,9 +3,11 @@ package account
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 
 	"taskjuice/internal/apperr"
+	"taskjuice/internal/db"
 )
 
 // StaffToken is a staff member's API token, as an owner or admin sees it.
@@ -51,13 +53,17 @@ func (s *Service) RevokeStaffToken(ctx context.Context, p Principal, id string) 
 	if !p.Can(CapInviteTeammate) {
 		return apperr.Forbidden(MsgTenantAdmin)
 	}
-	res, err := s.db.Write().ExecContext(ctx, `UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $1)
-		WHERE id = $2 AND user_id IN (SELECT user_id FROM account_members WHERE account_id = $3)`, s.now(), id, p.AccountID)
-	if err != nil {
-		return fmt.Errorf("revoke staff token: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return apperr.ErrNotFound
-	}
-	return nil
+	return s.db.InTx(ctx, func(tx db.Querier) error {
+		var prefix, name, owner string
+		err := tx.QueryRowContext(ctx, `UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $1)
+			WHERE id = $2 AND user_id IN (SELECT user_id FROM account_members WHERE account_id = $3) RETURNING prefix, name, user_id`,
+			s.now(), id, p.AccountID).Scan(&prefix, &name, &owner)
+		if errors.Is(err, sql.ErrNoRows) {
+			return apperr.ErrNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("revoke staff token: %w", err)
+		}
+		return s.auditBy(ctx, tx, p, AuditStaffTokenRevoked, prefix+"…", name+" of "+s.emailOf(ctx, tx, owner))
+	})
 }

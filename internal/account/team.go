@@ -74,6 +74,9 @@ func (s *Service) InviteTeammate(ctx context.Context, p Principal, email, role s
 			inv.ID, p.AccountID, email, string(r), hashToken(token), p.User.ID, now, inv.ExpiresAt); err != nil {
 			return fmt.Errorf("insert invitation: %w", err)
 		}
+		if err := s.auditBy(ctx, tx, p, AuditInvite, email, "role "+string(r)); err != nil {
+			return err
+		}
 		if !byEmail {
 			return nil
 		}
@@ -140,10 +143,14 @@ func (s *Service) ResendTeamInvitation(ctx context.Context, p Principal, id stri
 	if !p.Can(CapInviteTeammate) {
 		return Invitation{}, "", errAdminRequired
 	}
-	return s.renewInvitation(ctx, `account_id = $2 AND workspace_id IS NULL`, []any{id, p.AccountID}, errTeamInvitationNotFound, byEmail,
+	inv, token, err := s.renewInvitation(ctx, `account_id = $2 AND workspace_id IS NULL`, []any{id, p.AccountID}, errTeamInvitationNotFound, byEmail,
 		func(inv Invitation) mail.Message {
 			return teammateEmail(inv.Email, p.AccountName, p.User.Name, inv.Role, inv.ExpiresAt)
 		})
+	if err != nil {
+		return inv, token, err
+	}
+	return inv, token, s.auditBy(ctx, s.db.Write(), p, AuditInviteResent, inv.Email, "")
 }
 
 // RevokeTeamInvitation withdraws a pending teammate invitation: its link
@@ -155,15 +162,19 @@ func (s *Service) RevokeTeamInvitation(ctx context.Context, p Principal, id stri
 	if !p.Can(CapInviteTeammate) {
 		return errAdminRequired
 	}
-	res, err := s.db.Write().ExecContext(ctx, `UPDATE invitations SET revoked_at = $1
-		WHERE id = $2 AND account_id = $3 AND workspace_id IS NULL AND accepted_at IS NULL AND revoked_at IS NULL`, s.now(), id, p.AccountID)
-	if err != nil {
-		return fmt.Errorf("revoke invitation: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return errTeamInvitationNotFound
-	}
-	return nil
+	return s.db.InTx(ctx, func(tx db.Querier) error {
+		var email string
+		err := tx.QueryRowContext(ctx, `UPDATE invitations SET revoked_at = $1
+			WHERE id = $2 AND account_id = $3 AND workspace_id IS NULL AND accepted_at IS NULL AND revoked_at IS NULL RETURNING email`,
+			s.now(), id, p.AccountID).Scan(&email)
+		if errors.Is(err, sql.ErrNoRows) {
+			return errTeamInvitationNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("revoke invitation: %w", err)
+		}
+		return s.auditBy(ctx, tx, p, AuditInviteRevoked, email, "")
+	})
 }
 
 // teammate checks that an owner or admin may act on another teammate of
@@ -199,14 +210,14 @@ func (s *Service) ChangeRole(ctx context.Context, p Principal, userID, role stri
 		return err
 	}
 	return s.db.InTx(ctx, func(tx db.Querier) error {
-		if _, err := s.teammate(ctx, tx, p, userID); err != nil {
+		old, err := s.teammate(ctx, tx, p, userID)
+		if err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `UPDATE account_members SET role = $1 WHERE account_id = $2 AND user_id = $3`, string(r), p.AccountID, userID)
-		if err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE account_members SET role = $1 WHERE account_id = $2 AND user_id = $3`, string(r), p.AccountID, userID); err != nil {
 			return fmt.Errorf("change role: %w", err)
 		}
-		return nil
+		return s.auditBy(ctx, tx, p, AuditRoleChanged, s.emailOf(ctx, tx, userID), string(old)+" → "+string(r))
 	})
 }
 
@@ -234,6 +245,16 @@ func (s *Service) RemoveTeammate(ctx context.Context, p Principal, userID string
 		if _, err := tx.ExecContext(ctx, `DELETE FROM account_members WHERE account_id = $1 AND user_id = $2`, p.AccountID, userID); err != nil {
 			return fmt.Errorf("remove teammate: %w", err)
 		}
-		return nil
+		return s.auditBy(ctx, tx, p, AuditTeammateRemoved, s.emailOf(ctx, tx, userID), "sessions ended, API tokens revoked")
 	})
+}
+
+// emailOf is a user's email, for an audit entry's target (their id when it
+// cannot be read).
+func (s *Service) emailOf(ctx context.Context, q db.Querier, userID string) string {
+	var email string
+	if err := q.QueryRowContext(ctx, `SELECT email FROM users WHERE id = $1`, userID).Scan(&email); err != nil {
+		return userID
+	}
+	return email
 }

@@ -105,6 +105,7 @@ func (h *Handler) Routes() []Route {
 		{"PATCH", "/api/v1/account/staff/{userId}", h.authed(h.changeTeammateRole)},
 		{"DELETE", "/api/v1/account/staff/{userId}", h.authed(h.removeTeammate)},
 		{"GET", "/api/v1/account/invitations", h.authed(h.listTeamInvitations)},
+		{"GET", "/api/v1/account/audit-log", h.authed(h.listAuditLog)},
 		{"POST", "/api/v1/account/invitations", h.authed(h.inviteTeammate)},
 		{"POST", "/api/v1/account/invitations/{id}/resend", h.authed(h.resendTeamInvitation)},
 		{"POST", "/api/v1/account/invitations/{id}/revoke", h.authed(h.revokeTeamInvitation)},

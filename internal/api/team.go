@@ -2,8 +2,10 @@ package api
 
 import (
 	"net/http"
+	"time"
 
 	"taskjuice/internal/account"
+	"taskjuice/internal/apperr"
 )
 
 // The agency's team: teammate invitations, role changes and removals, for
@@ -85,4 +87,31 @@ func (h *Handler) removeTeammate(w http.ResponseWriter, r *http.Request, p accou
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// listAuditLog is the account's audit log, newest first (owners and
+// admins), filtered by action (or a family such as "teammate."), actor
+// email and time, a page at a time (before: the last entry's id).
+func (h *Handler) listAuditLog(w http.ResponseWriter, r *http.Request, p account.Principal) {
+	q := r.URL.Query()
+	f := account.AuditFilter{Action: q.Get("action"), Actor: q.Get("actor"), Before: q.Get("before")}
+	for _, t := range []struct {
+		name string
+		to   *time.Time
+	}{{"from", &f.From}, {"to", &f.To}} {
+		if v := q.Get(t.name); v != "" {
+			at, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				writeError(w, r, h.log, apperr.Invalid(t.name, t.name+" must be a time such as 2026-12-01T00:00:00Z"))
+				return
+			}
+			*t.to = at
+		}
+	}
+	list, err := h.accounts.AuditLog(r.Context(), p, f)
+	if err != nil {
+		writeError(w, r, h.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"entries": nonNil(list)})
 }

@@ -159,7 +159,7 @@ func New(o Options) (*Server, error) {
 	cop.AddInsecureBypassPattern(trigger.TriggerDeliveryPath + "{token}")
 	cop.AddInsecureBypassPattern(trigger.AppDeliveryPath + "{app}")
 	cop.SetDenyHandler(http.HandlerFunc(crossOriginDenied))
-	s.handler = s.observe(recoverPanics(o.Log, securityHeaders(o.HSTS, cop.Handler(checkText(s.refuseText, mux)))))
+	s.handler = s.observe(recoverPanics(o.Log, securityHeaders(o.HSTS, cop.Handler(checkText(s.refuseText, withAddress(auth, mux))))))
 	return s, nil
 }
 
@@ -515,4 +515,12 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logge
 		err = nil
 	}
 	return err
+}
+
+// withAddress gives each request's context the address it came from (as
+// the sign-in limits read it), for the audit entries it writes.
+func withAddress(auth *authn.Authenticator, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(w, r.WithContext(account.WithAddress(r.Context(), auth.ClientIP(r))))
+	})
 }

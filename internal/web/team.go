@@ -2,6 +2,7 @@ package web
 
 import (
 	"net/http"
+	"net/url"
 
 	"taskjuice/internal/account"
 	"taskjuice/internal/apperr"
@@ -115,4 +116,28 @@ func (h *Handler) removeTeammate(w http.ResponseWriter, r *http.Request, p accou
 	}
 	setFlash(w, "teammate-removed")
 	redirect(w, r, "/team")
+}
+
+type auditData struct {
+	Entries       []account.AuditEntry
+	Action, Actor string
+	Next          string
+}
+
+// auditLog is the account's audit log (owners and admins), filtered by
+// action family and actor, newest first, a page at a time.
+func (h *Handler) auditLog(w http.ResponseWriter, r *http.Request, p account.Principal) {
+	q := r.URL.Query()
+	d := auditData{Action: q.Get("action"), Actor: q.Get("actor")}
+	list, err := h.accounts.AuditLog(r.Context(), p, account.AuditFilter{Action: d.Action, Actor: d.Actor, Before: q.Get("before"), Limit: 100})
+	if err != nil {
+		h.errorPage(w, r, &p, err)
+		return
+	}
+	d.Entries = list
+	if len(list) == 100 {
+		nq := url.Values{"before": {list[len(list)-1].ID}, "action": {d.Action}, "actor": {d.Actor}}
+		d.Next = "/settings/audit?" + nq.Encode()
+	}
+	h.render(w, r, http.StatusOK, "audit", view{Title: "Audit log", P: &p, Section: "audit", Data: d})
 }

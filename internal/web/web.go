@@ -149,6 +149,7 @@ func (h *Handler) register(mux, ws router) {
 	mux.HandleFunc("POST /dashboard/workspaces", h.staff(h.createWorkspace))
 	mux.HandleFunc("GET /runs", h.staff(h.allRuns))
 	mux.HandleFunc("GET /team", h.staff(h.team))
+	mux.HandleFunc("GET /settings/audit", h.staff(h.auditLog))
 	mux.HandleFunc("POST /team/invitations", h.staff(h.inviteTeammate))
 	mux.HandleFunc("POST /team/invitations/{id}/resend", h.staff(h.resendTeamInvitation))
 	mux.HandleFunc("POST /team/invitations/{id}/revoke", h.staff(h.revokeTeamInvitation))

@@ -1,0 +1,103 @@
+package server_test
+
+import (
+	"encoding/json"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+type auditEntries struct {
+	Entries []struct{ ActorEmail, Address, Action, Target, Detail string }
+}
+
+func (b *browser) auditLog(t *testing.T, query string) auditEntries {
+	t.Helper()
+	res := b.api("GET", "/api/v1/account/audit-log"+query, "")
+	wantStatus(t, "audit log", res, 200)
+	var out auditEntries
+	must(t, json.Unmarshal([]byte(res.Body), &out))
+	return out
+}
+
+// The account's audit log records sign-ins (and refused ones), teammate
+// invitations, role changes and removals, the ownership transfer and API
+// tokens, each with its actor, address and target and no secret; owners and
+// admins read it (filtered), members get 403 and another account sees none
+// of it.
+func TestAuditLog(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		wrong := e.browser().post("/signin", url.Values{"email": {"member@a.example"}, "password": {"not the password"}})
+		if wrong.StatusCode == 303 {
+			t.Fatal("a wrong password signed in")
+		}
+		owner, member := e.signIn("owner@a.example"), e.signIn("member@a.example")
+		res := owner.api("POST", "/api/v1/account/invitations", `{"email":"nora@a.example","role":"account-admin"}`)
+		wantStatus(t, "invite", res, 201)
+		var inv struct {
+			Invitation struct{ ID string }
+			Link       string
+		}
+		must(t, json.Unmarshal([]byte(res.Body), &inv))
+		wantStatus(t, "resend", owner.api("POST", "/api/v1/account/invitations/"+inv.Invitation.ID+"/resend", ""), 200)
+		wantStatus(t, "revoke", owner.api("POST", "/api/v1/account/invitations/"+inv.Invitation.ID+"/revoke", ""), 204)
+		for what, r := range map[string]response{"the API": member.api("GET", "/api/v1/account/audit-log", ""), "the page": member.get("/settings/audit")} {
+			if r.StatusCode != 403 || !strings.Contains(r.Body, "Tenant admin required") {
+				t.Errorf("a member reads the audit log in %s: %d", what, r.StatusCode)
+			}
+		}
+		adminID, memberID := mustP(t, e, "admin@a.example").User.ID, mustP(t, e, "member@a.example").User.ID
+		wantStatus(t, "promote", owner.api("PATCH", "/api/v1/account/staff/"+memberID, `{"role":"account-admin"}`), 204)
+		wantStatus(t, "demote", owner.api("PATCH", "/api/v1/account/staff/"+memberID, `{"role":"account-member"}`), 204)
+		res = owner.api("POST", "/api/v1/api-tokens", `{"name":"deploy"}`)
+		wantStatus(t, "token", res, 201)
+		var tok struct {
+			Token    string
+			APIToken struct{ ID string }
+		}
+		must(t, json.Unmarshal([]byte(res.Body), &tok))
+		wantStatus(t, "revoke token", owner.api("DELETE", "/api/v1/api-tokens/"+tok.APIToken.ID, ""), 204)
+		res = member.api("POST", "/api/v1/api-tokens", `{"name":"script"}`)
+		wantStatus(t, "member's token", res, 201)
+		var mtok struct{ APIToken struct{ ID string } }
+		must(t, json.Unmarshal([]byte(res.Body), &mtok))
+		wantStatus(t, "revoke staff token", owner.post("/settings/api-tokens/"+mtok.APIToken.ID+"/revoke-staff", nil), 303)
+		wantStatus(t, "transfer", owner.api("POST", "/api/v1/account/transfer-ownership", `{"userId":"`+adminID+`"}`), 204)
+		wantStatus(t, "remove", e.signIn("admin@a.example").api("DELETE", "/api/v1/account/staff/"+memberID, ""), 204)
+
+		log := owner.auditLog(t, "")
+		seen := map[string]int{}
+		for _, en := range log.Entries {
+			seen[en.Action]++
+			if en.Address == "" {
+				t.Errorf("%s has no address", en.Action)
+			}
+			for _, secret := range []string{tok.Token, inv.Link, "tji_", "tjp_" + strings.TrimPrefix(tok.Token, "tjp_"), pw} {
+				if secret != "" && (strings.Contains(en.Target, secret) || strings.Contains(en.Detail, secret)) {
+					t.Fatalf("a secret in the audit log: %+v", en)
+				}
+			}
+		}
+		for action, n := range map[string]int{
+			"signin.failure": 1, "signin.success": 3, "teammate.invited": 1, "teammate.invitation_resent": 1, "teammate.invitation_revoked": 1,
+			"teammate.role_changed": 2, "teammate.removed": 1, "account.ownership_transferred": 1, "api_token.created": 2, "api_token.revoked": 1,
+			"api_token.revoked_by_admin": 1,
+		} {
+			if seen[action] != n {
+				t.Errorf("%s: %d entries, want %d (all: %v)", action, seen[action], n, seen)
+			}
+		}
+		if len(log.Entries) == 0 || log.Entries[0].Action != "teammate.removed" || log.Entries[0].ActorEmail != "admin@a.example" || log.Entries[0].Target != "member@a.example" {
+			t.Fatalf("newest entry: %+v", log.Entries[0])
+		}
+		if got := owner.auditLog(t, "?action=teammate.&actor=owner@a.example"); len(got.Entries) != 5 {
+			t.Fatalf("filtered by family and actor: %d entries, want 5", len(got.Entries))
+		}
+		if page := owner.get("/settings/audit?action=api_token."); page.StatusCode != 200 || !strings.Contains(page.Body, "api_token.revoked_by_admin") || strings.Contains(page.Body, "teammate.removed") {
+			t.Fatalf("audit page filtered: %d", page.StatusCode)
+		}
+		if got := e.signIn("owner@b.example").auditLog(t, ""); len(got.Entries) != 1 || got.Entries[0].ActorEmail != "owner@b.example" {
+			t.Fatalf("another account's log: %+v, want only its own sign-in", got.Entries)
+		}
+	})
+}
