@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"taskjuice/internal/apperr"
@@ -27,22 +26,15 @@ func (s *Service) RenameWorkspace(ctx context.Context, p Principal, w Workspace,
 	if !p.Can(CapManageWorkspaces) {
 		return Workspace{}, errAdminRequired
 	}
-	var errs []error
-	if err := ValidateName(name); err != nil {
-		errs = append(errs, err)
-	}
-	slug = strings.TrimSpace(slug)
-	if err := ValidateSlug(slug); err != nil {
-		errs = append(errs, err)
-	}
-	if len(errs) > 0 {
-		return Workspace{}, errors.Join(errs...)
+	name, slug, err := workspaceFields(name, slug)
+	if err != nil {
+		return Workspace{}, err
 	}
 	now := s.now()
 	out := w
-	out.Name, out.Slug = strings.TrimSpace(name), slug
-	err := s.db.InTx(ctx, func(tx db.Querier) error {
-		res, err := tx.ExecContext(ctx, `UPDATE workspaces SET name = $1, slug = $2 WHERE id = $3 AND account_id = $4`, out.Name, slug, w.ID, w.AccountID)
+	out.Name, out.Slug = name, slug
+	err = s.db.InTx(ctx, func(tx db.Querier) error {
+		res, err := tx.ExecContext(ctx, `UPDATE workspaces SET name = $1, slug = $2 WHERE id = $3 AND account_id = $4`, name, slug, w.ID, w.AccountID)
 		if db.IsUniqueViolation(err) {
 			return apperr.Conflict("slug_taken", "slug", MsgSlugTaken)
 		}

@@ -113,8 +113,9 @@ func (s *Service) CreateWorkspaceForAccount(ctx context.Context, accountID, name
 	return s.createWorkspace(ctx, accountID, name, slug)
 }
 
-func (s *Service) createWorkspace(ctx context.Context, accountID, name, slug string) (Workspace, error) {
-	// Report every field's problem at once, name first.
+// workspaceFields checks a workspace's name and slug, reporting every
+// field's problem at once, name first, and returns them trimmed.
+func workspaceFields(name, slug string) (string, string, error) {
 	var errs []error
 	if err := ValidateName(name); err != nil {
 		errs = append(errs, err)
@@ -123,11 +124,16 @@ func (s *Service) createWorkspace(ctx context.Context, accountID, name, slug str
 	if err := ValidateSlug(slug); err != nil {
 		errs = append(errs, err)
 	}
-	if len(errs) > 0 {
-		return Workspace{}, errors.Join(errs...)
+	return strings.TrimSpace(name), slug, errors.Join(errs...)
+}
+
+func (s *Service) createWorkspace(ctx context.Context, accountID, name, slug string) (Workspace, error) {
+	name, slug, err := workspaceFields(name, slug)
+	if err != nil {
+		return Workspace{}, err
 	}
-	w := Workspace{ID: db.NewID(), AccountID: accountID, Name: strings.TrimSpace(name), Slug: slug, CreatedAt: s.now()}
-	_, err := s.db.Write().ExecContext(ctx, `INSERT INTO workspaces (`+workspaceCols+`) VALUES ($1, $2, $3, $4, $5)`,
+	w := Workspace{ID: db.NewID(), AccountID: accountID, Name: name, Slug: slug, CreatedAt: s.now()}
+	_, err = s.db.Write().ExecContext(ctx, `INSERT INTO workspaces (`+workspaceCols+`) VALUES ($1, $2, $3, $4, $5)`,
 		w.ID, w.AccountID, w.Name, w.Slug, w.CreatedAt)
 	if db.IsUniqueViolation(err) {
 		return Workspace{}, apperr.Conflict("slug_taken", "slug", MsgSlugTaken)
