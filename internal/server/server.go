@@ -521,6 +521,8 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logge
 // the sign-in limits read it), for the audit entries it writes.
 func withAddress(auth *authn.Authenticator, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		next.ServeHTTP(w, r.WithContext(account.WithAddress(r.Context(), auth.ClientIP(r))))
+		inner := r.WithContext(account.WithAddress(r.Context(), auth.ClientIP(r)))
+		next.ServeHTTP(w, inner)
+		r.Pattern = inner.Pattern // the route the mux matched, for the metrics
 	})
 }
