@@ -29,6 +29,13 @@ const (
 	AuditTokenCreated      = "api_token.created"
 	AuditTokenRevoked      = "api_token.revoked"
 	AuditStaffTokenRevoked = "api_token.revoked_by_admin"
+	// A connection's changes made by a person (staff or a client).
+	AuditConnectionCreated     = "connection.created"
+	AuditConnectionConnected   = "connection.connected" // its first consent completed
+	AuditConnectionReconnected = "connection.reconnected"
+	AuditConnectionRevoked     = "connection.revoked"
+	AuditConnectionDomains     = "connection.allowed_domains_changed"
+	AuditConnectionChanged     = "connection.changed"
 )
 
 // AuditEntry is one line of the audit log.
@@ -131,4 +138,17 @@ func (s *Service) AuditLog(ctx context.Context, p Principal, f AuditFilter) ([]A
 		out = append(out, e)
 	}
 	return out, rows.Err()
+}
+
+// WriteWorkspaceAudit writes an entry, within q, for an action another
+// part of the product records (a connection's change, say) in a workspace,
+// by the user actorID, in the log of the workspace's account.
+func WriteWorkspaceAudit(ctx context.Context, q db.Querier, at time.Time, workspaceID, actorID, action, target, detail string) error {
+	_, err := q.ExecContext(ctx, `INSERT INTO audit_log (id, account_id, at, actor_id, actor_email, address, action, target, detail)
+		SELECT $1, w.account_id, $2, $3, COALESCE((SELECT email FROM users WHERE id = $3), ''), $4, $5, $6, $7 FROM workspaces w WHERE w.id = $8`,
+		db.NewID(), at, actorID, addressOf(ctx), action, target, detail, workspaceID)
+	if err != nil {
+		return fmt.Errorf("write audit entry: %w", err)
+	}
+	return nil
 }

@@ -397,7 +397,33 @@ func (s *Service) recordEvent(ctx context.Context, tx db.Querier, connID string,
 	if err != nil {
 		return fmt.Errorf("record connection event: %w", err)
 	}
-	return nil
+	if actor.UserID == "" || actor.Kind == ActorSystem {
+		return nil // only a person's actions go to the audit log
+	}
+	var wsID, label string
+	if err := tx.QueryRowContext(ctx, `SELECT workspace_id, label FROM connections WHERE id = $1`, connID).Scan(&wsID, &label); err != nil {
+		return fmt.Errorf("read connection for the audit log: %w", err)
+	}
+	return account.WriteWorkspaceAudit(ctx, tx, s.now(), wsID, actor.UserID, auditAction(from, to, reason), label+" ("+connID+")", reason)
+}
+
+// auditAction names a person's change of a connection in the audit log.
+func auditAction(from, to Status, reason string) string {
+	switch {
+	case from == "":
+		return account.AuditConnectionCreated
+	case strings.HasPrefix(reason, "Allowed domains changed"):
+		return account.AuditConnectionDomains
+	case strings.HasPrefix(reason, "held runs released"):
+		return account.AuditConnectionChanged
+	case to == StatusRevoked:
+		return account.AuditConnectionRevoked
+	case from == StatusPending && to == StatusActive:
+		return account.AuditConnectionConnected
+	case to == StatusActive:
+		return account.AuditConnectionReconnected
+	}
+	return account.AuditConnectionChanged
 }
 
 // History returns a connection's health history, oldest first.

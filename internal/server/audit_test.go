@@ -101,3 +101,28 @@ func TestAuditLog(t *testing.T) {
 		}
 	})
 }
+
+// A person's changes to a connection reach the account's audit log: its
+// creation, its consent completed on the app's screen and its revocation, with the
+// connection named and no credential.
+func TestAuditLogConnections(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		owner := e.signIn("owner@a.example")
+		connID := connectionFromLocation(t, owner.consent(t, "/acme/connections/new", url.Values{"app": {"sandbox-chat"}, "label": {"Team chat"}}, "Acme Chat"))
+		wantStatus(t, "revoke", owner.api("POST", "/api/v1/connections/"+connID+"/revoke", ""), 200)
+		got := owner.auditLog(t, "?action=connection.")
+		var actions []string
+		for _, en := range got.Entries {
+			actions = append(actions, en.Action)
+			if en.ActorEmail != "owner@a.example" || !strings.Contains(en.Target, "Team chat") || en.Address == "" {
+				t.Errorf("connection entry: %+v", en)
+			}
+			if secretPattern.MatchString(en.Target + en.Detail) {
+				t.Fatalf("a credential in the audit log: %+v", en)
+			}
+		}
+		if strings.Join(actions, ",") != "connection.revoked,connection.connected,connection.created" {
+			t.Fatalf("connection entries: %v, want the revocation then the creation", actions)
+		}
+	})
+}
