@@ -6,7 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"taskjuice/internal/apperr"
 	"taskjuice/internal/db"
 )
 
@@ -91,11 +90,8 @@ type AuditFilter struct {
 
 // AuditLog lists the account's entries, newest first (owners and admins).
 func (s *Service) AuditLog(ctx context.Context, p Principal, f AuditFilter) ([]AuditEntry, error) {
-	if !p.Role.IsStaff() {
-		return nil, apperr.ErrNotFound
-	}
-	if !p.Can(CapInviteTeammate) {
-		return nil, errAdminRequired
+	if err := teamAdmin(p); err != nil {
+		return nil, err
 	}
 	if f.Limit <= 0 || f.Limit > 200 {
 		f.Limit = 100

@@ -60,48 +60,78 @@ func (s *Service) inviteClient(ctx context.Context, p Principal, w Workspace, em
 		return Invitation{}, "", err
 	}
 	now := s.now()
-	// By email the token is minted when the email goes out; until then the
-	// row holds the hash of a token nobody has.
-	token := newToken("tji_")
 	inv := Invitation{ID: db.NewID(), Email: email, Role: RoleClient, WorkspaceID: w.ID, CreatedAt: now, ExpiresAt: now.Add(InvitationTTL)}
-	err = s.db.InTx(ctx, func(tx db.Querier) error {
-		if err := exists(ctx, tx, `SELECT 1 FROM users WHERE email = $1`, email); err == nil {
+	token, err := s.recordInvitation(ctx, p, inv, pendingInvitation{`workspace_id = $1`, w.ID, errInvitationPending}, byEmail,
+		invitationEmail(email, p.AccountName, w.Name, p.User.Name, inv.ExpiresAt), nil)
+	if err != nil {
+		return Invitation{}, "", err
+	}
+	return inv, token, nil
+}
+
+// pendingInvitation is where a pending invitation to the same email would
+// stand in the way of a new one: a condition on invitations ($1 is arg),
+// and the refusal.
+type pendingInvitation struct {
+	scope string
+	arg   any
+	err   error
+}
+
+// recordInvitation records inv, unless the email already has a sign-in or
+// a pending invitation within pending, runs also (the audit entry, say)
+// and, by email, queues message, all in one transaction. By email the token
+// is minted when the email goes out (until then the row holds the hash of
+// a token nobody has) and "" is returned; otherwise the sign-up token is
+// returned for staff to hand over.
+func (s *Service) recordInvitation(ctx context.Context, p Principal, inv Invitation, pending pendingInvitation, byEmail bool, message mail.Message,
+	also func(tx db.Querier) error) (string, error) {
+	token := newToken("tji_")
+	err := s.db.InTx(ctx, func(tx db.Querier) error {
+		if err := exists(ctx, tx, `SELECT 1 FROM users WHERE email = $1`, inv.Email); err == nil {
 			return errEmailTaken
 		} else if !errors.Is(err, apperr.ErrNotFound) {
 			return err
 		}
-		if err := exists(ctx, tx, `SELECT 1 FROM invitations WHERE workspace_id = $1 AND email = $2
-			AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > $3`, w.ID, email, now); err == nil {
-			return errInvitationPending
+		if err := exists(ctx, tx, `SELECT 1 FROM invitations WHERE `+pending.scope+` AND email = $2
+			AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > $3`, pending.arg, inv.Email, inv.CreatedAt); err == nil {
+			return pending.err
 		} else if !errors.Is(err, apperr.ErrNotFound) {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO invitations (id, account_id, workspace_id, email, role, token_hash, invited_by, created_at, expires_at, sent_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $8)`,
-			inv.ID, p.AccountID, w.ID, email, string(RoleClient), hashToken(token), p.User.ID, now, inv.ExpiresAt); err != nil {
+			inv.ID, p.AccountID, db.NullString(inv.WorkspaceID), inv.Email, string(inv.Role), hashToken(token), p.User.ID, inv.CreatedAt, inv.ExpiresAt); err != nil {
 			return fmt.Errorf("insert invitation: %w", err)
+		}
+		if also != nil {
+			if err := also(tx); err != nil {
+				return err
+			}
 		}
 		if !byEmail {
 			return nil
 		}
-		return mail.EnqueueRef(ctx, tx, MailInvitation, inv.ID, invitationEmail(email, p.AccountName, w.Name, p.User.Name, inv.ExpiresAt))
+		return mail.EnqueueRef(ctx, tx, MailInvitation, inv.ID, message)
 	})
-	if err != nil {
-		return Invitation{}, "", err
+	if err != nil || byEmail {
+		return "", err
 	}
-	if byEmail {
-		token = ""
-	}
-	return inv, token, nil
+	return token, nil
+}
+
+// invitationFooter ends an invitation email: its link and how long it works.
+func invitationFooter(b *strings.Builder, expires time.Time) {
+	fmt.Fprintf(b, "Choose your password to join:\n\n%s\n\n", mail.LinkPlaceholder)
+	fmt.Fprintf(b, "The link works once, until %s. If you did not expect this invitation, ignore this email.\n",
+		expires.UTC().Format("2 Jan 2006 15:04 UTC"))
 }
 
 func invitationEmail(to, agency, workspace, inviter string, expires time.Time) mail.Message {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Hello,\n\n%s of %s invites you to %s on TaskJuice, where you can see the automations %s runs for you and connect the apps they need.\n\n",
 		inviter, agency, workspace, agency)
-	fmt.Fprintf(&b, "Choose your password to join:\n\n%s\n\n", mail.LinkPlaceholder)
-	fmt.Fprintf(&b, "The link works once, until %s. If you did not expect this invitation, ignore this email.\n",
-		expires.UTC().Format("2 Jan 2006 15:04 UTC"))
+	invitationFooter(&b, expires)
 	return mail.Message{To: to, Subject: agency + " invites you to " + workspace + " on TaskJuice", Text: b.String()}
 }
 

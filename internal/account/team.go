@@ -23,6 +23,18 @@ var (
 	errTeamInvitationPending  = apperr.Conflict("invitation_pending", "email", "This email already has a pending invitation; resend it instead")
 )
 
+// teamAdmin lets owners and admins through: another staff member is
+// refused, anyone else does not see the team at all.
+func teamAdmin(p Principal) error {
+	if !p.Role.IsStaff() {
+		return apperr.ErrNotFound
+	}
+	if !p.Can(CapInviteTeammate) {
+		return errAdminRequired
+	}
+	return nil
+}
+
 // teammateRole reads the role a teammate may be given: Admin or Member
 // (the default); ownership is only transferred.
 func teammateRole(role string) (Role, error) {
@@ -40,11 +52,8 @@ func teammateRole(role string) (Role, error) {
 // minted when it is sent). With byEmail false (email is off) nothing is
 // queued and the sign-up token is returned for staff to hand over.
 func (s *Service) InviteTeammate(ctx context.Context, p Principal, email, role string, byEmail bool) (Invitation, string, error) {
-	if !p.Role.IsStaff() {
-		return Invitation{}, "", apperr.ErrNotFound
-	}
-	if !p.Can(CapInviteTeammate) {
-		return Invitation{}, "", errAdminRequired
+	if err := teamAdmin(p); err != nil {
+		return Invitation{}, "", err
 	}
 	r, err := teammateRole(role)
 	if err != nil {
@@ -55,38 +64,12 @@ func (s *Service) InviteTeammate(ctx context.Context, p Principal, email, role s
 		return Invitation{}, "", err
 	}
 	now := s.now()
-	token := newToken("tji_")
 	inv := Invitation{ID: db.NewID(), Email: email, Role: r, CreatedAt: now, ExpiresAt: now.Add(InvitationTTL)}
-	err = s.db.InTx(ctx, func(tx db.Querier) error {
-		if err := exists(ctx, tx, `SELECT 1 FROM users WHERE email = $1`, email); err == nil {
-			return errEmailTaken
-		} else if !errors.Is(err, apperr.ErrNotFound) {
-			return err
-		}
-		if err := exists(ctx, tx, `SELECT 1 FROM invitations WHERE account_id = $1 AND workspace_id IS NULL AND email = $2
-			AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > $3`, p.AccountID, email, now); err == nil {
-			return errTeamInvitationPending
-		} else if !errors.Is(err, apperr.ErrNotFound) {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO invitations (id, account_id, workspace_id, email, role, token_hash, invited_by, created_at, expires_at, sent_at)
-			VALUES ($1, $2, NULL, $3, $4, $5, $6, $7, $8, $7)`,
-			inv.ID, p.AccountID, email, string(r), hashToken(token), p.User.ID, now, inv.ExpiresAt); err != nil {
-			return fmt.Errorf("insert invitation: %w", err)
-		}
-		if err := s.auditBy(ctx, tx, p, AuditInvite, email, "role "+string(r)); err != nil {
-			return err
-		}
-		if !byEmail {
-			return nil
-		}
-		return mail.EnqueueRef(ctx, tx, MailInvitation, inv.ID, teammateEmail(email, p.AccountName, p.User.Name, r, inv.ExpiresAt))
-	})
+	token, err := s.recordInvitation(ctx, p, inv, pendingInvitation{`account_id = $1 AND workspace_id IS NULL`, p.AccountID, errTeamInvitationPending}, byEmail,
+		teammateEmail(email, p.AccountName, p.User.Name, r, inv.ExpiresAt),
+		func(tx db.Querier) error { return s.auditBy(ctx, tx, p, AuditInvite, email, "role "+string(r)) })
 	if err != nil {
 		return Invitation{}, "", err
-	}
-	if byEmail {
-		token = ""
 	}
 	return inv, token, nil
 }
@@ -98,20 +81,15 @@ func teammateEmail(to, agency, inviter string, role Role, expires time.Time) mai
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "Hello,\n\n%s invites you to join %s on TaskJuice as %s of the team.\n\n", inviter, agency, as)
-	fmt.Fprintf(&b, "Choose your password to join:\n\n%s\n\n", mail.LinkPlaceholder)
-	fmt.Fprintf(&b, "The link works once, until %s. If you did not expect this invitation, ignore this email.\n",
-		expires.UTC().Format("2 Jan 2006 15:04 UTC"))
+	invitationFooter(&b, expires)
 	return mail.Message{To: to, Subject: inviter + " invites you to " + agency + " on TaskJuice", Text: b.String()}
 }
 
 // TeamInvitations lists the account's pending teammate invitations, newest
 // first (expired ones too, until they are resent or revoked).
 func (s *Service) TeamInvitations(ctx context.Context, p Principal) ([]Invitation, error) {
-	if !p.Role.IsStaff() {
-		return nil, apperr.ErrNotFound
-	}
-	if !p.Can(CapInviteTeammate) {
-		return nil, errAdminRequired
+	if err := teamAdmin(p); err != nil {
+		return nil, err
 	}
 	rows, err := s.db.Read().QueryContext(ctx, `SELECT id, email, role, created_at, expires_at FROM invitations
 		WHERE account_id = $1 AND workspace_id IS NULL AND accepted_at IS NULL AND revoked_at IS NULL
@@ -137,11 +115,8 @@ func (s *Service) TeamInvitations(ctx context.Context, p Principal) ([]Invitatio
 // again with a new link valid for InvitationTTL; the previous link stops
 // working at once. With byEmail false the new token is returned instead.
 func (s *Service) ResendTeamInvitation(ctx context.Context, p Principal, id string, byEmail bool) (Invitation, string, error) {
-	if !p.Role.IsStaff() {
-		return Invitation{}, "", apperr.ErrNotFound
-	}
-	if !p.Can(CapInviteTeammate) {
-		return Invitation{}, "", errAdminRequired
+	if err := teamAdmin(p); err != nil {
+		return Invitation{}, "", err
 	}
 	inv, token, err := s.renewInvitation(ctx, `account_id = $2 AND workspace_id IS NULL`, []any{id, p.AccountID}, errTeamInvitationNotFound, byEmail,
 		func(inv Invitation) mail.Message {
@@ -156,11 +131,8 @@ func (s *Service) ResendTeamInvitation(ctx context.Context, p Principal, id stri
 // RevokeTeamInvitation withdraws a pending teammate invitation: its link
 // stops working and an email not yet sent is dropped.
 func (s *Service) RevokeTeamInvitation(ctx context.Context, p Principal, id string) error {
-	if !p.Role.IsStaff() {
-		return apperr.ErrNotFound
-	}
-	if !p.Can(CapInviteTeammate) {
-		return errAdminRequired
+	if err := teamAdmin(p); err != nil {
+		return err
 	}
 	return s.db.InTx(ctx, func(tx db.Querier) error {
 		var email string
@@ -180,11 +152,8 @@ func (s *Service) RevokeTeamInvitation(ctx context.Context, p Principal, id stri
 // teammate checks that an owner or admin may act on another teammate of
 // the account, not the owner, and returns the teammate's role.
 func (s *Service) teammate(ctx context.Context, q db.Querier, p Principal, userID string) (Role, error) {
-	if !p.Role.IsStaff() {
-		return "", apperr.ErrNotFound
-	}
-	if !p.Can(CapInviteTeammate) {
-		return "", errAdminRequired
+	if err := teamAdmin(p); err != nil {
+		return "", err
 	}
 	var role string
 	err := q.QueryRowContext(ctx, `SELECT role FROM account_members WHERE account_id = $1 AND user_id = $2`, p.AccountID, userID).Scan(&role)
@@ -230,17 +199,11 @@ func (s *Service) RemoveTeammate(ctx context.Context, p Principal, userID string
 		if _, err := s.teammate(ctx, tx, p, userID); err != nil {
 			return err
 		}
-		for _, q := range []string{
-			`DELETE FROM sessions WHERE user_id = $1`,
-			`UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $2) WHERE user_id = $1`,
-		} {
-			args := []any{userID}
-			if strings.Contains(q, "$2") {
-				args = append(args, now)
-			}
-			if _, err := tx.ExecContext(ctx, q, args...); err != nil {
-				return fmt.Errorf("end teammate's access: %w", err)
-			}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE user_id = $1`, userID); err != nil {
+			return fmt.Errorf("end teammate's sessions: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE user_id = $2`, now, userID); err != nil {
+			return fmt.Errorf("revoke teammate's API tokens: %w", err)
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM account_members WHERE account_id = $1 AND user_id = $2`, p.AccountID, userID); err != nil {
 			return fmt.Errorf("remove teammate: %w", err)
