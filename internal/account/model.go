@@ -17,8 +17,17 @@ type Account struct {
 	ID   string `json:"id"`
 	Name string `json:"name"`
 	// AlertEmails: critical alerts are emailed to the owner and admins.
-	AlertEmails bool      `json:"alertEmails"`
-	CreatedAt   time.Time `json:"createdAt"`
+	AlertEmails bool `json:"alertEmails"`
+	// ContactEmail also gets the account's alert emails; SupportEmail is
+	// shown to clients in their portal. Either may be empty.
+	ContactEmail string `json:"contactEmail"`
+	SupportEmail string `json:"supportEmail"`
+	// DefaultTimezone is used by schedules that name no time zone, and by
+	// failure digests.
+	DefaultTimezone string `json:"defaultTimezone"`
+	// AuditRetentionDays is how long audit entries are kept.
+	AuditRetentionDays int       `json:"auditRetentionDays"`
+	CreatedAt          time.Time `json:"createdAt"`
 }
 
 // User is a person who can sign in: staff of one account, or a client of

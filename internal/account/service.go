@@ -21,6 +21,8 @@ type Service struct {
 	now func() time.Time
 	// vault seals MFA secrets; see UseVault.
 	vault *vault.Store
+	// tzHooks follow changes of an account's default time zone.
+	tzHooks []func(ctx context.Context, accountID string)
 }
 
 // NewService returns the account service over d.
@@ -217,8 +219,9 @@ func (s *Service) ResetPassword(ctx context.Context, email, password string) err
 // Account returns an account by id.
 func (s *Service) Account(ctx context.Context, id string) (Account, error) {
 	var a Account
-	err := s.db.Read().QueryRowContext(ctx, `SELECT id, name, alert_emails, created_at FROM accounts WHERE id = $1`, id).
-		Scan(&a.ID, &a.Name, &a.AlertEmails, &a.CreatedAt)
+	err := s.db.Read().QueryRowContext(ctx, `SELECT id, name, alert_emails, contact_email, support_email, default_timezone, audit_retention_days, created_at
+		FROM accounts WHERE id = $1`, id).
+		Scan(&a.ID, &a.Name, &a.AlertEmails, &a.ContactEmail, &a.SupportEmail, &a.DefaultTimezone, &a.AuditRetentionDays, &a.CreatedAt)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Account{}, apperr.ErrNotFound
 	}
@@ -227,33 +230,6 @@ func (s *Service) Account(ctx context.Context, id string) (Account, error) {
 	}
 	a.CreatedAt = a.CreatedAt.UTC()
 	return a, nil
-}
-
-// RenameAccount changes the agency's name; it needs manageWorkspaces (an
-// owner or admin).
-func (s *Service) RenameAccount(ctx context.Context, p Principal, name string) (Account, error) {
-	if !p.Can(CapManageWorkspaces) {
-		return Account{}, errAdminRequired
-	}
-	if err := ValidateName(name); err != nil {
-		return Account{}, err
-	}
-	if _, err := s.db.Write().ExecContext(ctx, `UPDATE accounts SET name = $1 WHERE id = $2`, strings.TrimSpace(name), p.AccountID); err != nil {
-		return Account{}, fmt.Errorf("rename account: %w", err)
-	}
-	return s.Account(ctx, p.AccountID)
-}
-
-// SetAlertEmails turns the emailing of critical alerts to the owner and
-// admins on or off; it needs manageWorkspaces (an owner or admin).
-func (s *Service) SetAlertEmails(ctx context.Context, p Principal, on bool) (Account, error) {
-	if !p.Can(CapManageWorkspaces) {
-		return Account{}, errAdminRequired
-	}
-	if _, err := s.db.Write().ExecContext(ctx, `UPDATE accounts SET alert_emails = $1 WHERE id = $2`, on, p.AccountID); err != nil {
-		return Account{}, fmt.Errorf("set alert emails: %w", err)
-	}
-	return s.Account(ctx, p.AccountID)
 }
 
 // MsgAdminRequired is the message for staff actions that need an admin.

@@ -35,25 +35,24 @@ func (h *Handler) getAccount(w http.ResponseWriter, r *http.Request, p account.P
 
 func (h *Handler) patchAccount(w http.ResponseWriter, r *http.Request, p account.Principal) {
 	var in struct {
-		Name        *string `json:"name"`
-		AlertEmails *bool   `json:"alertEmails"`
+		Name               *string `json:"name"`
+		ContactEmail       *string `json:"contactEmail"`
+		SupportEmail       *string `json:"supportEmail"`
+		DefaultTimezone    *string `json:"defaultTimezone"`
+		AuditRetentionDays *int    `json:"auditRetentionDays"`
+		AlertEmails        *bool   `json:"alertEmails"`
 	}
 	if err := decode(w, r, &in); err != nil {
 		writeError(w, r, h.log, err)
 		return
 	}
-	if in.Name == nil && in.AlertEmails == nil {
-		writeError(w, r, h.log, apperr.Invalid("name", "Send \"name\" or \"alertEmails\" to change"))
+	c := account.SettingsChange{Name: in.Name, ContactEmail: in.ContactEmail, SupportEmail: in.SupportEmail,
+		DefaultTimezone: in.DefaultTimezone, AuditRetentionDays: in.AuditRetentionDays, AlertEmails: in.AlertEmails}
+	if c.Empty() {
+		writeError(w, r, h.log, apperr.Invalid("name", "Send at least one of \"name\", \"contactEmail\", \"supportEmail\", \"defaultTimezone\", \"auditRetentionDays\" or \"alertEmails\""))
 		return
 	}
-	var a account.Account
-	var err error
-	if in.Name != nil {
-		a, err = h.accounts.RenameAccount(r.Context(), p, *in.Name)
-	}
-	if err == nil && in.AlertEmails != nil {
-		a, err = h.accounts.SetAlertEmails(r.Context(), p, *in.AlertEmails)
-	}
+	a, err := h.accounts.UpdateSettings(r.Context(), p, c)
 	if err != nil {
 		writeError(w, r, h.log, err)
 		return

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"taskjuice/internal/account"
 	"taskjuice/internal/db"
 	tjmail "taskjuice/internal/mail"
 	"taskjuice/internal/vault"
@@ -321,6 +322,13 @@ func (s *Service) digest(ctx context.Context, tx db.Querier, workflowID string) 
 	if err != nil {
 		return false, fmt.Errorf("read incidents: %w", err)
 	}
+	// Times are told in the account's default time zone.
+	loc := time.UTC
+	if tz, err := account.WorkspaceTimezone(ctx, tx, f.workspaceID); err == nil {
+		if l, err := time.LoadLocation(tz); err == nil {
+			loc = l
+		}
+	}
 	var lines []string
 	for _, id := range ids {
 		inc, err := readIncident(ctx, tx, `id = $1`, id)
@@ -331,7 +339,8 @@ func (s *Service) digest(ctx context.Context, tx db.Querier, workflowID string) 
 		if inc.RecoveredAt != nil {
 			state = "recovered"
 		}
-		lines = append(lines, fmt.Sprintf("%s: %s (%s, %s)", inc.ErrorCode, inc.Message, plural(inc.Failures, "1 failed run", fmt.Sprintf("%d failed runs", inc.Failures)), state))
+		lines = append(lines, fmt.Sprintf("%s: %s (%s, %s; first %s)", inc.ErrorCode, inc.Message, plural(inc.Failures, "1 failed run", fmt.Sprintf("%d failed runs", inc.Failures)), state,
+			inc.OpenedAt.In(loc).Format("Mon 2 Jan 15:04 MST")))
 		incidents = append(incidents, inc)
 	}
 	if len(incidents) == 0 {

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -237,10 +238,10 @@ func (s *Service) emailAlert(ctx context.Context, tx db.Querier, workspaceID, ki
 	if s.mailBase == "" {
 		return nil
 	}
-	var wsName, accountName string
+	var wsName, accountName, contact string
 	var on bool
-	err := tx.QueryRowContext(ctx, `SELECT w.name, a.name, a.alert_emails FROM workspaces w JOIN accounts a ON a.id = w.account_id WHERE w.id = $1`, workspaceID).
-		Scan(&wsName, &accountName, &on)
+	err := tx.QueryRowContext(ctx, `SELECT w.name, a.name, a.alert_emails, a.contact_email FROM workspaces w JOIN accounts a ON a.id = w.account_id WHERE w.id = $1`, workspaceID).
+		Scan(&wsName, &accountName, &on, &contact)
 	if err != nil {
 		return fmt.Errorf("read workspace for alert email: %w", err)
 	}
@@ -265,8 +266,11 @@ func (s *Service) emailAlert(ctx context.Context, tx db.Querier, workspaceID, ki
 	if err := rows.Err(); err != nil {
 		return err
 	}
+	if contact != "" && !slices.Contains(to, contact) {
+		to = append(to, contact)
+	}
 	text := fmt.Sprintf("%s in %s\n\n%s\n\n%s\n%s%s\n\n%s\n\n"+
-		"You get this email as an owner or admin of %s. Turn these emails off under Account settings: %s/settings/account\n",
+		"You get this email as an owner, admin or the contact address of %s. Turn these emails off under General settings: %s/settings/general\n",
 		title, wsName, body, where, s.mailBase, link, after, accountName, s.mailBase)
 	for _, addr := range to {
 		if err := mail.Enqueue(ctx, tx, kind, mail.Message{To: addr, Subject: title + " (" + wsName + ")", Text: text}); err != nil {

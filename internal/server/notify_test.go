@@ -120,7 +120,7 @@ func TestAlertEmails(t *testing.T) {
 			if m.Subject != "Sandbox Chat reauth required (Acme Corp)" {
 				t.Errorf("subject %q", m.Subject)
 			}
-			for _, want := range []string{"needs to be reconnected", e.srv.URL + "/acme/connections/" + id, "/settings/account"} {
+			for _, want := range []string{"needs to be reconnected", e.srv.URL + "/acme/connections/" + id, "/settings/general"} {
 				if !strings.Contains(m.Text, want) {
 					t.Errorf("email lacks %q:\n%s", want, m.Text)
 				}

@@ -125,6 +125,7 @@ func New(o Options) (*Server, error) {
 	}
 	if o.Scheduler != nil && o.Workflows != nil {
 		o.Workflows.OnLiveChange(s.followSchedule)
+		o.Accounts.OnTimezoneChange(s.followTimezone)
 	}
 	if (o.Poller != nil || o.Listener != nil) && o.Workflows != nil {
 		o.Workflows.OnLiveChange(s.followPoll)
@@ -315,12 +316,39 @@ func (s *Server) followSchedule(ctx context.Context, l workflow.Live, ok bool) {
 			return
 		}
 		sc := cfg.(*workflow.ScheduleConfig)
-		err = s.opts.Scheduler.Sync(ctx, l.WorkflowID, sc.Cron, sc.Timezone)
+		tz := sc.Timezone
+		if strings.TrimSpace(tz) == "" {
+			// A schedule naming no time zone keeps the account's default.
+			if tz, err = account.WorkspaceTimezone(ctx, s.opts.DB.Read(), l.WorkspaceID); err != nil {
+				s.opts.Log.Error("sync schedule", "workflow", l.WorkflowID, "err", err)
+				return
+			}
+		}
+		err = s.opts.Scheduler.Sync(ctx, l.WorkflowID, sc.Cron, tz)
 	} else {
 		err = s.opts.Scheduler.Remove(ctx, l.WorkflowID)
 	}
 	if err != nil {
 		s.opts.Log.Error("sync schedule", "workflow", l.WorkflowID, "err", err)
+	}
+}
+
+// followTimezone syncs again every schedule of the account after its
+// default time zone changed: those that name none move to the new one.
+func (s *Server) followTimezone(ctx context.Context, accountID string) {
+	ids, err := db.Strings(ctx, s.opts.DB.Read(), `SELECT ss.workflow_id FROM schedule_state ss JOIN workflows w ON w.id = ss.workflow_id
+		JOIN workspaces s ON s.id = w.workspace_id WHERE s.account_id = $1`, accountID)
+	if err != nil {
+		s.opts.Log.Error("schedules of a new default time zone", "account", accountID, "err", err)
+		return
+	}
+	for _, id := range ids {
+		l, ok, err := s.opts.Workflows.Live(ctx, id)
+		if err != nil {
+			s.opts.Log.Error("schedules of a new default time zone", "workflow", id, "err", err)
+			continue
+		}
+		s.followSchedule(ctx, l, ok)
 	}
 }
 

@@ -201,6 +201,8 @@ type portalData struct {
 	Runs        []engine.RunRow
 	Connections []connection.Connection
 	Requests    []batchRow
+	// SupportEmail is where the agency takes its clients' questions.
+	SupportEmail string
 }
 
 type portalWorkflow struct {
@@ -283,6 +285,12 @@ func (h *Handler) portal(w http.ResponseWriter, r *http.Request, p account.Princ
 		h.errorPage(w, r, &p, err)
 		return
 	}
+	a, err := h.accounts.Account(ctx, p.AccountID)
+	if err != nil {
+		h.errorPage(w, r, &p, err)
+		return
+	}
+	d.SupportEmail = a.SupportEmail
 	v.Data = d
 	h.render(w, r, http.StatusOK, "portal", v)
 }

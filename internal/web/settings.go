@@ -2,18 +2,32 @@ package web
 
 import (
 	"net/http"
+	"strconv"
+	"strings"
 
 	"taskjuice/internal/account"
 	"taskjuice/internal/apperr"
 )
 
-type accountSettingsData struct {
-	Account       account.Account
-	Staff         []account.Member
-	CanTransfer   bool
-	NameError     string
-	TransferError string
+type generalSettingsData struct {
+	Account     account.Account
+	Admins      []account.Member
+	CanTransfer bool
+	// Values and Fields are a refused form's values and the field its
+	// refusal concerns (shown beside that field).
+	Values    map[string]string
+	Fields    map[string]string
+	Card      string
+	Error     string
+	Timezones []string
 }
+
+// commonTimezones are offered in the time zone field; any IANA name is
+// accepted.
+var commonTimezones = []string{"UTC", "Europe/London", "Europe/Dublin", "Europe/Lisbon", "Europe/Paris", "Europe/Berlin", "Europe/Madrid",
+	"Europe/Rome", "Europe/Amsterdam", "Europe/Stockholm", "Europe/Warsaw", "Europe/Athens", "Europe/Istanbul", "Africa/Lagos",
+	"Africa/Johannesburg", "Asia/Dubai", "Asia/Kolkata", "Asia/Singapore", "Asia/Tokyo", "Australia/Sydney", "Pacific/Auckland",
+	"America/Sao_Paulo", "America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles", "America/Toronto", "America/Mexico_City"}
 
 // requireAdmin is the account settings gate: owners and admins only, with
 // the product's standard message.
@@ -24,11 +38,9 @@ func requireAdmin(p account.Principal) error {
 	return nil
 }
 
-func (h *Handler) accountSettings(w http.ResponseWriter, r *http.Request, p account.Principal) {
-	h.renderAccountSettings(w, r, p, http.StatusOK, accountSettingsData{})
-}
-
-func (h *Handler) renderAccountSettings(w http.ResponseWriter, r *http.Request, p account.Principal, status int, d accountSettingsData) {
+// generalSettings is the account's General settings page: the cards
+// "Identity", "Defaults" and "Danger zone".
+func (h *Handler) generalSettings(w http.ResponseWriter, r *http.Request, p account.Principal) {
 	if err := requireAdmin(p); err != nil {
 		h.errorPage(w, r, &p, err)
 		return
@@ -43,14 +55,22 @@ func (h *Handler) renderAccountSettings(w http.ResponseWriter, r *http.Request, 
 		h.errorPage(w, r, &p, err)
 		return
 	}
-	if d.Account.ID == "" {
-		d.Account = a
+	d := generalSettingsData{Account: a, CanTransfer: p.Can(account.CapTransferOwnership), Timezones: commonTimezones}
+	for _, m := range staff {
+		if m.Role == account.RoleAdmin {
+			d.Admins = append(d.Admins, m)
+		}
 	}
-	d.Staff, d.CanTransfer = staff, p.Can(account.CapTransferOwnership)
-	h.render(w, r, status, "account", view{Title: "Account settings", P: &p, Section: "account", Data: d})
+	if k, ok := keptForm(r); ok {
+		d.Values, d.Fields, d.Card, d.Error = k.Values, k.Fields, k.Values["card"], k.Error
+	}
+	h.render(w, r, http.StatusOK, "general", view{Title: "General settings", P: &p, Section: "account", Data: d})
 }
 
-func (h *Handler) saveAccountSettings(w http.ResponseWriter, r *http.Request, p account.Principal) {
+// saveGeneralSettings saves one card of the General settings: "identity"
+// (name, contact and support email) or "defaults" (time zone, audit
+// retention, alert emails).
+func (h *Handler) saveGeneralSettings(w http.ResponseWriter, r *http.Request, p account.Principal) {
 	if err := requireAdmin(p); err != nil {
 		h.errorPage(w, r, &p, err)
 		return
@@ -59,18 +79,41 @@ func (h *Handler) saveAccountSettings(w http.ResponseWriter, r *http.Request, p 
 		h.errorPage(w, r, &p, errBadForm)
 		return
 	}
-	name := r.PostForm.Get("name")
-	if _, err := h.accounts.RenameAccount(r.Context(), p, name); err != nil {
-		e, ok := apperr.As(err)
-		if !ok {
-			h.errorPage(w, r, &p, err)
+	f := r.PostForm
+	card := f.Get("card")
+	var c account.SettingsChange
+	values := map[string]string{"card": card}
+	text := func(field string) *string {
+		v := f.Get(field)
+		values[field] = v
+		return &v
+	}
+	switch card {
+	case "defaults":
+		c.DefaultTimezone = text("defaultTimezone")
+		days, err := strconv.Atoi(strings.TrimSpace(*text("auditRetentionDays")))
+		if err != nil {
+			h.refuseForm(w, r, &p, "/settings/general#defaults", apperr.Invalid("auditRetentionDays", "Enter the number of days to keep audit entries, e.g. 365"), values)
 			return
 		}
-		h.renderAccountSettings(w, r, p, apperr.Status(err), accountSettingsData{Account: account.Account{ID: p.AccountID, Name: name}, NameError: e.Message})
+		on := f.Get("alertEmails") == "on"
+		c.AuditRetentionDays, c.AlertEmails = &days, &on
+	case "identity", "":
+		// A form without a card is the older one-field form: the name.
+		c.Name = text("name")
+		if card == "identity" {
+			c.ContactEmail, c.SupportEmail = text("contactEmail"), text("supportEmail")
+		}
+	default:
+		h.errorPage(w, r, &p, errBadForm)
+		return
+	}
+	if _, err := h.accounts.UpdateSettings(r.Context(), p, c); err != nil {
+		h.refuseForm(w, r, &p, "/settings/general#"+card, err, values)
 		return
 	}
 	setFlash(w, "account-saved")
-	redirect(w, r, "/settings/account")
+	redirect(w, r, "/settings/general")
 }
 
 func (h *Handler) saveAlertSettings(w http.ResponseWriter, r *http.Request, p account.Principal) {
@@ -78,12 +121,13 @@ func (h *Handler) saveAlertSettings(w http.ResponseWriter, r *http.Request, p ac
 		h.errorPage(w, r, &p, errBadForm)
 		return
 	}
-	if _, err := h.accounts.SetAlertEmails(r.Context(), p, r.PostForm.Get("alertEmails") == "on"); err != nil {
+	on := r.PostForm.Get("alertEmails") == "on"
+	if _, err := h.accounts.UpdateSettings(r.Context(), p, account.SettingsChange{AlertEmails: &on}); err != nil {
 		h.errorPage(w, r, &p, err)
 		return
 	}
 	setFlash(w, "account-saved")
-	redirect(w, r, "/settings/account")
+	redirect(w, r, "/settings/general")
 }
 
 func (h *Handler) transferOwnership(w http.ResponseWriter, r *http.Request, p account.Principal) {
@@ -92,11 +136,11 @@ func (h *Handler) transferOwnership(w http.ResponseWriter, r *http.Request, p ac
 		return
 	}
 	if err := h.accounts.TransferOwnership(r.Context(), p, r.PostForm.Get("userId")); err != nil {
-		h.refuse(w, r, &p, "/settings/account", err)
+		h.refuse(w, r, &p, "/settings/general#danger", err)
 		return
 	}
 	setFlash(w, "owner-transferred")
-	redirect(w, r, "/settings/account")
+	redirect(w, r, "/settings/general")
 }
 
 type apiTokensData struct {

@@ -155,8 +155,11 @@ func (h *Handler) register(mux, ws router) {
 	mux.HandleFunc("POST /team/invitations/{id}/revoke", h.staff(h.revokeTeamInvitation))
 	mux.HandleFunc("POST /team/members/{userId}/role", h.staff(h.changeTeammateRole))
 	mux.HandleFunc("POST /team/members/{userId}/remove", h.staff(h.removeTeammate))
-	mux.HandleFunc("GET /settings/account", h.staff(h.accountSettings))
-	mux.HandleFunc("POST /settings/account", h.staff(h.saveAccountSettings))
+	mux.HandleFunc("GET /settings/general", h.staff(h.generalSettings))
+	mux.HandleFunc("POST /settings/general", h.staff(h.saveGeneralSettings))
+	// The page's earlier address.
+	mux.HandleFunc("GET /settings/account", h.staff(h.generalSettings))
+	mux.HandleFunc("POST /settings/account", h.staff(h.saveGeneralSettings))
 	mux.HandleFunc("POST /settings/account/alerts", h.staff(h.saveAlertSettings))
 	mux.HandleFunc("POST /settings/account/transfer", h.staff(h.transferOwnership))
 	mux.HandleFunc("GET /settings/api-tokens", h.staff(h.apiTokens))
