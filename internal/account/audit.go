@@ -35,6 +35,10 @@ const (
 	AuditConnectionRevoked     = "connection.revoked"
 	AuditConnectionDomains     = "connection.allowed_domains_changed"
 	AuditConnectionChanged     = "connection.changed"
+	AuditConnectionRefreshed   = "connection.refreshed" // by hand
+	AuditWorkflowPublished     = "workflow.published"
+	AuditWorkflowDeactivated   = "workflow.deactivated"
+	AuditSpendCapChanged       = "spend_cap.changed"
 )
 
 // AuditEntry is one line of the audit log.
@@ -50,6 +54,31 @@ type AuditEntry struct {
 }
 
 type addrKey struct{}
+
+type actorKey struct{}
+
+// WithActor returns ctx carrying the signed-in person a request acts for,
+// so the parts of the product that record their actions (a workflow's
+// publication, a spend cap) know whose they are.
+func WithActor(ctx context.Context, userID string) context.Context {
+	return context.WithValue(ctx, actorKey{}, userID)
+}
+
+// ActorOf is the person ctx acts for ("" for the system's own work).
+func ActorOf(ctx context.Context) string {
+	a, _ := ctx.Value(actorKey{}).(string)
+	return a
+}
+
+// AuditByActor writes, within q, an entry for an action in a workspace by
+// the person ctx acts for; the system's own work is not recorded.
+func AuditByActor(ctx context.Context, q db.Querier, at time.Time, workspaceID, action, target, detail string) error {
+	actor := ActorOf(ctx)
+	if actor == "" {
+		return nil
+	}
+	return WriteWorkspaceAudit(ctx, q, at, workspaceID, actor, action, target, detail)
+}
 
 // WithAddress returns ctx carrying the address a request came from, for
 // the audit entries the request writes.
@@ -147,4 +176,37 @@ func WriteWorkspaceAudit(ctx context.Context, q db.Querier, at time.Time, worksp
 		return fmt.Errorf("write audit entry: %w", err)
 	}
 	return nil
+}
+
+// pruneAudit deletes each account's audit entries older than its
+// retention.
+func (s *Service) pruneAudit(ctx context.Context, now time.Time) (int64, error) {
+	rows, err := s.db.Read().QueryContext(ctx, `SELECT id, audit_retention_days FROM accounts`)
+	if err != nil {
+		return 0, fmt.Errorf("read audit retention: %w", err)
+	}
+	keep := map[string]int{}
+	for rows.Next() {
+		var id string
+		var days int
+		if err := rows.Scan(&id, &days); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("scan audit retention: %w", err)
+		}
+		keep[id] = days
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	var total int64
+	for id, days := range keep {
+		res, err := s.db.Write().ExecContext(ctx, `DELETE FROM audit_log WHERE account_id = $1 AND at < $2`, id, now.AddDate(0, 0, -days))
+		if err != nil {
+			return total, fmt.Errorf("prune audit log: %w", err)
+		}
+		n, _ := res.RowsAffected()
+		total += n
+	}
+	return total, nil
 }

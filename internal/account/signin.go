@@ -206,5 +206,6 @@ func (s *Service) Prune(ctx context.Context) (int64, error) {
 		n, _ := res.RowsAffected()
 		total += n
 	}
-	return total, nil
+	n, err := s.pruneAudit(ctx, now)
+	return total + n, err
 }

@@ -147,6 +147,6 @@ func (h *Handler) authed(fn func(w http.ResponseWriter, r *http.Request, p accou
 			writeError(w, r, h.log, err)
 			return
 		}
-		fn(w, r, p)
+		fn(w, r.WithContext(account.WithActor(r.Context(), p.User.ID)), p)
 	}
 }

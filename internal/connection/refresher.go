@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"taskjuice/internal/account"
 	"taskjuice/internal/apperr"
 	"taskjuice/internal/db"
 	"taskjuice/internal/vault"
@@ -155,16 +156,36 @@ func (r *Refresher) AccessToken(ctx context.Context, connID string) (string, err
 // revoked it returns a 400 with MsgCannotRefresh.
 func (r *Refresher) Refresh(ctx context.Context, connID string) error {
 	_, err := r.token(ctx, connID, true)
+	outcome := "refreshed"
 	switch {
 	case err == nil:
-		return nil
 	case errors.Is(err, ErrNeedsReauth):
-		return apperr.BadRequest("cannot_refresh", MsgCannotRefresh)
+		err, outcome = apperr.BadRequest("cannot_refresh", MsgCannotRefresh), "refused: the connection needs to be reauthorized"
 	case isTransient(err):
 		r.o.Log.WarnContext(ctx, "manual refresh failed transiently", "connection", connID, "err", err)
-		return apperr.Upstream("The app could not be reached to refresh this connection. It stays connected; try again in a moment.")
+		err, outcome = apperr.Upstream("The app could not be reached to refresh this connection. It stays connected; try again in a moment."), "failed: the app could not be reached"
+	case apperr.IsNotFound(err):
+		return err
+	default:
+		outcome = "failed"
+	}
+	if aerr := r.auditRefresh(ctx, connID, outcome); aerr != nil {
+		return errors.Join(err, aerr)
 	}
 	return err
+}
+
+// auditRefresh records a refresh asked for by a person, after it happened,
+// with its outcome.
+func (r *Refresher) auditRefresh(ctx context.Context, connID, outcome string) error {
+	if account.ActorOf(ctx) == "" {
+		return nil
+	}
+	var wsID, label string
+	if err := r.svc.db.Read().QueryRowContext(ctx, `SELECT workspace_id, label FROM connections WHERE id = $1`, connID).Scan(&wsID, &label); err != nil {
+		return fmt.Errorf("read connection for the audit log: %w", err)
+	}
+	return account.AuditByActor(ctx, r.svc.db.Write(), r.svc.now(), wsID, account.AuditConnectionRefreshed, label+" ("+connID+")", outcome)
 }
 
 type state struct {

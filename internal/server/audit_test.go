@@ -109,6 +109,7 @@ func TestAuditLogConnections(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
 		owner := e.signIn("owner@a.example")
 		connID := connectionFromLocation(t, owner.consent(t, "/acme/connections/new", url.Values{"app": {"sandbox-chat"}, "label": {"Team chat"}}, "Acme Chat"))
+		wantStatus(t, "refresh by hand", owner.api("POST", "/api/v1/connections/"+connID+"/refresh", ""), 200)
 		wantStatus(t, "revoke", owner.api("POST", "/api/v1/connections/"+connID+"/revoke", ""), 200)
 		got := owner.auditLog(t, "?action=connection.")
 		var actions []string
@@ -121,8 +122,48 @@ func TestAuditLogConnections(t *testing.T) {
 				t.Fatalf("a credential in the audit log: %+v", en)
 			}
 		}
-		if strings.Join(actions, ",") != "connection.revoked,connection.connected,connection.created" {
-			t.Fatalf("connection entries: %v, want the revocation then the creation", actions)
+		if strings.Join(actions, ",") != "connection.revoked,connection.refreshed,connection.connected,connection.created" {
+			t.Fatalf("connection entries: %v, want the revocation, the refresh, then the creation", actions)
+		}
+		if got.Entries[1].Detail != "refreshed" {
+			t.Fatalf("the refresh's outcome: %+v", got.Entries[1])
+		}
+	})
+}
+
+// A workflow's publication and deactivation and a workspace's spend cap
+// changes are recorded with the person who made them; the system's own
+// work is not.
+func TestAuditLogWorkflowsAndCaps(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		owner, admin := e.signIn("owner@a.example"), e.signIn("admin@a.example")
+		base := "/api/v1/workspaces/acme/workflows"
+		d := decodeDetail(t, "create", owner.api("POST", base, `{"name": "Greeter", "graph": {"trigger": {"id": "start", "kind": "manual"},
+			"nodes": [{"id": "shape", "kind": "transform", "config": {"output": {"x": "{{ $trigger.name }}"}}}], "edges": [{"from": "start", "to": "shape"}]}}`), 201)
+		path := base + "/" + d.Workflow.ID
+		wantStatus(t, "publish", owner.api("POST", path+"/publish", ""), 200)
+		wantStatus(t, "deactivate", admin.api("POST", path+"/deactivate", ""), 200)
+		wantStatus(t, "deactivate again", admin.api("POST", path+"/deactivate", ""), 200)
+		wantStatus(t, "cap", admin.api("PUT", "/api/v1/workspaces/acme/spend/cap", `{"capUsd":"25.00"}`), 200)
+		wantStatus(t, "same cap", admin.api("PUT", "/api/v1/workspaces/acme/spend/cap", `{"capUsd":"25.00"}`), 200)
+		wantStatus(t, "no cap", owner.api("PUT", "/api/v1/workspaces/acme/spend/cap", `{"capUsd":"0"}`), 200)
+		want := []string{
+			"spend_cap.changed owner@a.example $25.00 a month → no cap",
+			"spend_cap.changed admin@a.example no cap → $25.00 a month",
+			"workflow.deactivated admin@a.example ",
+			"workflow.published owner@a.example version 1",
+		}
+		var got []string
+		for _, en := range owner.auditLog(t, "").Entries {
+			if strings.HasPrefix(en.Action, "workflow.") || strings.HasPrefix(en.Action, "spend_cap.") {
+				got = append(got, en.Action+" "+en.ActorEmail+" "+en.Detail)
+				if strings.HasPrefix(en.Action, "workflow.") && en.Target != "Greeter ("+d.Workflow.ID+")" {
+					t.Errorf("workflow entry's target: %q", en.Target)
+				}
+			}
+		}
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Fatalf("entries:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 		}
 	})
 }

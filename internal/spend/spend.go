@@ -24,6 +24,7 @@ import (
 	"strings"
 	"time"
 
+	"taskjuice/internal/account"
 	"taskjuice/internal/apperr"
 	"taskjuice/internal/db"
 	"taskjuice/internal/llm"
@@ -303,19 +304,36 @@ func (s *Service) SetCap(ctx context.Context, workspaceID string, limit llm.Mone
 		if err := s.lock(ctx, tx, workspaceID); err != nil {
 			return err
 		}
+		before, err := s.capOf(ctx, tx, workspaceID)
+		if err != nil {
+			return err
+		}
+		if before != limit {
+			if err := account.AuditByActor(ctx, tx, s.now(), workspaceID, account.AuditSpendCapChanged, "", capText(before)+" → "+capText(limit)); err != nil {
+				return err
+			}
+		}
 		if limit == 0 {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM spend_caps WHERE workspace_id = $1`, workspaceID); err != nil {
 				return fmt.Errorf("remove spend cap: %w", err)
 			}
 			return nil
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO spend_caps (workspace_id, cap_micros, period, updated_at) VALUES ($1, $2, 'month', $3)
+		_, err = tx.ExecContext(ctx, `INSERT INTO spend_caps (workspace_id, cap_micros, period, updated_at) VALUES ($1, $2, 'month', $3)
 			ON CONFLICT (workspace_id) DO UPDATE SET cap_micros = excluded.cap_micros, updated_at = excluded.updated_at`, workspaceID, int64(limit), s.now())
 		if err != nil {
 			return fmt.Errorf("set spend cap: %w", err)
 		}
 		return s.alert(ctx, tx, workspaceID, PeriodOf(s.now()).Key())
 	})
+}
+
+// capText names a cap in the audit log.
+func capText(m llm.Money) string {
+	if m == 0 {
+		return "no cap"
+	}
+	return m.String() + " a month"
 }
 
 // Thresholds are the soft notifications, in percent of the cap.

@@ -74,7 +74,7 @@ func (h *Handler) signedInAs(forClients, enrolling bool, fn func(http.ResponseWr
 			redirect(w, r, securityPage)
 			return
 		}
-		fn(w, r, p)
+		fn(w, r.WithContext(account.WithActor(r.Context(), p.User.ID)), p)
 	}
 }
 

@@ -325,7 +325,10 @@ func (s *Service) Publish(ctx context.Context, ws account.Workspace, workflowID,
 			return apperr.Conflict("version_changed", "", "This version changed while publishing; try again")
 		}
 		_, err = tx.ExecContext(ctx, `UPDATE workflows SET active_version_id = $1, updated_at = $2 WHERE id = $3`, v.ID, now, workflowID)
-		return err
+		if err != nil {
+			return err
+		}
+		return s.audit(ctx, tx, ws.ID, workflowID, account.AuditWorkflowPublished, fmt.Sprintf("version %d", v.Number))
 	})
 	if err != nil {
 		return Version{}, err
@@ -346,12 +349,31 @@ func (s *Service) Deactivate(ctx context.Context, ws account.Workspace, workflow
 		if _, err := s.get(ctx, tx, ws.ID, workflowID); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE workflow_versions SET state = 'inactive' WHERE workflow_id = $1 AND state = 'active'`, workflowID); err != nil {
+		res, err := tx.ExecContext(ctx, `UPDATE workflow_versions SET state = 'inactive' WHERE workflow_id = $1 AND state = 'active'`, workflowID)
+		if err != nil {
 			return fmt.Errorf("deactivate: %w", err)
 		}
-		_, err := tx.ExecContext(ctx, `UPDATE workflows SET active_version_id = NULL, updated_at = $1 WHERE id = $2`, s.now(), workflowID)
-		return err
+		if _, err := tx.ExecContext(ctx, `UPDATE workflows SET active_version_id = NULL, updated_at = $1 WHERE id = $2`, s.now(), workflowID); err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil // nothing was live
+		}
+		return s.audit(ctx, tx, ws.ID, workflowID, account.AuditWorkflowDeactivated, "")
 	})
+}
+
+// audit records a person's change of a workflow in the account's audit
+// log, within tx, naming the workflow.
+func (s *Service) audit(ctx context.Context, tx db.Querier, workspaceID, workflowID, action, detail string) error {
+	if account.ActorOf(ctx) == "" {
+		return nil
+	}
+	var name string
+	if err := tx.QueryRowContext(ctx, `SELECT name FROM workflows WHERE id = $1`, workflowID).Scan(&name); err != nil {
+		return fmt.Errorf("read workflow for the audit log: %w", err)
+	}
+	return account.AuditByActor(ctx, tx, s.now(), workspaceID, action, name+" ("+workflowID+")", detail)
 }
 
 // Export is a workflow as a portable document: its name, description and
