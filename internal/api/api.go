@@ -19,6 +19,7 @@ import (
 	"taskjuice/internal/notify"
 	"taskjuice/internal/portal"
 	"taskjuice/internal/spend"
+	"taskjuice/internal/teardown"
 	"taskjuice/internal/workflow"
 )
 
@@ -46,6 +47,7 @@ type Handler struct {
 	portal      *portal.Service
 	emailOn     func() bool
 	baseURL     string
+	teardown    *teardown.Service
 }
 
 // Deps are the domain services the API uses.
@@ -76,6 +78,8 @@ type Deps struct {
 	// EmailOn tells whether the server sends email (nil: it does not);
 	// without it a client request is sent by a link returned once.
 	EmailOn func() bool
+	// Teardown deletes workspaces and the account, and exports its data.
+	Teardown *teardown.Service
 }
 
 // New returns the API handler.
@@ -83,7 +87,7 @@ func New(d Deps) *Handler {
 	return &Handler{accounts: d.Accounts, auth: d.Auth, log: d.Log, connections: d.Connections,
 		refresher: d.Refresher, catalog: d.Catalog, workflows: d.Workflows, engine: d.Engine, agents: d.Agents,
 		models: d.Models, spend: d.Spend, triggers: d.Triggers, instants: d.Instants, baseURL: d.BaseURL,
-		alerts: d.Alerts, chatTargets: d.ChatTargets, portal: d.Portal, emailOn: d.EmailOn,
+		alerts: d.Alerts, chatTargets: d.ChatTargets, portal: d.Portal, emailOn: d.EmailOn, teardown: d.Teardown,
 		gate: gate.Deps{Catalog: d.Catalog, Connections: d.Connections, Workflows: d.Workflows, Models: d.Models, Portal: d.Portal}}
 }
 
@@ -100,6 +104,8 @@ func (h *Handler) Routes() []Route {
 		{"GET", "/api/v1/me", h.authed(h.me)},
 		{"GET", "/api/v1/account", h.authed(h.getAccount)},
 		{"PATCH", "/api/v1/account", h.authed(h.patchAccount)},
+		{"DELETE", "/api/v1/account", h.authed(h.deleteAccount)},
+		{"GET", "/api/v1/account/export", h.authed(h.exportAccount)},
 		{"POST", "/api/v1/account/transfer-ownership", h.authed(h.transferOwnership)},
 		{"GET", "/api/v1/account/staff", h.authed(h.listStaff)},
 		{"PATCH", "/api/v1/account/staff/{userId}", h.authed(h.changeTeammateRole)},
@@ -114,6 +120,8 @@ func (h *Handler) Routes() []Route {
 		{"GET", "/api/v1/workspaces/slug-availability", h.authed(h.slugAvailability)},
 		{"GET", "/api/v1/workspaces/{slug}", h.authed(h.getWorkspace)},
 		{"PATCH", "/api/v1/workspaces/{slug}", h.authed(h.patchWorkspace)},
+		{"DELETE", "/api/v1/workspaces/{slug}", h.authed(h.deleteWorkspace)},
+		{"GET", "/api/v1/workspaces/{slug}/contents", h.authed(h.workspaceContents)},
 		{"GET", "/api/v1/workspaces/{slug}/members", h.authed(h.listMembers)},
 		{"GET", "/api/v1/api-tokens", h.authed(h.listTokens)},
 		{"POST", "/api/v1/api-tokens", h.authed(h.createToken)},

@@ -21,21 +21,29 @@ import (
 // does not block the revocation here: a person who revokes wants it gone
 // from TaskJuice whatever the app says; the outcome is noted in the history.
 func (s *Service) Revoke(ctx context.Context, ws account.Workspace, id string, actor Actor, cfg *oauth2.Config, revokeURL string, client *http.Client) (Connection, error) {
+	c, _, err := s.RevokeReporting(ctx, ws, id, actor, cfg, revokeURL, client)
+	return c, err
+}
+
+// RevokeReporting is Revoke that also says, in words, how the app's
+// revocation endpoint answered ("" when there is none to call).
+func (s *Service) RevokeReporting(ctx context.Context, ws account.Workspace, id string, actor Actor, cfg *oauth2.Config, revokeURL string, client *http.Client) (Connection, string, error) {
 	c, err := s.Get(ctx, ws, id)
 	if err != nil {
-		return Connection{}, err
+		return Connection{}, "", err
 	}
 	if c.Status == StatusRevoked {
-		return Connection{}, apperr.Conflict("already_revoked", "", "This connection is already revoked.")
+		return Connection{}, "", apperr.Conflict("already_revoked", "", "This connection is already revoked.")
 	}
 	detail := map[string]string{}
 	if revokeURL != "" && cfg != nil {
 		detail["providerRevocation"] = s.revokeAtProvider(ctx, c.ID, cfg, revokeURL, client)
 	}
 	if _, err := s.Transition(ctx, c.ID, StatusRevoked, "revoked by a person", actor, detail); err != nil {
-		return Connection{}, err
+		return Connection{}, "", err
 	}
-	return s.Get(ctx, ws, id)
+	c, err = s.Get(ctx, ws, id)
+	return c, detail["providerRevocation"], err
 }
 
 // revokeAtProvider posts the token to the app's revocation endpoint and

@@ -30,6 +30,7 @@ import (
 	"taskjuice/internal/notify"
 	"taskjuice/internal/portal"
 	"taskjuice/internal/spend"
+	"taskjuice/internal/teardown"
 	"taskjuice/internal/trigger"
 	"taskjuice/internal/web"
 	"taskjuice/internal/workflow"
@@ -94,7 +95,10 @@ func New(o Options) (*Server, error) {
 	}
 	clients := portal.NewService(o.DB, o.Accounts, o.Connections, o.Workflows, o.Catalog, waker)
 	agents := agent.NewService(o.Workflows, o.Connections, o.Catalog, o.Models)
+	td := &teardown.Service{Accounts: o.Accounts, Connections: o.Connections, Catalog: o.Catalog, Workflows: o.Workflows,
+		CallbackURL: o.BaseURL + "/oauth/callback", Log: o.Log}
 	pages, err := web.New(web.Deps{
+		Teardown: td,
 		Agents:   agents,
 		Accounts: o.Accounts, Auth: auth, Log: o.Log, Connections: o.Connections,
 		Refresher: o.Refresher, Catalog: o.Catalog, Workflows: o.Workflows, Engine: o.Engine, Webhooks: o.Webhooks, Notify: o.Notify, BaseURL: o.BaseURL,
@@ -139,7 +143,7 @@ func New(o Options) (*Server, error) {
 		Refresher: o.Refresher, Catalog: o.Catalog, Workflows: o.Workflows, Engine: o.Engine, BaseURL: o.BaseURL,
 		Agents: agents, Portal: clients,
 		Models: o.Models, Spend: o.Spend, Triggers: triggerStates(o.Poller), Instants: instantTriggerStates(o.Listener),
-		Alerts: o.Notify, ChatTargets: notify.ChatTargetsOf(o.Connections), EmailOn: pages.EmailOn,
+		Alerts: o.Notify, ChatTargets: notify.ChatTargetsOf(o.Connections), EmailOn: pages.EmailOn, Teardown: td,
 	}).Register(mux)
 	pages.Register(mux)
 	if o.Sandbox != nil {

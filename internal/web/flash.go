@@ -66,6 +66,7 @@ var flashes = map[string]string{
 	"invitation-resent":   "Invitation sent again. The earlier link no longer works.",
 	"invitation-revoked":  "Invitation revoked.",
 	"teammate-invited":    "Invitation sent.",
+	"workspace-deleted":   "Workspace deleted. Its connections were revoked at their apps.",
 	"workspace-renamed":   "Workspace renamed. Its old address redirects here for 90 days.",
 	"role-changed":        "Role changed.",
 	"teammate-removed":    "Teammate removed. Their sessions and API tokens no longer work.",

@@ -27,6 +27,7 @@ import (
 	"taskjuice/internal/notify"
 	"taskjuice/internal/portal"
 	"taskjuice/internal/spend"
+	"taskjuice/internal/teardown"
 	"taskjuice/internal/textcheck"
 	"taskjuice/internal/trigger"
 	"taskjuice/internal/workflow"
@@ -54,6 +55,8 @@ type Deps struct {
 	Spend       *spend.Service // model spend and its cap
 	Agents      *agent.Service
 	Portal      *portal.Service
+	// Teardown deletes workspaces and the account, and exports its data.
+	Teardown *teardown.Service
 	// Polls tells where each polling app trigger stands; nil shows nothing.
 	Polls PollStates
 	// Instants tells where each instant app trigger stands; nil shows
@@ -157,6 +160,8 @@ func (h *Handler) register(mux, ws router) {
 	mux.HandleFunc("POST /team/members/{userId}/remove", h.staff(h.removeTeammate))
 	mux.HandleFunc("GET /settings/general", h.staff(h.generalSettings))
 	mux.HandleFunc("POST /settings/general", h.staff(h.saveGeneralSettings))
+	mux.HandleFunc("POST /settings/general/export", h.staff(h.exportAccount))
+	mux.HandleFunc("POST /settings/general/delete", h.staff(h.deleteAccount))
 	// The page's earlier address.
 	mux.HandleFunc("GET /settings/account", h.staff(h.generalSettings))
 	mux.HandleFunc("POST /settings/account", h.staff(h.saveGeneralSettings))
@@ -230,6 +235,8 @@ func (h *Handler) register(mux, ws router) {
 	ws.HandleFunc("POST /{workspaceSlug}/workspace/members/invite", h.inWorkspace("members", h.inviteClient))
 	ws.HandleFunc("POST /{workspaceSlug}/workspace/retention", h.inWorkspace("workspace", h.saveRetention))
 	ws.HandleFunc("POST /{workspaceSlug}/workspace/rename", h.inWorkspace("workspace", h.renameWorkspace))
+	ws.HandleFunc("GET /{workspaceSlug}/workspace/delete", h.inWorkspace("workspace", h.deleteWorkspacePage))
+	ws.HandleFunc("POST /{workspaceSlug}/workspace/delete", h.inWorkspace("workspace", h.deleteWorkspace))
 	ws.HandleFunc("POST /{workspaceSlug}/workspace/members/invitations/{id}/resend", h.inWorkspace("members", h.resendInvitation))
 	ws.HandleFunc("POST /{workspaceSlug}/workspace/members/invitations/{id}/revoke", h.inWorkspace("members", h.revokeInvitation))
 	ws.HandleFunc("GET /{workspaceSlug}/analytics/costs", h.inWorkspace("costs", h.costs))
