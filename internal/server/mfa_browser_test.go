@@ -9,20 +9,52 @@ import (
 	"github.com/chromedp/chromedp"
 )
 
-// TestBrowserMFA drives the Security page and the sign-in's code step in
-// a real browser: enroll from the manual key (the test computes the codes
-// as an authenticator app would), sign out, sign in with password and
-// code, use a backup code once, and see an unenrolled member held at the
-// enrollment page once the owner requires MFA.
+// TestBrowserMFA walks the team and MFA story in a real browser, on both
+// databases: the owner invites a teammate from the Team page, the
+// teammate accepts from the emailed link, enrolls from the manual key (the
+// test computes the codes as an authenticator app would), signs out and in
+// with password and code, uses a backup code once (a second use fails),
+// then the owner requires MFA and an unenrolled member is held at the
+// enrollment page.
 func TestBrowserMFA(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
-		if !strings.HasSuffix(t.Name(), "sqlite") {
-			t.Skip("the pages behave the same on both engines; one browser run is enough")
-		}
 		ctx := newBrowser(t)
 		base := e.srv.URL
+		box := e.mailbox()
 		browserSignIn(t, ctx, base, "owner@a.example")
 		err := chromedp.Do(ctx,
+			chromedp.Navigate(base+"/team?tab=invitations"),
+			chromedp.WaitVisible(`//button[text()="Invite teammate"]`),
+			chromedp.SendKeys(`#invite input[name=email]`, "nora@a.example"),
+			chromedp.Click(`//button[text()="Invite teammate"]`),
+			chromedp.WaitVisible(`//td[contains(., "nora@a.example")]`),
+		)
+		if err != nil {
+			t.Fatalf("invite a teammate: %v", err)
+		}
+		screenshot(t, ctx, "team-invited")
+		mails := box.deliver(t)
+		if len(mails) != 1 || mails[0].To[0] != "nora@a.example" {
+			t.Fatalf("invitation emails: %+v", mails)
+		}
+		link := linkIn(t, e, mails[0], "/invitations/")
+		browserSignOut(t, ctx)
+		err = chromedp.Do(ctx,
+			chromedp.Navigate(link),
+			chromedp.WaitVisible(`input[name=password]`),
+			chromedp.SendKeys(`input[name=name]`, "Nora"),
+			chromedp.SendKeys(`input[name=password]`, pw),
+			chromedp.Click(`//button[text()="Create my sign-in"]`),
+			chromedp.WaitVisible(`form[action="/signout"] button`),
+		)
+		if err != nil {
+			t.Fatalf("accept the invitation: %v", err)
+		}
+		if who := text(t, ctx, `.who-name`); who != "Nora" {
+			t.Fatalf("signed in after accepting as %q", who)
+		}
+
+		err = chromedp.Do(ctx,
 			chromedp.Navigate(base+"/account/security"),
 			chromedp.WaitVisible(`//button[text()="Set up MFA"]`),
 			chromedp.Click(`//button[text()="Set up MFA"]`),
@@ -49,20 +81,22 @@ func TestBrowserMFA(t *testing.T) {
 		screenshot(t, ctx, "mfa-enabled")
 
 		browserSignOut(t, ctx)
-		browserPassword(t, ctx, base, "owner@a.example")
+		browserPassword(t, ctx, base, "nora@a.example")
 		// The next time step's code: the one that enabled MFA is used up.
 		browserCode(t, ctx, totpCode(t, key, time.Now().Add(30*time.Second)), `.tiles`)
 
 		browserSignOut(t, ctx)
-		browserPassword(t, ctx, base, "owner@a.example")
+		browserPassword(t, ctx, base, "nora@a.example")
 		browserCode(t, ctx, backups[0], `.tiles`)
 		browserSignOut(t, ctx)
-		browserPassword(t, ctx, base, "owner@a.example")
+		browserPassword(t, ctx, base, "nora@a.example")
 		browserCode(t, ctx, backups[0], `.alert-error`)
 		if msg := text(t, ctx, `.alert-error`); !strings.Contains(msg, "That code is not right") {
 			t.Fatalf("second use of a backup code: %q", msg)
 		}
 		browserCode(t, ctx, backups[1], `.tiles`)
+		browserSignOut(t, ctx)
+		browserSignIn(t, ctx, base, "owner@a.example")
 
 		// The owner requires MFA with no grace period.
 		err = chromedp.Do(ctx,
@@ -129,7 +163,7 @@ func browserCode(t *testing.T, ctx context.Context, code, sel string) {
 
 func browserSignOut(t *testing.T, ctx context.Context) {
 	t.Helper()
-	if err := chromedp.Do(ctx, chromedp.Click(`form[action="/signout"] button`), chromedp.WaitVisible(chromedp.CSS(`input[name=email]`))); err != nil {
+	if err := chromedp.Do(ctx, chromedp.Click(`form[action="/signout"] button`), chromedp.WaitVisible(chromedp.CSS(`form[action="/signin"] input[name=email]`))); err != nil {
 		t.Fatalf("sign out: %v", err)
 	}
 }

@@ -169,7 +169,7 @@ func TestBrowserNarrowScreen(t *testing.T) {
 		// Every table that turns into cards names each field after its
 		// column (buttons excepted).
 		// None of them scrolls sideways.
-		for i, page := range []string{"/acme/connections", "/acme/connections/" + id, "/acme/workflows", "/acme/workflows/" + w.ID, "/acme/workspace/members", "/settings/account", "/acme/settings/models"} {
+		for i, page := range []string{"/acme/connections", "/acme/connections/" + id, "/acme/workflows", "/acme/workflows/" + w.ID, "/acme/workspace/members", "/team", "/acme/settings/models"} {
 			if err := chromedp.Do(b, chromedp.Navigate(e.srv.URL+page), chromedp.WaitVisible(chromedp.CSS(`#main`))); err != nil {
 				t.Fatalf("open %s: %v", page, err)
 			}
