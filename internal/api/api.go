@@ -102,6 +102,8 @@ func (h *Handler) Routes() []Route {
 	return []Route{
 		{"GET", "/api/v1/openapi.json", h.openAPI},
 		{"GET", "/api/v1/me", h.authed(h.me)},
+		{"GET", "/api/v1/me/sessions", h.authed(h.listSessions)},
+		{"DELETE", "/api/v1/me/sessions/{id}", h.authed(h.endSession)},
 		{"GET", "/api/v1/account", h.authed(h.getAccount)},
 		{"PATCH", "/api/v1/account", h.authed(h.patchAccount)},
 		{"DELETE", "/api/v1/account", h.authed(h.deleteAccount)},

@@ -6,6 +6,7 @@ import (
 
 	"taskjuice/internal/account"
 	"taskjuice/internal/apperr"
+	"taskjuice/internal/authn"
 )
 
 // The agency's team: teammate invitations, role changes and removals, for
@@ -114,4 +115,29 @@ func (h *Handler) listAuditLog(w http.ResponseWriter, r *http.Request, p account
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"entries": nonNil(list)})
+}
+
+// listSessions lists the caller's own sign-in sessions (the one a browser
+// asks from is marked current).
+func (h *Handler) listSessions(w http.ResponseWriter, r *http.Request, p account.Principal) {
+	current := ""
+	if c, err := r.Cookie(authn.SessionCookie); err == nil {
+		current = c.Value
+	}
+	list, err := h.accounts.Sessions(r.Context(), p.User.ID, current)
+	if err != nil {
+		writeError(w, r, h.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"sessions": list})
+}
+
+// endSession signs one of the caller's sessions out; another person's is
+// not found.
+func (h *Handler) endSession(w http.ResponseWriter, r *http.Request, p account.Principal) {
+	if err := h.accounts.EndSession(r.Context(), p.User.ID, r.PathValue("id")); err != nil {
+		writeError(w, r, h.log, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
