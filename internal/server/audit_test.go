@@ -110,6 +110,8 @@ func TestAuditLogConnections(t *testing.T) {
 		owner := e.signIn("owner@a.example")
 		connID := connectionFromLocation(t, owner.consent(t, "/acme/connections/new", url.Values{"app": {"sandbox-chat"}, "label": {"Team chat"}}, "Acme Chat"))
 		wantStatus(t, "refresh by hand", owner.api("POST", "/api/v1/connections/"+connID+"/refresh", ""), 200)
+		connectionFromLocation(t, owner.consent(t, "/acme/connections/"+connID+"/reconnect", url.Values{}, "Acme Chat"))
+		wantRedirect(t, "allowed domains", owner.post("/acme/connections/"+connID+"/allowed-domains", url.Values{"domains": {"files.chat.example"}}), "/acme/connections/"+connID)
 		wantStatus(t, "revoke", owner.api("POST", "/api/v1/connections/"+connID+"/revoke", ""), 200)
 		got := owner.auditLog(t, "?action=connection.")
 		var actions []string
@@ -122,11 +124,11 @@ func TestAuditLogConnections(t *testing.T) {
 				t.Fatalf("a credential in the audit log: %+v", en)
 			}
 		}
-		if strings.Join(actions, ",") != "connection.revoked,connection.refreshed,connection.connected,connection.created" {
-			t.Fatalf("connection entries: %v, want the revocation, the refresh, then the creation", actions)
+		if strings.Join(actions, ",") != "connection.revoked,connection.allowed_domains_changed,connection.reconnected,connection.refreshed,connection.connected,connection.created" {
+			t.Fatalf("connection entries: %v, want the revocation, the domains, the reconnection, the refresh, then the creation", actions)
 		}
-		if got.Entries[1].Detail != "refreshed" {
-			t.Fatalf("the refresh's outcome: %+v", got.Entries[1])
+		if got.Entries[3].Detail != "refreshed" {
+			t.Fatalf("the refresh's outcome: %+v", got.Entries[3])
 		}
 	})
 }
