@@ -34,6 +34,10 @@ func Builtins(cat *catalog.Catalog, apps *connection.AppClient, hc *http.Client)
 		workflow.NodeDelay:     delay,
 		workflow.NodeApproval:  approval,
 		workflow.NodeLoop:      loop,
+		workflow.NodeFilter:    filterNode,
+		workflow.NodeSort:      sortNode,
+		workflow.NodeStopError: stopError,
+		workflow.NodeCode:      codeNode(CodeLimits{}),
 		workflow.NodeHTTP:      httpNode(apps, hc),
 		workflow.NodeAction:    action(cat, apps),
 	}

@@ -43,6 +43,9 @@ type Call struct {
 	Attempt int
 	// Now is when the step started, on the engine's clock.
 	Now time.Time
+	// Scope is the run's data as expressions see it (for a Code step,
+	// whose settings are not evaluated as templates).
+	Scope Scope
 }
 
 // Outcome is what a node produced.

@@ -451,7 +451,7 @@ func (e *Engine) execute(ctx context.Context, st state, node workflow.Node, inpu
 		return Outcome{}, &StepError{Code: "NOT_SUPPORTED", Message: fmt.Sprintf("This TaskJuice cannot run %s steps yet", node.Kind.Label())}
 	}
 	cfg := node.Config
-	if e.eval != nil && len(cfg) > 0 {
+	if e.eval != nil && len(cfg) > 0 && templated(node.Kind) {
 		if cfg, err = e.eval(ctx, cfg, s); err != nil {
 			return Outcome{}, err
 		}
@@ -459,13 +459,18 @@ func (e *Engine) execute(ctx context.Context, st state, node workflow.Node, inpu
 	var console strings.Builder
 	sctx, cancel := context.WithTimeout(ctx, e.o.StepTimeout)
 	defer cancel()
-	out, err = exec(sctx, Call{Run: st.Run, Node: node, Entry: cur.NodeID, Config: cfg, Input: input, IdempotencyKey: key, Console: &console, Attempt: cur.Attempt, Now: e.now()})
+	out, err = exec(sctx, Call{Run: st.Run, Node: node, Entry: cur.NodeID, Config: cfg, Input: input, IdempotencyKey: key, Console: &console, Attempt: cur.Attempt, Now: e.now(), Scope: s})
 	cur.Console = console.String()
 	if err == nil && sctx.Err() != nil && ctx.Err() == nil {
 		err = &StepError{Code: "TIMEOUT", Message: fmt.Sprintf("The step took longer than %s", e.o.StepTimeout), Retryable: true}
 	}
 	return out, err
 }
+
+// templated reports whether a kind's settings are evaluated as templates
+// before it runs: a Code step's source is code, and reads the run's data
+// itself.
+func templated(k workflow.Kind) bool { return k != workflow.NodeCode }
 
 // commit records a step's result and moves the run on. A step that
 // completed at once, with its run going on or completing, joins the group

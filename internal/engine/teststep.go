@@ -62,7 +62,7 @@ func (e *Engine) TestStep(ctx context.Context, run Run, node workflow.Node, s Sc
 		return res, nil
 	}
 	cfg := node.Config
-	if e.eval != nil && len(cfg) > 0 {
+	if e.eval != nil && len(cfg) > 0 && templated(node.Kind) {
 		var err error
 		if cfg, err = e.eval(ctx, cfg, s); err != nil {
 			res.Error = asStepError(err)
@@ -71,7 +71,7 @@ func (e *Engine) TestStep(ctx context.Context, run Run, node workflow.Node, s Sc
 		}
 	}
 	res.Input = nonEmpty(cfg)
-	out, err := e.runTest(ctx, exec, Call{Run: run, Node: node, Entry: node.ID, Config: cfg, Input: nonEmpty(s.Input), IdempotencyKey: "test:" + run.WorkflowID + ":" + node.ID + ":" + start.Format(time.RFC3339Nano), Attempt: 1, Now: e.now()}, &res)
+	out, err := e.runTest(ctx, exec, Call{Run: run, Node: node, Entry: node.ID, Config: cfg, Input: nonEmpty(s.Input), IdempotencyKey: "test:" + run.WorkflowID + ":" + node.ID + ":" + start.Format(time.RFC3339Nano), Attempt: 1, Now: e.now(), Scope: s}, &res)
 	res.DurationMS = time.Since(start).Milliseconds()
 	if err != nil {
 		res.Error = testError(err)
@@ -85,7 +85,8 @@ func (e *Engine) TestStep(ctx context.Context, run Run, node workflow.Node, s Sc
 // through its call, writing nothing about runs.
 func testable(k workflow.Kind) bool {
 	switch k {
-	case workflow.NodeAction, workflow.NodeHTTP, workflow.NodeBranch, workflow.NodeSwitch, workflow.NodeTransform:
+	case workflow.NodeAction, workflow.NodeHTTP, workflow.NodeBranch, workflow.NodeSwitch, workflow.NodeTransform,
+		workflow.NodeFilter, workflow.NodeSort, workflow.NodeCode, workflow.NodeStopError:
 		return true
 	}
 	return false

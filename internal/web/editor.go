@@ -212,7 +212,7 @@ func newStepID(g workflow.Graph) string {
 var stepKinds = []workflow.Kind{
 	workflow.NodeAction, workflow.NodeHTTP, workflow.NodeBranch, workflow.NodeSwitch, workflow.NodeTransform,
 	workflow.NodeDelay, workflow.NodeApproval, workflow.NodeLoop, workflow.NodeCallWorkflow,
-	workflow.NodeAIGenerate, workflow.NodeAIExtract,
+	workflow.NodeAIGenerate, workflow.NodeAIExtract, workflow.NodeFilter, workflow.NodeSort, workflow.NodeCode, workflow.NodeStopError,
 }
 
 var triggerKinds = []workflow.Kind{workflow.TriggerManual, workflow.TriggerWebhook, workflow.TriggerSchedule, workflow.TriggerApp, workflow.TriggerError}
@@ -250,6 +250,14 @@ func defaultConfig(k workflow.Kind) any {
 		return workflow.AIGenerateConfig{}
 	case workflow.NodeAIExtract:
 		return workflow.AIExtractConfig{Schema: json.RawMessage(`{"type":"object","properties":{}}`)}
+	case workflow.NodeFilter:
+		return workflow.FilterConfig{}
+	case workflow.NodeSort:
+		return workflow.SortConfig{Order: "asc"}
+	case workflow.NodeCode:
+		return workflow.CodeConfig{Source: "// $input, $trigger and $steps hold the run's data.\nreturn { ok: true };"}
+	case workflow.NodeStopError:
+		return workflow.StopErrorConfig{Code: "STOPPED"}
 	}
 	return struct{}{}
 }
@@ -276,6 +284,8 @@ type stepForm struct {
 	Output, Duration, Until, Message       string
 	Items, MaxItems, WorkflowID, Input     string
 	Model, Prompt, Text, Schema, MaxTokens string
+	By, Order, Source, TimeoutMS           string
+	ErrorCode                              string
 	FalseTo, DoneTo                        string
 	// Redact: "Don't store input and output".
 	Redact  bool
@@ -362,6 +372,17 @@ func formOf(g workflow.Graph, n workflow.Node, ends map[string]bool) stepForm {
 		if c.MaxTokens != 0 {
 			f.MaxTokens = strconv.Itoa(c.MaxTokens)
 		}
+	case *workflow.FilterConfig:
+		f.Items, f.Condition = c.Items, c.Condition
+	case *workflow.SortConfig:
+		f.Items, f.By, f.Order = c.Items, c.By, c.Order
+	case *workflow.CodeConfig:
+		f.Source = c.Source
+		if c.TimeoutMS != 0 {
+			f.TimeoutMS = strconv.Itoa(c.TimeoutMS)
+		}
+	case *workflow.StopErrorConfig:
+		f.ErrorCode, f.Message = c.Code, c.Message
 	}
 	return f
 }
@@ -440,6 +461,11 @@ func readStepForm(pf url.Values, base stepForm) stepForm {
 	str("schema", &f.Schema)
 	str("maxTokens", &f.MaxTokens)
 	str("input", &f.Input)
+	str("by", &f.By)
+	str("order", &f.Order)
+	str("source", &f.Source)
+	str("timeoutMs", &f.TimeoutMS)
+	str("errorCode", &f.ErrorCode)
 	str("falseTo", &f.FalseTo)
 	str("doneTo", &f.DoneTo)
 	f.Inputs = map[string]string{}
@@ -604,6 +630,20 @@ func (h *Handler) apply(g workflow.Graph, n workflow.Node, f stepForm, conns []c
 		}
 		cfg = c
 		paths["done"] = later("doneTo", f.DoneTo)
+	case workflow.NodeFilter:
+		cfg = workflow.FilterConfig{Items: strings.TrimSpace(f.Items), Condition: strings.TrimSpace(f.Condition)}
+	case workflow.NodeSort:
+		cfg = workflow.SortConfig{Items: strings.TrimSpace(f.Items), By: strings.TrimSpace(f.By), Order: strings.TrimSpace(f.Order)}
+	case workflow.NodeCode:
+		c := workflow.CodeConfig{Source: f.Source}
+		if v, err := wholeNumber(f.TimeoutMS); err != nil {
+			errs["timeoutMs"] = err.Error()
+		} else {
+			c.TimeoutMS = v
+		}
+		cfg = c
+	case workflow.NodeStopError:
+		cfg = workflow.StopErrorConfig{Code: strings.TrimSpace(f.ErrorCode), Message: strings.TrimSpace(f.Message)}
 	case workflow.NodeCallWorkflow:
 		c := workflow.CallWorkflowConfig{WorkflowID: f.WorkflowID}
 		if raw, err := jsonField(f.Input); err != nil {
@@ -1026,6 +1066,14 @@ func shownFields(c stepCard) map[string]bool {
 		m["model.providerId"], m["model.name"], m["prompt"], m["maxTokens"] = true, true, true, true
 	case workflow.NodeAIExtract:
 		m["model.providerId"], m["model.name"], m["text"], m["schema"], m["maxTokens"] = true, true, true, true, true
+	case workflow.NodeFilter:
+		m["items"], m["condition"] = true, true
+	case workflow.NodeSort:
+		m["items"], m["by"], m["order"] = true, true, true
+	case workflow.NodeCode:
+		m["source"], m["timeoutMs"] = true, true
+	case workflow.NodeStopError:
+		m["code"], m["message"] = true, true
 	}
 	return m
 }

@@ -131,6 +131,48 @@ type LoopConfig struct {
 	MaxItems int    `json:"maxItems,omitempty"`
 }
 
+// FilterConfig keeps the items (a list, usually from an expression) for
+// which Condition is true. Condition is a JSONata expression written
+// without {{ }}: it is evaluated against each item ($ is the item, $index
+// its position).
+type FilterConfig struct {
+	Items     string `json:"items"`
+	Condition string `json:"condition"`
+}
+
+// SortConfig orders the items by the value of By, a JSONata expression
+// written without {{ }} and evaluated against each item; numbers before
+// text, missing values last; Order is "asc" (the default) or "desc". The
+// order of items with equal values is kept.
+type SortConfig struct {
+	Items string `json:"items"`
+	By    string `json:"by"`
+	Order string `json:"order,omitempty"`
+}
+
+// CodeConfig runs JavaScript: Source is the body of a function whose
+// return value is the step's output. It sees $input, $trigger, $steps and
+// $meta as expressions do, and console.log writes to the step's console.
+// It has no network, file or process access. TimeoutMS bounds its time
+// (default 1000, at most MaxCodeTimeoutMS); its memory is bounded too.
+type CodeConfig struct {
+	Source    string `json:"source"`
+	TimeoutMS int    `json:"timeoutMs,omitempty"`
+}
+
+// Limits of a Code step.
+const (
+	DefaultCodeTimeoutMS = 1000
+	MaxCodeTimeoutMS     = 10000
+	MaxCodeSource        = 64 << 10
+)
+
+// StopErrorConfig fails the run with a chosen error code and message.
+type StopErrorConfig struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
 // CallWorkflowConfig runs another published workflow and waits for it.
 type CallWorkflowConfig struct {
 	WorkflowID string          `json:"workflowId"`
@@ -255,6 +297,14 @@ func configFor(k Kind) any {
 		return &AIGenerateConfig{}
 	case NodeAIExtract:
 		return &AIExtractConfig{}
+	case NodeFilter:
+		return &FilterConfig{}
+	case NodeSort:
+		return &SortConfig{}
+	case NodeCode:
+		return &CodeConfig{}
+	case NodeStopError:
+		return &StopErrorConfig{}
 	}
 	return nil
 }

@@ -102,6 +102,10 @@ const (
 	NodeAgent        Kind = "agent"
 	NodeAIGenerate   Kind = "ai-generate"
 	NodeAIExtract    Kind = "ai-extract"
+	NodeFilter       Kind = "filter"
+	NodeSort         Kind = "sort"
+	NodeCode         Kind = "code"
+	NodeStopError    Kind = "stop-error"
 )
 
 // IsTrigger reports whether k is a trigger kind.
@@ -116,7 +120,8 @@ func (k Kind) IsTrigger() bool {
 // IsNode reports whether k is a step kind.
 func (k Kind) IsNode() bool {
 	switch k {
-	case NodeAction, NodeHTTP, NodeBranch, NodeSwitch, NodeTransform, NodeDelay, NodeApproval, NodeLoop, NodeCallWorkflow, NodeAgent, NodeAIGenerate, NodeAIExtract:
+	case NodeAction, NodeHTTP, NodeBranch, NodeSwitch, NodeTransform, NodeDelay, NodeApproval, NodeLoop, NodeCallWorkflow, NodeAgent, NodeAIGenerate, NodeAIExtract,
+		NodeFilter, NodeSort, NodeCode, NodeStopError:
 		return true
 	}
 	return false
@@ -159,6 +164,14 @@ func (k Kind) Label() string {
 		return "AI Generate"
 	case NodeAIExtract:
 		return "AI Extract"
+	case NodeFilter:
+		return "Filter"
+	case NodeSort:
+		return "Sort"
+	case NodeCode:
+		return "Code"
+	case NodeStopError:
+		return "Stop and Error"
 	}
 	return string(k)
 }

@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"taskjuice/internal/catalog"
+	"taskjuice/internal/expr"
 )
 
 // Publish gate messages people see.
@@ -303,6 +304,31 @@ func (v *validator) nestedLoops() {
 	}
 }
 
+// stopCode is the shape of a Stop and Error step's code.
+var stopCode = regexp.MustCompile(`^[A-Z][A-Z0-9_]{0,63}$`)
+
+// items checks the list a Filter or Sort step works on.
+func (v *validator) items(n Node, items string) {
+	if strings.TrimSpace(items) == "" {
+		v.add(n.ID, "items", "Enter the list of items, e.g. {{ $steps.find_orders.data.orders }}")
+	}
+}
+
+// itemExpr checks an expression evaluated against each item: written
+// without {{ }}, and compiling.
+func (v *validator) itemExpr(n Node, field, src, missing string) {
+	switch {
+	case strings.TrimSpace(src) == "":
+		v.add(n.ID, field, "%s", missing)
+	case strings.Contains(src, "{{"):
+		v.add(n.ID, field, "Write this without {{ }}: it is evaluated against each item ($ is the item)")
+	default:
+		if _, err := expr.Compile(src); err != nil {
+			v.add(n.ID, field, "%s", err.Error())
+		}
+	}
+}
+
 func (v *validator) find(id string) *Node {
 	if v.g.Trigger != nil && v.g.Trigger.ID == id {
 		return v.g.Trigger
@@ -324,7 +350,7 @@ func (v *validator) node(n Node) {
 		v.add(n.ID, "config", "The settings of this %s are not valid: %s", n.Kind.Label(), strings.TrimPrefix(err.Error(), "json: "))
 		return
 	}
-	if v.c.Expressions != nil && len(n.Config) > 0 {
+	if v.c.Expressions != nil && len(n.Config) > 0 && n.Kind != NodeCode {
 		if err := v.c.Expressions(n.Config); err != nil {
 			v.add(n.ID, "config", "%s", err.Error())
 		}
@@ -437,6 +463,32 @@ func (v *validator) node(n Node) {
 		}
 		if c.MaxItems < 0 || c.MaxItems > MaxLoopItems {
 			v.add(n.ID, "maxItems", "A loop runs at most %d items", MaxLoopItems)
+		}
+	case *FilterConfig:
+		v.items(n, c.Items)
+		v.itemExpr(n, "condition", c.Condition, "Enter the condition each item must meet, e.g. price > 10")
+	case *SortConfig:
+		v.items(n, c.Items)
+		v.itemExpr(n, "by", c.By, "Enter what to sort by, e.g. created or customer.name")
+		if c.Order != "" && c.Order != "asc" && c.Order != "desc" {
+			v.add(n.ID, "order", "Sort order is asc or desc")
+		}
+	case *CodeConfig:
+		switch {
+		case strings.TrimSpace(c.Source) == "":
+			v.add(n.ID, "source", "Write the code to run; what it returns is the step's output")
+		case len(c.Source) > MaxCodeSource:
+			v.add(n.ID, "source", "The code is longer than %d KiB", MaxCodeSource>>10)
+		}
+		if c.TimeoutMS < 0 || c.TimeoutMS > MaxCodeTimeoutMS {
+			v.add(n.ID, "timeoutMs", "A Code step runs at most %d ms", MaxCodeTimeoutMS)
+		}
+	case *StopErrorConfig:
+		if !stopCode.MatchString(c.Code) {
+			v.add(n.ID, "code", "The error code is 1–64 capital letters, digits and underscores, e.g. CUSTOMER_MISSING")
+		}
+		if strings.TrimSpace(c.Message) == "" {
+			v.add(n.ID, "message", "Say why the run stops")
 		}
 	case *AgentConfig:
 		v.agent(n, c)

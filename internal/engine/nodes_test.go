@@ -1,0 +1,266 @@
+package engine_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"taskjuice/internal/db"
+	"taskjuice/internal/db/dbtest"
+	"taskjuice/internal/engine"
+	"taskjuice/internal/expr"
+	"taskjuice/internal/workflow"
+)
+
+// publishChain publishes a manual workflow running nodes one after another
+// with expressions on, and returns its id.
+func (f *fixture) publishChain(nodes ...workflow.Node) string {
+	f.t.Helper()
+	f.eng = engine.New(f.d, f.wfs, engine.Builtins(f.cat, nil, nil), engine.Expressions(expr.Limits{}), engine.Options{})
+	g := workflow.Graph{Schema: 1, Trigger: &workflow.Node{ID: "start", Kind: workflow.TriggerManual}, Nodes: nodes}
+	prev := "start"
+	for _, n := range nodes {
+		g.Edges = append(g.Edges, workflow.Edge{From: prev, To: n.ID})
+		prev = n.ID
+	}
+	w, err := f.wfs.Create(f.ctx, f.ws, "Nodes", "", &g, "")
+	must(f.t, err)
+	_, err = f.wfs.Publish(f.ctx, f.ws, w.ID, "", workflow.Checks{Expressions: expr.CompileJSON})
+	var ce *workflow.CompileError
+	if asCompile(err, &ce) {
+		f.t.Fatalf("publish: %+v", ce.Problems)
+	}
+	must(f.t, err)
+	return w.ID
+}
+
+func asCompile(err error, ce **workflow.CompileError) bool {
+	c, ok := err.(*workflow.CompileError)
+	if ok {
+		*ce = c
+	}
+	return ok
+}
+
+// runChain starts the workflow with payload, works it to its end and
+// returns the run and its steps' outputs by node.
+func (f *fixture) runChain(wfID, payload string) (engine.Run, map[string]string) {
+	f.t.Helper()
+	id, err := f.eng.StartRun(f.ctx, wfID, json.RawMessage(payload), "manual", "")
+	must(f.t, err)
+	f.drain()
+	steps, err := f.eng.Steps(f.ctx, f.ws.ID, id)
+	must(f.t, err)
+	out := map[string]string{}
+	for _, s := range steps {
+		out[s.NodeID] = string(s.Output)
+	}
+	return f.run(id), out
+}
+
+func node(id string, kind workflow.Kind, cfg string) workflow.Node {
+	return workflow.Node{ID: id, Kind: kind, Config: json.RawMessage(cfg)}
+}
+
+const orders = `{"orders": [
+	{"id": "a", "total": 30, "customer": {"name": "Grace"}},
+	{"id": "b", "total": 5, "customer": {"name": "Ada"}},
+	{"id": "c", "total": 120, "customer": {"name": "Edsger"}},
+	{"id": "d", "customer": {"name": "Barbara"}},
+	{"id": "e", "total": 30, "customer": {"name": "Alan"}}]}`
+
+// Filter keeps the items meeting its condition, Sort orders them (equal
+// keys keep their order, missing ones go last), and the next step reads
+// the result; a list that is not one, or a condition that fails on an
+// item, is a clear step error.
+func TestFilterAndSortNodes(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		f := setup(t, d)
+		wf := f.publishChain(
+			node("big", workflow.NodeFilter, `{"items": "{{ $trigger.orders }}", "condition": "total >= 30 or $not($exists(total))"}`),
+			node("ranked", workflow.NodeSort, `{"items": "{{ $steps.big.data.items }}", "by": "total", "order": "desc"}`),
+			node("byname", workflow.NodeSort, `{"items": "{{ $trigger.orders }}", "by": "customer.name"}`),
+			node("ids", workflow.NodeTransform, `{"output": {"ranked": "{{ $steps.ranked.data.items.id }}", "byname": "{{ $steps.byname.data.items.id }}", "dropped": "{{ $steps.big.data.dropped }}"}}`),
+		)
+		run, out := f.runChain(wf, orders)
+		if run.Status != engine.StatusCompleted {
+			t.Fatalf("run %s: %+v", run.Status, run.Error)
+		}
+		if want := `{"byname":["b","e","d","c","a"],"dropped":1,"ranked":["c","a","e","d"]}`; out["ids"] != want {
+			t.Fatalf("filtered and sorted: %s, want %s", out["ids"], want)
+		}
+		if !strings.Contains(out["big"], `"count":4`) {
+			t.Fatalf("filter output: %s", out["big"])
+		}
+
+		run, _ = f.runChain(wf, `{"orders": "none"}`)
+		if run.Status != engine.StatusFailed || run.Error.Code != "NOT_A_LIST" {
+			t.Fatalf("not a list: %s %+v", run.Status, run.Error)
+		}
+		bad := f.publishChain(node("odd", workflow.NodeFilter, `{"items": "{{ $trigger.orders }}", "condition": "$number(customer.name) > 1"}`))
+		run, _ = f.runChain(bad, orders)
+		if run.Status != engine.StatusFailed || !strings.HasPrefix(run.Error.Message, "Item 0:") {
+			t.Fatalf("a condition failing on an item: %s %+v", run.Status, run.Error)
+		}
+	})
+}
+
+// Filter, Sort, Code and Stop and Error refuse bad settings at publish,
+// each with a message at its field.
+func TestNewNodesValidate(t *testing.T) {
+	cases := []struct {
+		kind          workflow.Kind
+		config, field string
+		message       string
+	}{
+		{workflow.NodeFilter, `{"items": "", "condition": "x > 1"}`, "items", "Enter the list of items"},
+		{workflow.NodeFilter, `{"items": "{{ $trigger.a }}", "condition": ""}`, "condition", "Enter the condition"},
+		{workflow.NodeFilter, `{"items": "{{ $trigger.a }}", "condition": "{{ x > 1 }}"}`, "condition", "Write this without {{ }}"},
+		{workflow.NodeFilter, `{"items": "{{ $trigger.a }}", "condition": "x > "}`, "condition", ""},
+		{workflow.NodeFilter, `{"items": "{{ $trigger.a }}", "where": "x"}`, "config", "unknown field"},
+		{workflow.NodeSort, `{"items": "{{ $trigger.a }}", "by": "x", "order": "up"}`, "order", "Sort order is asc or desc"},
+		{workflow.NodeSort, `{"items": "{{ $trigger.a }}", "by": ""}`, "by", "Enter what to sort by"},
+		{workflow.NodeCode, `{"source": "  "}`, "source", "Write the code to run"},
+		{workflow.NodeCode, `{"source": "return 1", "timeoutMs": 60000}`, "timeoutMs", "at most 10000 ms"},
+		{workflow.NodeStopError, `{"code": "bad code", "message": "x"}`, "code", "capital letters"},
+		{workflow.NodeStopError, `{"code": "NO_CUSTOMER", "message": ""}`, "message", "Say why the run stops"},
+	}
+	for _, c := range cases {
+		g := workflow.Graph{Schema: 1, Trigger: &workflow.Node{ID: "start", Kind: workflow.TriggerManual},
+			Nodes: []workflow.Node{node("n", c.kind, c.config)}, Edges: []workflow.Edge{{From: "start", To: "n"}}}
+		problems := workflow.Validate(g, workflow.Checks{Expressions: expr.CompileJSON})
+		found := false
+		for _, p := range problems {
+			if p.NodeID == "n" && p.Field == c.field && strings.Contains(p.Message, c.message) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("%s %s: problems %+v, want one at %q saying %q", c.kind, c.config, problems, c.field, c.message)
+		}
+	}
+	// A Code step's source may hold braces a template would read.
+	g := workflow.Graph{Schema: 1, Trigger: &workflow.Node{ID: "start", Kind: workflow.TriggerManual},
+		Nodes: []workflow.Node{node("n", workflow.NodeCode, `{"source": "const o = {{a: 1}.a: 2}; return \"{{ not a template\""}`)}, Edges: []workflow.Edge{{From: "start", To: "n"}}}
+	if p := workflow.Validate(g, workflow.Checks{Expressions: expr.CompileJSON}); len(p) != 0 {
+		t.Fatalf("code with braces: %+v", p)
+	}
+}
+
+// Stop and Error fails the run with its code and the message's
+// expressions evaluated; nothing after it runs, and it is not retried.
+func TestStopAndErrorNode(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		f := setup(t, d)
+		wf := f.publishChain(
+			node("check", workflow.NodeStopError, `{"code": "CUSTOMER_MISSING", "message": "No customer for {{ $trigger.email }}"}`),
+			node("after", workflow.NodeTransform, `{"output": {"x": 1}}`),
+		)
+		run, out := f.runChain(wf, `{"email": "ada@example.com"}`)
+		if run.Status != engine.StatusFailed || run.Error.Code != "CUSTOMER_MISSING" || run.Error.Message != "No customer for ada@example.com" || run.Error.Retryable {
+			t.Fatalf("stopped run: %s %+v", run.Status, run.Error)
+		}
+		if _, ran := out["after"]; ran {
+			t.Fatal("a step after Stop and Error ran")
+		}
+	})
+}
+
+// The Code step: the run's data in, its return value out, console.log
+// kept; a thrown error, a syntax error, an endless loop (stopped at its
+// time limit), runaway memory (stopped at its memory limit) and any reach
+// for the network, files or modules each fail with their own code.
+func TestCodeNode(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		f := setup(t, d)
+		src := `console.log("orders:", $trigger.orders.length);
+const total = $trigger.orders.reduce((s, o) => s + (o.total || 0), 0);
+return { total, first: $steps.pick.data.first, names: $trigger.orders.map(o => o.customer.name.toUpperCase()) };`
+		cfg, _ := json.Marshal(map[string]any{"source": src})
+		wf := f.publishChain(
+			node("pick", workflow.NodeTransform, `{"output": {"first": "{{ $trigger.orders[0].id }}"}}`),
+			node("code", workflow.NodeCode, string(cfg)),
+			node("use", workflow.NodeTransform, `{"output": {"total": "{{ $steps.code.data.total }}"}}`),
+		)
+		run, out := f.runChain(wf, orders)
+		if run.Status != engine.StatusCompleted {
+			t.Fatalf("code run: %s %+v", run.Status, run.Error)
+		}
+		if want := `{"total":185,"first":"a","names":["GRACE","ADA","EDSGER","BARBARA","ALAN"]}`; out["code"] != want {
+			t.Fatalf("code output %s, want %s", out["code"], want)
+		}
+		if out["use"] != `{"total":185}` {
+			t.Fatalf("the next step read %s", out["use"])
+		}
+		steps, _ := f.eng.Steps(f.ctx, f.ws.ID, run.ID)
+		for _, s := range steps {
+			if s.NodeID == "code" && s.Console != "orders: 5\n" {
+				t.Fatalf("console: %q", s.Console)
+			}
+		}
+	})
+}
+
+// codeCall runs one Code step's source through the executor as a run
+// would, with limits.
+func codeCall(t *testing.T, source string, timeoutMS int) (engine.Outcome, error) {
+	t.Helper()
+	cfg, _ := json.Marshal(map[string]any{"source": source, "timeoutMs": timeoutMS})
+	exec := engine.Builtins(nil, nil, nil)[workflow.NodeCode]
+	var console strings.Builder
+	return exec(context.Background(), engine.Call{Node: node("code", workflow.NodeCode, string(cfg)), Config: cfg, Input: json.RawMessage(`{"n": 2}`), Console: &console})
+}
+
+func wantCodeError(t *testing.T, what string, err error, code, message string) {
+	t.Helper()
+	se, ok := err.(*engine.StepError)
+	if !ok || se.Code != code || !strings.Contains(se.Message, message) {
+		t.Fatalf("%s: %v, want %s containing %q", what, err, code, message)
+	}
+}
+
+func TestCodeNodeLimits(t *testing.T) {
+	out, err := codeCall(t, `return $input.n * 21`, 0)
+	if err != nil || string(out.Output.(json.RawMessage)) != "42" {
+		t.Fatalf("simple code: %v %v", out.Output, err)
+	}
+	_, err = codeCall(t, "const a = 1;\nthrow new Error('no customer')", 0)
+	wantCodeError(t, "thrown", err, "CODE_ERROR", "no customer")
+	_, err = codeCall(t, "let x = ;", 0)
+	wantCodeError(t, "syntax", err, "CODE_SYNTAX", "line 1")
+
+	start := time.Now()
+	_, err = codeCall(t, `while (true) {}`, 300)
+	wantCodeError(t, "endless loop", err, "CODE_TIMEOUT", "longer than 300ms")
+	if took := time.Since(start); took > 20*time.Second {
+		t.Fatalf("the endless loop was stopped after %s", took)
+	}
+
+	_, err = codeCall(t, `const keep = []; while (true) { keep.push(new Array(100000).fill("x")); }`, 10000)
+	wantCodeError(t, "runaway memory", err, "CODE_MEMORY_LIMIT", "more than 64 MiB")
+
+	for what, src := range map[string]string{
+		"a module":     `const fs = require("fs"); return fs.readFileSync("/etc/passwd", "utf8")`,
+		"the network":  `return fetch("http://127.0.0.1:1/")`,
+		"a socket":     `return new WebSocket("ws://127.0.0.1:1/")`,
+		"a request":    `const x = new XMLHttpRequest(); x.open("GET", "http://127.0.0.1:1/"); return 1`,
+		"a process":    `return process.env`,
+		"a timer":      `setTimeout(() => 1, 1); return 1`,
+		"an import":    `return import("fs")`,
+		"Go's runtime": `return Deno.readTextFile("/etc/passwd")`,
+	} {
+		_, err := codeCall(t, src, 0)
+		se, ok := err.(*engine.StepError)
+		if !ok || (se.Code != "CODE_ERROR" && se.Code != "CODE_SYNTAX") {
+			t.Errorf("%s: %v, want a refusal", what, err)
+		}
+	}
+	_, err = codeCall(t, `function f(n) { return f(n + 1) } return f(0)`, 0)
+	wantCodeError(t, "deep recursion", err, "CODE_ERROR", "")
+	out, err = codeCall(t, `console.log("nothing returned")`, 0)
+	if err != nil || out.Output != nil {
+		t.Fatalf("no return: %v %v", out.Output, err)
+	}
+}

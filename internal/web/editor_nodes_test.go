@@ -1,0 +1,73 @@
+package web
+
+import (
+	"encoding/json"
+	"net/url"
+	"strings"
+	"testing"
+
+	"taskjuice/internal/workflow"
+)
+
+// TestEditorItemAndCodeSteps: Filter, Sort, Code and Stop and Error are
+// added from "Add step" and saved from their forms; a time limit that is
+// not a number is refused next to its field; a condition written with
+// {{ }}, a bad sort order or a bad error code are kept in the draft and
+// marked at their fields (the publish gate refuses them).
+func TestEditorItemAndCodeSteps(t *testing.T) {
+	e := newEditorEnv(t)
+	id, base := e.workflow("Orders")
+	for i, kind := range []string{"filter", "sort", "code", "stop-error"} {
+		step := "step" + string(rune('1'+i))
+		wantSaved(t, "add "+kind, e.post(base+"/edit/steps", url.Values{"kind": {kind}}), base, "step-"+step)
+	}
+	refusals := []struct {
+		step    string
+		form    url.Values
+		message string
+	}{
+		{"step1", url.Values{"items": {"{{ $trigger.orders }}"}, "condition": {"{{ total > 10 }}"}}, "Write this without {{ }}"},
+		{"step2", url.Values{"items": {"{{ $trigger.orders }}"}, "by": {"total"}, "order": {"sideways"}}, "Sort order is asc or desc"},
+		{"step3", url.Values{"source": {"return 1"}, "timeoutMs": {"soon"}}, "whole number"},
+		{"step4", url.Values{"errorCode": {"oops!"}, "message": {"x"}}, "capital letters"},
+	}
+	for _, r := range refusals {
+		res := e.post(base+"/edit/steps/"+r.step, r.form)
+		if res.Status == 422 {
+			if !strings.Contains(card(res.Body, r.step), r.message) {
+				t.Errorf("%s refused without %q: %.400s", r.step, r.message, card(res.Body, r.step))
+			}
+			continue
+		}
+		if r.step == "step3" {
+			t.Fatalf("a time limit that is not a number was saved: %d", res.Status)
+		}
+		if c := card(e.get(base+"/edit").Body, r.step); !strings.Contains(c, r.message) {
+			t.Errorf("%s: the draft does not mark %q: %.600s", r.step, r.message, c)
+		}
+	}
+	for step, form := range map[string]url.Values{
+		"step1": {"items": {"{{ $trigger.orders }}"}, "condition": {"total > 10"}},
+		"step2": {"items": {"{{ $steps.step1.data.items }}"}, "by": {"total"}, "order": {"desc"}},
+		"step3": {"source": {"return $steps.step2.data.items.length"}, "timeoutMs": {"500"}},
+		"step4": {"errorCode": {"NO_ORDERS"}, "message": {"Nothing for {{ $trigger.email }}"}},
+	} {
+		wantSaved(t, "configure "+step, e.post(base+"/edit/steps/"+step, form), base, "step-"+step)
+	}
+	g := e.graph(id)
+	var fc workflow.FilterConfig
+	var sc workflow.SortConfig
+	var cc workflow.CodeConfig
+	var ec workflow.StopErrorConfig
+	check(t, json.Unmarshal(g.Nodes[0].Config, &fc))
+	check(t, json.Unmarshal(g.Nodes[1].Config, &sc))
+	check(t, json.Unmarshal(g.Nodes[2].Config, &cc))
+	check(t, json.Unmarshal(g.Nodes[3].Config, &ec))
+	if fc.Condition != "total > 10" || sc.Order != "desc" || sc.By != "total" || cc.TimeoutMS != 500 || !strings.Contains(cc.Source, "length") ||
+		ec.Code != "NO_ORDERS" || ec.Message != "Nothing for {{ $trigger.email }}" {
+		t.Fatalf("saved: %+v %+v %+v %+v", fc, sc, cc, ec)
+	}
+	if c := card(e.get(base+"/edit").Body, "step3"); !strings.Contains(c, `name="source"`) || !strings.Contains(c, "No network, files or modules") {
+		t.Fatalf("the Code card: %.800s", c)
+	}
+}
