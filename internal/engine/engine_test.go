@@ -42,6 +42,9 @@ type fixture struct {
 	modelCheck func(providerID, model string) (bool, bool)
 	// before, when set, sees each request to the sandbox first.
 	before func(r *http.Request)
+	// intercept, when set, may answer a request to the sandbox itself
+	// (it returns true when it did).
+	intercept func(w http.ResponseWriter, r *http.Request) bool
 	// clk is the clock of the engine setup makes.
 	clk *clock
 }
@@ -59,6 +62,9 @@ func setup(t *testing.T, d *db.DB) *fixture {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if f.before != nil {
 			f.before(r)
+		}
+		if f.intercept != nil && f.intercept(w, r) {
+			return
 		}
 		f.sb.Handler().ServeHTTP(w, r)
 	}))

@@ -3,7 +3,9 @@ package engine_test
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -263,4 +265,73 @@ func TestCodeNodeLimits(t *testing.T) {
 	if err != nil || out.Output != nil {
 		t.Fatalf("no return: %v %v", out.Output, err)
 	}
+}
+
+// Retries are a setting of every step with an external effect: an app
+// action set to 5 attempts with a 30 s backoff rides out four 503s from
+// the app, waiting 30, 60, 120 and 240 s, and every attempt sends the one
+// idempotency key; the same setting on a step without an effect is
+// refused at publish.
+func TestRetrySettingOnAppActions(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		f := setup(t, d)
+		var mu sync.Mutex
+		var keys []string
+		fails := 4
+		f.intercept = func(w http.ResponseWriter, r *http.Request) bool {
+			if r.Method != http.MethodPost || !strings.Contains(r.URL.Path, "/api/") {
+				return false
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			keys = append(keys, r.Header.Get("Idempotency-Key"))
+			if fails > 0 {
+				fails--
+				w.WriteHeader(http.StatusServiceUnavailable)
+				return true
+			}
+			return false
+		}
+		n := f.bound(post("hello"))
+		n.Retry = &workflow.RetryPolicy{MaxAttempts: 5, BackoffSeconds: 30}
+		wf := f.publish([]workflow.Node{n})
+		id, err := f.eng.StartRun(f.ctx, wf, nil, "manual", "")
+		must(t, err)
+		var waits []time.Duration
+		for range 10 {
+			f.drain()
+			r := f.run(id)
+			if r.Status.Terminal() {
+				break
+			}
+			var due time.Time
+			must(t, d.Read().QueryRowContext(f.ctx, `SELECT due_at FROM runs WHERE id = $1`, id).Scan(&due))
+			waits = append(waits, due.Sub(f.clk.Now()).Round(time.Second))
+			f.clk.Advance(due.Sub(f.clk.Now()))
+		}
+		if r := f.run(id); r.Status != engine.StatusCompleted {
+			t.Fatalf("run %s %+v, want completed on the fifth attempt", r.Status, r.Error)
+		}
+		want := []time.Duration{30 * time.Second, 60 * time.Second, 120 * time.Second, 240 * time.Second}
+		if len(waits) != 4 || waits[0] != want[0] || waits[1] != want[1] || waits[2] != want[2] || waits[3] != want[3] {
+			t.Fatalf("waits between attempts: %v, want %v", waits, want)
+		}
+		if len(keys) != 5 || keys[0] == "" || keys[4] != keys[0] {
+			t.Fatalf("idempotency keys: %v", keys)
+		}
+
+		bad := node("shape", workflow.NodeTransform, `{"output": {"x": 1}}`)
+		bad.Retry = &workflow.RetryPolicy{MaxAttempts: 3}
+		tooMany := f.bound(post("x"))
+		tooMany.Retry = &workflow.RetryPolicy{MaxAttempts: 11}
+		g := workflow.Graph{Schema: 1, Trigger: &workflow.Node{ID: "start", Kind: workflow.TriggerManual},
+			Nodes: []workflow.Node{bad, tooMany}, Edges: []workflow.Edge{{From: "start", To: "shape"}, {From: "shape", To: "post"}}}
+		msgs := ""
+		for _, p := range workflow.Validate(g, workflow.Checks{}) {
+			msgs += p.NodeID + ": " + p.Message + "\n"
+		}
+		if !strings.Contains(msgs, "shape: Retries are a setting of steps with an external effect") || !strings.Contains(msgs, "post: Retries: 1–10 attempts") {
+			t.Fatalf("retry settings refused: %s", msgs)
+		}
+	})
 }

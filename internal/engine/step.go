@@ -609,7 +609,7 @@ func (e *Engine) commitTx(ctx context.Context, c *claimed, node workflow.Node, c
 				return nil
 			}
 			if se.Retryable && cur.Attempt < attemptsOf(node) {
-				backoff := e.o.RetryBackoff << (cur.Attempt - 1)
+				backoff := e.backoffOf(node) << (cur.Attempt - 1)
 				if wait := time.Duration(se.RetryAfterSeconds) * time.Second; wait > backoff {
 					backoff = min(wait, maxRetryAfter)
 				}
@@ -653,15 +653,36 @@ func putStep(ctx context.Context, tx db.Querier, cur current, status StepStatus,
 	return nil
 }
 
-func attemptsOf(n workflow.Node) int {
+// retryPolicy is the step's retry setting: its own, or (for an HTTP
+// Request saved before steps had one) its settings'.
+func retryPolicy(n workflow.Node) *workflow.RetryPolicy {
+	if n.Retry != nil && n.Retry.MaxAttempts > 0 {
+		return n.Retry
+	}
 	if n.Kind == workflow.NodeHTTP {
 		if cfg, err := workflow.DecodeConfig(n); err == nil {
 			if h := cfg.(*workflow.HTTPConfig); h.Retry != nil && h.Retry.MaxAttempts > 0 {
-				return h.Retry.MaxAttempts
+				return h.Retry
 			}
 		}
 	}
+	return nil
+}
+
+func attemptsOf(n workflow.Node) int {
+	if p := retryPolicy(n); p != nil {
+		return p.MaxAttempts
+	}
 	return defaultAttempts
+}
+
+// backoffOf is the wait before a step's first retry; each later one
+// doubles it.
+func (e *Engine) backoffOf(n workflow.Node) time.Duration {
+	if p := retryPolicy(n); p != nil && p.BackoffSeconds > 0 {
+		return time.Duration(p.BackoffSeconds * float64(time.Second))
+	}
+	return e.o.RetryBackoff
 }
 
 func contains(s []string, v string) bool {

@@ -286,6 +286,7 @@ type stepForm struct {
 	Model, Prompt, Text, Schema, MaxTokens string
 	By, Order, Source, TimeoutMS           string
 	ErrorCode                              string
+	RetryAttempts, RetryBackoff            string
 	FalseTo, DoneTo                        string
 	// Redact: "Don't store input and output".
 	Redact  bool
@@ -304,6 +305,12 @@ func formOf(g workflow.Graph, n workflow.Node, ends map[string]bool) stepForm {
 		f.Connection = b.ID
 		if b.ClientProvides {
 			f.Connection = clientProvides
+		}
+	}
+	if r := n.Retry; r != nil {
+		f.RetryAttempts = strconv.Itoa(r.MaxAttempts)
+		if r.BackoffSeconds != 0 {
+			f.RetryBackoff = strconv.FormatFloat(r.BackoffSeconds, 'f', -1, 64)
 		}
 	}
 	cfg, err := workflow.DecodeConfig(n)
@@ -466,6 +473,8 @@ func readStepForm(pf url.Values, base stepForm) stepForm {
 	str("source", &f.Source)
 	str("timeoutMs", &f.TimeoutMS)
 	str("errorCode", &f.ErrorCode)
+	str("retryAttempts", &f.RetryAttempts)
+	str("retryBackoff", &f.RetryBackoff)
 	str("falseTo", &f.FalseTo)
 	str("doneTo", &f.DoneTo)
 	f.Inputs = map[string]string{}
@@ -487,6 +496,32 @@ func readStepForm(pf url.Values, base stepForm) stepForm {
 	return f
 }
 
+// retryOf reads a step's retry setting from its form (nil: the default).
+func retryOf(f stepForm, errs fieldErrors) *workflow.RetryPolicy {
+	attempts, backoff := strings.TrimSpace(f.RetryAttempts), strings.TrimSpace(f.RetryBackoff)
+	if attempts == "" && backoff == "" {
+		return nil
+	}
+	n, err := wholeNumber(attempts)
+	if err != nil {
+		errs["retry"] = "Attempts: " + err.Error()
+		return nil
+	}
+	if n == 0 {
+		n = 3
+	}
+	r := &workflow.RetryPolicy{MaxAttempts: n}
+	if backoff != "" {
+		b, err := strconv.ParseFloat(backoff, 64)
+		if err != nil {
+			errs["retry"] = "The wait is a number of seconds, such as 1 or 0.5"
+			return nil
+		}
+		r.BackoffSeconds = b
+	}
+	return r
+}
+
 // fieldErrors are messages for a form's fields, by field name.
 type fieldErrors map[string]string
 
@@ -497,6 +532,9 @@ func (h *Handler) apply(g workflow.Graph, n workflow.Node, f stepForm, conns []c
 	paths := map[string]string{}
 	n.Name = strings.TrimSpace(f.Name)
 	n.Redact = f.Redact
+	if n.Kind.Retries() && n.Kind != workflow.NodeHTTP {
+		n.Retry = retryOf(f, errs)
+	}
 	if len([]rune(n.Name)) > 100 {
 		errs["name"] = "A step name is at most 100 characters"
 	}
@@ -1074,6 +1112,9 @@ func shownFields(c stepCard) map[string]bool {
 		m["source"], m["timeoutMs"] = true, true
 	case workflow.NodeStopError:
 		m["code"], m["message"] = true, true
+	}
+	if c.Node.Kind.Retries() {
+		m["retry"] = true
 	}
 	return m
 }

@@ -71,3 +71,30 @@ func TestEditorItemAndCodeSteps(t *testing.T) {
 		t.Fatalf("the Code card: %.800s", c)
 	}
 }
+
+// An app action's retry setting is saved from its card (attempts and the
+// first wait), shown again, cleared when emptied, and refused when it is
+// not a number.
+func TestEditorRetrySetting(t *testing.T) {
+	e := newEditorEnv(t)
+	id, base := e.workflow("Retries")
+	wantSaved(t, "add action", e.post(base+"/edit/steps", url.Values{"kind": {"action"}}), base, "step-step1")
+	if c := card(e.get(base+"/edit").Body, "step1"); !strings.Contains(c, `name="retryAttempts"`) {
+		t.Fatalf("the action card has no retry setting: %.600s", c)
+	}
+	bad := e.post(base+"/edit/steps/step1", url.Values{"retryAttempts": {"many"}})
+	if bad.Status != 422 || !strings.Contains(card(bad.Body, "step1"), "Attempts: Enter a whole number") {
+		t.Fatalf("bad attempts: %d", bad.Status)
+	}
+	wantSaved(t, "retries", e.post(base+"/edit/steps/step1", url.Values{"retryAttempts": {"5"}, "retryBackoff": {"2.5"}}), base, "step-step1")
+	if n := e.graph(id).Nodes[0]; n.Retry == nil || n.Retry.MaxAttempts != 5 || n.Retry.BackoffSeconds != 2.5 {
+		t.Fatalf("saved retry: %+v", n.Retry)
+	}
+	if c := card(e.get(base+"/edit").Body, "step1"); !strings.Contains(c, `value="5"`) || !strings.Contains(c, `value="2.5"`) {
+		t.Fatal("the saved retry is not shown")
+	}
+	wantSaved(t, "cleared", e.post(base+"/edit/steps/step1", url.Values{"retryAttempts": {""}, "retryBackoff": {""}}), base, "step-step1")
+	if n := e.graph(id).Nodes[0]; n.Retry != nil {
+		t.Fatalf("cleared retry kept: %+v", n.Retry)
+	}
+}

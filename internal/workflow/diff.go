@@ -94,6 +94,11 @@ func changedFields(a, b Node) []string {
 	if a.Redact != b.Redact {
 		out = append(out, "redact")
 	}
+	ra, _ := json.Marshal(a.Retry)
+	rb, _ := json.Marshal(b.Retry)
+	if !bytes.Equal(ra, rb) {
+		out = append(out, "retry")
+	}
 	return append(out, configChanges(a.Config, b.Config)...)
 }
 

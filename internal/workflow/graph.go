@@ -55,6 +55,11 @@ type Node struct {
 	// real output while the run goes on, the redacted value once it was
 	// reloaded (after a wait or a restart).
 	Redact bool `json:"redact,omitempty"`
+	// Retry is how a step with an external effect (an app action, an HTTP
+	// request, an AI step) retries a retryable failure; nil keeps the
+	// default (3 attempts, the engine's backoff). Every attempt carries
+	// the step's one idempotency key.
+	Retry *RetryPolicy `json:"retry,omitempty"`
 }
 
 // Binding says where a node's connection comes from: a workspace

@@ -304,6 +304,33 @@ func (v *validator) nestedLoops() {
 	}
 }
 
+// MaxRetryBackoffSeconds bounds a step's first retry wait.
+const MaxRetryBackoffSeconds = 3600
+
+// Retries reports whether a kind takes a retry setting: the steps with an
+// external effect.
+func (k Kind) Retries() bool {
+	switch k {
+	case NodeAction, NodeHTTP, NodeAIGenerate, NodeAIExtract:
+		return true
+	}
+	return false
+}
+
+// retry checks a step's retry setting.
+func (v *validator) retry(n Node) {
+	r := n.Retry
+	switch {
+	case r == nil:
+	case !n.Kind.Retries():
+		v.add(n.ID, "retry", "Retries are a setting of steps with an external effect (App action, HTTP Request, AI steps), not of a %s", n.Kind.Label())
+	case r.MaxAttempts < 1 || r.MaxAttempts > MaxHTTPAttempts:
+		v.add(n.ID, "retry", "Retries: 1–%d attempts in all", MaxHTTPAttempts)
+	case r.BackoffSeconds < 0 || r.BackoffSeconds > MaxRetryBackoffSeconds:
+		v.add(n.ID, "retry", "The wait before the first retry is 0–%d seconds", MaxRetryBackoffSeconds)
+	}
+}
+
 // stopCode is the shape of a Stop and Error step's code.
 var stopCode = regexp.MustCompile(`^[A-Z][A-Z0-9_]{0,63}$`)
 
@@ -356,6 +383,7 @@ func (v *validator) node(n Node) {
 		}
 	}
 	v.binding(n, cfg)
+	v.retry(n)
 	if n.Redact {
 		switch {
 		case n.Kind.IsTrigger():
