@@ -229,7 +229,7 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 		Metrics: metrics, DB: d, Accounts: accounts, Connections: conns, Refresher: refresher, Catalog: cat,
 		Workflows: workflows, Engine: eng, Log: log, SecureCookies: cfg.SecureCookies(), BaseURL: cfg.BaseURL,
 		HSTS: cfg.HSTS(), TrustedProxies: cfg.ProxyRanges(),
-		Webhooks:  trigger.New(d, keys, eng, workflows, trigger.Options{Log: log.With("component", "webhooks")}),
+		Webhooks:  trigger.New(d, keys, eng, workflows, trigger.Options{Log: log.With("component", "webhooks"), Responder: eng}),
 		Scheduler: trigger.NewScheduler(d, eng, trigger.SchedulerOptions{Log: log.With("component", "schedules")}),
 		Poller:    trigger.NewPoller(d, eng, apps, conns, cat, pollerOptions(sandboxURL != "", log)),
 		// App-wide signing secrets (Slack's) come from the catalog.

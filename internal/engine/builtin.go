@@ -37,6 +37,7 @@ func Builtins(cat *catalog.Catalog, apps *connection.AppClient, hc *http.Client)
 		workflow.NodeFilter:    filterNode,
 		workflow.NodeSort:      sortNode,
 		workflow.NodeStopError: stopError,
+		workflow.NodeRespond:   respondNode,
 		workflow.NodeCode:      codeNode(CodeLimits{}),
 		workflow.NodeHTTP:      httpNode(apps, hc),
 		workflow.NodeAction:    action(cat, apps),

@@ -86,7 +86,7 @@ func (e *Engine) TestStep(ctx context.Context, run Run, node workflow.Node, s Sc
 func testable(k workflow.Kind) bool {
 	switch k {
 	case workflow.NodeAction, workflow.NodeHTTP, workflow.NodeBranch, workflow.NodeSwitch, workflow.NodeTransform,
-		workflow.NodeFilter, workflow.NodeSort, workflow.NodeCode, workflow.NodeStopError:
+		workflow.NodeFilter, workflow.NodeSort, workflow.NodeCode, workflow.NodeStopError, workflow.NodeRespond:
 		return true
 	}
 	return false

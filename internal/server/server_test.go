@@ -157,7 +157,7 @@ func fullOptionsWith(t *testing.T, d *db.DB, accounts *account.Service, log *slo
 		engine.Options{Log: log, Observer: metrics, Failures: notifier})
 	return server.Options{Metrics: metrics, DB: d, Accounts: accounts, Connections: conns, Refresher: refresher, Catalog: cat,
 		Workflows: workflows, Engine: eng, Log: log, BaseURL: baseURL,
-		Webhooks:  trigger.New(d, vault.NewKeyring(key), eng, workflows, trigger.Options{Log: log}),
+		Webhooks:  trigger.New(d, vault.NewKeyring(key), eng, workflows, trigger.Options{Log: log, Responder: eng}),
 		Scheduler: trigger.NewScheduler(d, eng, trigger.SchedulerOptions{Log: log}),
 		Poller:    trigger.NewPoller(d, eng, connection.NewAppClient(conns, refresher, cat, nil), conns, cat, trigger.PollerOptions{Log: log}),
 		Listener: trigger.NewListener(d, vault.NewKeyring(key), eng, connection.NewAppClient(conns, refresher, cat, hosts.client()), cat,

@@ -29,7 +29,9 @@ import (
 
 	"taskjuice/internal/apperr"
 	"taskjuice/internal/db"
+	"taskjuice/internal/engine"
 	"taskjuice/internal/vault"
+	"taskjuice/internal/workflow"
 )
 
 // DefaultMaxBody is the default limit on a webhook request body.
@@ -56,6 +58,16 @@ type Options struct {
 	Log *slog.Logger
 	// Now is the clock (default db.Now).
 	Now func() time.Time
+	// Responder, when set, lets a workflow with a Respond to Webhook step
+	// decide the delivery's answer.
+	Responder Responder
+}
+
+// Responder tells how long a delivery waits for its run's answer, and
+// what the answer is.
+type Responder interface {
+	WebhookWait(ctx context.Context, workflowID string) (time.Duration, error)
+	WebhookResponse(ctx context.Context, runID string) (*engine.WebhookAnswer, bool, error)
 }
 
 // Webhooks manages webhook endpoints and serves /webhooks/{token}.
@@ -445,7 +457,82 @@ func (s *Webhooks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.unavailable(w, r, ep.workflowID, err)
 		return
 	}
+	if s.answered(w, r, ep.workflowID, runID) {
+		return
+	}
 	writeJSON(w, http.StatusAccepted, map[string]string{"runId": runID})
+}
+
+// answerPoll is how often a held delivery looks for its run's answer.
+const answerPoll = 20 * time.Millisecond
+
+// answered holds the delivery while the workflow's Respond to Webhook step
+// may answer it, and writes that answer; false means none came (the
+// workflow has no such step, the run ended or parked without it, or the
+// wait ran out) and the caller gets 202.
+func (s *Webhooks) answered(w http.ResponseWriter, r *http.Request, workflowID, runID string) bool {
+	if s.o.Responder == nil {
+		return false
+	}
+	ctx := r.Context()
+	wait, err := s.o.Responder.WebhookWait(ctx, workflowID)
+	if err != nil || wait <= 0 {
+		return false
+	}
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	tick := time.NewTicker(answerPoll)
+	defer tick.Stop()
+	for {
+		a, done, err := s.o.Responder.WebhookResponse(ctx, runID)
+		if err != nil {
+			s.o.Log.WarnContext(ctx, "webhook: reading the run's answer", "run", runID, "err", err)
+			return false
+		}
+		if a != nil {
+			writeAnswer(w, runID, a)
+			return true
+		}
+		if done {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-deadline.C:
+			return false
+		case <-tick.C:
+		}
+	}
+}
+
+// writeAnswer writes a Respond to Webhook step's answer: a JSON body as
+// JSON, a text body as text (unless the step set the type).
+func writeAnswer(w http.ResponseWriter, runID string, a *engine.WebhookAnswer) {
+	h := w.Header()
+	for k, v := range a.Headers {
+		if workflow.ResponseHeaderAllowed(k) {
+			h.Set(k, v)
+		}
+	}
+	h.Set("TaskJuice-Run-Id", runID)
+	var body []byte
+	var text string
+	switch {
+	case len(a.Body) == 0 || string(a.Body) == "null":
+	case json.Unmarshal(a.Body, &text) == nil:
+		body = []byte(text)
+		if h.Get("Content-Type") == "" {
+			h.Set("Content-Type", "text/plain; charset=utf-8")
+		}
+	default:
+		body = a.Body
+		if h.Get("Content-Type") == "" {
+			h.Set("Content-Type", "application/json")
+		}
+	}
+	w.WriteHeader(a.Status)
+	_, _ = w.Write(body)
 }
 
 // unavailable logs err once and answers 503: the run was not recorded and

@@ -213,6 +213,7 @@ var stepKinds = []workflow.Kind{
 	workflow.NodeAction, workflow.NodeHTTP, workflow.NodeBranch, workflow.NodeSwitch, workflow.NodeTransform,
 	workflow.NodeDelay, workflow.NodeApproval, workflow.NodeLoop, workflow.NodeCallWorkflow,
 	workflow.NodeAIGenerate, workflow.NodeAIExtract, workflow.NodeFilter, workflow.NodeSort, workflow.NodeCode, workflow.NodeStopError,
+	workflow.NodeRespond,
 }
 
 var triggerKinds = []workflow.Kind{workflow.TriggerManual, workflow.TriggerWebhook, workflow.TriggerSchedule, workflow.TriggerApp, workflow.TriggerError}
@@ -258,6 +259,8 @@ func defaultConfig(k workflow.Kind) any {
 		return workflow.CodeConfig{Source: "// $input, $trigger and $steps hold the run's data.\nreturn { ok: true };"}
 	case workflow.NodeStopError:
 		return workflow.StopErrorConfig{Code: "STOPPED"}
+	case workflow.NodeRespond:
+		return workflow.RespondConfig{Status: "200", Body: json.RawMessage(`{"ok":true}`)}
 	}
 	return struct{}{}
 }
@@ -287,6 +290,7 @@ type stepForm struct {
 	By, Order, Source, TimeoutMS           string
 	ErrorCode                              string
 	RetryAttempts, RetryBackoff            string
+	Status, WaitSeconds                    string
 	FalseTo, DoneTo                        string
 	// Redact: "Don't store input and output".
 	Redact  bool
@@ -325,16 +329,7 @@ func formOf(g workflow.Graph, n workflow.Node, ends map[string]bool) stepForm {
 		}
 	case *workflow.HTTPConfig:
 		f.Method, f.URL = c.Method, c.URL
-		names := make([]string, 0, len(c.Headers))
-		for k := range c.Headers {
-			names = append(names, k)
-		}
-		sort.Strings(names)
-		var lines []string
-		for _, k := range names {
-			lines = append(lines, k+": "+c.Headers[k])
-		}
-		f.Headers = strings.Join(lines, "\n")
+		f.Headers = headerText(c.Headers)
 		f.Body = prettyJSON(c.Body)
 		if c.TimeoutSeconds != 0 {
 			f.Timeout = strconv.Itoa(c.TimeoutSeconds)
@@ -390,6 +385,11 @@ func formOf(g workflow.Graph, n workflow.Node, ends map[string]bool) stepForm {
 		}
 	case *workflow.StopErrorConfig:
 		f.ErrorCode, f.Message = c.Code, c.Message
+	case *workflow.RespondConfig:
+		f.Status, f.Headers, f.Body = c.Status, headerText(c.Headers), prettyJSON(c.Body)
+		if c.WaitSeconds != 0 {
+			f.WaitSeconds = strconv.Itoa(c.WaitSeconds)
+		}
 	}
 	return f
 }
@@ -474,6 +474,8 @@ func readStepForm(pf url.Values, base stepForm) stepForm {
 	str("timeoutMs", &f.TimeoutMS)
 	str("errorCode", &f.ErrorCode)
 	str("retryAttempts", &f.RetryAttempts)
+	str("status", &f.Status)
+	str("waitSeconds", &f.WaitSeconds)
 	str("retryBackoff", &f.RetryBackoff)
 	str("falseTo", &f.FalseTo)
 	str("doneTo", &f.DoneTo)
@@ -494,6 +496,41 @@ func readStepForm(pf url.Values, base stepForm) stepForm {
 	}
 	f.CaseTo = caseTo
 	return f
+}
+
+// headerText shows headers as "Name: value" lines, sorted.
+func headerText(h map[string]string) string {
+	names := make([]string, 0, len(h))
+	for k := range h {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	lines := make([]string, len(names))
+	for i, k := range names {
+		lines[i] = k + ": " + h[k]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// headerLines reads "Name: value" lines (nil for none).
+func headerLines(text string, errs fieldErrors) map[string]string {
+	var out map[string]string
+	for k, line := range strings.Split(text, "\n") {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		name, value, ok := strings.Cut(line, ":")
+		name = strings.TrimSpace(name)
+		if !ok || name == "" || strings.ContainsAny(name, " \t") {
+			errs["headers"] = "Line " + strconv.Itoa(k+1) + ": write one header per line as Name: value"
+			return out
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[name] = strings.TrimSpace(value)
+	}
+	return out
 }
 
 // retryOf reads a step's retry setting from its form (nil: the default).
@@ -599,21 +636,7 @@ func (h *Handler) apply(g workflow.Graph, n workflow.Node, f stepForm, conns []c
 		}
 	case workflow.NodeHTTP:
 		c := workflow.HTTPConfig{Method: strings.ToUpper(strings.TrimSpace(f.Method)), URL: strings.TrimSpace(f.URL)}
-		for k, line := range strings.Split(f.Headers, "\n") {
-			if strings.TrimSpace(line) == "" {
-				continue
-			}
-			name, value, ok := strings.Cut(line, ":")
-			name = strings.TrimSpace(name)
-			if !ok || name == "" || strings.ContainsAny(name, " \t") {
-				errs["headers"] = "Line " + strconv.Itoa(k+1) + ": write one header per line as Name: value"
-				break
-			}
-			if c.Headers == nil {
-				c.Headers = map[string]string{}
-			}
-			c.Headers[name] = strings.TrimSpace(value)
-		}
+		c.Headers = headerLines(f.Headers, errs)
 		if raw, err := jsonField(f.Body); err != nil {
 			errs["body"] = "The body must be JSON: " + err.Error()
 		} else {
@@ -682,6 +705,19 @@ func (h *Handler) apply(g workflow.Graph, n workflow.Node, f stepForm, conns []c
 		cfg = c
 	case workflow.NodeStopError:
 		cfg = workflow.StopErrorConfig{Code: strings.TrimSpace(f.ErrorCode), Message: strings.TrimSpace(f.Message)}
+	case workflow.NodeRespond:
+		c := workflow.RespondConfig{Status: strings.TrimSpace(f.Status), Headers: headerLines(f.Headers, errs)}
+		if raw, err := jsonField(f.Body); err != nil {
+			errs["body"] = "The body must be JSON (a text answer is a JSON string, in quotes): " + err.Error()
+		} else {
+			c.Body = raw
+		}
+		if v, err := wholeNumber(f.WaitSeconds); err != nil {
+			errs["waitSeconds"] = err.Error()
+		} else {
+			c.WaitSeconds = v
+		}
+		cfg = c
 	case workflow.NodeCallWorkflow:
 		c := workflow.CallWorkflowConfig{WorkflowID: f.WorkflowID}
 		if raw, err := jsonField(f.Input); err != nil {
@@ -1112,6 +1148,8 @@ func shownFields(c stepCard) map[string]bool {
 		m["source"], m["timeoutMs"] = true, true
 	case workflow.NodeStopError:
 		m["code"], m["message"] = true, true
+	case workflow.NodeRespond:
+		m["status"], m["headers"], m["body"], m["waitSeconds"] = true, true, true, true
 	}
 	if c.Node.Kind.Retries() {
 		m["retry"] = true

@@ -98,3 +98,23 @@ func TestEditorRetrySetting(t *testing.T) {
 		t.Fatalf("cleared retry kept: %+v", n.Retry)
 	}
 }
+
+// Respond to Webhook is added from "Add step" and saved from its card:
+// status, headers as lines, a JSON body and the wait; a body that is not
+// JSON is refused at its field.
+func TestEditorRespondStep(t *testing.T) {
+	e := newEditorEnv(t)
+	id, base := e.workflow("Answer")
+	wantSaved(t, "add", e.post(base+"/edit/steps", url.Values{"kind": {"respond-webhook"}}), base, "step-step1")
+	bad := e.post(base+"/edit/steps/step1", url.Values{"body": {"{not json"}})
+	if bad.Status != 422 || !strings.Contains(card(bad.Body, "step1"), "The body must be JSON") {
+		t.Fatalf("bad body: %d", bad.Status)
+	}
+	wantSaved(t, "configure", e.post(base+"/edit/steps/step1", url.Values{"status": {"202"}, "headers": {"X-Request-Id: {{ $trigger.body.id }}"},
+		"body": {`{"queued": true}`}, "waitSeconds": {"5"}}), base, "step-step1")
+	var c workflow.RespondConfig
+	check(t, json.Unmarshal(e.graph(id).Nodes[0].Config, &c))
+	if c.Status != "202" || c.Headers["X-Request-Id"] != "{{ $trigger.body.id }}" || string(c.Body) != `{"queued":true}` || c.WaitSeconds != 5 {
+		t.Fatalf("saved: %+v %s", c, c.Body)
+	}
+}

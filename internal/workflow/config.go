@@ -167,6 +167,33 @@ const (
 	MaxCodeSource        = 64 << 10
 )
 
+// RespondConfig decides the HTTP answer of the webhook delivery that
+// started the run: Status (a number, or an expression giving one; 200 when
+// empty), Headers and Body (JSON; strings may hold expressions). The
+// caller is held up to WaitSeconds (default 10, at most 30) for it; past
+// that, or when the run ends or waits without answering, it gets 202 with
+// the run's id.
+type RespondConfig struct {
+	Status      string            `json:"status,omitempty"`
+	Headers     map[string]string `json:"headers,omitempty"`
+	Body        json.RawMessage   `json:"body,omitempty"`
+	WaitSeconds int               `json:"waitSeconds,omitempty"`
+}
+
+// Limits of a webhook's wait for its answer.
+const (
+	DefaultRespondWaitSeconds = 10
+	MaxRespondWaitSeconds     = 30
+)
+
+// Wait is how long the caller is held for this answer.
+func (c RespondConfig) Wait() int {
+	if c.WaitSeconds <= 0 {
+		return DefaultRespondWaitSeconds
+	}
+	return min(c.WaitSeconds, MaxRespondWaitSeconds)
+}
+
 // StopErrorConfig fails the run with a chosen error code and message.
 type StopErrorConfig struct {
 	Code    string `json:"code"`
@@ -305,6 +332,8 @@ func configFor(k Kind) any {
 		return &CodeConfig{}
 	case NodeStopError:
 		return &StopErrorConfig{}
+	case NodeRespond:
+		return &RespondConfig{}
 	}
 	return nil
 }

@@ -111,6 +111,7 @@ const (
 	NodeSort         Kind = "sort"
 	NodeCode         Kind = "code"
 	NodeStopError    Kind = "stop-error"
+	NodeRespond      Kind = "respond-webhook"
 )
 
 // IsTrigger reports whether k is a trigger kind.
@@ -126,7 +127,7 @@ func (k Kind) IsTrigger() bool {
 func (k Kind) IsNode() bool {
 	switch k {
 	case NodeAction, NodeHTTP, NodeBranch, NodeSwitch, NodeTransform, NodeDelay, NodeApproval, NodeLoop, NodeCallWorkflow, NodeAgent, NodeAIGenerate, NodeAIExtract,
-		NodeFilter, NodeSort, NodeCode, NodeStopError:
+		NodeFilter, NodeSort, NodeCode, NodeStopError, NodeRespond:
 		return true
 	}
 	return false
@@ -177,6 +178,8 @@ func (k Kind) Label() string {
 		return "Code"
 	case NodeStopError:
 		return "Stop and Error"
+	case NodeRespond:
+		return "Respond to Webhook"
 	}
 	return string(k)
 }

@@ -3,9 +3,11 @@ package workflow
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/url"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -331,6 +333,47 @@ func (v *validator) retry(n Node) {
 	}
 }
 
+// respond checks a Respond to Webhook step: a webhook trigger, a status
+// code, headers it may set, a wait within bounds, not redacted, not in a
+// loop.
+func (v *validator) respond(n Node, c *RespondConfig) {
+	if v.g.Trigger == nil || v.g.Trigger.Kind != TriggerWebhook {
+		v.add(n.ID, "", "Respond to Webhook answers the webhook that started the run: give the workflow a Webhook trigger")
+	}
+	if st := strings.TrimSpace(c.Status); st != "" && !strings.Contains(st, "{{") {
+		if code, err := strconv.Atoi(st); err != nil || code < 200 || code > 599 {
+			v.add(n.ID, "status", "The status is an HTTP status code from 200 to 599, e.g. 200 or 404")
+		}
+	}
+	for name := range c.Headers {
+		if !ResponseHeaderAllowed(name) {
+			v.add(n.ID, "headers", "The header %q cannot be set here: Content-Type, Cache-Control, Location and X- headers can", name)
+		}
+	}
+	if c.WaitSeconds < 0 || c.WaitSeconds > MaxRespondWaitSeconds {
+		v.add(n.ID, "waitSeconds", "The caller is held at most %d seconds", MaxRespondWaitSeconds)
+	}
+	if n.Redact {
+		v.add(n.ID, "redact", "The answer is read from the step's output: a Respond to Webhook step cannot be redacted")
+	}
+	for _, l := range v.g.Nodes {
+		if l.Kind == NodeLoop && v.g.LoopBody(l.ID)[n.ID] {
+			v.add(n.ID, "", "A webhook is answered once: Respond to Webhook cannot sit inside a Loop's steps")
+		}
+	}
+}
+
+// ResponseHeaderAllowed reports whether a Respond to Webhook step may set
+// a header.
+func ResponseHeaderAllowed(name string) bool {
+	switch http.CanonicalHeaderKey(strings.TrimSpace(name)) {
+	case "Content-Type", "Cache-Control", "Location":
+		return true
+	}
+	n := strings.ToLower(strings.TrimSpace(name))
+	return strings.HasPrefix(n, "x-") && len(n) > 2 && len(n) <= 100 && !strings.ContainsAny(n, " :\r\n")
+}
+
 // stopCode is the shape of a Stop and Error step's code.
 var stopCode = regexp.MustCompile(`^[A-Z][A-Z0-9_]{0,63}$`)
 
@@ -511,6 +554,8 @@ func (v *validator) node(n Node) {
 		if c.TimeoutMS < 0 || c.TimeoutMS > MaxCodeTimeoutMS {
 			v.add(n.ID, "timeoutMs", "A Code step runs at most %d ms", MaxCodeTimeoutMS)
 		}
+	case *RespondConfig:
+		v.respond(n, c)
 	case *StopErrorConfig:
 		if !stopCode.MatchString(c.Code) {
 			v.add(n.ID, "code", "The error code is 1–64 capital letters, digits and underscores, e.g. CUSTOMER_MISSING")
