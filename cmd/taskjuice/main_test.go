@@ -138,6 +138,7 @@ func signInSeesAcme(t *testing.T, base, email, password string, firstStart bool)
 			if firstStart {
 				demoAgentRuns(t, c, base)
 				demoTriggerFires(t, c, base)
+				demoStarterRuns(t, c, base)
 			}
 			return
 		}
@@ -183,6 +184,58 @@ func demoTriggerFires(t *testing.T, c *http.Client, base string) {
 			if r.WorkflowName == demo.TriggerWorkflowName && r.Status == "completed" {
 				return
 			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// demoStarterRuns: the demo's starter workflow is published and runs at
+// once with "Run now" (its form, no payload): the default lead of 2,500
+// USD takes the branch to Sandbox Chat and the run completes.
+func demoStarterRuns(t *testing.T, c *http.Client, base string) {
+	t.Helper()
+	var wf struct {
+		Workflows []struct{ ID, Name, Status string }
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	id := ""
+	for id == "" {
+		res, err := c.Get(base + "/api/v1/workspaces/acme/workflows")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = json.NewDecoder(res.Body).Decode(&wf)
+		res.Body.Close()
+		for _, w := range wf.Workflows {
+			if w.Name == demo.StarterWorkflowName && w.Status == "published" {
+				id = w.ID
+			}
+		}
+		if id == "" {
+			if time.Now().After(deadline) {
+				t.Fatalf("no published starter workflow: %+v", wf.Workflows)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	res, err := c.PostForm(base+"/acme/workflows/"+id+"/run", url.Values{"payload": {""}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		res, err := c.Get(base + "/api/v1/workspaces/acme/runs?workflow=" + id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if strings.Contains(string(b), `"status":"completed"`) {
+			return
+		}
+		if strings.Contains(string(b), `"status":"failed"`) || time.Now().After(deadline) {
+			t.Fatalf("the starter workflow's run: %s", b)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

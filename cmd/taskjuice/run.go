@@ -284,6 +284,9 @@ func cmdServe(ctx context.Context, args []string, e env) error {
 			if err := demo.AddTriggerWorkflow(ctx, d, accounts, conns, workflows); err != nil && ctx.Err() == nil {
 				log.Warn("could not give the demo its trigger workflow", "err", err)
 			}
+			if err := demo.AddStarterWorkflow(ctx, d, accounts, conns, workflows); err != nil && ctx.Err() == nil {
+				log.Warn("could not give the demo its starter workflow", "err", err)
+			}
 			return nil
 		}})
 	}

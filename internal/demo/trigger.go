@@ -46,3 +46,47 @@ func AddTriggerWorkflow(ctx context.Context, d *db.DB, accounts *account.Service
 	_, err = workflows.Publish(ctx, ws, wf.ID, "", workflow.Checks{})
 	return err
 }
+
+// StarterWorkflowName names the demo's published workflow a newcomer runs
+// with "Run now".
+const StarterWorkflowName = "New lead → big ones to #general"
+
+// AddStarterWorkflow gives the demo workspace a published workflow to run
+// at once with "Run now": it reads a lead (a name and an amount, with
+// defaults when the payload is empty), and a Branch sends leads of 1,000
+// or more to Sandbox Chat's #general through the demo's connection, and
+// notes the others.
+func AddStarterWorkflow(ctx context.Context, d *db.DB, accounts *account.Service, conns *connection.Service, workflows *workflow.Service) error {
+	ws, err := workspace(ctx, d, accounts)
+	if err != nil {
+		return err
+	}
+	chat, err := sandboxChat(ctx, conns, ws)
+	if err != nil {
+		return err
+	}
+	if chat == "" {
+		return errors.New("the demo has no Sandbox Chat connection")
+	}
+	read, _ := json.Marshal(workflow.TransformConfig{Output: json.RawMessage(`{"name": "{{ $trigger.name ? $trigger.name : 'Ada Lovelace' }}",
+		"amount": "{{ $trigger.amount ? $trigger.amount : 2500 }}"}`)})
+	big, _ := json.Marshal(workflow.BranchConfig{Condition: "{{ $steps.lead.data.amount >= 1000 }}"})
+	post, _ := json.Marshal(map[string]any{"app": "sandbox-chat", "action": "post-message",
+		"inputs": map[string]any{"channel": "general", "text": "New lead: {{ $steps.lead.data.name }} ({{ $steps.lead.data.amount }} USD)"}})
+	note, _ := json.Marshal(workflow.TransformConfig{Output: json.RawMessage(`{"skipped": "{{ $steps.lead.data.name }}: under 1,000 USD"}`)})
+	g := workflow.Graph{Schema: 1,
+		Trigger: &workflow.Node{ID: "start", Kind: workflow.TriggerManual, Name: "Run now"},
+		Nodes: []workflow.Node{
+			{ID: "lead", Kind: workflow.NodeTransform, Name: "Read the lead", Config: read},
+			{ID: "big", Kind: workflow.NodeBranch, Name: "1,000 USD or more?", Config: big},
+			{ID: "post", Kind: workflow.NodeAction, Name: "Post it to #general", Config: post, Connection: &workflow.Binding{ID: chat}},
+			{ID: "note", Kind: workflow.NodeTransform, Name: "Note a small lead", Config: note},
+		},
+		Edges: []workflow.Edge{{From: "start", To: "lead"}, {From: "lead", To: "big"}, {From: "big", To: "post", When: "true"}, {From: "big", To: "note", When: "false"}}}
+	wf, err := workflows.Create(ctx, ws, StarterWorkflowName, `Press "Run now" (or send {"name": "Grace", "amount": 400}): leads of 1,000 USD or more are posted to Sandbox Chat's #general.`, &g, "")
+	if err != nil {
+		return err
+	}
+	_, err = workflows.Publish(ctx, ws, wf.ID, "", workflow.Checks{})
+	return err
+}
