@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -40,6 +41,7 @@ func (h *Handler) registerEditor(ws router) {
 	ws.HandleFunc("POST /{workspaceSlug}/workflows/{id}/edit/steps/{node}", h.inWorkspace("workflows", h.saveStep))
 	ws.HandleFunc("POST /{workspaceSlug}/workflows/{id}/edit/steps/{node}/move", h.inWorkspace("workflows", h.moveStep))
 	ws.HandleFunc("POST /{workspaceSlug}/workflows/{id}/edit/steps/{node}/delete", h.inWorkspace("workflows", h.deleteStep))
+	ws.HandleFunc("POST /{workspaceSlug}/workflows/{id}/edit/steps/{node}/duplicate", h.inWorkspace("workflows", h.duplicateStep))
 	ws.HandleFunc("POST /{workspaceSlug}/workflows/{id}/edit/steps/{node}/test", h.inWorkspace("workflows", h.testStep))
 	ws.HandleFunc("POST /{workspaceSlug}/workflows/{id}/edit/trigger/sample", h.inWorkspace("workflows", h.saveTriggerSample))
 	ws.HandleFunc("POST /{workspaceSlug}/workflows/{id}/publish", h.inWorkspace("workflows", h.publishDraft))
@@ -903,7 +905,10 @@ type editorData struct {
 	Apps     []catalog.App
 	Kinds    []kindOption
 	Diagram  diagram
-	Reshaped bool
+	// InsertAfter is the step the "Add a step" form adds after (a "+"
+	// on the picture chose it); empty adds at the end.
+	InsertAfter, InsertAfterName string
+	Reshaped                     bool
 	// TriggerSample is the pasted sample event; SampleError says why the
 	// last one pasted was refused (teststep.go).
 	TriggerSample *engine.Sample
@@ -1100,7 +1105,19 @@ func (h *Handler) renderEditor(w http.ResponseWriter, r *http.Request, v view, s
 			d.Problems = append(d.Problems, p)
 		}
 	}
-	d.Diagram = drawGraph(g, problems)
+	tests := map[string]*engine.Sample{}
+	for _, c := range d.Steps {
+		tests[c.Node.ID] = c.Sample
+	}
+	d.Diagram = drawGraph(g, problems, tests)
+	if after := r.URL.Query().Get("insert"); after != "" {
+		if _, err := insertAt(g, after); err == nil {
+			d.InsertAfter, d.InsertAfterName = after, after
+			if n, ok := g.Node(after); ok && n.Name != "" {
+				d.InsertAfterName = n.Name
+			}
+		}
+	}
 	v.Title, v.Data = "Edit "+wf.Name+" · Workflows", d
 	h.render(w, r, status, "editor", v)
 }
@@ -1319,8 +1336,60 @@ func (h *Handler) addStep(w http.ResponseWriter, r *http.Request, v view) {
 			return "", nil, apperr.Invalid("kind", "A workflow holds at most "+strconv.Itoa(workflow.MaxNodes)+" steps.")
 		}
 		id := newStepID(*g)
-		g.Nodes = append(g.Nodes, workflow.Node{ID: id, Kind: kind, Name: kind.Label(), Config: mustJSON(defaultConfig(kind))})
+		n := workflow.Node{ID: id, Kind: kind, Name: kind.Label(), Config: mustJSON(defaultConfig(kind))}
+		at, err := insertAt(*g, r.PostForm.Get("after"))
+		if err != nil {
+			return "", nil, err
+		}
+		g.Nodes = slices.Insert(g.Nodes, at, n)
 		return "step-" + id, nil, nil
+	})
+}
+
+// insertAt is where a step added after the node named goes in the list:
+// right after it (the trigger: first), or last when none is named. The
+// main path follows the list, so this puts the step on the arrow that
+// left that node.
+func insertAt(g workflow.Graph, after string) (int, error) {
+	switch {
+	case after == "":
+		return len(g.Nodes), nil
+	case g.Trigger != nil && after == g.Trigger.ID:
+		return 0, nil
+	}
+	i := nodeIndex(g, after)
+	if i < 0 {
+		return 0, errNoStep
+	}
+	return i + 1, nil
+}
+
+// duplicateStep inserts a copy of a step (its settings, connection and
+// retries; a new id) right after it.
+func (h *Handler) duplicateStep(w http.ResponseWriter, r *http.Request, v view) {
+	id := r.PathValue("node")
+	h.change(w, r, v, "step-duplicated", func(g *workflow.Graph, ends map[string]bool) (string, *editorInput, error) {
+		i := nodeIndex(*g, id)
+		if i < 0 {
+			return "", nil, errNoStep
+		}
+		if len(g.Nodes) >= workflow.MaxNodes {
+			return "", nil, apperr.Invalid("kind", "A workflow holds at most "+strconv.Itoa(workflow.MaxNodes)+" steps.")
+		}
+		n := g.Nodes[i]
+		n.ID = newStepID(*g)
+		n.Name = clip(strings.TrimSpace(n.Name+" (copy)"), 100)
+		n.Config = append(json.RawMessage(nil), n.Config...)
+		if n.Connection != nil {
+			b := *n.Connection
+			n.Connection = &b
+		}
+		if n.Retry != nil {
+			rp := *n.Retry
+			n.Retry = &rp
+		}
+		g.Nodes = slices.Insert(g.Nodes, i+1, n)
+		return "step-" + n.ID, nil, nil
 	})
 }
 
@@ -1439,6 +1508,11 @@ type diagramBox struct {
 	Title, Sub   string
 	Href         string
 	Trigger, Bad bool
+	// Test is the mark of the step's last test ("✓ 12 ms", "✗ CODE");
+	// Failed says it failed.
+	Test   string
+	MX     int
+	Failed bool
 }
 
 type diagramLine struct {
@@ -1446,13 +1520,19 @@ type diagramLine struct {
 	Label  string
 	LX, LY int
 	Side   bool
+	// Plus is the "+" that adds a step on this arrow (the main path):
+	// After names the step it follows, PX, PY where it is drawn.
+	Plus      bool
+	After     string
+	AfterName string
+	PX, PY    int
 }
 
 const (
 	dgX, dgTop, dgBoxW, dgBoxH, dgRow, dgLane = 16, 12, 240, 46, 82, 20
 )
 
-func drawGraph(g workflow.Graph, problems []workflow.Problem) diagram {
+func drawGraph(g workflow.Graph, problems []workflow.Problem, tests map[string]*engine.Sample) diagram {
 	bad := map[string]bool{}
 	for _, p := range problems {
 		bad[p.NodeID] = true
@@ -1477,7 +1557,24 @@ func drawGraph(g workflow.Graph, problems []workflow.Problem) diagram {
 		if b.Trigger {
 			b.Href = "#trigger"
 		}
+		if t := tests[n.ID]; t != nil && !b.Trigger {
+			b.MX = dgX + dgBoxW - 10
+			if t.Error != nil {
+				b.Test, b.Failed = "✗ "+clip(t.Error.Code, 14), true
+			} else {
+				b.Test = "✓ " + strconv.FormatInt(t.DurationMS, 10) + " ms"
+			}
+		}
 		d.Boxes = append(d.Boxes, b)
+	}
+	title := func(id string) string {
+		if n, ok := g.Node(id); ok && n.Name != "" {
+			return n.Name
+		}
+		if g.Trigger != nil && g.Trigger.ID == id {
+			return "the trigger"
+		}
+		return id
 	}
 	lanes := 0
 	cx := dgX + dgBoxW/2
@@ -1493,7 +1590,8 @@ func drawGraph(g workflow.Graph, problems []workflow.Problem) diagram {
 		if to == from+1 {
 			d.Lines = append(d.Lines, diagramLine{
 				Path:  "M " + itoa(cx) + " " + itoa(y1+dgBoxH) + " V " + itoa(y2-2),
-				Label: e.When, LX: cx + 8, LY: y1 + dgBoxH + (dgRow-dgBoxH)/2 + 4,
+				Label: e.When, LX: cx + 16, LY: y1 + dgBoxH + (dgRow-dgBoxH)/2 + 4,
+				Plus: true, After: e.From, AfterName: title(e.From), PX: cx, PY: y1 + dgBoxH + (dgRow-dgBoxH)/2,
 			})
 			continue
 		}

@@ -118,3 +118,60 @@ func TestEditorRespondStep(t *testing.T) {
 		t.Fatalf("saved: %+v %s", c, c.Body)
 	}
 }
+
+// The picture is where steps are added: each arrow of the main path has a
+// "+" that opens "Add a step" after that step, and the step goes there
+// (on the arrow it was added to); a step is duplicated right after itself
+// with its settings; a tested step shows its last test on the picture.
+func TestEditorCanvasInsertAndDuplicate(t *testing.T) {
+	e := newEditorEnv(t)
+	id, base := e.workflow("Canvas")
+	wantSaved(t, "first", e.post(base+"/edit/steps", url.Values{"kind": {"transform"}}), base, "step-step1")
+	wantSaved(t, "second", e.post(base+"/edit/steps", url.Values{"kind": {"delay"}}), base, "step-step2")
+	page := e.get(base + "/edit").Body
+	for _, want := range []string{`href="?insert=trigger#add-step"`, `href="?insert=step1#add-step"`, `aria-label="Add a step after Transform"`} {
+		if !strings.Contains(page, want) {
+			i := strings.Index(page, "dg-plus")
+			t.Fatalf("the picture lacks %q: %s", want, page[max(0, i-200):min(len(page), i+300)])
+		}
+	}
+	form := e.get(base + "/edit?insert=step1").Body
+	if !strings.Contains(form, `<input type="hidden" name="after" value="step1">`) || !strings.Contains(form, "Add a step after Transform") {
+		t.Fatal("the add form does not say where the step goes")
+	}
+	wantSaved(t, "insert", e.post(base+"/edit/steps", url.Values{"kind": {"code"}, "after": {"step1"}}), base, "step-step3")
+	g := e.graph(id)
+	order := []string{}
+	for _, n := range g.Nodes {
+		order = append(order, n.ID)
+	}
+	if strings.Join(order, ",") != "step1,step3,step2" {
+		t.Fatalf("order after inserting: %v", order)
+	}
+	edges := []string{}
+	for _, ed := range g.Edges {
+		edges = append(edges, ed.From+">"+ed.To)
+	}
+	if strings.Join(edges, ",") != "trigger>step1,step1>step3,step3>step2" {
+		t.Fatalf("edges after inserting: %v", edges)
+	}
+	if res := e.post(base+"/edit/steps", url.Values{"kind": {"code"}, "after": {"ghost"}}); res.Status != 404 {
+		t.Fatalf("after a missing step: %d", res.Status)
+	}
+	wantSaved(t, "insert first", e.post(base+"/edit/steps", url.Values{"kind": {"transform"}, "after": {"trigger"}}), base, "step-step4")
+	wantSaved(t, "duplicate", e.post(base+"/edit/steps/step1/duplicate", nil), base, "step-step5")
+	g = e.graph(id)
+	order = order[:0]
+	for _, n := range g.Nodes {
+		order = append(order, n.ID+"="+n.Name)
+	}
+	if strings.Join(order, ",") != "step4=Transform,step1=Transform,step5=Transform (copy),step3=Code,step2=Delay" {
+		t.Fatalf("order after duplicating: %v", order)
+	}
+	if string(g.Nodes[1].Config) != string(g.Nodes[2].Config) {
+		t.Fatalf("the copy's settings: %s vs %s", g.Nodes[2].Config, g.Nodes[1].Config)
+	}
+	if res := e.post(base+"/edit/steps/ghost/duplicate", nil); res.Status != 404 {
+		t.Fatalf("duplicate a missing step: %d", res.Status)
+	}
+}

@@ -58,6 +58,7 @@ var flashes = map[string]string{
 	"step-added":          "Step added.",
 	"step-saved":          "Step saved.",
 	"step-moved":          "Step moved.",
+	"step-duplicated":     "Step duplicated.",
 	"step-deleted":        "Step deleted.",
 	"spend-cap-saved":     "Spend cap saved.",
 	"provider-saved":      "Model provider saved.",
