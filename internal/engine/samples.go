@@ -8,9 +8,11 @@ import (
 // Sample is the data one node of a workflow is built against: the
 // trigger's pasted sample ("pasted") or a step's last test ("test").
 type Sample struct {
-	NodeID     string          `json:"nodeId"`
-	Source     string          `json:"source"`
-	Data       json.RawMessage `json:"data"`
+	NodeID string          `json:"nodeId"`
+	Source string          `json:"source"`
+	Data   json.RawMessage `json:"data"`
+	// Input is what a tested step was given: its settings, evaluated.
+	Input      json.RawMessage `json:"input,omitempty"`
 	Error      *StepError      `json:"error,omitempty"`
 	DurationMS int64           `json:"durationMs"`
 }
@@ -22,17 +24,17 @@ func (e *Engine) SaveSample(ctx context.Context, workflowID string, s Sample) er
 		b, _ := json.Marshal(s.Error)
 		errText = string(b)
 	}
-	_, err := e.db.Write().ExecContext(ctx, `INSERT INTO step_samples (workflow_id, node_id, source, data, error, duration_ms, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)
+	_, err := e.db.Write().ExecContext(ctx, `INSERT INTO step_samples (workflow_id, node_id, source, data, error, duration_ms, updated_at, input)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 		ON CONFLICT (workflow_id, node_id) DO UPDATE SET source = excluded.source, data = excluded.data,
-			error = excluded.error, duration_ms = excluded.duration_ms, updated_at = excluded.updated_at`,
-		workflowID, s.NodeID, s.Source, string(nonEmpty(s.Data)), errText, s.DurationMS, e.now())
+			error = excluded.error, duration_ms = excluded.duration_ms, updated_at = excluded.updated_at, input = excluded.input`,
+		workflowID, s.NodeID, s.Source, string(nonEmpty(s.Data)), errText, s.DurationMS, e.now(), string(s.Input))
 	return err
 }
 
 // Samples reads a workflow's samples by node id.
 func (e *Engine) Samples(ctx context.Context, workflowID string) (map[string]Sample, error) {
-	rows, err := e.db.Read().QueryContext(ctx, `SELECT node_id, source, data, error, duration_ms FROM step_samples WHERE workflow_id = $1`, workflowID)
+	rows, err := e.db.Read().QueryContext(ctx, `SELECT node_id, source, data, error, duration_ms, input FROM step_samples WHERE workflow_id = $1`, workflowID)
 	if err != nil {
 		return nil, err
 	}
@@ -40,11 +42,14 @@ func (e *Engine) Samples(ctx context.Context, workflowID string) (map[string]Sam
 	out := map[string]Sample{}
 	for rows.Next() {
 		var s Sample
-		var data, errText string
-		if err := rows.Scan(&s.NodeID, &s.Source, &data, &errText, &s.DurationMS); err != nil {
+		var data, errText, input string
+		if err := rows.Scan(&s.NodeID, &s.Source, &data, &errText, &s.DurationMS, &input); err != nil {
 			return nil, err
 		}
 		s.Data = json.RawMessage(data)
+		if input != "" {
+			s.Input = json.RawMessage(input)
+		}
 		if errText != "" {
 			s.Error = &StepError{}
 			_ = json.Unmarshal([]byte(errText), s.Error)

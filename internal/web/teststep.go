@@ -48,7 +48,7 @@ func (h *Handler) testStep(w http.ResponseWriter, r *http.Request, v view) {
 		return
 	}
 	out, _ := json.Marshal(res.Output)
-	if err := h.Engine.SaveSample(ctx, wf.ID, engine.Sample{NodeID: node.ID, Source: "test", Data: out, Error: res.Error, DurationMS: res.DurationMS}); err != nil {
+	if err := h.Engine.SaveSample(ctx, wf.ID, engine.Sample{NodeID: node.ID, Source: "test", Data: out, Input: res.Input, Error: res.Error, DurationMS: res.DurationMS}); err != nil {
 		h.errorPage(w, r, v.P, err)
 		return
 	}
