@@ -1115,6 +1115,8 @@ func (h *Handler) renderEditor(w http.ResponseWriter, r *http.Request, v view, s
 			d.InsertAfter, d.InsertAfterName = after, after
 			if n, ok := g.Node(after); ok && n.Name != "" {
 				d.InsertAfterName = n.Name
+			} else if g.Trigger != nil && after == g.Trigger.ID {
+				d.InsertAfterName = "the trigger"
 			}
 		}
 	}
@@ -1523,6 +1525,7 @@ type diagramLine struct {
 	// Plus is the "+" that adds a step on this arrow (the main path):
 	// After names the step it follows, PX, PY where it is drawn.
 	Plus      bool
+	Stub      bool // the "+" after the last step, on a line to nowhere
 	After     string
 	AfterName string
 	PX, PY    int
@@ -1607,7 +1610,14 @@ func drawGraph(g workflow.Graph, problems []workflow.Problem, tests map[string]*
 	d.Height = dgTop*2 + len(nodes)*dgRow - (dgRow - dgBoxH)
 	if len(nodes) == 0 {
 		d.Height = dgTop * 2
+		return d
 	}
+	// A "+" under the last step adds one at the end.
+	last := nodes[len(nodes)-1]
+	y := dgTop + (len(nodes)-1)*dgRow + dgBoxH
+	d.Lines = append(d.Lines, diagramLine{Path: "M " + itoa(cx) + " " + itoa(y) + " V " + itoa(y+14), Plus: true, After: last.ID, AfterName: title(last.ID),
+		PX: cx, PY: y + 24, Stub: true})
+	d.Height += 36
 	return d
 }
 
