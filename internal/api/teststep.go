@@ -18,6 +18,9 @@ type testStepRequest struct {
 	Steps   map[string]json.RawMessage `json:"steps"`
 	Input   json.RawMessage            `json:"input"`
 	Confirm bool                       `json:"confirm"`
+	// RunID takes the trigger payload and the steps' outputs of one of
+	// the workflow's earlier runs, under what the body gives.
+	RunID string `json:"runId"`
 }
 
 // testStep runs one step of the workflow's draft against the samples in
@@ -39,6 +42,10 @@ func (h *Handler) testStep(w http.ResponseWriter, r *http.Request, p account.Pri
 		writeError(w, r, h.log, apperr.NotFound("This workflow has no step "+r.PathValue("nodeId")))
 		return
 	}
+	if err := h.withRunData(r, ws, wf.ID, &in); err != nil {
+		writeError(w, r, h.log, err)
+		return
+	}
 	if err := h.withStoredSamples(r, wf.ID, triggerID(v.Graph), &in); err != nil {
 		writeError(w, r, h.log, err)
 		return
@@ -53,11 +60,38 @@ func (h *Handler) testStep(w http.ResponseWriter, r *http.Request, p account.Pri
 		return
 	}
 	out, _ := json.Marshal(res.Output)
-	if err := h.engine.SaveSample(r.Context(), wf.ID, engine.Sample{NodeID: node.ID, Source: "test", Data: out, Error: res.Error, DurationMS: res.DurationMS}); err != nil {
+	if err := h.engine.SaveSample(r.Context(), wf.ID, engine.Sample{NodeID: node.ID, Source: "test", Data: out, Input: res.Input, Error: res.Error, DurationMS: res.DurationMS}); err != nil {
 		writeError(w, r, h.log, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, res)
+}
+
+// withRunData fills what the body leaves out with the data of the earlier
+// run it names.
+func (h *Handler) withRunData(r *http.Request, ws account.Workspace, workflowID string, in *testStepRequest) error {
+	if in.RunID == "" {
+		return nil
+	}
+	trigger, steps, err := h.engine.RunData(r.Context(), ws.ID, workflowID, in.RunID)
+	if apperr.IsNotFound(err) {
+		return apperr.Invalid("runId", "There is no such run in this workspace")
+	}
+	if err != nil {
+		return err
+	}
+	if len(in.Trigger) == 0 {
+		in.Trigger = trigger
+	}
+	if in.Steps == nil {
+		in.Steps = map[string]json.RawMessage{}
+	}
+	for id, out := range steps {
+		if _, given := in.Steps[id]; !given {
+			in.Steps[id] = out
+		}
+	}
+	return nil
 }
 
 // withStoredSamples fills what the body leaves out with the workflow's

@@ -3,6 +3,8 @@ package engine
 import (
 	"context"
 	"encoding/json"
+
+	"taskjuice/internal/apperr"
 )
 
 // Sample is the data one node of a workflow is built against: the
@@ -57,4 +59,32 @@ func (e *Engine) Samples(ctx context.Context, workflowID string) (map[string]Sam
 		out[s.NodeID] = s
 	}
 	return out, rows.Err()
+}
+
+// MsgRunNotOfWorkflow refuses an earlier run of another workflow as the
+// data a step is tested with.
+const MsgRunNotOfWorkflow = "That run is not one of this workflow's; choose one of its own runs"
+
+// RunData is an earlier run's data as samples: its trigger payload and
+// the output of each step it completed (the last attempt; a loop's steps
+// by their last iteration), for testing a step against a real run.
+func (e *Engine) RunData(ctx context.Context, workspaceID, workflowID, runID string) (json.RawMessage, map[string]json.RawMessage, error) {
+	run, err := e.Get(ctx, workspaceID, runID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if run.WorkflowID != workflowID {
+		return nil, nil, apperr.Invalid("runId", MsgRunNotOfWorkflow)
+	}
+	steps, err := e.Steps(ctx, workspaceID, runID)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := map[string]json.RawMessage{}
+	for _, s := range steps {
+		if s.Status == StepCompleted && len(s.Output) > 0 {
+			out[EntryNode(s.NodeID)] = s.Output
+		}
+	}
+	return run.TriggerPayload, out, nil
 }

@@ -115,3 +115,50 @@ func TestWorkflowsAPITestStep(t *testing.T) {
 		}
 	})
 }
+
+// A step is tested with the data of one of the workflow's earlier runs
+// (its trigger payload and its steps' outputs), in the API and the
+// editor; a run of another workflow, or none, is refused with a message.
+func TestTestStepWithAnEarlierRun(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		owner := e.signIn("owner@a.example")
+		base := "/api/v1/workspaces/acme/workflows"
+		graph := `{"trigger": {"id": "start", "kind": "manual"}, "nodes": [
+			{"id": "greet", "kind": "transform", "config": {"output": {"hi": "{{ $trigger.name }}"}}},
+			{"id": "shout", "kind": "transform", "config": {"output": {"loud": "{{ $uppercase($steps.greet.data.hi) }}"}}}],
+			"edges": [{"from": "start", "to": "greet"}, {"from": "greet", "to": "shout"}]}`
+		d := decodeDetail(t, "create", owner.api("POST", base, `{"name": "Shouter", "graph": `+graph+`}`), 201)
+		other := decodeDetail(t, "create other", owner.api("POST", base, `{"name": "Other", "graph": `+graph+`}`), 201)
+		path := base + "/" + d.Workflow.ID
+		wantStatus(t, "publish", owner.api("POST", path+"/publish", ""), 200)
+		wantStatus(t, "publish other", owner.api("POST", base+"/"+other.Workflow.ID+"/publish", ""), 200)
+		runOf := func(wf, payload string) string {
+			t.Helper()
+			res := owner.api("POST", base+"/"+wf+"/runs", payload)
+			wantStatus(t, "run", res, 202)
+			var r struct{ RunID string }
+			must(t, json.Unmarshal([]byte(res.Body), &r))
+			return r.RunID
+		}
+		mine, theirs := runOf(d.Workflow.ID, `{"name": "Ada"}`), runOf(other.Workflow.ID, `{"name": "Bob"}`)
+		e.drain(t)
+
+		res := owner.api("POST", path+"/steps/shout/test", `{"runId": "`+mine+`"}`)
+		wantStatus(t, "test with the run", res, 200)
+		if !strings.Contains(res.Body, `"loud":"ADA"`) {
+			t.Fatalf("tested with the run: %s", res.Body)
+		}
+		wantAPIError(t, "another workflow's run", owner.api("POST", path+"/steps/shout/test", `{"runId": "`+theirs+`"}`), 422, "not one of this workflow's")
+		wantAPIError(t, "no such run", owner.api("POST", path+"/steps/shout/test", `{"runId": "nope"}`), 422, "There is no such run")
+
+		// The editor offers the runs and tests with the one chosen.
+		page := owner.get("/acme/workflows/" + d.Workflow.ID + "/edit")
+		if !strings.Contains(page.Body, `name="fromRun"`) || !strings.Contains(page.Body, `value="`+mine+`"`) {
+			t.Fatal("the editor does not offer the run's data")
+		}
+		wantRedirect(t, "test in the editor", owner.post("/acme/workflows/"+d.Workflow.ID+"/edit/steps/shout/test", url.Values{"fromRun": {mine}}), "/acme/workflows/"+d.Workflow.ID+"/edit#step-shout")
+		if p := owner.get("/acme/workflows/" + d.Workflow.ID + "/edit"); !strings.Contains(p.Body, "ADA") {
+			t.Fatal("the editor's test did not use the run's data")
+		}
+	})
+}

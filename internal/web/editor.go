@@ -913,6 +913,9 @@ type editorData struct {
 	// last one pasted was refused (teststep.go).
 	TriggerSample *engine.Sample
 	SampleError   string
+	// Runs are the workflow's latest runs, whose data a step may be
+	// tested with instead of the samples.
+	Runs []engine.RunRow
 }
 
 // editorInput is a form that was refused: it is shown again as typed, with
@@ -1110,6 +1113,11 @@ func (h *Handler) renderEditor(w http.ResponseWriter, r *http.Request, v view, s
 		tests[c.Node.ID] = c.Sample
 	}
 	d.Diagram = drawGraph(g, problems, tests)
+	if h.Engine != nil {
+		if runs, err := h.Engine.List(r.Context(), v.Workspace.ID, engine.ListFilter{WorkflowID: wf.ID, Limit: 10}); err == nil {
+			d.Runs = runs
+		}
+	}
 	if after := r.URL.Query().Get("insert"); after != "" {
 		if _, err := insertAt(g, after); err == nil {
 			d.InsertAfter, d.InsertAfterName = after, after

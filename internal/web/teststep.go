@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 
+	"taskjuice/internal/apperr"
 	"taskjuice/internal/engine"
 	"taskjuice/internal/workflow"
 )
@@ -40,6 +41,17 @@ func (h *Handler) testStep(w http.ResponseWriter, r *http.Request, v view) {
 		return
 	}
 	scope := sampleScope(ver.Graph, stored)
+	if runID := r.PostForm.Get("fromRun"); runID != "" {
+		trigger, steps, err := h.Engine.RunData(ctx, v.Workspace.ID, wf.ID, runID)
+		if err != nil {
+			h.refuse(w, r, v.P, h.editorURL(v, wf.ID)+"#step-"+node.ID, apperr.Explain(err, "There is no such run of this workflow."))
+			return
+		}
+		scope.Trigger, scope.Input = trigger, trigger
+		for id, out := range steps {
+			scope.Steps[id] = engine.StepData{Data: out, Meta: map[string]any{}}
+		}
+	}
 	res, err := h.Engine.TestStep(ctx, engine.Run{WorkspaceID: v.Workspace.ID, WorkflowID: wf.ID, VersionID: ver.ID}, node, scope, r.PostForm.Get("confirm") != "")
 	if errors.Is(err, engine.ErrNeedsConfirm) {
 		res = engine.StepTest{Error: &engine.StepError{Code: "CONFIRM_REQUIRED", Message: err.Error() + ": tick the box and test again"}}
