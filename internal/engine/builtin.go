@@ -38,6 +38,8 @@ func Builtins(cat *catalog.Catalog, apps *connection.AppClient, hc *http.Client)
 		workflow.NodeSort:      sortNode,
 		workflow.NodeStopError: stopError,
 		workflow.NodeRespond:   respondNode,
+		workflow.NodeParallel:  parallelNode,
+		workflow.NodeMerge:     mergeNode,
 		workflow.NodeCode:      codeNode(CodeLimits{}),
 		workflow.NodeHTTP:      httpNode(apps, hc),
 		workflow.NodeAction:    action(cat, apps),

@@ -335,3 +335,95 @@ func TestRetrySettingOnAppActions(t *testing.T) {
 		}
 	})
 }
+
+// publishGraph publishes a manual workflow of nodes and edges with
+// expressions on.
+func (f *fixture) publishGraph(nodes []workflow.Node, edges []workflow.Edge) string {
+	f.t.Helper()
+	f.eng = engine.New(f.d, f.wfs, engine.Builtins(f.cat, nil, nil), engine.Expressions(expr.Limits{}), engine.Options{})
+	g := workflow.Graph{Schema: 1, Trigger: &workflow.Node{ID: "start", Kind: workflow.TriggerManual}, Nodes: nodes, Edges: edges}
+	w, err := f.wfs.Create(f.ctx, f.ws, "Arms", "", &g, "")
+	must(f.t, err)
+	_, err = f.wfs.Publish(f.ctx, f.ws, w.ID, "", workflow.Checks{Expressions: expr.CompileJSON})
+	var ce *workflow.CompileError
+	if asCompile(err, &ce) {
+		f.t.Fatalf("publish: %+v", ce.Problems)
+	}
+	must(f.t, err)
+	return w.ID
+}
+
+// A Parallel step starts its arms; the Merge they lead into runs once,
+// after the longer arm too, and combines their items by key, by position
+// or one after another; the step after it reads the result. A Merge
+// whose key is missing from an item fails the run with a clear error.
+func TestParallelAndMerge(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		f := setup(t, d)
+		for _, c := range []struct{ mode, want string }{
+			{`"key", "key": "id"`, `[{"id":1,"x":"a1","y":"b1"},{"id":2,"x":"a2","y":"b2"}]`},
+			{`"position"`, `[{"id":2,"x":"a1","y":"b2"},{"id":1,"x":"a2","y":"b1"}]`},
+			{`"append"`, `[{"id":1,"x":"a1"},{"id":2,"x":"a2"},{"id":2,"y":"b2"},{"id":1,"y":"b1"}]`},
+		} {
+			wf := f.publishGraph([]workflow.Node{
+				node("fan", workflow.NodeParallel, `{}`),
+				node("a", workflow.NodeTransform, `{"output": [{"id": 1, "x": "a1"}, {"id": 2, "x": "a2"}]}`),
+				node("b1", workflow.NodeTransform, `{"output": {"ready": true}}`),
+				node("b2", workflow.NodeTransform, `{"output": {"items": [{"id": 2, "y": "b2"}, {"id": 1, "y": "b1"}]}}`),
+				node("join", workflow.NodeMerge, `{"mode": `+c.mode+`}`),
+				node("after", workflow.NodeTransform, `{"output": {"n": "{{ $steps.join.data.count }}"}}`),
+			}, []workflow.Edge{{From: "start", To: "fan"}, {From: "fan", To: "a"}, {From: "fan", To: "b1"}, {From: "b1", To: "b2"},
+				{From: "a", To: "join"}, {From: "b2", To: "join"}, {From: "join", To: "after"}})
+			run, out := f.runChain(wf, `{}`)
+			if run.Status != engine.StatusCompleted {
+				t.Fatalf("%s: run %s %+v", c.mode, run.Status, run.Error)
+			}
+			var got struct{ Items json.RawMessage }
+			must(t, json.Unmarshal([]byte(out["join"]), &got))
+			if string(got.Items) != c.want {
+				t.Fatalf("merge by %s: %s, want %s", c.mode, got.Items, c.want)
+			}
+			steps, err := f.eng.Steps(f.ctx, f.ws.ID, run.ID)
+			must(t, err)
+			var order []string
+			for _, s := range steps {
+				order = append(order, s.NodeID)
+			}
+			if strings.Join(order, ",") != "fan,a,b1,b2,join,after" {
+				t.Fatalf("steps ran as %v: the merge must run once, after both arms", order)
+			}
+		}
+		bad := f.publishGraph([]workflow.Node{
+			node("fan", workflow.NodeParallel, `{}`),
+			node("a", workflow.NodeTransform, `{"output": [{"id": 1}]}`),
+			node("b", workflow.NodeTransform, `{"output": [{"name": "no id"}]}`),
+			node("join", workflow.NodeMerge, `{"mode": "key", "key": "id"}`),
+		}, []workflow.Edge{{From: "start", To: "fan"}, {From: "fan", To: "a"}, {From: "fan", To: "b"}, {From: "a", To: "join"}, {From: "b", To: "join"}})
+		run, _ := f.runChain(bad, `{}`)
+		if run.Status != engine.StatusFailed || run.Error.Code != "MERGE_KEY_MISSING" || !strings.Contains(run.Error.Message, `Item 0 of arm 2 has no "id"`) {
+			t.Fatalf("merge on a missing key: %s %+v", run.Status, run.Error)
+		}
+	})
+}
+
+// Parallel and Merge refuse shapes they cannot run.
+func TestParallelAndMergeValidate(t *testing.T) {
+	check := func(nodes []workflow.Node, edges []workflow.Edge, nodeID, message string) {
+		t.Helper()
+		g := workflow.Graph{Schema: 1, Trigger: &workflow.Node{ID: "start", Kind: workflow.TriggerManual}, Nodes: nodes, Edges: edges}
+		for _, p := range workflow.Validate(g, workflow.Checks{Expressions: expr.CompileJSON}) {
+			if p.NodeID == nodeID && strings.Contains(p.Message, message) {
+				return
+			}
+		}
+		t.Errorf("no %q at %s in %+v", message, nodeID, workflow.Validate(g, workflow.Checks{}))
+	}
+	one := []workflow.Node{node("fan", workflow.NodeParallel, `{}`), node("a", workflow.NodeTransform, `{"output": 1}`), node("join", workflow.NodeMerge, `{"mode": "key"}`)}
+	edges := []workflow.Edge{{From: "start", To: "fan"}, {From: "fan", To: "a"}, {From: "a", To: "join"}}
+	check(one, edges, "fan", "starts two or more arms")
+	check(one, edges, "join", "joins two or more arms")
+	check(one, edges, "join", "Name the field")
+	check([]workflow.Node{node("join", workflow.NodeMerge, `{"mode": "zip"}`)}, []workflow.Edge{{From: "start", To: "join"}}, "join", "Merge by append, position or key")
+	check([]workflow.Node{node("each", workflow.NodeLoop, `{"items": "{{ $trigger.x }}"}`), node("fan", workflow.NodeParallel, `{}`), node("done", workflow.NodeTransform, `{"output": 1}`)},
+		[]workflow.Edge{{From: "start", To: "each"}, {From: "each", To: "fan", When: "each"}, {From: "each", To: "done", When: "done"}}, "fan", "cannot sit inside a Loop's steps yet")
+}

@@ -293,6 +293,7 @@ func (e *Engine) step(ctx context.Context, c *claimed) (bool, error) {
 	// A frontier entry is a node id, or "node@loop#i" inside iteration i of
 	// a Loop; step rows carry the entry, so each iteration has its own
 	// attempts and idempotency keys.
+	c.nextReady() // a join waits for its arms (parallel.go)
 	entry := c.frontier[0]
 	node, ok := c.g.Node(EntryNode(entry))
 	if !ok {
@@ -318,6 +319,10 @@ func (e *Engine) step(ctx context.Context, c *claimed) (bool, error) {
 	cur.redact = node.Redact
 	scope := c.scopeFor(entry)
 	input := json.RawMessage(nonEmpty(scope.Input))
+	if node.Kind == workflow.NodeMerge {
+		input = mergeInput(c.g, node.ID, scope)
+		scope.Input = input
+	}
 	if !cur.recorded {
 		from := c.inputFrom
 		cur.Input, cur.inputFrom, cur.StartedAt = input, &from, e.now()

@@ -93,9 +93,20 @@ func extraPaths(n workflow.Node) []string {
 // them: those without their main path. The last step needs no mark.
 func endsOf(g workflow.Graph) map[string]bool {
 	ends := map[string]bool{}
+	arms := map[int]bool{} // a Parallel's arms always lead to their join
+	for i, n := range g.Nodes {
+		if n.Kind == workflow.NodeParallel {
+			for a := i + 1; a <= i+workflowArms(n); a++ {
+				arms[a] = true
+			}
+		}
+	}
 	for i, n := range g.Nodes {
 		if i == len(g.Nodes)-1 {
 			break
+		}
+		if arms[i] {
+			continue
 		}
 		main := mainPath(n.Kind)
 		found := false
@@ -126,8 +137,29 @@ func relink(g *workflow.Graph, ends map[string]bool) {
 	if g.Trigger != nil && len(g.Nodes) > 0 {
 		edges = append(edges, workflow.Edge{From: g.Trigger.ID, To: g.Nodes[0].ID})
 	}
+	// A Parallel step's arms are the steps listed after it, one step each;
+	// each leads to the step after the last arm, where they join.
+	joinOf := map[int]int{}
 	for i, n := range g.Nodes {
-		if i+1 < len(g.Nodes) && !ends[n.ID] {
+		if n.Kind != workflow.NodeParallel {
+			continue
+		}
+		k := workflowArms(n)
+		for a := i + 1; a <= i+k && a < len(g.Nodes); a++ {
+			joinOf[a] = i + k + 1
+		}
+	}
+	for i, n := range g.Nodes {
+		switch {
+		case n.Kind == workflow.NodeParallel && !ends[n.ID]:
+			for a := i + 1; a <= i+workflowArms(n) && a < len(g.Nodes); a++ {
+				edges = append(edges, workflow.Edge{From: n.ID, To: g.Nodes[a].ID})
+			}
+		case joinOf[i] > 0:
+			if j := joinOf[i]; j < len(g.Nodes) && !ends[n.ID] {
+				edges = append(edges, workflow.Edge{From: n.ID, To: g.Nodes[j].ID, When: mainPath(n.Kind)})
+			}
+		case i+1 < len(g.Nodes) && !ends[n.ID]:
 			edges = append(edges, workflow.Edge{From: n.ID, To: g.Nodes[i+1].ID, When: mainPath(n.Kind)})
 		}
 		for _, label := range extraPaths(n) {
@@ -146,6 +178,16 @@ func relink(g *workflow.Graph, ends map[string]bool) {
 		edges = []workflow.Edge{}
 	}
 	g.Edges = edges
+}
+
+// workflowArms is how many of the steps after a Parallel step are its arms.
+func workflowArms(n workflow.Node) int {
+	if c, err := workflow.DecodeConfig(n); err == nil {
+		if p, ok := c.(*workflow.ParallelConfig); ok {
+			return p.ArmCount()
+		}
+	}
+	return workflow.DefaultParallelArms
 }
 
 // inEditorShape reports whether g's edges are those relink would make, so
@@ -215,7 +257,7 @@ var stepKinds = []workflow.Kind{
 	workflow.NodeAction, workflow.NodeHTTP, workflow.NodeBranch, workflow.NodeSwitch, workflow.NodeTransform,
 	workflow.NodeDelay, workflow.NodeApproval, workflow.NodeLoop, workflow.NodeCallWorkflow,
 	workflow.NodeAIGenerate, workflow.NodeAIExtract, workflow.NodeFilter, workflow.NodeSort, workflow.NodeCode, workflow.NodeStopError,
-	workflow.NodeRespond,
+	workflow.NodeRespond, workflow.NodeParallel, workflow.NodeMerge,
 }
 
 var triggerKinds = []workflow.Kind{workflow.TriggerManual, workflow.TriggerWebhook, workflow.TriggerSchedule, workflow.TriggerApp, workflow.TriggerError}
@@ -263,6 +305,10 @@ func defaultConfig(k workflow.Kind) any {
 		return workflow.StopErrorConfig{Code: "STOPPED"}
 	case workflow.NodeRespond:
 		return workflow.RespondConfig{Status: "200", Body: json.RawMessage(`{"ok":true}`)}
+	case workflow.NodeParallel:
+		return workflow.ParallelConfig{Arms: workflow.DefaultParallelArms}
+	case workflow.NodeMerge:
+		return workflow.MergeConfig{Mode: "append"}
 	}
 	return struct{}{}
 }
@@ -293,6 +339,7 @@ type stepForm struct {
 	ErrorCode                              string
 	RetryAttempts, RetryBackoff            string
 	Status, WaitSeconds                    string
+	Arms, Mode, Key                        string
 	FalseTo, DoneTo                        string
 	// Redact: "Don't store input and output".
 	Redact  bool
@@ -387,6 +434,12 @@ func formOf(g workflow.Graph, n workflow.Node, ends map[string]bool) stepForm {
 		}
 	case *workflow.StopErrorConfig:
 		f.ErrorCode, f.Message = c.Code, c.Message
+	case *workflow.ParallelConfig:
+		if c.Arms != 0 {
+			f.Arms = strconv.Itoa(c.Arms)
+		}
+	case *workflow.MergeConfig:
+		f.Mode, f.Key = c.Mode, c.Key
 	case *workflow.RespondConfig:
 		f.Status, f.Headers, f.Body = c.Status, headerText(c.Headers), prettyJSON(c.Body)
 		if c.WaitSeconds != 0 {
@@ -478,6 +531,9 @@ func readStepForm(pf url.Values, base stepForm) stepForm {
 	str("retryAttempts", &f.RetryAttempts)
 	str("status", &f.Status)
 	str("waitSeconds", &f.WaitSeconds)
+	str("arms", &f.Arms)
+	str("mode", &f.Mode)
+	str("key", &f.Key)
 	str("retryBackoff", &f.RetryBackoff)
 	str("falseTo", &f.FalseTo)
 	str("doneTo", &f.DoneTo)
@@ -707,6 +763,16 @@ func (h *Handler) apply(g workflow.Graph, n workflow.Node, f stepForm, conns []c
 		cfg = c
 	case workflow.NodeStopError:
 		cfg = workflow.StopErrorConfig{Code: strings.TrimSpace(f.ErrorCode), Message: strings.TrimSpace(f.Message)}
+	case workflow.NodeParallel:
+		c := workflow.ParallelConfig{}
+		if v, err := wholeNumber(f.Arms); err != nil {
+			errs["arms"] = err.Error()
+		} else {
+			c.Arms = v
+		}
+		cfg = c
+	case workflow.NodeMerge:
+		cfg = workflow.MergeConfig{Mode: strings.TrimSpace(f.Mode), Key: strings.TrimSpace(f.Key)}
 	case workflow.NodeRespond:
 		c := workflow.RespondConfig{Status: strings.TrimSpace(f.Status), Headers: headerLines(f.Headers, errs)}
 		if raw, err := jsonField(f.Body); err != nil {
@@ -1177,6 +1243,10 @@ func shownFields(c stepCard) map[string]bool {
 		m["code"], m["message"] = true, true
 	case workflow.NodeRespond:
 		m["status"], m["headers"], m["body"], m["waitSeconds"] = true, true, true, true
+	case workflow.NodeParallel:
+		m["arms"] = true
+	case workflow.NodeMerge:
+		m["mode"], m["key"] = true, true
 	}
 	if c.Node.Kind.Retries() {
 		m["retry"] = true

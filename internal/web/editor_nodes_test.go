@@ -175,3 +175,37 @@ func TestEditorCanvasInsertAndDuplicate(t *testing.T) {
 		t.Fatalf("duplicate a missing step: %d", res.Status)
 	}
 }
+
+// Parallel in the editor: the steps listed after it are its arms (as many
+// as it says), each leading to the step after them, a Merge, which the
+// publish gate accepts; changing the number of arms redraws the paths.
+func TestEditorParallelArms(t *testing.T) {
+	e := newEditorEnv(t)
+	id, base := e.workflow("Fan out")
+	for i, kind := range []string{"parallel", "transform", "transform", "merge", "transform"} {
+		wantSaved(t, "add "+kind, e.post(base+"/edit/steps", url.Values{"kind": {kind}}), base, "step-step"+string(rune('1'+i)))
+	}
+	edges := func() string {
+		var out []string
+		for _, ed := range e.graph(id).Edges {
+			out = append(out, ed.From+">"+ed.To)
+		}
+		return strings.Join(out, ",")
+	}
+	if got := edges(); got != "trigger>step1,step1>step2,step1>step3,step2>step4,step3>step4,step4>step5" {
+		t.Fatalf("edges of two arms: %s", got)
+	}
+	page := e.get(base + "/edit").Body
+	for _, s := range []string{"step1", "step4"} {
+		if c := card(page, s); strings.Contains(c, "ed-problems") {
+			t.Fatalf("%s has problems: %.600s", s, c)
+		}
+	}
+	wantSaved(t, "three arms", e.post(base+"/edit/steps/step1", url.Values{"arms": {"3"}}), base, "step-step1")
+	if got := edges(); got != "trigger>step1,step1>step2,step1>step3,step1>step4,step2>step5,step3>step5,step4>step5" {
+		t.Fatalf("edges of three arms: %s", got)
+	}
+	if res := e.post(base+"/edit/steps/step1", url.Values{"arms": {"many"}}); res.Status != 422 {
+		t.Fatalf("arms that are not a number: %d", res.Status)
+	}
+}

@@ -194,6 +194,38 @@ func (c RespondConfig) Wait() int {
 	return min(c.WaitSeconds, MaxRespondWaitSeconds)
 }
 
+// ParallelConfig starts several arms from one step: every step its edges
+// lead to. In the editor, Arms is how many of the steps listed after it
+// are its arms (one step each, default 2), joined at the step after them.
+type ParallelConfig struct {
+	Arms int `json:"arms,omitempty"`
+}
+
+// Limits of a Parallel step.
+const (
+	DefaultParallelArms = 2
+	MaxParallelArms     = 10
+)
+
+// ArmCount is how many arms the editor lays out.
+func (c ParallelConfig) ArmCount() int {
+	if c.Arms <= 0 {
+		return DefaultParallelArms
+	}
+	return min(c.Arms, MaxParallelArms)
+}
+
+// MergeConfig joins the arms that lead into it (it runs once every one
+// has arrived) and combines their outputs: "append" (the default) lists
+// every arm's items one arm after another, "position" merges the arms'
+// i-th items into one, "key" merges the items that share the value of
+// Key. An arm's items are its output when that is a list, its "items" when
+// it has them (Filter, Sort), else the output itself as one item.
+type MergeConfig struct {
+	Mode string `json:"mode,omitempty"`
+	Key  string `json:"key,omitempty"`
+}
+
 // StopErrorConfig fails the run with a chosen error code and message.
 type StopErrorConfig struct {
 	Code    string `json:"code"`
@@ -334,6 +366,10 @@ func configFor(k Kind) any {
 		return &StopErrorConfig{}
 	case NodeRespond:
 		return &RespondConfig{}
+	case NodeParallel:
+		return &ParallelConfig{}
+	case NodeMerge:
+		return &MergeConfig{}
 	}
 	return nil
 }

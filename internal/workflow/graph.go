@@ -7,6 +7,7 @@ package workflow
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 )
 
 // SchemaVersion is the version of the graph document's shape.
@@ -112,6 +113,8 @@ const (
 	NodeCode         Kind = "code"
 	NodeStopError    Kind = "stop-error"
 	NodeRespond      Kind = "respond-webhook"
+	NodeParallel     Kind = "parallel"
+	NodeMerge        Kind = "merge"
 )
 
 // IsTrigger reports whether k is a trigger kind.
@@ -127,7 +130,7 @@ func (k Kind) IsTrigger() bool {
 func (k Kind) IsNode() bool {
 	switch k {
 	case NodeAction, NodeHTTP, NodeBranch, NodeSwitch, NodeTransform, NodeDelay, NodeApproval, NodeLoop, NodeCallWorkflow, NodeAgent, NodeAIGenerate, NodeAIExtract,
-		NodeFilter, NodeSort, NodeCode, NodeStopError, NodeRespond:
+		NodeFilter, NodeSort, NodeCode, NodeStopError, NodeRespond, NodeParallel, NodeMerge:
 		return true
 	}
 	return false
@@ -180,6 +183,10 @@ func (k Kind) Label() string {
 		return "Stop and Error"
 	case NodeRespond:
 		return "Respond to Webhook"
+	case NodeParallel:
+		return "Parallel"
+	case NodeMerge:
+		return "Merge"
 	}
 	return string(k)
 }
@@ -197,6 +204,40 @@ func ParseGraph(raw []byte) (Graph, error) {
 		return Graph{}, fmt.Errorf("the workflow document must be a single JSON object")
 	}
 	return g, nil
+}
+
+// Predecessors lists the nodes with an edge into id, once each, in edge
+// order.
+func (g Graph) Predecessors(id string) []string {
+	var out []string
+	for _, e := range g.Edges {
+		if e.To == id && !slices.Contains(out, e.From) {
+			out = append(out, e.From)
+		}
+	}
+	return out
+}
+
+// Reaches reports whether to can be reached from from along edges (from
+// itself excluded unless a path comes back to it).
+func (g Graph) Reaches(from, to string) bool {
+	seen := map[string]bool{}
+	stack := []string{from}
+	for len(stack) > 0 {
+		id := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		for _, e := range g.Edges {
+			if e.From != id || seen[e.To] {
+				continue
+			}
+			if e.To == to {
+				return true
+			}
+			seen[e.To] = true
+			stack = append(stack, e.To)
+		}
+	}
+	return false
 }
 
 // LoopBody lists the steps a Loop runs once per item: what its "each" path

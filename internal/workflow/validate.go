@@ -374,6 +374,15 @@ func ResponseHeaderAllowed(name string) bool {
 	return strings.HasPrefix(n, "x-") && len(n) > 2 && len(n) <= 100 && !strings.ContainsAny(n, " :\r\n")
 }
 
+// notInLoop refuses a step that cannot sit inside a Loop's steps yet.
+func (v *validator) notInLoop(n Node) {
+	for _, l := range v.g.Nodes {
+		if l.Kind == NodeLoop && v.g.LoopBody(l.ID)[n.ID] {
+			v.add(n.ID, "", "A %s cannot sit inside a Loop's steps yet", n.Kind.Label())
+		}
+	}
+}
+
 // stopCode is the shape of a Stop and Error step's code.
 var stopCode = regexp.MustCompile(`^[A-Z][A-Z0-9_]{0,63}$`)
 
@@ -556,6 +565,28 @@ func (v *validator) node(n Node) {
 		}
 	case *RespondConfig:
 		v.respond(n, c)
+	case *ParallelConfig:
+		if len(v.g.Successors(n.ID, "")) < 2 {
+			v.add(n.ID, "", "A Parallel step starts two or more arms: lead it to two or more steps")
+		}
+		if c.Arms < 0 || c.Arms > MaxParallelArms {
+			v.add(n.ID, "arms", "A Parallel step has 2–%d arms", MaxParallelArms)
+		}
+		v.notInLoop(n)
+	case *MergeConfig:
+		switch c.Mode {
+		case "", "append", "position":
+		case "key":
+			if strings.TrimSpace(c.Key) == "" {
+				v.add(n.ID, "key", "Name the field the arms' items are matched on, e.g. id")
+			}
+		default:
+			v.add(n.ID, "mode", "Merge by append, position or key")
+		}
+		if len(v.g.Predecessors(n.ID)) < 2 {
+			v.add(n.ID, "", "A Merge joins two or more arms: lead two or more steps into it")
+		}
+		v.notInLoop(n)
 	case *StopErrorConfig:
 		if !stopCode.MatchString(c.Code) {
 			v.add(n.ID, "code", "The error code is 1–64 capital letters, digits and underscores, e.g. CUSTOMER_MISSING")
