@@ -21,16 +21,9 @@ const TriggerWorkflowName = "New chat message → post to #general"
 // #general, so a newcomer sees a trigger fire with
 // "taskjuice sandbox emit --channel random".
 func AddTriggerWorkflow(ctx context.Context, d *db.DB, accounts *account.Service, conns *connection.Service, workflows *workflow.Service) error {
-	ws, err := workspace(ctx, d, accounts)
+	ws, chat, err := demoChat(ctx, d, accounts, conns)
 	if err != nil {
 		return err
-	}
-	chat, err := sandboxChat(ctx, conns, ws)
-	if err != nil {
-		return err
-	}
-	if chat == "" {
-		return errors.New("the demo has no Sandbox Chat connection")
 	}
 	trigger, _ := json.Marshal(workflow.AppTriggerConfig{App: "sandbox-chat", Trigger: "new-message", Inputs: map[string]string{"channel": "random"}, IntervalSeconds: 10})
 	post, _ := json.Marshal(map[string]any{"app": "sandbox-chat", "action": "post-message",
@@ -57,16 +50,9 @@ const StarterWorkflowName = "New lead → big ones to #general"
 // or more to Sandbox Chat's #general through the demo's connection, and
 // notes the others.
 func AddStarterWorkflow(ctx context.Context, d *db.DB, accounts *account.Service, conns *connection.Service, workflows *workflow.Service) error {
-	ws, err := workspace(ctx, d, accounts)
+	ws, chat, err := demoChat(ctx, d, accounts, conns)
 	if err != nil {
 		return err
-	}
-	chat, err := sandboxChat(ctx, conns, ws)
-	if err != nil {
-		return err
-	}
-	if chat == "" {
-		return errors.New("the demo has no Sandbox Chat connection")
 	}
 	read, _ := json.Marshal(workflow.TransformConfig{Output: json.RawMessage(`{"name": "{{ $trigger.name ? $trigger.name : 'Ada Lovelace' }}",
 		"amount": "{{ $trigger.amount ? $trigger.amount : 2500 }}"}`)})
@@ -89,4 +75,20 @@ func AddStarterWorkflow(ctx context.Context, d *db.DB, accounts *account.Service
 	}
 	_, err = workflows.Publish(ctx, ws, wf.ID, "", workflow.Checks{})
 	return err
+}
+
+// demoChat finds the demo workspace and its Sandbox Chat connection.
+func demoChat(ctx context.Context, d *db.DB, accounts *account.Service, conns *connection.Service) (account.Workspace, string, error) {
+	ws, err := workspace(ctx, d, accounts)
+	if err != nil {
+		return account.Workspace{}, "", err
+	}
+	chat, err := sandboxChat(ctx, conns, ws)
+	if err != nil {
+		return account.Workspace{}, "", err
+	}
+	if chat == "" {
+		return account.Workspace{}, "", errors.New("the demo has no Sandbox Chat connection")
+	}
+	return ws, chat, nil
 }

@@ -20,22 +20,13 @@ import (
 // with expressions on, and returns its id.
 func (f *fixture) publishChain(nodes ...workflow.Node) string {
 	f.t.Helper()
-	f.eng = engine.New(f.d, f.wfs, engine.Builtins(f.cat, nil, nil), engine.Expressions(expr.Limits{}), engine.Options{})
-	g := workflow.Graph{Schema: 1, Trigger: &workflow.Node{ID: "start", Kind: workflow.TriggerManual}, Nodes: nodes}
+	var edges []workflow.Edge
 	prev := "start"
 	for _, n := range nodes {
-		g.Edges = append(g.Edges, workflow.Edge{From: prev, To: n.ID})
+		edges = append(edges, workflow.Edge{From: prev, To: n.ID})
 		prev = n.ID
 	}
-	w, err := f.wfs.Create(f.ctx, f.ws, "Nodes", "", &g, "")
-	must(f.t, err)
-	_, err = f.wfs.Publish(f.ctx, f.ws, w.ID, "", workflow.Checks{Expressions: expr.CompileJSON})
-	var ce *workflow.CompileError
-	if asCompile(err, &ce) {
-		f.t.Fatalf("publish: %+v", ce.Problems)
-	}
-	must(f.t, err)
-	return w.ID
+	return f.publishGraph(nodes, edges)
 }
 
 func asCompile(err error, ce **workflow.CompileError) bool {
