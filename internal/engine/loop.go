@@ -12,9 +12,10 @@ import (
 
 // Loops run their "each" path once per item, one iteration after another,
 // then their "done" path. Inside iteration i of loop L, a body node's
-// frontier entry (and step row) is "node@L#i"; expressions see the node
-// under its own id in $steps (its latest iteration) and the current item in
-// $meta.loop.
+// frontier entry (and step row) is "node@L#i"; inside a loop nested in
+// it, iteration j of loop M adds "@M#j" ("node@L#i@M#j"). Expressions see
+// a node under its own id in $steps (its latest iteration) and the
+// current item of the innermost loop in $meta.loop.
 
 type iteration struct {
 	loop  string
@@ -30,21 +31,48 @@ func EntryNode(entry string) string {
 	return entry
 }
 
-func entryIteration(entry string) iteration {
-	i := strings.IndexByte(entry, '@')
-	if i < 0 {
-		return iteration{}
+// iterationsOf reads the iterations an entry runs in, outermost first.
+func iterationsOf(entry string) []iteration {
+	if i := strings.IndexByte(entry, '!'); i >= 0 {
+		entry = entry[:i]
 	}
-	loop, idx, ok := strings.Cut(entry[i+1:], "#")
-	n, err := strconv.Atoi(idx)
-	if !ok || err != nil {
-		return iteration{}
+	parts := strings.Split(entry, "@")
+	var out []iteration
+	for _, p := range parts[1:] {
+		loop, idx, ok := strings.Cut(p, "#")
+		n, err := strconv.Atoi(idx)
+		if !ok || err != nil {
+			return nil
+		}
+		out = append(out, iteration{loop: loop, index: n})
 	}
-	return iteration{loop: loop, index: n}
+	return out
 }
 
-func inIteration(node string, it iteration) string {
-	return fmt.Sprintf("%s@%s#%d", node, it.loop, it.index)
+// entryIteration is the innermost iteration an entry runs in (none: a
+// zero iteration).
+func entryIteration(entry string) iteration {
+	its := iterationsOf(entry)
+	if len(its) == 0 {
+		return iteration{}
+	}
+	return its[len(its)-1]
+}
+
+// suffixOf writes iterations as an entry's suffix ("@L#0@M#2").
+func suffixOf(its []iteration) string {
+	var b strings.Builder
+	for _, it := range its {
+		fmt.Fprintf(&b, "@%s#%d", it.loop, it.index)
+	}
+	return b.String()
+}
+
+// loopEntryOf is the entry of the innermost loop of its: the loop node
+// within the iterations around it.
+func loopEntryOf(its []iteration) string {
+	cur := its[len(its)-1]
+	return cur.loop + suffixOf(its[:len(its)-1])
 }
 
 // loop evaluates the items and stops the run at a sensible size.
@@ -107,9 +135,9 @@ func (c *claimed) advanceFrontier(node workflow.Node, entry string, out Outcome)
 			}
 		}
 	}
-	it := entryIteration(entry)
+	its := iterationsOf(entry)
 	if node.Kind == workflow.NodeAgent {
-		if it.loop != "" {
+		if len(its) > 0 {
 			return nil, &StepError{Code: "NOT_SUPPORTED", Message: "An agent inside a loop cannot run yet"}
 		}
 		turn, done, err := agentNext(node, entry, out)
@@ -124,47 +152,64 @@ func (c *claimed) advanceFrontier(node workflow.Node, entry string, out Outcome)
 		return next, nil
 	}
 	if node.Kind == workflow.NodeLoop {
-		if it.loop != "" {
-			return nil, &StepError{Code: "NOT_SUPPORTED", Message: "A loop inside a loop cannot run yet"}
-		}
 		count := 0
 		if m, ok := out.Output.(map[string]any); ok {
 			if n, ok := m["count"].(int); ok {
 				count = n
 			}
 		}
-		if count == 0 {
-			add(g.Successors(node.ID, "done")...)
+		if count > 0 {
+			first := suffixOf(append(append([]iteration(nil), its...), iteration{loop: node.ID, index: 0}))
+			for _, n := range g.Successors(node.ID, "each") {
+				add(n + first)
+			}
 			return next, nil
 		}
-		for _, n := range g.Successors(node.ID, "each") {
-			add(inIteration(n, iteration{loop: node.ID, index: 0}))
-		}
+		c.completed(&next, node.ID, "done", its)
 		return next, nil
 	}
-	if it.loop == "" {
-		add(g.Successors(node.ID, out.Path)...)
-		return next, nil
-	}
-	// Inside an iteration: stay within the body.
-	in := g.LoopBody(it.loop)
-	for _, n := range g.Successors(node.ID, out.Path) {
-		if in[n] {
-			add(inIteration(n, it))
-		}
-	}
-	suffix := "@" + it.loop + "#" + strconv.Itoa(it.index)
-	for _, f := range next {
-		if strings.HasSuffix(f, suffix) {
-			return next, nil // this iteration still has steps to run
-		}
-	}
-	if it.index+1 < len(c.loopItems(it.loop)) {
-		for _, n := range g.Successors(it.loop, "each") {
-			add(inIteration(n, iteration{loop: it.loop, index: it.index + 1}))
-		}
-		return next, nil
-	}
-	add(g.Successors(it.loop, "done")...)
+	c.completed(&next, node.ID, out.Path, its)
 	return next, nil
+}
+
+// completed moves the frontier on after node id took path within the
+// iterations its: to its successors (inside an iteration, those in the
+// loop's body); when that was the iteration's last step, to the next
+// iteration, or, after the last one, to the loop's done path within the
+// iterations around it.
+func (c *claimed) completed(next *[]string, id, path string, its []iteration) {
+	g := c.g
+	add := func(ids ...string) {
+		for _, e := range ids {
+			if !contains(*next, e) {
+				*next = append(*next, e)
+			}
+		}
+	}
+	if len(its) == 0 {
+		add(g.Successors(id, path)...)
+		return
+	}
+	cur := its[len(its)-1]
+	sfx := suffixOf(its)
+	in := g.LoopBody(cur.loop)
+	for _, n := range g.Successors(id, path) {
+		if in[n] {
+			add(n + sfx)
+		}
+	}
+	for _, f := range *next {
+		if strings.HasSuffix(f, sfx) || strings.Contains(f, sfx+"@") {
+			return // this iteration still has steps to run
+		}
+	}
+	outer := its[:len(its)-1]
+	if cur.index+1 < len(c.loopItems(loopEntryOf(its))) {
+		nextIt := suffixOf(append(append([]iteration(nil), outer...), iteration{loop: cur.loop, index: cur.index + 1}))
+		for _, n := range g.Successors(cur.loop, "each") {
+			add(n + nextIt)
+		}
+		return
+	}
+	c.completed(next, cur.loop, "done", outer)
 }

@@ -418,3 +418,53 @@ func TestParallelAndMergeValidate(t *testing.T) {
 	check([]workflow.Node{node("each", workflow.NodeLoop, `{"items": "{{ $trigger.x }}"}`), node("fan", workflow.NodeParallel, `{}`), node("done", workflow.NodeTransform, `{"output": 1}`)},
 		[]workflow.Edge{{From: "start", To: "each"}, {From: "each", To: "fan", When: "each"}, {From: "each", To: "done", When: "done"}}, "fan", "cannot sit inside a Loop's steps yet")
 }
+
+// Loops nest: an inner Loop runs all its iterations within each iteration
+// of the outer one, each step of each iteration is its own step row (and
+// idempotency key), $meta.loop is the innermost item, and the outer loop's
+// done path runs once at the end; an empty inner list goes straight to
+// the inner done path within the outer iteration.
+func TestNestedLoops(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		f := setup(t, d)
+		wf := f.publishGraph([]workflow.Node{
+			node("rows", workflow.NodeLoop, `{"items": "{{ $trigger.rows }}"}`),
+			node("cells", workflow.NodeLoop, `{"items": "{{ $meta.loop.item.cells }}"}`),
+			node("cell", workflow.NodeTransform, `{"output": {"v": "{{ $meta.loop.item }}", "i": "{{ $meta.loop.index }}"}}`),
+			node("row_done", workflow.NodeTransform, `{"output": {"row": "{{ $steps.rows.data.count }}", "last": "{{ $steps.cell.data.v }}"}}`),
+			node("all_done", workflow.NodeTransform, `{"output": {"ok": true}}`),
+		}, []workflow.Edge{{From: "start", To: "rows"}, {From: "rows", To: "cells", When: "each"}, {From: "cells", To: "cell", When: "each"},
+			{From: "cells", To: "row_done", When: "done"}, {From: "rows", To: "all_done", When: "done"}})
+		run, _ := f.runChain(wf, `{"rows": [{"cells": ["a", "b"]}, {"cells": []}, {"cells": ["c"]}]}`)
+		if run.Status != engine.StatusCompleted {
+			t.Fatalf("nested loops: %s %+v", run.Status, run.Error)
+		}
+		steps, err := f.eng.Steps(f.ctx, f.ws.ID, run.ID)
+		must(t, err)
+		var got []string
+		keys := map[string]bool{}
+		for _, s := range steps {
+			got = append(got, s.NodeID+"="+string(s.Output))
+			if keys[s.IdempotencyKey] {
+				t.Fatalf("two steps share the key %s", s.IdempotencyKey)
+			}
+			keys[s.IdempotencyKey] = true
+		}
+		want := []string{
+			`rows={"count":3,"items":[{"cells":["a","b"]},{"cells":[]},{"cells":["c"]}]}`,
+			`cells@rows#0={"count":2,"items":["a","b"]}`,
+			`cell@rows#0@cells#0={"i":0,"v":"a"}`,
+			`cell@rows#0@cells#1={"i":1,"v":"b"}`,
+			`row_done@rows#0={"last":"b","row":3}`,
+			`cells@rows#1={"count":0,"items":[]}`,
+			`row_done@rows#1={"last":"b","row":3}`,
+			`cells@rows#2={"count":1,"items":["c"]}`,
+			`cell@rows#2@cells#0={"i":0,"v":"c"}`,
+			`row_done@rows#2={"last":"c","row":3}`,
+			`all_done={"ok":true}`,
+		}
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Fatalf("steps:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	})
+}

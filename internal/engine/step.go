@@ -190,8 +190,9 @@ func (c *claimed) see(s Step) {
 func (c *claimed) scopeFor(entry string) Scope {
 	s := c.scope
 	s.Meta = map[string]any{"runId": c.ID, "workflowId": c.WorkflowID, "versionId": c.VersionID, "source": c.Source}
-	if it := entryIteration(entry); it.loop != "" {
-		if items := c.loopItems(it.loop); it.index < len(items) {
+	if its := iterationsOf(entry); len(its) > 0 {
+		it := its[len(its)-1]
+		if items := c.loopItems(loopEntryOf(its)); it.index < len(items) {
 			s.Meta["loop"] = map[string]any{"index": it.index, "item": items[it.index], "count": len(items)}
 		}
 	}

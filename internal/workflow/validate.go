@@ -288,17 +288,14 @@ func (v *validator) edges() {
 	}
 }
 
-// nestedLoops refuses a Loop inside another Loop's body (what its "each"
-// path reaches before its "done" path): the engine runs one level of loop.
+// nestedLoops refuses an Agent inside a Loop's body (what its "each" path
+// reaches before its "done" path); Loops themselves nest.
 func (v *validator) nestedLoops() {
 	for _, n := range v.g.Nodes {
 		if n.Kind != NodeLoop {
 			continue
 		}
 		for id := range v.g.LoopBody(n.ID) {
-			if inner, ok := v.g.Node(id); ok && inner.Kind == NodeLoop {
-				v.add(id, "", "A Loop cannot sit inside another Loop's steps yet")
-			}
 			if inner, ok := v.g.Node(id); ok && inner.Kind == NodeAgent {
 				v.add(id, "", "An Agent cannot sit inside a Loop's steps yet")
 			}
