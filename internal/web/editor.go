@@ -1573,9 +1573,10 @@ func (h *Handler) publishDraft(w http.ResponseWriter, r *http.Request, v view) {
 
 // ---- the picture ----
 
-// diagram is a read-only picture of the graph: the trigger and the steps as
-// boxes top to bottom, the main path as straight arrows between
-// neighbours, every other path as an arrow around the right-hand side.
+// diagram is the picture of the graph: the trigger and the steps as
+// boxes, each on the row below the deepest step leading to it, so the arms
+// of a Branch, a Switch or a Parallel sit side by side; the main path's
+// arrows carry a "+" that adds a step there.
 type diagram struct {
 	Width, Height int
 	Boxes         []diagramBox
@@ -1610,8 +1611,40 @@ type diagramLine struct {
 }
 
 const (
-	dgX, dgTop, dgBoxW, dgBoxH, dgRow, dgLane = 16, 12, 240, 46, 82, 20
+	dgX, dgTop, dgBoxW, dgBoxH, dgRow, dgCol = 16, 12, 200, 46, 82, 224
 )
+
+// ranks places each step on a row: one below the deepest step leading to
+// it, so the arms of a Branch, a Switch or a Parallel sit side by side on
+// the same rows. A step nothing leads to keeps the row after the previous
+// one in the list.
+func ranks(nodes []workflow.Node, edges []workflow.Edge) map[string]int {
+	rank := map[string]int{}
+	pos := map[string]int{}
+	for i, n := range nodes {
+		pos[n.ID] = i
+	}
+	// The editor keeps paths going forward in the list, so list order is a
+	// topological order; an imported graph that is not is placed as well
+	// as one pass allows.
+	for i, n := range nodes {
+		r := -1
+		for _, e := range edges {
+			if e.To == n.ID {
+				if p, ok := pos[e.From]; ok && p < i {
+					r = max(r, rank[e.From])
+				}
+			}
+		}
+		switch {
+		case r >= 0:
+			rank[n.ID] = r + 1
+		case i > 0:
+			rank[n.ID] = rank[nodes[i-1].ID] + 1
+		}
+	}
+	return rank
+}
 
 func drawGraph(g workflow.Graph, problems []workflow.Problem, tests map[string]*engine.Sample) diagram {
 	bad := map[string]bool{}
@@ -1623,25 +1656,39 @@ func drawGraph(g workflow.Graph, problems []workflow.Problem, tests map[string]*
 		nodes = append(nodes, *g.Trigger)
 	}
 	nodes = append(nodes, g.Nodes...)
-	row := map[string]int{}
 	var d diagram
+	if len(nodes) == 0 {
+		d.Height = dgTop * 2
+		return d
+	}
+	rank := ranks(nodes, g.Edges)
+	col, used := map[string]int{}, map[int]int{}
+	rows, cols := 0, 1
+	index := map[string]int{}
 	for i, n := range nodes {
-		row[n.ID] = i
-		y := dgTop + i*dgRow
+		index[n.ID] = i
+		r := rank[n.ID]
+		col[n.ID] = used[r]
+		used[r]++
+		rows, cols = max(rows, r+1), max(cols, used[r])
+	}
+	at := func(id string) (int, int) { return dgX + col[id]*dgCol, dgTop + rank[id]*dgRow }
+	for i, n := range nodes {
+		x, y := at(n.ID)
 		title := n.Name
 		if title == "" {
 			title = n.Kind.Label()
 		}
-		b := diagramBox{X: dgX, Y: y, W: dgBoxW, H: dgBoxH, TX: dgX + 12, TY: y + 19, SY: y + 36,
-			Title: clip(title, 30), Sub: clip(n.ID+" · "+n.Kind.Label(), 36), Bad: bad[n.ID], Trigger: i == 0 && g.Trigger != nil}
+		b := diagramBox{X: x, Y: y, W: dgBoxW, H: dgBoxH, TX: x + 12, TY: y + 19, SY: y + 36,
+			Title: clip(title, 26), Sub: clip(n.ID+" · "+n.Kind.Label(), 30), Bad: bad[n.ID], Trigger: i == 0 && g.Trigger != nil}
 		b.Href = "#step-" + n.ID
 		if b.Trigger {
 			b.Href = "#trigger"
 		}
 		if t := tests[n.ID]; t != nil && !b.Trigger {
-			b.MX = dgX + dgBoxW - 10
+			b.MX = x + dgBoxW - 8
 			if t.Error != nil {
-				b.Test, b.Failed = "✗ "+clip(t.Error.Code, 14), true
+				b.Test, b.Failed = "✗ "+clip(t.Error.Code, 12), true
 			} else {
 				b.Test = "✓ " + strconv.FormatInt(t.DurationMS, 10) + " ms"
 			}
@@ -1657,45 +1704,38 @@ func drawGraph(g workflow.Graph, problems []workflow.Problem, tests map[string]*
 		}
 		return id
 	}
-	lanes := 0
-	cx := dgX + dgBoxW/2
-	right := dgX + dgBoxW
 	for _, e := range g.Edges {
-		from, ok1 := row[e.From]
-		to, ok2 := row[e.To]
+		from, ok1 := index[e.From]
+		to, ok2 := index[e.To]
 		if !ok1 || !ok2 {
 			continue
 		}
-		y1 := dgTop + from*dgRow
-		y2 := dgTop + to*dgRow
-		if to == from+1 {
-			d.Lines = append(d.Lines, diagramLine{
-				Path:  "M " + itoa(cx) + " " + itoa(y1+dgBoxH) + " V " + itoa(y2-2),
-				Label: e.When, LX: cx + 16, LY: y1 + dgBoxH + (dgRow-dgBoxH)/2 + 4,
-				Plus: true, After: e.From, AfterName: title(e.From), PX: cx, PY: y1 + dgBoxH + (dgRow-dgBoxH)/2,
-			})
-			continue
+		x1, y1 := at(e.From)
+		x2, y2 := at(e.To)
+		x1, y1, x2 = x1+dgBoxW/2, y1+dgBoxH, x2+dgBoxW/2
+		l := diagramLine{Label: e.When, Side: to != from+1}
+		if x1 == x2 {
+			l.Path = "M " + itoa(x1) + " " + itoa(y1) + " V " + itoa(y2-2)
+		} else {
+			mid := (y1 + y2) / 2
+			l.Path = "M " + itoa(x1) + " " + itoa(y1) + " C " + itoa(x1) + " " + itoa(mid) + " " + itoa(x2) + " " + itoa(mid) + " " + itoa(x2) + " " + itoa(y2-2)
 		}
-		lanes++
-		lx := right + lanes*dgLane
-		a, b := y1+dgBoxH/2-6+(lanes%3)*6, y2+dgBoxH/2
-		d.Lines = append(d.Lines, diagramLine{
-			Path:  "M " + itoa(right) + " " + itoa(a) + " H " + itoa(lx) + " V " + itoa(b) + " H " + itoa(right+2),
-			Label: e.When, LX: lx + 5, LY: (a+b)/2 + 4, Side: true,
-		})
+		l.LX, l.LY = (x1+x2)/2+14, y1+(dgRow-dgBoxH)/2+4
+		if !l.Side {
+			l.Plus, l.After, l.AfterName = true, e.From, title(e.From)
+			l.PX, l.PY = (x1+x2)/2, y1+(dgRow-dgBoxH)/2
+		}
+		d.Lines = append(d.Lines, l)
 	}
-	d.Width = right + lanes*dgLane + 110
-	d.Height = dgTop*2 + len(nodes)*dgRow - (dgRow - dgBoxH)
-	if len(nodes) == 0 {
-		d.Height = dgTop * 2
-		return d
-	}
+	d.Width = dgX*2 + (cols-1)*dgCol + dgBoxW + 40
+	d.Height = dgTop*2 + rows*dgRow - (dgRow - dgBoxH)
 	// A "+" under the last step adds one at the end.
 	last := nodes[len(nodes)-1]
-	y := dgTop + (len(nodes)-1)*dgRow + dgBoxH
-	d.Lines = append(d.Lines, diagramLine{Path: "M " + itoa(cx) + " " + itoa(y) + " V " + itoa(y+14), Plus: true, After: last.ID, AfterName: title(last.ID),
-		PX: cx, PY: y + 24, Stub: true})
-	d.Height += 36
+	lx, ly := at(last.ID)
+	lx, ly = lx+dgBoxW/2, ly+dgBoxH
+	d.Lines = append(d.Lines, diagramLine{Path: "M " + itoa(lx) + " " + itoa(ly) + " V " + itoa(ly+14), Plus: true, After: last.ID, AfterName: title(last.ID),
+		PX: lx, PY: ly + 24, Stub: true})
+	d.Height = max(d.Height, ly+40)
 	return d
 }
 

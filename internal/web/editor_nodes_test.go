@@ -209,3 +209,27 @@ func TestEditorParallelArms(t *testing.T) {
 		t.Fatalf("arms that are not a number: %d", res.Status)
 	}
 }
+
+// The picture lays a Branch's two arms side by side on one row, joined
+// below them.
+func TestDiagramArmsSideBySide(t *testing.T) {
+	g := workflow.Graph{Schema: 1, Trigger: &workflow.Node{ID: "start", Kind: workflow.TriggerManual},
+		Nodes: []workflow.Node{{ID: "check", Kind: workflow.NodeBranch}, {ID: "yes", Kind: workflow.NodeTransform},
+			{ID: "no", Kind: workflow.NodeTransform}, {ID: "join", Kind: workflow.NodeTransform}},
+		Edges: []workflow.Edge{{From: "start", To: "check"}, {From: "check", To: "yes", When: "true"}, {From: "check", To: "no", When: "false"},
+			{From: "yes", To: "join"}, {From: "no", To: "join"}}}
+	d := drawGraph(g, nil, nil)
+	at := map[string][2]int{}
+	for _, b := range d.Boxes {
+		at[strings.TrimPrefix(strings.TrimPrefix(b.Href, "#step-"), "#")] = [2]int{b.X, b.Y}
+	}
+	if at["yes"][1] != at["no"][1] || at["yes"][0] == at["no"][0] {
+		t.Fatalf("the arms are not side by side: %v", at)
+	}
+	if at["join"][1] <= at["yes"][1] || at["check"][1] >= at["yes"][1] {
+		t.Fatalf("rows: %v", at)
+	}
+	if d.Width < at["no"][0]+dgBoxW {
+		t.Fatalf("the picture is %d wide, the second arm ends at %d", d.Width, at["no"][0]+dgBoxW)
+	}
+}
