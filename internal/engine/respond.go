@@ -60,66 +60,53 @@ func respondNode(_ context.Context, c Call) (Outcome, error) {
 	return Outcome{Output: WebhookAnswer{Status: status, Headers: cfg.Headers, Body: cfg.Body}}, nil
 }
 
-// WebhookWait is how long a delivery to the workflow is held for its run's
-// answer: the longest wait of its live version's Respond to Webhook steps
-// (0: it has none, and answers 202 at once).
-func (e *Engine) WebhookWait(ctx context.Context, workflowID string) (time.Duration, error) {
-	live, ok, err := e.workflows.Live(ctx, workflowID)
-	if err != nil || !ok {
-		return 0, err
+// WebhookResponse reads where a run started by a webhook delivery stands
+// for its caller: wait is how long the delivery may be held (the longest
+// wait of the run's Respond to Webhook steps; 0 when it has none), a is the
+// answer once such a step completed (nil before), and done says the run
+// ended, or is waiting or held, without one, so the caller gets 202. The
+// run's graph comes from the engine's cache: a delivery costs a read of
+// the run, and one of its steps while a Respond step may answer.
+func (e *Engine) WebhookResponse(ctx context.Context, runID string) (a *WebhookAnswer, wait time.Duration, done bool, err error) {
+	st, err := e.load(ctx, e.db.Read(), runID)
+	if err != nil {
+		return nil, 0, false, err
 	}
-	wait := 0
-	for _, n := range live.Graph.Nodes {
+	g, err := e.graph(ctx, st.VersionID)
+	if err != nil {
+		return nil, 0, false, err
+	}
+	var ids []string
+	secs := 0
+	for _, n := range g.Nodes {
 		if n.Kind != workflow.NodeRespond {
 			continue
 		}
+		ids = append(ids, n.ID)
 		if cfg, err := workflow.DecodeConfig(n); err == nil {
-			wait = max(wait, cfg.(*workflow.RespondConfig).Wait())
+			secs = max(secs, cfg.(*workflow.RespondConfig).Wait())
 		}
 	}
-	return time.Duration(wait) * time.Second, nil
-}
-
-// WebhookResponse is the answer of the run's Respond to Webhook step once
-// it completed (nil before); done reports that the run ended, or is
-// waiting or held, without one, so the caller gets 202.
-func (e *Engine) WebhookResponse(ctx context.Context, runID string) (*WebhookAnswer, bool, error) {
-	st, err := e.load(ctx, e.db.Read(), runID)
+	if len(ids) == 0 {
+		return nil, 0, true, nil
+	}
+	wait = time.Duration(secs) * time.Second
+	out, err := db.Strings(ctx, e.db.Read(), `SELECT output FROM run_steps WHERE run_id = $1 AND status = 'completed' AND output IS NOT NULL
+		AND node_id IN (`+placeholders(2, len(ids))+`) ORDER BY finished_at LIMIT 1`, append([]any{runID}, anySlice(ids)...)...)
 	if err != nil {
-		return nil, false, err
+		return nil, wait, false, fmt.Errorf("read the webhook's answer: %w", err)
 	}
-	g, err := e.workflows.GraphOf(ctx, st.VersionID)
-	if err != nil {
-		return nil, false, err
-	}
-	respond := map[string]bool{}
-	for _, n := range g.Nodes {
-		if n.Kind == workflow.NodeRespond {
-			respond[n.ID] = true
-		}
-	}
-	if len(respond) > 0 {
-		ids := make([]string, 0, len(respond))
-		for id := range respond {
-			ids = append(ids, id)
-		}
-		out, err := db.Strings(ctx, e.db.Read(), `SELECT output FROM run_steps WHERE run_id = $1 AND status = 'completed' AND output IS NOT NULL
-			AND node_id IN (`+placeholders(2, len(ids))+`) ORDER BY finished_at LIMIT 1`, append([]any{runID}, anySlice(ids)...)...)
-		if err != nil {
-			return nil, false, fmt.Errorf("read the webhook's answer: %w", err)
-		}
-		if len(out) == 1 {
-			var a WebhookAnswer
-			if err := json.Unmarshal([]byte(out[0]), &a); err == nil && a.Status != 0 {
-				return &a, true, nil
-			}
+	if len(out) == 1 {
+		var ans WebhookAnswer
+		if err := json.Unmarshal([]byte(out[0]), &ans); err == nil && ans.Status != 0 {
+			return &ans, wait, true, nil
 		}
 	}
 	switch st.Status {
 	case StatusPending, StatusRunning:
-		return nil, false, nil
+		return nil, wait, false, nil
 	}
-	return nil, true, nil
+	return nil, wait, true, nil
 }
 
 func anySlice(s []string) []any {

@@ -63,11 +63,10 @@ type Options struct {
 	Responder Responder
 }
 
-// Responder tells how long a delivery waits for its run's answer, and
-// what the answer is.
+// Responder tells how long a delivery may wait for its run's answer, and
+// the answer once there is one (see engine.WebhookResponse).
 type Responder interface {
-	WebhookWait(ctx context.Context, workflowID string) (time.Duration, error)
-	WebhookResponse(ctx context.Context, runID string) (*engine.WebhookAnswer, bool, error)
+	WebhookResponse(ctx context.Context, runID string) (a *engine.WebhookAnswer, wait time.Duration, done bool, err error)
 }
 
 // Webhooks manages webhook endpoints and serves /webhooks/{token}.
@@ -457,7 +456,7 @@ func (s *Webhooks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.unavailable(w, r, ep.workflowID, err)
 		return
 	}
-	if s.answered(w, r, ep.workflowID, runID) {
+	if s.answered(w, r, runID) {
 		return
 	}
 	writeJSON(w, http.StatusAccepted, map[string]string{"runId": runID})
@@ -470,21 +469,16 @@ const answerPoll = 20 * time.Millisecond
 // may answer it, and writes that answer; false means none came (the
 // workflow has no such step, the run ended or parked without it, or the
 // wait ran out) and the caller gets 202.
-func (s *Webhooks) answered(w http.ResponseWriter, r *http.Request, workflowID, runID string) bool {
+func (s *Webhooks) answered(w http.ResponseWriter, r *http.Request, runID string) bool {
 	if s.o.Responder == nil {
 		return false
 	}
 	ctx := r.Context()
-	wait, err := s.o.Responder.WebhookWait(ctx, workflowID)
-	if err != nil || wait <= 0 {
-		return false
-	}
-	deadline := time.NewTimer(wait)
-	defer deadline.Stop()
+	start := time.Now()
 	tick := time.NewTicker(answerPoll)
 	defer tick.Stop()
 	for {
-		a, done, err := s.o.Responder.WebhookResponse(ctx, runID)
+		a, wait, done, err := s.o.Responder.WebhookResponse(ctx, runID)
 		if err != nil {
 			s.o.Log.WarnContext(ctx, "webhook: reading the run's answer", "run", runID, "err", err)
 			return false
@@ -493,13 +487,11 @@ func (s *Webhooks) answered(w http.ResponseWriter, r *http.Request, workflowID, 
 			writeAnswer(w, runID, a)
 			return true
 		}
-		if done {
+		if done || time.Since(start) >= wait {
 			return false
 		}
 		select {
 		case <-ctx.Done():
-			return false
-		case <-deadline.C:
 			return false
 		case <-tick.C:
 		}
