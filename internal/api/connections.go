@@ -227,12 +227,8 @@ func (h *Handler) revokeConnection(w http.ResponseWriter, r *http.Request, p acc
 		return
 	}
 	app, _ := h.catalog.App(c.AppKey)
-	var revokeURL string
-	cfg, err := connection.OAuthConfig(app, h.baseURL+"/oauth/callback")
-	if err == nil && app.OAuth != nil {
-		revokeURL = app.OAuth.RevokeURL
-	}
-	c, err = h.connections.Revoke(r.Context(), ws, c.ID, connection.Actor{Kind: connection.ActorUser, UserID: p.User.ID}, cfg, revokeURL, nil)
+	cfg, revokeURL := connection.Revocation(app, h.baseURL+"/oauth/callback")
+	c, err := h.connections.Revoke(r.Context(), ws, c.ID, connection.Actor{Kind: connection.ActorUser, UserID: p.User.ID}, cfg, revokeURL, nil)
 	if err != nil {
 		writeError(w, r, h.log, err)
 		return

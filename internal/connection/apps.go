@@ -14,6 +14,17 @@ import (
 	"taskjuice/internal/catalog"
 )
 
+// Revocation is how a connection of app is revoked at the app: its OAuth
+// client and revocation endpoint; nil and "" when the app has none or is
+// not configured (the connection is then revoked here only).
+func Revocation(app catalog.App, redirectURL string) (*oauth2.Config, string) {
+	cfg, err := OAuthConfig(app, redirectURL)
+	if err != nil || app.OAuth.RevokeURL == "" {
+		return nil, ""
+	}
+	return cfg, app.OAuth.RevokeURL
+}
+
 // OAuthConfig is the OAuth client of a catalog app, with the redirect URL
 // of this TaskJuice. An app not configured yields its reason as an error a
 // person can act on.

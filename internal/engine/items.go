@@ -59,29 +59,41 @@ func evalItem(ctx context.Context, e *expr.Expr, item any, index int) (any, erro
 	return v, nil
 }
 
-func filterNode(ctx context.Context, c Call) (Outcome, error) {
-	var cfg struct {
-		Items     any    `json:"items"`
-		Condition string `json:"condition"`
-	}
+// itemValues reads a Filter's or Sort's items and evaluates, against each,
+// the per-item expression of its setting field (label names it in errors).
+func itemValues(ctx context.Context, c Call, field, label string) (items, values []any, err error) {
+	var cfg map[string]any
 	if err := json.Unmarshal(nonEmpty(c.Config), &cfg); err != nil {
-		return Outcome{}, &StepError{Code: "CONFIG_INVALID", Message: err.Error()}
+		return nil, nil, &StepError{Code: "CONFIG_INVALID", Message: err.Error()}
 	}
-	items, err := itemList(cfg.Items)
+	src, ok := cfg[field].(string)
+	if !ok && cfg[field] != nil {
+		return nil, nil, &StepError{Code: "CONFIG_INVALID", Message: fmt.Sprintf("The %s is not text", label)}
+	}
+	if items, err = itemList(cfg["items"]); err != nil {
+		return nil, nil, err
+	}
+	e, err := perItem(label, src)
 	if err != nil {
-		return Outcome{}, err
+		return nil, nil, err
 	}
-	cond, err := perItem("condition", cfg.Condition)
+	values = make([]any, len(items))
+	for i, it := range items {
+		if values[i], err = evalItem(ctx, e, it, i); err != nil {
+			return nil, nil, err
+		}
+	}
+	return items, values, nil
+}
+
+func filterNode(ctx context.Context, c Call) (Outcome, error) {
+	items, values, err := itemValues(ctx, c, "condition", "condition")
 	if err != nil {
 		return Outcome{}, err
 	}
 	kept := []any{}
 	for i, it := range items {
-		v, err := evalItem(ctx, cond, it, i)
-		if err != nil {
-			return Outcome{}, err
-		}
-		if truthy(v) {
+		if truthy(values[i]) {
 			kept = append(kept, it)
 		}
 	}
@@ -90,35 +102,23 @@ func filterNode(ctx context.Context, c Call) (Outcome, error) {
 }
 
 func sortNode(ctx context.Context, c Call) (Outcome, error) {
-	var cfg struct {
-		Items any    `json:"items"`
-		By    string `json:"by"`
+	items, keys, err := itemValues(ctx, c, "by", "sort key")
+	if err != nil {
+		return Outcome{}, err
+	}
+	var order struct {
 		Order string `json:"order"`
 	}
-	if err := json.Unmarshal(nonEmpty(c.Config), &cfg); err != nil {
-		return Outcome{}, &StepError{Code: "CONFIG_INVALID", Message: err.Error()}
-	}
-	items, err := itemList(cfg.Items)
-	if err != nil {
-		return Outcome{}, err
-	}
-	by, err := perItem("sort key", cfg.By)
-	if err != nil {
-		return Outcome{}, err
-	}
+	_ = json.Unmarshal(nonEmpty(c.Config), &order) // read whole by itemValues
+	desc := order.Order == "desc"
 	type keyed struct {
 		key  any
 		item any
 	}
 	ks := make([]keyed, len(items))
 	for i, it := range items {
-		k, err := evalItem(ctx, by, it, i)
-		if err != nil {
-			return Outcome{}, err
-		}
-		ks[i] = keyed{k, it}
+		ks[i] = keyed{keys[i], it}
 	}
-	desc := cfg.Order == "desc"
 	slices.SortStableFunc(ks, func(a, b keyed) int {
 		// Missing values go last in either order.
 		if a.key == nil || b.key == nil {

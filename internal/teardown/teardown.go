@@ -99,11 +99,7 @@ func (s *Service) revokeAll(ctx context.Context, p account.Principal, ws account
 			continue
 		}
 		app, _ := s.Catalog.App(c.AppKey)
-		var revokeURL string
-		cfg, cerr := connection.OAuthConfig(app, s.CallbackURL)
-		if cerr == nil && app.OAuth != nil {
-			revokeURL = app.OAuth.RevokeURL
-		}
+		cfg, revokeURL := connection.Revocation(app, s.CallbackURL)
 		_, outcome, err := s.Connections.RevokeReporting(ctx, ws, c.ID, actor, cfg, revokeURL, s.Client)
 		if err != nil {
 			return out, err

@@ -326,12 +326,8 @@ func (h *Handler) revokeConnection(w http.ResponseWriter, r *http.Request, v vie
 	if !ok {
 		return
 	}
-	var revokeURL string
-	var cfg *oauthConfig
-	if app, ok := h.Catalog.App(c.AppKey); ok && app.IsOAuth() && app.OAuth != nil {
-		revokeURL = app.OAuth.RevokeURL
-		cfg, _ = connection.OAuthConfig(app, h.callbackURL())
-	}
+	app, _ := h.Catalog.App(c.AppKey)
+	cfg, revokeURL := connection.Revocation(app, h.callbackURL())
 	if _, err := h.Connections.Revoke(r.Context(), *v.Workspace, c.ID, h.actor(v.P), cfg, revokeURL, h.HTTPClient); err != nil {
 		h.refuse(w, r, v.P, h.connectionURL(v, c.ID), err)
 		return
