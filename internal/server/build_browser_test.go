@@ -68,7 +68,12 @@ func TestBrowserBuildWorkflowFromScratch(t *testing.T) {
 		eventually(t, "the sample saved", 10*time.Second, func() bool { return e.rows(t, "step_samples", "workflow_id = $1", wfID) == 1 })
 
 		// An app action through the "+" after the trigger.
-		do("the picture", chromedp.Navigate(edit), chromedp.WaitVisible(`a.dg-plus`))
+		// The page the saved sample comes back to, fully loaded (navigating
+		// away while it still loads would abort one of the two).
+		eventually(t, "the editor after saving the sample", 20*time.Second, func() bool {
+			ok, _ := chromedp.Run(ctx, chromedp.Evaluate[bool](`location.hash === "#trigger" && document.readyState === "complete" && !!document.querySelector("a.dg-plus")`))
+			return ok
+		})
 		screenshot(t, ctx, "build-1-sample")
 		do("the + after the trigger",
 			chromedp.Click(`a.dg-plus`),
