@@ -48,7 +48,8 @@ func TestBrowserExpressionHelp(t *testing.T) {
 		err = chromedp.Do(ctx,
 			chromedp.WaitVisible(field),
 			chromedp.Evaluate[chromedp.Void](`(() => { const el = document.querySelector("#step-shape textarea[name=output]"); el.value = ""; el.focus(); })()`),
-			chromedp.SendKeys(field, `{"greet": "{{ $tr`),
+			// Typed as key events into the focused field (see below).
+			chromedp.KeyEvent(`{"greet": "{{ $tr`),
 			chromedp.WaitVisible(`#ed-complete li.active`),
 		)
 		if err != nil {
@@ -63,7 +64,7 @@ func TestBrowserExpressionHelp(t *testing.T) {
 			// DevTools protocol also types its character, which a real
 			// Enter the page cancels does not).
 			chromedp.Evaluate[chromedp.Void](`document.querySelector("#step-shape textarea[name=output]").dispatchEvent(new KeyboardEvent("keydown", {key: "Enter", bubbles: true, cancelable: true}))`),
-			chromedp.SendKeys(field, `.name }}"}`),
+			chromedp.KeyEvent(`.name }}"}`),
 		)
 		must(t, err)
 		v, err := chromedp.Run(ctx, chromedp.Value(field))
@@ -76,7 +77,10 @@ func TestBrowserExpressionHelp(t *testing.T) {
 		})
 		screenshot(t, ctx, "expression-preview")
 
-		err = chromedp.Do(ctx, chromedp.SendKeys(field, ` {{ $trigger.( }}`))
+		// Typed as key events into the focused field: the page adds the
+		// preview beside it meanwhile, which a node query (SendKeys) would
+		// read while the driver updates it.
+		err = chromedp.Do(ctx, chromedp.KeyEvent(` {{ $trigger.( }}`))
 		must(t, err)
 		eventually(t, "the syntax error at the field", 10*time.Second, func() bool {
 			s, _ := chromedp.Run(ctx, chromedp.Text(`#step-shape output.ed-preview`))
