@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -127,7 +128,13 @@ func (c *claimed) loopItems(loopEntry string) []any {
 // the next iteration, or the loop's done path.
 func (c *claimed) advanceFrontier(node workflow.Node, entry string, out Outcome) ([]string, error) {
 	g := c.g
-	next := append([]string{}, c.frontier[1:]...)
+	next := make([]string, 0, len(c.frontier))
+	for i, f := range c.frontier {
+		if f == entry && !slices.Contains(c.frontier[:i], entry) {
+			continue
+		}
+		next = append(next, f)
+	}
 	add := func(ids ...string) {
 		for _, id := range ids {
 			if !contains(next, id) {

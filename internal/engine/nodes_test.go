@@ -44,6 +44,12 @@ func (f *fixture) runChain(wfID, payload string) (engine.Run, map[string]string)
 	id, err := f.eng.StartRun(f.ctx, wfID, json.RawMessage(payload), "manual", "")
 	must(f.t, err)
 	f.drain()
+	return f.runSteps(id)
+}
+
+// runSteps returns a run and its steps' outputs by node.
+func (f *fixture) runSteps(id string) (engine.Run, map[string]string) {
+	f.t.Helper()
 	steps, err := f.eng.Steps(f.ctx, f.ws.ID, id)
 	must(f.t, err)
 	out := map[string]string{}
@@ -465,6 +471,128 @@ func TestNestedLoops(t *testing.T) {
 		}
 		if strings.Join(got, "\n") != strings.Join(want, "\n") {
 			t.Fatalf("steps:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	})
+}
+
+// barrier is an HTTP receiver that answers each request only once n
+// requests are in (or after a deadline): requests that arrive one after
+// another, never together, see "together": false.
+func barrier(t *testing.T, n int) string {
+	t.Helper()
+	var mu sync.Mutex
+	arrived := 0
+	all := make(chan struct{})
+	ts, _ := counter(t, "127.0.0.1", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		if arrived++; arrived == n {
+			close(all)
+		}
+		mu.Unlock()
+		together := true
+		select {
+		case <-all:
+		case <-time.After(20 * time.Second):
+			together = false
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"path": r.URL.Path, "together": together, "key": r.Header.Get("Idempotency-Key")})
+	})
+	return ts.URL
+}
+
+// The arms of a Parallel run at the same time: each arm's request waits
+// at the receiver until the other's is in, so they complete only if both
+// are in flight together. Inside an arm, $input is the arm's step before,
+// not the other arm's.
+func TestParallelArmsRunTogether(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		f := setup(t, d)
+		url := barrier(t, 2)
+		wf := f.publishGraph([]workflow.Node{
+			node("fan", workflow.NodeParallel, `{}`),
+			node("a", workflow.NodeHTTP, `{"method": "POST", "url": "`+url+`/a"}`),
+			node("a2", workflow.NodeTransform, `{"output": {"after": "{{ $input.body.path }}"}}`),
+			node("b", workflow.NodeHTTP, `{"method": "POST", "url": "`+url+`/b"}`),
+			node("join", workflow.NodeMerge, `{"mode": "append"}`),
+		}, []workflow.Edge{{From: "start", To: "fan"}, {From: "fan", To: "a"}, {From: "a", To: "a2"}, {From: "fan", To: "b"},
+			{From: "a2", To: "join"}, {From: "b", To: "join"}})
+		f.eng = engine.New(d, f.wfs, engine.Builtins(f.cat, nil, privateOK), engine.Expressions(expr.Limits{}), engine.Options{Now: f.clk.Now})
+		run, out := f.runChain(wf, `{}`)
+		if run.Status != engine.StatusCompleted {
+			t.Fatalf("run %s %+v", run.Status, run.Error)
+		}
+		for _, arm := range []string{"a", "b"} {
+			var got struct {
+				Body struct {
+					Path     string
+					Together bool
+					Key      string
+				}
+			}
+			must(t, json.Unmarshal([]byte(out[arm]), &got))
+			if !got.Body.Together || got.Body.Path != "/"+arm || got.Body.Key != run.ID+":"+arm {
+				t.Fatalf("arm %s: %s; want its request in flight with the other arm's, under its own key", arm, out[arm])
+			}
+		}
+		if out["a2"] != `{"after":"/a"}` {
+			t.Fatalf("a2 read $input %s; want its own arm's step before (/a)", out["a2"])
+		}
+		var merged struct{ Count int }
+		must(t, json.Unmarshal([]byte(out["join"]), &merged))
+		if merged.Count != 2 {
+			t.Fatalf("merge: %s; want both arms", out["join"])
+		}
+	})
+}
+
+// A Delay in one arm does not hold the other: the other arm runs to the
+// join while the first sleeps, the run waits until the Delay ends, then
+// the join runs once with both arms.
+func TestParallelArmSleepsAlone(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		f := setup(t, d)
+		wf := f.publishGraph([]workflow.Node{
+			node("fan", workflow.NodeParallel, `{}`),
+			node("wait", workflow.NodeDelay, `{"duration": "1h"}`),
+			node("a", workflow.NodeTransform, `{"output": [{"arm": "slow"}]}`),
+			node("b", workflow.NodeTransform, `{"output": [{"arm": "quick"}]}`),
+			node("b2", workflow.NodeTransform, `{"output": {"items": "{{ $input }}"}}`),
+			node("join", workflow.NodeMerge, `{"mode": "append"}`),
+		}, []workflow.Edge{{From: "start", To: "fan"}, {From: "fan", To: "wait"}, {From: "wait", To: "a"}, {From: "fan", To: "b"},
+			{From: "b", To: "b2"}, {From: "a", To: "join"}, {From: "b2", To: "join"}})
+		f.eng = engine.New(d, f.wfs, engine.Builtins(f.cat, nil, nil), engine.Expressions(expr.Limits{}), engine.Options{Now: f.clk.Now})
+		id, err := f.eng.StartRun(f.ctx, wf, json.RawMessage(`{}`), "manual", "")
+		must(t, err)
+		f.drain()
+		if r := f.run(id); r.Status != engine.StatusWaiting {
+			t.Fatalf("while the delay sleeps: run %s; want waiting", r.Status)
+		}
+		steps, err := f.eng.Steps(f.ctx, f.ws.ID, id)
+		must(t, err)
+		got := map[string]engine.StepStatus{}
+		for _, s := range steps {
+			got[s.NodeID] = s.Status
+		}
+		if got["b"] != engine.StepCompleted || got["b2"] != engine.StepCompleted || got["wait"] != engine.StepWaiting {
+			t.Fatalf("while the delay sleeps: steps %v; want the other arm done and the delay waiting", got)
+		}
+		if _, ran := got["join"]; ran {
+			t.Fatal("the join ran before the sleeping arm arrived")
+		}
+		f.clk.Advance(59 * time.Minute)
+		f.drain()
+		if r := f.run(id); r.Status != engine.StatusWaiting {
+			t.Fatalf("before the delay ends: run %s; want waiting", r.Status)
+		}
+		f.clk.Advance(2 * time.Minute)
+		f.drain()
+		r := f.run(id)
+		if r.Status != engine.StatusCompleted {
+			t.Fatalf("after the delay: run %s %+v; want completed", r.Status, r.Error)
+		}
+		_, out := f.runSteps(id)
+		if !strings.Contains(out["join"], `"items":[{"arm":"slow"},{"arm":"quick"}]`) {
+			t.Fatalf("join: %s; want both arms' items", out["join"])
 		}
 	})
 }

@@ -1,20 +1,31 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"taskjuice/internal/workflow"
 )
 
 // Parallel and Merge. A Parallel step starts every step its edges lead
-// to; the run's frontier then holds one entry per arm, and the worker
-// takes them in turn, a step of each arm after the other. A step with two
-// or more steps leading into it (a Merge, or any join) waits while another
-// entry of the frontier can still reach it, so it runs once, after every
-// arm that can arrive has arrived.
+// to; the run's frontier then holds one entry per arm. Whatever the arms
+// have ready starts at once (up to maxArmsAtOnce steps): their effects run
+// side by side, and their results are committed one after the other. A
+// Delay in one arm does not hold the others: the arm sleeps while the
+// others go on, and the run waits only once every arm waits. A step with
+// two or more steps leading into it (a Merge, or any join) waits while
+// another entry of the frontier can still reach it, so it runs once,
+// after every arm that can arrive has arrived. Inside an arm, $input is
+// the output of the arm's step before.
+
+// maxArmsAtOnce bounds the steps of one run executed at the same time.
+const maxArmsAtOnce = 16
 
 // arm is one arm's output as a Merge sees it.
 type arm struct {
@@ -27,33 +38,160 @@ func parallelNode(_ context.Context, c Call) (Outcome, error) {
 	return Outcome{Output: map[string]any{"started": true}}, nil
 }
 
-// waitsForArms reports whether the frontier's head is a join that another
-// entry of the frontier can still reach.
-func (c *claimed) waitsForArms(node workflow.Node) bool {
-	if len(c.g.Predecessors(node.ID)) < 2 {
+// awaitsArms reports whether entry is a join that another entry of the
+// frontier can still reach.
+func (c *claimed) awaitsArms(entry string) bool {
+	id := EntryNode(entry)
+	if len(c.g.Predecessors(id)) < 2 {
 		return false
 	}
-	for _, other := range c.frontier[1:] {
-		id := EntryNode(other)
-		if id != node.ID && c.g.Reaches(id, node.ID) {
+	for _, other := range c.frontier {
+		if o := EntryNode(other); other != entry && o != id && c.g.Reaches(o, id) {
 			return true
 		}
 	}
 	return false
 }
 
-// nextReady moves joins that still wait for arms behind the entries that
-// can go now; it reports false when none can (which an acyclic graph
-// never leaves).
-func (c *claimed) nextReady() bool {
+// sleepsUntil reports when a Delay entry that is waiting ends.
+func (c *claimed) sleepsUntil(entry string) (time.Time, bool) {
+	s, ok := c.last[entry]
+	if !ok || s.Status != StepWaiting {
+		return time.Time{}, false
+	}
+	if node, ok := c.g.Node(EntryNode(entry)); !ok || node.Kind != workflow.NodeDelay {
+		return time.Time{}, false
+	}
+	var out struct {
+		WaitedUntil time.Time `json:"waitedUntil"`
+	}
+	if json.Unmarshal(s.Output, &out) != nil || out.WaitedUntil.IsZero() {
+		return time.Time{}, false
+	}
+	return out.WaitedUntil, true
+}
+
+// canGo reports whether a frontier entry can be taken now: it is neither
+// a join still awaiting arms nor a Delay whose time has not come.
+func (c *claimed) canGo(entry string, now time.Time) bool {
+	if until, ok := c.sleepsUntil(entry); ok && until.After(now) {
+		return false
+	}
+	return !c.awaitsArms(entry)
+}
+
+// othersCanGo reports whether an entry of the frontier other than entry
+// can be taken now.
+func (c *claimed) othersCanGo(entry string, now time.Time) bool {
+	for _, f := range c.frontier {
+		if f != entry && c.canGo(f, now) {
+			return true
+		}
+	}
+	return false
+}
+
+// nextReady moves the entries that cannot be taken now behind those that
+// can; it reports false when none can.
+func (c *claimed) nextReady(now time.Time) bool {
 	for range len(c.frontier) {
-		node, ok := c.g.Node(EntryNode(c.frontier[0]))
-		if !ok || !c.waitsForArms(node) {
+		if c.canGo(c.frontier[0], now) {
 			return true
 		}
 		c.frontier = append(c.frontier[1:], c.frontier[0])
 	}
 	return false
+}
+
+// firstWake is when the first sleeping Delay of the frontier ends.
+func (c *claimed) firstWake() (time.Time, bool) {
+	var first time.Time
+	for _, f := range c.frontier {
+		if t, ok := c.sleepsUntil(f); ok && (first.IsZero() || t.Before(first)) {
+			first = t
+		}
+	}
+	return first, !first.IsZero()
+}
+
+// sleep parks the run until its first Delay ends: every entry of its
+// frontier waits, for a Delay or for arms behind one.
+func (e *Engine) sleep(ctx context.Context, c *claimed, until time.Time) error {
+	_, err := e.db.Write().ExecContext(ctx, `UPDATE runs SET status = 'waiting', wait_reason = 'delay', due_at = $1, updated_at = $2
+		WHERE id = $3 AND lease_owner = $4 AND status IN ('pending', 'running', 'waiting')`, until.UTC(), e.now(), c.ID, c.token)
+	if err != nil {
+		return fmt.Errorf("wait for a delay: %w", err)
+	}
+	return nil
+}
+
+// armsReady are the frontier's entries that start together now, the head
+// first: fresh steps that finish on their own, while arms are under way.
+// Waits for an event, agents' turns, retries and interrupted steps are
+// taken one at a time.
+func (c *claimed) armsReady(now time.Time) []string {
+	if len(c.frontier) < 2 || !c.startsAlongside(c.frontier[0], now) {
+		return nil
+	}
+	out := []string{c.frontier[0]}
+	for _, f := range c.frontier[1:] {
+		if len(out) < maxArmsAtOnce && c.startsAlongside(f, now) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func (c *claimed) startsAlongside(entry string, now time.Time) bool {
+	if _, seen := c.last[entry]; seen || !c.canGo(entry, now) {
+		return false
+	}
+	node, ok := c.g.Node(EntryNode(entry))
+	if !ok {
+		return false
+	}
+	switch node.Kind {
+	case workflow.NodeAgent, workflow.NodeApproval, workflow.NodeCallWorkflow:
+		return false
+	case workflow.NodeAction:
+		return node.Connection == nil || !node.Connection.ClientProvides || node.Connection.ID != ""
+	}
+	return true
+}
+
+// stepArms runs entries at the same time and commits their results in
+// turn: those that completed first, so that the run moves on before a
+// failure or a wait stops it. It reports whether the run can go on.
+func (e *Engine) stepArms(ctx context.Context, c *claimed, entries []string) (bool, error) {
+	var atts []*attempt
+	for _, entry := range entries {
+		node, _ := c.g.Node(EntryNode(entry))
+		a, goOn, err := e.begin(ctx, c, entry, node)
+		if err != nil || !goOn {
+			// Paused or cancelled meanwhile: a step recorded as running
+			// is run again, as the same attempt, when the run goes on.
+			return false, err
+		}
+		atts = append(atts, a)
+	}
+	var wg sync.WaitGroup
+	st := c.state
+	for _, a := range atts {
+		wg.Go(func() { e.run(ctx, st, a) })
+	}
+	wg.Wait()
+	slices.SortStableFunc(atts, func(a, b *attempt) int {
+		return cmp.Compare(a.settles(), b.settles())
+	})
+	more := true
+	for _, a := range atts {
+		m, err := e.commit(ctx, c, a.node, a.cur, a.out, a.err)
+		if err != nil {
+			return false, err
+		}
+		more = more && m
+	}
+	return more, nil
 }
 
 // mergeInput is what a Merge step is given: the output of each step

@@ -184,11 +184,19 @@ func (c *claimed) see(s Step) {
 	c.scope.Input, c.inputFrom = out, s.NodeID
 }
 
-// scopeFor is what the expressions of a frontier entry see: the trigger
-// payload, every completed step's output, the previous step's output as
-// $input, and $meta (inside a loop, $meta.loop is the current item).
-func (c *claimed) scopeFor(entry string) Scope {
-	s := c.scope
+// scopeFor is what the expressions of a frontier entry see, and the
+// entry whose output is its $input ("" for the trigger payload): the
+// trigger payload, every completed step's output, $input, and $meta
+// (inside a loop, $meta.loop is the current item). $input is the output
+// of the step run just before; while arms are under way, of the latest
+// step leading to the entry, so that an arm reads its own.
+func (c *claimed) scopeFor(entry string) (Scope, string) {
+	s, from := c.scope, c.inputFrom
+	if len(c.frontier) > 1 {
+		if f, ok := c.latestBefore(entry); ok {
+			s.Input, from = nonEmpty(c.last[f].Output), f
+		}
+	}
 	s.Meta = map[string]any{"runId": c.ID, "workflowId": c.WorkflowID, "versionId": c.VersionID, "source": c.Source}
 	if its := iterationsOf(entry); len(its) > 0 {
 		it := its[len(its)-1]
@@ -196,7 +204,24 @@ func (c *claimed) scopeFor(entry string) Scope {
 			s.Meta["loop"] = map[string]any{"index": it.index, "item": items[it.index], "count": len(items)}
 		}
 	}
-	return s
+	return s, from
+}
+
+// latestBefore is the completed entry of a step leading to entry that
+// finished last.
+func (c *claimed) latestBefore(entry string) (string, bool) {
+	preds := c.g.Predecessors(EntryNode(entry))
+	var best string
+	var at *time.Time
+	for f, s := range c.last {
+		if s.Status != StepCompleted || !slices.Contains(preds, EntryNode(f)) {
+			continue
+		}
+		if best == "" || compareTimes(s.FinishedAt, at) > 0 || (compareTimes(s.FinishedAt, at) == 0 && f > best) {
+			best, at = f, s.FinishedAt
+		}
+	}
+	return best, best != ""
 }
 
 // reload reads the run and its steps again, after a commit whose effects
@@ -288,26 +313,78 @@ func recordsFirst(n workflow.Node) bool {
 	return false
 }
 
-// step runs the first entry of the frontier. It reports whether the run can
-// go on at once.
+// step runs the first entry of the frontier, or, while arms are under
+// way, every entry that can start now (parallel.go). It reports whether
+// the run can go on at once.
 func (e *Engine) step(ctx context.Context, c *claimed) (bool, error) {
 	// A frontier entry is a node id, or "node@loop#i" inside iteration i of
 	// a Loop; step rows carry the entry, so each iteration has its own
 	// attempts and idempotency keys.
-	c.nextReady() // a join waits for its arms (parallel.go)
+	now := e.now()
+	if !c.nextReady(now) {
+		if until, ok := c.firstWake(); ok {
+			return false, e.sleep(ctx, c, until)
+		}
+	}
+	if arms := c.armsReady(now); len(arms) > 1 {
+		return e.stepArms(ctx, c, arms)
+	}
 	entry := c.frontier[0]
 	node, ok := c.g.Node(EntryNode(entry))
 	if !ok {
 		return false, e.finish(ctx, c.ID, StatusFailed, &StepError{Code: "GRAPH_INVALID", Message: fmt.Sprintf("The version has no step %q", EntryNode(entry))})
 	}
-	prev, hasPrev := c.last[entry]
 	// A wait that has come due completes its step without running it again.
-	if hasPrev && prev.Status == StepWaiting {
-		if c.due.Valid && !c.due.Time.After(e.now()) {
+	if prev, ok := c.last[entry]; ok && prev.Status == StepWaiting {
+		if c.waitOver(entry, now) {
 			return e.commit(ctx, c, node, current{Step: prev, recorded: true}, Outcome{Output: json.RawMessage(nonEmpty(prev.Output))}, calledFailure(node, prev.Output))
 		}
 		return false, e.park(ctx, c.ID)
 	}
+	a, goOn, err := e.begin(ctx, c, entry, node)
+	if err != nil || !goOn {
+		return false, err
+	}
+	e.run(ctx, c.state, a)
+	return e.commit(ctx, c, node, a.cur, a.out, a.err)
+}
+
+// waitOver reports whether a waiting entry's wait has come due: a Delay's
+// time, or the run made due by what it waited for (an approval, a called
+// run's end).
+func (c *claimed) waitOver(entry string, now time.Time) bool {
+	if until, ok := c.sleepsUntil(entry); ok {
+		return !until.After(now)
+	}
+	return c.due.Valid && !c.due.Time.After(now)
+}
+
+// attempt is one execution of a frontier entry: what it is given and
+// what came of it.
+type attempt struct {
+	node  workflow.Node
+	cur   current
+	input json.RawMessage
+	scope Scope
+	out   Outcome
+	err   error
+}
+
+// settles orders results for their commits: completed steps first, then
+// failures and waits.
+func (a *attempt) settles() int {
+	if a.err == nil && a.out.WaitUntil == nil && a.out.WaitFor == "" {
+		return 0
+	}
+	return 1
+}
+
+// begin prepares the next attempt of entry: a new one, the same one again
+// when it was interrupted, recorded as running first when it has effects
+// outside the run. It reports false when the run is not to go on (an
+// operator paused or cancelled it).
+func (e *Engine) begin(ctx context.Context, c *claimed, entry string, node workflow.Node) (*attempt, bool, error) {
+	prev, hasPrev := c.last[entry]
 	cur := current{Step: Step{ID: db.NewID(), RunID: c.ID, NodeID: entry, Attempt: 1, IdempotencyKey: effectKey(c.ID, entry)}}
 	switch {
 	case hasPrev && prev.Status == StepRunning:
@@ -318,25 +395,29 @@ func (e *Engine) step(ctx context.Context, c *claimed) (bool, error) {
 		cur.Attempt = prev.Attempt + 1
 	}
 	cur.redact = node.Redact
-	scope := c.scopeFor(entry)
+	scope, from := c.scopeFor(entry)
 	input := json.RawMessage(nonEmpty(scope.Input))
+	fromp := &from
 	if node.Kind == workflow.NodeMerge {
-		input = mergeInput(c.g, node.ID, scope)
+		input, fromp = mergeInput(c.g, node.ID, scope), nil
 		scope.Input = input
 	}
 	if !cur.recorded {
-		from := c.inputFrom
-		cur.Input, cur.inputFrom, cur.StartedAt = input, &from, e.now()
+		cur.Input, cur.inputFrom, cur.StartedAt = input, fromp, e.now()
 		if recordsFirst(node) {
 			if goOn, err := e.recordStart(ctx, c, &cur); err != nil || !goOn {
-				return false, err
+				return nil, false, err
 			}
 		}
 	}
+	return &attempt{node: node, cur: cur, input: input, scope: scope}, true, nil
+}
+
+// run executes an attempt.
+func (e *Engine) run(ctx context.Context, st state, a *attempt) {
 	began := time.Now()
-	out, runErr := e.execute(ctx, c.state, node, input, scope, cur.IdempotencyKey, &cur.Step)
-	e.o.Observer.StepExecuted(node.Kind, time.Since(began), runErr != nil)
-	return e.commit(ctx, c, node, cur, out, runErr)
+	a.out, a.err = e.execute(ctx, st, a.node, a.input, a.scope, a.cur.IdempotencyKey, &a.cur.Step)
+	e.o.Observer.StepExecuted(a.node.Kind, time.Since(began), a.err != nil)
 }
 
 // recordStart writes the attempt's row as running, and the run as running,
@@ -529,6 +610,12 @@ func (e *Engine) commitTx(ctx context.Context, c *claimed, node workflow.Node, c
 				return err
 			}
 			if !active {
+				return nil
+			}
+			if out.WaitUntil != nil && c.othersCanGo(cur.NodeID, now) {
+				// A Delay in one arm: the other arms go on meanwhile, and
+				// the run waits once they all wait (parallel.go).
+				more = true
 				return nil
 			}
 			var due sql.NullTime
