@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -90,22 +89,16 @@ func extraPaths(n workflow.Node) []string {
 }
 
 // endsOf lists the steps that end the workflow although a step follows
-// them: those without their main path. The last step needs no mark.
+// them: those without their main path. The last step needs no mark, nor
+// does an arm's last step (it always leads to its join).
 func endsOf(g workflow.Graph) map[string]bool {
 	ends := map[string]bool{}
-	arms := map[int]bool{} // a Parallel's arms always lead to their join
-	for i, n := range g.Nodes {
-		if n.Kind == workflow.NodeParallel {
-			for a := i + 1; a <= i+workflowArms(n); a++ {
-				arms[a] = true
-			}
-		}
-	}
+	joins, _ := armJoins(armSpans(g))
 	for i, n := range g.Nodes {
 		if i == len(g.Nodes)-1 {
 			break
 		}
-		if arms[i] {
+		if _, ok := joins[i]; ok {
 			continue
 		}
 		main := mainPath(n.Kind)
@@ -137,27 +130,20 @@ func relink(g *workflow.Graph, ends map[string]bool) {
 	if g.Trigger != nil && len(g.Nodes) > 0 {
 		edges = append(edges, workflow.Edge{From: g.Trigger.ID, To: g.Nodes[0].ID})
 	}
-	// A Parallel step's arms are the steps listed after it, one step each;
-	// each leads to the step after the last arm, where they join.
-	joinOf := map[int]int{}
+	// A Parallel step leads to its arms' first steps; an arm's last step
+	// leads to the step after the last arm, where they join
+	// (editorplace.go).
+	joins, firsts := armJoins(armSpans(*g))
 	for i, n := range g.Nodes {
-		if n.Kind != workflow.NodeParallel {
-			continue
-		}
-		k := workflowArms(n)
-		for a := i + 1; a <= i+k && a < len(g.Nodes); a++ {
-			joinOf[a] = i + k + 1
-		}
-	}
-	for i, n := range g.Nodes {
+		join, armLast := joins[i]
 		switch {
 		case n.Kind == workflow.NodeParallel && !ends[n.ID]:
-			for a := i + 1; a <= i+workflowArms(n) && a < len(g.Nodes); a++ {
+			for _, a := range firsts[i] {
 				edges = append(edges, workflow.Edge{From: n.ID, To: g.Nodes[a].ID})
 			}
-		case joinOf[i] > 0:
-			if j := joinOf[i]; j < len(g.Nodes) && !ends[n.ID] {
-				edges = append(edges, workflow.Edge{From: n.ID, To: g.Nodes[j].ID, When: mainPath(n.Kind)})
+		case armLast:
+			if join < len(g.Nodes) && !ends[n.ID] {
+				edges = append(edges, workflow.Edge{From: n.ID, To: g.Nodes[join].ID, When: mainPath(n.Kind)})
 			}
 		case i+1 < len(g.Nodes) && !ends[n.ID]:
 			edges = append(edges, workflow.Edge{From: n.ID, To: g.Nodes[i+1].ID, When: mainPath(n.Kind)})
@@ -178,16 +164,6 @@ func relink(g *workflow.Graph, ends map[string]bool) {
 		edges = []workflow.Edge{}
 	}
 	g.Edges = edges
-}
-
-// workflowArms is how many of the steps after a Parallel step are its arms.
-func workflowArms(n workflow.Node) int {
-	if c, err := workflow.DecodeConfig(n); err == nil {
-		if p, ok := c.(*workflow.ParallelConfig); ok {
-			return p.ArmCount()
-		}
-	}
-	return workflow.DefaultParallelArms
 }
 
 // inEditorShape reports whether g's edges are those relink would make, so
@@ -435,9 +411,7 @@ func formOf(g workflow.Graph, n workflow.Node, ends map[string]bool) stepForm {
 	case *workflow.StopErrorConfig:
 		f.ErrorCode, f.Message = c.Code, c.Message
 	case *workflow.ParallelConfig:
-		if c.Arms != 0 {
-			f.Arms = strconv.Itoa(c.Arms)
-		}
+		f.Arms = armsText(*c)
 	case *workflow.MergeConfig:
 		f.Mode, f.Key = c.Mode, c.Key
 	case *workflow.RespondConfig:
@@ -764,11 +738,9 @@ func (h *Handler) apply(g workflow.Graph, n workflow.Node, f stepForm, conns []c
 	case workflow.NodeStopError:
 		cfg = workflow.StopErrorConfig{Code: strings.TrimSpace(f.ErrorCode), Message: strings.TrimSpace(f.Message)}
 	case workflow.NodeParallel:
-		c := workflow.ParallelConfig{}
-		if v, err := wholeNumber(f.Arms); err != nil {
+		c, err := parseArms(f.Arms)
+		if err != nil {
 			errs["arms"] = err.Error()
-		} else {
-			c.Arms = v
 		}
 		cfg = c
 	case workflow.NodeMerge:
@@ -971,9 +943,9 @@ type editorData struct {
 	Apps     []catalog.App
 	Kinds    []kindOption
 	Diagram  diagram
-	// InsertAfter is the step the "Add a step" form adds after (a "+"
-	// on the picture chose it); empty adds at the end.
-	InsertAfter, InsertAfterName string
+	// Insert is where the "Add a step" form adds (a "+" on the picture
+	// chose it); empty adds at the end.
+	Insert insertion
 	Reshaped                     bool
 	// TriggerSample is the pasted sample event; SampleError says why the
 	// last one pasted was refused (teststep.go).
@@ -1184,16 +1156,7 @@ func (h *Handler) renderEditor(w http.ResponseWriter, r *http.Request, v view, s
 			d.Runs = runs
 		}
 	}
-	if after := r.URL.Query().Get("insert"); after != "" {
-		if _, err := insertAt(g, after); err == nil {
-			d.InsertAfter, d.InsertAfterName = after, after
-			if n, ok := g.Node(after); ok && n.Name != "" {
-				d.InsertAfterName = n.Name
-			} else if g.Trigger != nil && after == g.Trigger.ID {
-				d.InsertAfterName = "the trigger"
-			}
-		}
-	}
+	d.Insert = insertionOf(g, r.URL.Query())
 	v.Title, v.Data = "Edit "+wf.Name+" · Workflows", d
 	h.render(w, r, status, "editor", v)
 }
@@ -1417,31 +1380,13 @@ func (h *Handler) addStep(w http.ResponseWriter, r *http.Request, v view) {
 		}
 		id := newStepID(*g)
 		n := workflow.Node{ID: id, Kind: kind, Name: kind.Label(), Config: mustJSON(defaultConfig(kind))}
-		at, err := insertAt(*g, r.PostForm.Get("after"))
+		p, err := place(*g, r.PostForm.Get("after"), r.PostForm.Get("path"), r.PostForm.Get("to"))
 		if err != nil {
 			return "", nil, err
 		}
-		g.Nodes = slices.Insert(g.Nodes, at, n)
+		p.insert(g, n)
 		return "step-" + id, nil, nil
 	})
-}
-
-// insertAt is where a step added after the node named goes in the list:
-// right after it (the trigger: first), or last when none is named. The
-// main path follows the list, so this puts the step on the arrow that
-// left that node.
-func insertAt(g workflow.Graph, after string) (int, error) {
-	switch {
-	case after == "":
-		return len(g.Nodes), nil
-	case g.Trigger != nil && after == g.Trigger.ID:
-		return 0, nil
-	}
-	i := nodeIndex(g, after)
-	if i < 0 {
-		return 0, errNoStep
-	}
-	return i + 1, nil
 }
 
 // duplicateStep inserts a copy of a step (its settings, connection and
@@ -1468,7 +1413,11 @@ func (h *Handler) duplicateStep(w http.ResponseWriter, r *http.Request, v view) 
 			rp := *n.Retry
 			n.Retry = &rp
 		}
-		g.Nodes = slices.Insert(g.Nodes, i+1, n)
+		p := placement{at: i + 1}
+		if s, ok := armAt(armSpans(*g), i); ok {
+			p.arm = &s
+		}
+		p.insert(g, n)
 		return "step-" + n.ID, nil, nil
 	})
 }
@@ -1539,6 +1488,9 @@ func (h *Handler) deleteStep(w http.ResponseWriter, r *http.Request, v view) {
 		if i < 0 {
 			return "", nil, errNoStep
 		}
+		if s, ok := armAt(armSpans(*g), i); ok {
+			resizeArm(g, s.parallel, s.arm, -1)
+		}
 		g.Nodes = append(g.Nodes[:i], g.Nodes[i+1:]...)
 		delete(ends, id)
 		if i > 0 {
@@ -1603,11 +1555,13 @@ type diagramLine struct {
 	Side   bool
 	// Plus is the "+" that adds a step on this arrow (the main path):
 	// After names the step it follows, PX, PY where it is drawn.
-	Plus      bool
-	Stub      bool // the "+" after the last step, on a line to nowhere
-	After     string
-	AfterName string
-	PX, PY    int
+	Plus bool
+	Stub bool // the "+" after the last step, on a line to nowhere
+	// After, OnPath and To name the arrow: the step it leaves, by which
+	// path, to which step.
+	After, OnPath, To string
+	AfterName         string
+	PX, PY            int
 }
 
 const (
@@ -1704,6 +1658,7 @@ func drawGraph(g workflow.Graph, problems []workflow.Problem, tests map[string]*
 		}
 		return id
 	}
+	spans := armSpans(g)
 	for _, e := range g.Edges {
 		from, ok1 := index[e.From]
 		to, ok2 := index[e.To]
@@ -1721,9 +1676,12 @@ func drawGraph(g workflow.Graph, problems []workflow.Problem, tests map[string]*
 			l.Path = "M " + itoa(x1) + " " + itoa(y1) + " C " + itoa(x1) + " " + itoa(mid) + " " + itoa(x2) + " " + itoa(mid) + " " + itoa(x2) + " " + itoa(y2-2)
 		}
 		l.LX, l.LY = (x1+x2)/2+14, y1+(dgRow-dgBoxH)/2+4
-		if !l.Side {
-			l.Plus, l.After, l.AfterName = true, e.From, title(e.From)
+		if path, to, ok := plusOn(g, spans, e); ok {
+			l.Plus, l.After, l.AfterName, l.OnPath, l.To = true, e.From, title(e.From), path, to
 			l.PX, l.PY = (x1+x2)/2, y1+(dgRow-dgBoxH)/2
+			if l.Side {
+				l.PX, l.PY = (x1+x2)/2, (y1+y2)/2 // the curve's middle
+			}
 		}
 		d.Lines = append(d.Lines, l)
 	}

@@ -3,6 +3,7 @@ package web
 import (
 	"encoding/json"
 	"net/url"
+	"sort"
 	"strings"
 	"testing"
 
@@ -231,5 +232,100 @@ func TestDiagramArmsSideBySide(t *testing.T) {
 	}
 	if d.Width < at["no"][0]+dgBoxW {
 		t.Fatalf("the picture is %d wide, the second arm ends at %d", d.Width, at["no"][0]+dgBoxW)
+	}
+}
+
+// edgeList writes a graph's edges as "from>to" (with ":path" when named),
+// sorted.
+func edgeList(g workflow.Graph) string {
+	var out []string
+	for _, e := range g.Edges {
+		s := e.From + ">" + e.To
+		if e.When != "" {
+			s += ":" + e.When
+		}
+		out = append(out, s)
+	}
+	sort.Strings(out)
+	return strings.Join(out, " ")
+}
+
+// A Parallel step's arms may each hold several steps: "2, 1" makes the
+// next two steps one arm and the step after them the other, joined at
+// the step after the last arm. A "+" on an arm's first arrow or inside an
+// arm adds a step to that arm; deleting one makes it shorter; arms that
+// are not numbers are refused at the field.
+func TestEditorParallelArmsOfSeveralSteps(t *testing.T) {
+	e := newEditorEnv(t)
+	id, base := e.workflow("Arms")
+	for i, kind := range []string{"parallel", "transform", "transform", "transform", "merge"} {
+		step := "step" + string(rune('1'+i))
+		wantSaved(t, "add "+kind, e.post(base+"/edit/steps", url.Values{"kind": {kind}}), base, "step-"+step)
+	}
+	bad := e.post(base+"/edit/steps/step1", url.Values{"arms": {"2, x"}})
+	if bad.Status != 422 || !strings.Contains(card(bad.Body, "step1"), "Give the steps in each arm as whole numbers") {
+		t.Fatalf("arms 2, x: %d %.500s", bad.Status, card(bad.Body, "step1"))
+	}
+	wantSaved(t, "arms 2, 1", e.post(base+"/edit/steps/step1", url.Values{"arms": {"2, 1"}}), base, "step-step1")
+	if got, want := edgeList(e.graph(id)), "step1>step2 step1>step4 step2>step3 step3>step5 step4>step5 trigger>step1"; got != want {
+		t.Fatalf("arms 2, 1: edges %s, want %s", got, want)
+	}
+	page := e.get(base + "/edit").Body
+	if c := card(page, "step1"); !strings.Contains(c, `value="2, 1"`) {
+		t.Fatalf("the Parallel card does not show its arms: %.600s", c)
+	}
+	if !strings.Contains(page, `href="?insert=step1&amp;to=step4#add-step"`) {
+		t.Fatal("no + on the second arm's first arrow")
+	}
+	form := e.get(base + "/edit?insert=step1&to=step4").Body
+	if !strings.Contains(form, `name="to" value="step4"`) || !strings.Contains(form, "at the start of Parallel’s arm through Transform") {
+		t.Fatal("the add form does not say which arm the step starts")
+	}
+	wantSaved(t, "+ on the second arm", e.post(base+"/edit/steps", url.Values{"kind": {"transform"}, "after": {"step1"}, "to": {"step4"}}), base, "step-step6")
+	wantSaved(t, "+ after the first arm's last step", e.post(base+"/edit/steps", url.Values{"kind": {"transform"}, "after": {"step3"}}), base, "step-step7")
+	g := e.graph(id)
+	if got, want := edgeList(g), "step1>step2 step1>step6 step2>step3 step3>step7 step4>step5 step6>step4 step7>step5 trigger>step1"; got != want {
+		t.Fatalf("after adding to both arms: edges %s, want %s", got, want)
+	}
+	var pc workflow.ParallelConfig
+	check(t, json.Unmarshal(g.Nodes[0].Config, &pc))
+	if pc.Arms != 2 || len(pc.Steps) != 2 || pc.Steps[0] != 3 || pc.Steps[1] != 2 {
+		t.Fatalf("arms after adding: %+v, want 3, 2", pc)
+	}
+	wantSaved(t, "duplicate in an arm", e.post(base+"/edit/steps/step4/duplicate", nil), base, "step-step8")
+	wantSaved(t, "delete in an arm", e.post(base+"/edit/steps/step2/delete", nil), base, "step-step1")
+	if got, want := edgeList(e.graph(id)), "step1>step3 step1>step6 step3>step7 step4>step8 step6>step4 step7>step5 step8>step5 trigger>step1"; got != want {
+		t.Fatalf("after duplicating and deleting: edges %s, want %s", got, want)
+	}
+}
+
+// A "+" on a Branch's "false" arrow adds a step on that path, where the
+// list can take it: the step before the path's target ends its own path.
+// Where the paths meet again (the true path goes on to the same step),
+// there is no "+" on the false arrow, and a hand-made request is refused.
+func TestEditorPlusOnSidePaths(t *testing.T) {
+	e := newEditorEnv(t)
+	id, base := e.workflow("Sides")
+	for i, kind := range []string{"branch", "transform", "transform"} {
+		step := "step" + string(rune('1'+i))
+		wantSaved(t, "add "+kind, e.post(base+"/edit/steps", url.Values{"kind": {kind}}), base, "step-"+step)
+	}
+	wantSaved(t, "false path", e.post(base+"/edit/steps/step1", url.Values{"condition": {"{{ $trigger.big }}"}, "falseTo": {"step3"}}), base, "step-step1")
+	if strings.Contains(e.get(base+"/edit").Body, "path=false") {
+		t.Fatal("a + on a false path that meets the true path again")
+	}
+	refused := e.post(base+"/edit/steps", url.Values{"kind": {"transform"}, "after": {"step1"}, "path": {"false"}, "to": {"step3"}})
+	if refused.Status != 422 || !strings.Contains(refused.Body, "cannot be added on that path here") {
+		t.Fatalf("a step on a false path the list cannot hold: %d", refused.Status)
+	}
+	wantSaved(t, "true path ends", e.post(base+"/edit/steps/step2", url.Values{"then": {"end"}, "output": {`{"ok": true}`}}), base, "step-step2")
+	page := e.get(base + "/edit").Body
+	if !strings.Contains(page, `href="?insert=step1&amp;path=false&amp;to=step3#add-step"`) || !strings.Contains(page, "Add a step on Branch’s “false” path") {
+		t.Fatal("no + on the false arrow")
+	}
+	wantSaved(t, "+ on the false path", e.post(base+"/edit/steps", url.Values{"kind": {"transform"}, "after": {"step1"}, "path": {"false"}, "to": {"step3"}}), base, "step-step4")
+	g := e.graph(id)
+	if got, want := edgeList(g), "step1>step2:true step1>step4:false step4>step3 trigger>step1"; got != want {
+		t.Fatalf("after adding on the false path: edges %s, want %s", got, want)
 	}
 }

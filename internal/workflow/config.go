@@ -196,9 +196,11 @@ func (c RespondConfig) Wait() int {
 
 // ParallelConfig starts several arms from one step: every step its edges
 // lead to. In the editor, Arms is how many of the steps listed after it
-// are its arms (one step each, default 2), joined at the step after them.
+// are its arms (default 2) and Steps how many steps each arm has (one
+// each when not given); the step after the last arm is where they join.
 type ParallelConfig struct {
-	Arms int `json:"arms,omitempty"`
+	Arms  int   `json:"arms,omitempty"`
+	Steps []int `json:"steps,omitempty"`
 }
 
 // Limits of a Parallel step.
@@ -209,10 +211,25 @@ const (
 
 // ArmCount is how many arms the editor lays out.
 func (c ParallelConfig) ArmCount() int {
+	if len(c.Steps) > 0 {
+		return min(len(c.Steps), MaxParallelArms)
+	}
 	if c.Arms <= 0 {
 		return DefaultParallelArms
 	}
 	return min(c.Arms, MaxParallelArms)
+}
+
+// ArmSteps is how many steps each arm has in the editor.
+func (c ParallelConfig) ArmSteps() []int {
+	out := make([]int, c.ArmCount())
+	for i := range out {
+		out[i] = 1
+		if i < len(c.Steps) && c.Steps[i] > 0 {
+			out[i] = min(c.Steps[i], MaxNodes)
+		}
+	}
+	return out
 }
 
 // MergeConfig joins the arms that lead into it (it runs once every one

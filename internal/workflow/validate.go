@@ -566,8 +566,17 @@ func (v *validator) node(n Node) {
 		if len(v.g.Successors(n.ID, "")) < 2 {
 			v.add(n.ID, "", "A Parallel step starts two or more arms: lead it to two or more steps")
 		}
-		if c.Arms < 0 || c.Arms > MaxParallelArms {
+		if c.Arms < 0 || c.Arms > MaxParallelArms || len(c.Steps) > MaxParallelArms || len(c.Steps) == 1 {
 			v.add(n.ID, "arms", "A Parallel step has 2–%d arms", MaxParallelArms)
+		}
+		if len(c.Steps) > 0 && c.Arms != 0 && c.Arms != len(c.Steps) {
+			v.add(n.ID, "arms", "Give the steps of each of the %d arms", c.Arms)
+		}
+		for _, k := range c.Steps {
+			if k < 1 || k > MaxNodes {
+				v.add(n.ID, "arms", "Each arm has 1–%d steps", MaxNodes)
+				break
+			}
 		}
 		v.notInLoop(n)
 	case *MergeConfig:
