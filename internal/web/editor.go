@@ -945,8 +945,8 @@ type editorData struct {
 	Diagram  diagram
 	// Insert is where the "Add a step" form adds (a "+" on the picture
 	// chose it); empty adds at the end.
-	Insert insertion
-	Reshaped                     bool
+	Insert   insertion
+	Reshaped bool
 	// TriggerSample is the pasted sample event; SampleError says why the
 	// last one pasted was refused (teststep.go).
 	TriggerSample *engine.Sample
