@@ -12,6 +12,7 @@ import (
 
 	"taskjuice/internal/apperr"
 	"taskjuice/internal/db"
+	"taskjuice/internal/workflow"
 )
 
 // Get returns a run of the workspace.
@@ -388,10 +389,20 @@ func (e *Engine) Decide(ctx context.Context, workspaceID, runID, actor string, a
 			return apperr.Conflict("not_waiting_for_approval", "", "This run is not waiting for an approval")
 		}
 		out, _ := json.Marshal(map[string]any{"approved": approved, "comment": comment, "by": actor})
-		if _, err := tx.ExecContext(ctx, `UPDATE run_steps SET output = $1 WHERE run_id = $2 AND status = 'waiting'`, string(out), runID); err != nil {
+		// The approval's own step: a Delay may be sleeping in another arm.
+		g, err := e.graph(ctx, st.VersionID)
+		if err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `UPDATE runs SET due_at = $1, updated_at = $1 WHERE id = $2`, e.now(), runID)
+		for _, f := range st.frontier {
+			if n, ok := g.Node(EntryNode(f)); !ok || n.Kind != workflow.NodeApproval {
+				continue
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE run_steps SET output = $1 WHERE run_id = $2 AND node_id = $3 AND status = 'waiting'`, string(out), runID, f); err != nil {
+				return err
+			}
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE runs SET due_at = $1, updated_at = $1 WHERE id = $2`, e.now(), runID)
 		return err
 	})
 	if err == nil {

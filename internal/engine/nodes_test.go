@@ -596,3 +596,36 @@ func TestParallelArmSleepsAlone(t *testing.T) {
 		}
 	})
 }
+
+// An Approval in one arm while a Delay sleeps in the other: the decision
+// completes the approval alone (the Delay keeps its time), and the join
+// runs once the Delay ends.
+func TestParallelApprovalBesideADelay(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		f := setup(t, d)
+		wf := f.publishGraph([]workflow.Node{
+			node("fan", workflow.NodeParallel, `{}`),
+			node("wait", workflow.NodeDelay, `{"duration": "1h"}`),
+			node("ask", workflow.NodeApproval, `{"message": "Go?"}`),
+			node("join", workflow.NodeMerge, `{}`),
+		}, []workflow.Edge{{From: "start", To: "fan"}, {From: "fan", To: "wait"}, {From: "fan", To: "ask"}, {From: "wait", To: "join"}, {From: "ask", To: "join"}})
+		f.eng = engine.New(d, f.wfs, engine.Builtins(f.cat, nil, nil), engine.Expressions(expr.Limits{}), engine.Options{Now: f.clk.Now})
+		id, err := f.eng.StartRun(f.ctx, wf, json.RawMessage(`{}`), "manual", "")
+		must(t, err)
+		f.drain()
+		if r := f.run(id); r.Status != engine.StatusWaiting || r.WaitReason != "approval" {
+			t.Fatalf("before the decision: %s (%s); want waiting for the approval", r.Status, r.WaitReason)
+		}
+		must(t, f.eng.Decide(f.ctx, f.ws.ID, id, "", true, "ok"))
+		f.drain()
+		r, out := f.runSteps(id)
+		if r.Status != engine.StatusWaiting || r.WaitReason != "delay" || !strings.Contains(out["ask"], `"approved":true`) || !strings.Contains(out["wait"], "waitedUntil") {
+			t.Fatalf("after the decision: %s (%s), ask %s, wait %s; want the delay still sleeping", r.Status, r.WaitReason, out["ask"], out["wait"])
+		}
+		f.clk.Advance(61 * time.Minute)
+		f.drain()
+		if r := f.run(id); r.Status != engine.StatusCompleted {
+			t.Fatalf("after the delay: %s %+v", r.Status, r.Error)
+		}
+	})
+}
