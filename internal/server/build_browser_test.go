@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/chromedp"
 )
 
@@ -160,4 +161,97 @@ func TestBrowserBuildWorkflowFromScratch(t *testing.T) {
 			t.Fatalf("completed steps of the run: %d, want 2", msgs)
 		}
 	})
+}
+
+// TestBrowserDragStepOnPicture moves a step by dragging its box on the
+// picture onto a "+": the step goes where a step added by that "+" would,
+// and a press on a box without dragging still opens its settings.
+func TestBrowserDragStepOnPicture(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		if !strings.HasSuffix(t.Name(), "sqlite") {
+			t.Skip("the pages behave the same on both engines; one browser run is enough")
+		}
+		owner := e.signIn("owner@a.example")
+		base := "/api/v1/workspaces/acme/workflows"
+		d := decodeDetail(t, "create", owner.api("POST", base, `{"name": "Drag", "graph": {"trigger": {"id": "trigger", "kind": "manual"},
+			"nodes": [{"id": "first", "name": "First", "kind": "transform", "config": {"output": 1}},
+				{"id": "second", "name": "Second", "kind": "transform", "config": {"output": 2}},
+				{"id": "third", "name": "Third", "kind": "transform", "config": {"output": 3}}],
+			"edges": [{"from": "trigger", "to": "first"}, {"from": "first", "to": "second"}, {"from": "second", "to": "third"}]}}`), 201)
+		ctx := newBrowser(t)
+		browserSignIn(t, ctx, e.srv.URL, "owner@a.example")
+		edit := e.srv.URL + "/acme/workflows/" + d.Workflow.ID + "/edit"
+		if err := chromedp.Do(ctx, chromedp.Navigate(edit), chromedp.WaitVisible(`svg.ed-diagram a.dg-node[href="#step-third"]`)); err != nil {
+			t.Fatal(err)
+		}
+		screenshot(t, ctx, "drag-1-before")
+		// Drag Third's box onto the "+" between the trigger and First.
+		dragOnto(t, ctx, `a.dg-node[href="#step-third"] rect`, `a.dg-plus[href^="?insert=trigger"] circle`)
+		waitFlash(t, ctx, "Step moved.")
+		screenshot(t, ctx, "drag-2-after")
+		exp, err := e.workflows.Export(context.Background(), e.acme, d.Workflow.ID)
+		must(t, err)
+		var order []string
+		for _, n := range exp.Graph.Nodes {
+			order = append(order, n.ID)
+		}
+		if strings.Join(order, ",") != "third,first,second" {
+			t.Fatalf("after dragging Third onto the first arrow: %v, want third,first,second", order)
+		}
+		// A press without a drag opens the step's settings.
+		if _, err := chromedp.Run(ctx, chromedp.Click(`svg.ed-diagram a.dg-node[href="#step-second"]`)); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "the click opens the step", 10*time.Second, func() bool {
+			loc, _ := chromedp.Run(ctx, chromedp.Location())
+			return strings.HasSuffix(loc, "#step-second")
+		})
+
+		// Into a Parallel's second arm, through the "+" on its first arrow:
+		// that arm has two steps now.
+		d = decodeDetail(t, "create", owner.api("POST", base, `{"name": "Arms", "graph": {"trigger": {"id": "trigger", "kind": "manual"},
+			"nodes": [{"id": "fan", "name": "Both", "kind": "parallel", "config": {}},
+				{"id": "a", "name": "Arm A", "kind": "transform", "config": {"output": 1}},
+				{"id": "b", "name": "Arm B", "kind": "transform", "config": {"output": 2}},
+				{"id": "join", "name": "Join", "kind": "merge", "config": {}},
+				{"id": "late", "name": "Late", "kind": "transform", "config": {"output": 3}}],
+			"edges": [{"from": "trigger", "to": "fan"}, {"from": "fan", "to": "a"}, {"from": "fan", "to": "b"}, {"from": "a", "to": "join"}, {"from": "b", "to": "join"}, {"from": "join", "to": "late"}]}}`), 201)
+		if err := chromedp.Do(ctx, chromedp.Navigate(e.srv.URL+"/acme/workflows/"+d.Workflow.ID+"/edit"), chromedp.WaitVisible(`svg.ed-diagram a.dg-node[href="#step-late"]`)); err != nil {
+			t.Fatal(err)
+		}
+		dragOnto(t, ctx, `a.dg-node[href="#step-late"] rect`, `a.dg-plus[href="?insert=fan&to=b#add-step"] circle`)
+		waitFlash(t, ctx, "Step moved.")
+		screenshot(t, ctx, "drag-3-into-an-arm")
+		exp, err = e.workflows.Export(context.Background(), e.acme, d.Workflow.ID)
+		must(t, err)
+		var edges []string
+		for _, ed := range exp.Graph.Edges {
+			edges = append(edges, ed.From+">"+ed.To)
+		}
+		if got := strings.Join(edges, " "); got != "trigger>fan fan>a fan>late a>join late>b b>join" {
+			t.Fatalf("after dragging Late into the second arm: %s", got)
+		}
+	})
+}
+
+// dragOnto presses on the element from, moves the mouse in steps onto the
+// element to, and lets go there.
+func dragOnto(t *testing.T, ctx context.Context, from, to string) {
+	t.Helper()
+	centre := func(sel string) []float64 {
+		p, err := chromedp.Run(ctx, chromedp.Evaluate[[]float64](`(() => { const r = document.querySelector(`+strconv.Quote(sel)+`).getBoundingClientRect(); return [r.x + r.width/2, r.y + r.height/2]; })()`))
+		must(t, err)
+		return p
+	}
+	a, b := centre(from), centre(to)
+	steps := []chromedp.Action[chromedp.Void]{chromedp.MouseEvent(input.DispatchMouseEventTypeMouseMoved, a[0], a[1]),
+		chromedp.MouseEvent(input.DispatchMouseEventTypeMousePressed, a[0], a[1], chromedp.ButtonLeft, chromedp.ClickCount(1))}
+	for i := 1; i <= 8; i++ {
+		x, y := a[0]+(b[0]-a[0])*float64(i)/8, a[1]+(b[1]-a[1])*float64(i)/8
+		steps = append(steps, chromedp.MouseEvent(input.DispatchMouseEventTypeMouseMoved, x, y, chromedp.ButtonLeft))
+	}
+	steps = append(steps, chromedp.MouseEvent(input.DispatchMouseEventTypeMouseReleased, b[0], b[1], chromedp.ButtonLeft, chromedp.ClickCount(1)))
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -893,16 +893,18 @@ type stepCard struct {
 	KindLabel   string
 	Index, Num  int
 	First, Last bool
-	F           stepForm
-	Errs        map[string][]string
-	Problems    []workflow.Problem
-	Later       []workflow.Node
-	App         *catalog.App
-	Actions     []catalog.Action
-	Inputs      []inputField
-	OAuth       bool
-	Conns       []connOption
-	Client      clientSlot
+	// Prev is the step before it in the list ("" for the first).
+	Prev     string
+	F        stepForm
+	Errs     map[string][]string
+	Problems []workflow.Problem
+	Later    []workflow.Node
+	App      *catalog.App
+	Actions  []catalog.Action
+	Inputs   []inputField
+	OAuth    bool
+	Conns    []connOption
+	Client   clientSlot
 	// Models are the workspace's models, for AI steps.
 	Models    []choice
 	FalseTo   gotoSelect
@@ -1081,7 +1083,7 @@ func (h *Handler) renderEditor(w http.ResponseWriter, r *http.Request, v view, s
 	ends := endsOf(g)
 	cards := map[string]int{}
 	for i, n := range g.Nodes {
-		c := stepCard{Node: n, KindLabel: n.Kind.Label(), Index: i, First: i == 0, Last: i == len(g.Nodes)-1,
+		c := stepCard{Node: n, KindLabel: n.Kind.Label(), Index: i, First: i == 0, Last: i == len(g.Nodes)-1, Prev: prevID(g, i),
 			F: formOf(g, n, ends), Errs: map[string][]string{}, Later: g.Nodes[i+1:], Workflows: others, Methods: httpMethods, Models: models}
 		if bad != nil && !bad.isTrig && bad.node == n.ID {
 			c.F = bad.step
@@ -1463,12 +1465,18 @@ func (h *Handler) saveStep(w http.ResponseWriter, r *http.Request, v view) {
 	})
 }
 
+// moveStep moves a step one place up or down the list (dir), or to the
+// place a "+" names (after, path, to: where the picture's drag dropped it,
+// or the card's "Move after").
 func (h *Handler) moveStep(w http.ResponseWriter, r *http.Request, v view) {
 	id := r.PathValue("node")
 	h.change(w, r, v, "step-moved", func(g *workflow.Graph, _ map[string]bool) (string, *editorInput, error) {
 		i := nodeIndex(*g, id)
 		if i < 0 {
 			return "", nil, errNoStep
+		}
+		if r.PostForm.Has("after") {
+			return "step-" + id, nil, moveTo(g, i, r.PostForm.Get("after"), r.PostForm.Get("path"), r.PostForm.Get("to"))
 		}
 		j := i + 1
 		if r.PostForm.Get("dir") == "up" {
@@ -1479,6 +1487,32 @@ func (h *Handler) moveStep(w http.ResponseWriter, r *http.Request, v view) {
 		}
 		return "step-" + id, nil, nil
 	})
+}
+
+func prevID(g workflow.Graph, i int) string {
+	if i == 0 {
+		return ""
+	}
+	return g.Nodes[i-1].ID
+}
+
+// moveTo takes the step at index i out of the list (and out of its arm)
+// and puts it where a step added on the arrow after/path/to would go.
+func moveTo(g *workflow.Graph, i int, after, path, to string) error {
+	n := g.Nodes[i]
+	if after == n.ID || to == n.ID {
+		return nil // onto an arrow of its own: where it is
+	}
+	if s, ok := armAt(armSpans(*g), i); ok {
+		resizeArm(g, s.parallel, s.arm, -1)
+	}
+	g.Nodes = append(g.Nodes[:i:i], g.Nodes[i+1:]...)
+	p, err := place(*g, after, path, to)
+	if err != nil {
+		return err
+	}
+	p.insert(g, n)
+	return nil
 }
 
 func (h *Handler) deleteStep(w http.ResponseWriter, r *http.Request, v view) {
@@ -1600,6 +1634,31 @@ func ranks(nodes []workflow.Node, edges []workflow.Edge) map[string]int {
 	return rank
 }
 
+// columns places each step in the column of the first step leading to it
+// when that place on its row is free (so an arm stays in its column),
+// else in the first free column of its row.
+func columns(nodes []workflow.Node, edges []workflow.Edge, rank map[string]int) map[string]int {
+	col := map[string]int{}
+	taken := map[[2]int]bool{}
+	for _, n := range nodes {
+		r, want := rank[n.ID], -1
+		for _, e := range edges {
+			if c, ok := col[e.From]; e.To == n.ID && ok {
+				want = c
+				break
+			}
+		}
+		if want < 0 || taken[[2]int{r, want}] {
+			want = 0
+			for taken[[2]int{r, want}] {
+				want++
+			}
+		}
+		col[n.ID], taken[[2]int{r, want}] = want, true
+	}
+	return col
+}
+
 func drawGraph(g workflow.Graph, problems []workflow.Problem, tests map[string]*engine.Sample) diagram {
 	bad := map[string]bool{}
 	for _, p := range problems {
@@ -1616,15 +1675,12 @@ func drawGraph(g workflow.Graph, problems []workflow.Problem, tests map[string]*
 		return d
 	}
 	rank := ranks(nodes, g.Edges)
-	col, used := map[string]int{}, map[int]int{}
+	col := columns(nodes, g.Edges, rank)
 	rows, cols := 0, 1
 	index := map[string]int{}
 	for i, n := range nodes {
 		index[n.ID] = i
-		r := rank[n.ID]
-		col[n.ID] = used[r]
-		used[r]++
-		rows, cols = max(rows, r+1), max(cols, used[r])
+		rows, cols = max(rows, rank[n.ID]+1), max(cols, col[n.ID]+1)
 	}
 	at := func(id string) (int, int) { return dgX + col[id]*dgCol, dgTop + rank[id]*dgRow }
 	for i, n := range nodes {

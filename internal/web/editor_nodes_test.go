@@ -329,3 +329,47 @@ func TestEditorPlusOnSidePaths(t *testing.T) {
 		t.Fatalf("after adding on the false path: edges %s, want %s", got, want)
 	}
 }
+
+// "Move after" on a step's card (the picture's drag posts the same) takes
+// the step out of its place, and out of its arm, and puts it where a step
+// added on that arrow would go; onto an arrow of its own it stays put.
+func TestEditorMoveStepTo(t *testing.T) {
+	e := newEditorEnv(t)
+	id, base := e.workflow("Moves")
+	for i, kind := range []string{"transform", "transform", "parallel", "transform", "transform", "merge"} {
+		step := "step" + string(rune('1'+i))
+		wantSaved(t, "add "+kind, e.post(base+"/edit/steps", url.Values{"kind": {kind}}), base, "step-"+step)
+	}
+	order := func() string {
+		var ids []string
+		for _, n := range e.graph(id).Nodes {
+			ids = append(ids, n.ID)
+		}
+		return strings.Join(ids, ",")
+	}
+	if c := card(e.get(base+"/edit").Body, "step2"); !strings.Contains(c, `<option value="trigger">the trigger</option>`) || !strings.Contains(c, `<option value="step5">`) {
+		t.Fatalf("the card's Move after lacks its places: %.900s", c)
+	}
+	wantSaved(t, "move after the trigger", e.post(base+"/edit/steps/step2/move", url.Values{"after": {"trigger"}}), base, "step-step2")
+	if got := order(); got != "step2,step1,step3,step4,step5,step6" {
+		t.Fatalf("after moving step2 first: %s", got)
+	}
+	wantSaved(t, "onto its own arrow", e.post(base+"/edit/steps/step2/move", url.Values{"after": {"step2"}}), base, "step-step2")
+	if got := order(); got != "step2,step1,step3,step4,step5,step6" {
+		t.Fatalf("after moving step2 onto its own arrow: %s", got)
+	}
+	// Into the Parallel's second arm, at its start: that arm has two steps.
+	wantSaved(t, "move into an arm", e.post(base+"/edit/steps/step1/move", url.Values{"after": {"step3"}, "to": {"step5"}}), base, "step-step1")
+	g := e.graph(id)
+	if got, want := edgeList(g), "step1>step5 step2>step3 step3>step1 step3>step4 step4>step6 step5>step6 trigger>step2"; got != want {
+		t.Fatalf("after moving step1 into the second arm: edges %s, want %s", got, want)
+	}
+	// Out of it again: the arm is one step again.
+	wantSaved(t, "move out of the arm", e.post(base+"/edit/steps/step1/move", url.Values{"after": {"step6"}}), base, "step-step1")
+	if got, want := edgeList(e.graph(id)), "step2>step3 step3>step4 step3>step5 step4>step6 step5>step6 step6>step1 trigger>step2"; got != want {
+		t.Fatalf("after moving step1 out of the arm: edges %s, want %s", got, want)
+	}
+	if res := e.post(base+"/edit/steps/step1/move", url.Values{"after": {"nope"}}); res.Status != 404 {
+		t.Fatalf("move after a step that is not there: %d", res.Status)
+	}
+}

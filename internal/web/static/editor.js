@@ -171,3 +171,68 @@
     if (isExprField(el) && el.value.indexOf('{{') >= 0) preview(el);
   });
 })();
+
+// The picture: a step's box can be dragged onto a "+" to move the step
+// there (the same place a step added by that "+" would take). A press
+// without a drag still opens the step's settings; without JavaScript, or
+// from the keyboard, the card's "Move after" does the same.
+(function () {
+  "use strict";
+  var drag = null, suppress = 0;
+  document.addEventListener('click', function (e) {
+    if (Date.now() < suppress && e.target.closest && e.target.closest('.ed-diagram')) e.preventDefault();
+  }, true);
+  function plusAt(x, y) {
+    var el = document.elementFromPoint(x, y);
+    return el && el.closest ? el.closest('.ed-diagram .dg-plus') : null;
+  }
+  function mark(plus) {
+    if (drag.over) drag.over.classList.remove('dg-drop');
+    drag.over = plus;
+    if (plus) plus.classList.add('dg-drop');
+  }
+  document.addEventListener('pointerdown', function (e) {
+    var box = e.target.closest && e.target.closest('.ed-diagram .dg-node');
+    if (!box || e.button !== 0) return;
+    var m = /^#step-(.+)$/.exec(box.getAttribute('href') || '');
+    if (!m) return; // the trigger stays first
+    drag = { box: box, id: m[1], x: e.clientX, y: e.clientY, moved: false, over: null };
+  });
+  document.addEventListener('pointermove', function (e) {
+    if (!drag) return;
+    var dx = e.clientX - drag.x, dy = e.clientY - drag.y;
+    if (!drag.moved && Math.abs(dx) + Math.abs(dy) < 6) return;
+    drag.moved = true;
+    e.preventDefault();
+    var svg = drag.box.ownerSVGElement, k = svg.viewBox.baseVal.width / svg.getBoundingClientRect().width || 1;
+    drag.box.setAttribute('transform', 'translate(' + dx * k + ' ' + dy * k + ')');
+    drag.box.classList.add('dg-dragging');
+    mark(plusAt(e.clientX, e.clientY));
+  });
+  document.addEventListener('pointerup', function (e) {
+    if (!drag) return;
+    var d = drag;
+    drag = null;
+    if (!d.moved) return;
+    d.box.removeAttribute('transform');
+    d.box.classList.remove('dg-dragging');
+    // The box under the pointer hides nothing: it is drawn where it was.
+    var plus = plusAt(e.clientX, e.clientY) || d.over;
+    if (d.over) d.over.classList.remove('dg-drop');
+    suppress = Date.now() + 500; // the click that ends a drag opens nothing
+    if (!plus) return;
+    var q = new URL(plus.getAttribute('href'), location.href).searchParams;
+    var form = document.createElement('form');
+    form.method = 'post';
+    form.action = location.pathname.replace(/\/$/, '') + '/steps/' + encodeURIComponent(d.id) + '/move';
+    [['after', q.get('insert') || ''], ['path', q.get('path') || ''], ['to', q.get('to') || '']].forEach(function (f) {
+      var i = document.createElement('input');
+      i.type = 'hidden';
+      i.name = f[0];
+      i.value = f[1];
+      form.appendChild(i);
+    });
+    document.body.appendChild(form);
+    form.submit();
+  });
+})();
