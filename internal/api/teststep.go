@@ -46,7 +46,7 @@ func (h *Handler) testStep(w http.ResponseWriter, r *http.Request, p account.Pri
 		writeError(w, r, h.log, err)
 		return
 	}
-	if err := h.withStoredSamples(r, wf.ID, triggerID(v.Graph), &in); err != nil {
+	if err := h.withStoredSamples(r, wf.ID, engine.TriggerSampleID(v.Graph), &in); err != nil {
 		writeError(w, r, h.log, err)
 		return
 	}
@@ -97,7 +97,7 @@ func (h *Handler) withRunData(r *http.Request, ws account.Workspace, workflowID 
 // withStoredSamples fills what the body leaves out with the workflow's
 // stored samples: the trigger's and each earlier step's last test.
 func (h *Handler) withStoredSamples(r *http.Request, workflowID, triggerID string, in *testStepRequest) error {
-	stored, err := h.engine.Samples(r.Context(), workflowID)
+	stored, err := h.engine.Samples(r.Context(), workflowID, triggerID)
 	if err != nil {
 		return err
 	}
@@ -133,7 +133,7 @@ func (h *Handler) putTriggerSample(w http.ResponseWriter, r *http.Request, p acc
 		writeError(w, r, h.log, err)
 		return
 	}
-	if err := h.engine.SaveSample(r.Context(), wf.ID, engine.Sample{NodeID: triggerID(v.Graph), Source: "pasted", Data: in.Data}); err != nil {
+	if err := h.engine.SaveSample(r.Context(), wf.ID, engine.Sample{NodeID: engine.TriggerSampleID(v.Graph), Source: "pasted", Data: in.Data}); err != nil {
 		writeError(w, r, h.log, err)
 		return
 	}
@@ -142,7 +142,7 @@ func (h *Handler) putTriggerSample(w http.ResponseWriter, r *http.Request, p acc
 
 // listSamples answers the workflow's samples by node id.
 func (h *Handler) listSamples(w http.ResponseWriter, r *http.Request, p account.Principal, ws account.Workspace, wf workflow.Workflow) {
-	stored, err := h.engine.Samples(r.Context(), wf.ID)
+	stored, err := h.engine.Samples(r.Context(), wf.ID, "")
 	if err != nil {
 		writeError(w, r, h.log, err)
 		return
@@ -187,7 +187,7 @@ func (h *Handler) previewExpression(w http.ResponseWriter, r *http.Request, p ac
 	}
 	d, err := h.current(r, ws, wf)
 	if err == nil {
-		err = h.withStoredSamples(r, wf.ID, triggerID(d.Graph), &in.testStepRequest)
+		err = h.withStoredSamples(r, wf.ID, engine.TriggerSampleID(d.Graph), &in.testStepRequest)
 	}
 	if err != nil {
 		writeError(w, r, h.log, err)
@@ -206,11 +206,3 @@ func (h *Handler) previewExpression(w http.ResponseWriter, r *http.Request, p ac
 	writeJSON(w, http.StatusOK, map[string]any{"value": v})
 }
 
-// triggerID names the graph's trigger; a draft without one keeps its
-// sample under "trigger".
-func triggerID(g workflow.Graph) string {
-	if g.Trigger == nil || g.Trigger.ID == "" {
-		return "trigger"
-	}
-	return g.Trigger.ID
-}

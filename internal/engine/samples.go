@@ -2,13 +2,17 @@ package engine
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
+	"errors"
 
 	"taskjuice/internal/apperr"
+	"taskjuice/internal/workflow"
 )
 
 // Sample is the data one node of a workflow is built against: the
-// trigger's pasted sample ("pasted") or a step's last test ("test").
+// trigger's pasted sample ("pasted") or, when none was pasted, the event of
+// the workflow's last run ("event"); a step's last test ("test").
 type Sample struct {
 	NodeID string          `json:"nodeId"`
 	Source string          `json:"source"`
@@ -34,8 +38,39 @@ func (e *Engine) SaveSample(ctx context.Context, workflowID string, s Sample) er
 	return err
 }
 
-// Samples reads a workflow's samples by node id.
-func (e *Engine) Samples(ctx context.Context, workflowID string) (map[string]Sample, error) {
+// TriggerSampleID names the node a workflow's trigger sample is kept
+// under.
+func TriggerSampleID(g workflow.Graph) string {
+	if g.Trigger == nil || g.Trigger.ID == "" {
+		return "trigger"
+	}
+	return g.Trigger.ID
+}
+
+// Samples reads a workflow's samples by node id. With no sample pasted
+// for the trigger (named triggerID), the event of the workflow's last run
+// is the trigger's sample.
+func (e *Engine) Samples(ctx context.Context, workflowID, triggerID string) (map[string]Sample, error) {
+	out, err := e.storedSamples(ctx, workflowID)
+	if err != nil || triggerID == "" {
+		return out, err
+	}
+	if _, ok := out[triggerID]; ok {
+		return out, nil
+	}
+	var payload string
+	err = e.db.Read().QueryRowContext(ctx, `SELECT trigger_payload FROM runs WHERE workflow_id = $1 ORDER BY created_at DESC LIMIT 1`, workflowID).Scan(&payload)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return out, nil
+	case err != nil:
+		return nil, err
+	}
+	out[triggerID] = Sample{NodeID: triggerID, Source: "event", Data: json.RawMessage(nonEmpty(json.RawMessage(payload)))}
+	return out, nil
+}
+
+func (e *Engine) storedSamples(ctx context.Context, workflowID string) (map[string]Sample, error) {
 	rows, err := e.db.Read().QueryContext(ctx, `SELECT node_id, source, data, error, duration_ms, input FROM step_samples WHERE workflow_id = $1`, workflowID)
 	if err != nil {
 		return nil, err

@@ -143,7 +143,17 @@ func TestTestStepWithAnEarlierRun(t *testing.T) {
 		mine, theirs := runOf(d.Workflow.ID, `{"name": "Ada"}`), runOf(other.Workflow.ID, `{"name": "Bob"}`)
 		e.drain(t)
 
-		res := owner.api("POST", path+"/steps/shout/test", `{"runId": "`+mine+`"}`)
+		// With no sample pasted, the last real event is the trigger's sample.
+		res := owner.api("POST", path+"/steps/greet/test", `{}`)
+		wantStatus(t, "test on the last event", res, 200)
+		if !strings.Contains(res.Body, `"hi":"Ada"`) {
+			t.Fatalf("tested without a sample: %s; want the last run's event (Ada)", res.Body)
+		}
+		if ed := owner.get("/acme/workflows/" + d.Workflow.ID + "/edit"); !strings.Contains(ed.Body, "The last run’s event, until you paste another") || !strings.Contains(ed.Body, `&#34;name&#34;: &#34;Ada&#34;`) {
+			t.Fatal("the editor does not show the last event as the trigger's sample")
+		}
+
+		res = owner.api("POST", path+"/steps/shout/test", `{"runId": "`+mine+`"}`)
 		wantStatus(t, "test with the run", res, 200)
 		if !strings.Contains(res.Body, `"loud":"ADA"`) {
 			t.Fatalf("tested with the run: %s", res.Body)

@@ -1075,7 +1075,7 @@ func (h *Handler) renderEditor(w http.ResponseWriter, r *http.Request, v view, s
 	}
 	samples := map[string]engine.Sample{}
 	if h.Engine != nil {
-		if samples, err = h.Engine.Samples(ctx, wf.ID); err != nil {
+		if samples, err = h.Engine.Samples(ctx, wf.ID, engine.TriggerSampleID(ver.Graph)); err != nil {
 			h.errorPage(w, r, v.P, err)
 			return
 		}
@@ -1113,7 +1113,7 @@ func (h *Handler) renderEditor(w http.ResponseWriter, r *http.Request, v view, s
 		d.Steps = append(d.Steps, c)
 	}
 	d.Trigger = triggerCardOf(g)
-	if sm, ok := samples[triggerSampleID(g)]; ok {
+	if sm, ok := samples[engine.TriggerSampleID(g)]; ok {
 		d.TriggerSample = &sm
 	}
 	if r.URL.Query().Get("sample") == "invalid" {

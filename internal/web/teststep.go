@@ -35,7 +35,7 @@ func (h *Handler) testStep(w http.ResponseWriter, r *http.Request, v view) {
 		return
 	}
 	node := ver.Graph.Nodes[i]
-	stored, err := h.Engine.Samples(ctx, wf.ID)
+	stored, err := h.Engine.Samples(ctx, wf.ID, engine.TriggerSampleID(ver.Graph))
 	if err != nil {
 		h.errorPage(w, r, v.P, err)
 		return
@@ -73,7 +73,7 @@ func sampleScope(g workflow.Graph, stored map[string]engine.Sample) engine.Scope
 	s := engine.Scope{Steps: map[string]engine.StepData{}, Meta: map[string]any{}}
 	for id, sm := range stored {
 		switch {
-		case id == triggerSampleID(g):
+		case id == engine.TriggerSampleID(g):
 			s.Trigger, s.Input = sm.Data, sm.Data
 		case sm.Error == nil:
 			s.Steps[id] = engine.StepData{Data: sm.Data, Meta: map[string]any{}}
@@ -83,14 +83,6 @@ func sampleScope(g workflow.Graph, stored map[string]engine.Sample) engine.Scope
 }
 
 const msgSampleNotJSON = "The sample is not valid JSON; paste the event as a JSON object"
-
-// triggerSampleID names the node the trigger's sample is kept under.
-func triggerSampleID(g workflow.Graph) string {
-	if g.Trigger == nil || g.Trigger.ID == "" {
-		return "trigger"
-	}
-	return g.Trigger.ID
-}
 
 // saveTriggerSample keeps a pasted sample event for the trigger; text that
 // is not JSON is refused and nothing is kept.
@@ -116,7 +108,7 @@ func (h *Handler) saveTriggerSample(w http.ResponseWriter, r *http.Request, v vi
 		redirect(w, r, h.editorURL(v, wf.ID)+"?sample=invalid#trigger")
 		return
 	}
-	if err := h.Engine.SaveSample(r.Context(), wf.ID, engine.Sample{NodeID: triggerSampleID(ver.Graph), Source: "pasted", Data: text}); err != nil {
+	if err := h.Engine.SaveSample(r.Context(), wf.ID, engine.Sample{NodeID: engine.TriggerSampleID(ver.Graph), Source: "pasted", Data: text}); err != nil {
 		h.errorPage(w, r, v.P, err)
 		return
 	}
