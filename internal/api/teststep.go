@@ -205,4 +205,3 @@ func (h *Handler) previewExpression(w http.ResponseWriter, r *http.Request, p ac
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"value": v})
 }
-
