@@ -239,6 +239,10 @@ type Trigger struct {
 	Description string      `json:"description"`
 	Mode        TriggerMode `json:"mode"`
 	Inputs      []Field     `json:"inputs,omitempty"`
+	// Example is one event as the trigger gives it to a run ($trigger),
+	// in the app's documented shape: the sample a step is built against
+	// until a real event arrives or one is pasted.
+	Example json.RawMessage `json:"example,omitempty"`
 }
 
 // TriggerMode is how TaskJuice learns of a trigger's events.
