@@ -46,7 +46,7 @@ func (h *Handler) testStep(w http.ResponseWriter, r *http.Request, p account.Pri
 		writeError(w, r, h.log, err)
 		return
 	}
-	if err := h.withStoredSamples(r, wf.ID, engine.TriggerSampleID(v.Graph), &in); err != nil {
+	if err := h.withStoredSamples(r, wf.ID, engine.TriggerSampleOf(v.Graph, h.catalog), &in); err != nil {
 		writeError(w, r, h.log, err)
 		return
 	}
@@ -96,19 +96,19 @@ func (h *Handler) withRunData(r *http.Request, ws account.Workspace, workflowID 
 
 // withStoredSamples fills what the body leaves out with the workflow's
 // stored samples: the trigger's and each earlier step's last test.
-func (h *Handler) withStoredSamples(r *http.Request, workflowID, triggerID string, in *testStepRequest) error {
-	stored, err := h.engine.Samples(r.Context(), workflowID, triggerID)
+func (h *Handler) withStoredSamples(r *http.Request, workflowID string, trigger engine.TriggerSample, in *testStepRequest) error {
+	stored, err := h.engine.Samples(r.Context(), workflowID, trigger)
 	if err != nil {
 		return err
 	}
-	if t, ok := stored[triggerID]; ok && len(in.Trigger) == 0 {
+	if t, ok := stored[trigger.ID]; ok && len(in.Trigger) == 0 {
 		in.Trigger = t.Data
 	}
 	if in.Steps == nil {
 		in.Steps = map[string]json.RawMessage{}
 	}
 	for id, s := range stored {
-		if _, given := in.Steps[id]; !given && id != triggerID && s.Error == nil {
+		if _, given := in.Steps[id]; !given && id != trigger.ID && s.Error == nil {
 			in.Steps[id] = s.Data
 		}
 	}
@@ -142,7 +142,7 @@ func (h *Handler) putTriggerSample(w http.ResponseWriter, r *http.Request, p acc
 
 // listSamples answers the workflow's samples by node id.
 func (h *Handler) listSamples(w http.ResponseWriter, r *http.Request, p account.Principal, ws account.Workspace, wf workflow.Workflow) {
-	stored, err := h.engine.Samples(r.Context(), wf.ID, "")
+	stored, err := h.engine.Samples(r.Context(), wf.ID, engine.TriggerSample{})
 	if err != nil {
 		writeError(w, r, h.log, err)
 		return
@@ -187,7 +187,7 @@ func (h *Handler) previewExpression(w http.ResponseWriter, r *http.Request, p ac
 	}
 	d, err := h.current(r, ws, wf)
 	if err == nil {
-		err = h.withStoredSamples(r, wf.ID, engine.TriggerSampleID(d.Graph), &in.testStepRequest)
+		err = h.withStoredSamples(r, wf.ID, engine.TriggerSampleOf(d.Graph, h.catalog), &in.testStepRequest)
 	}
 	if err != nil {
 		writeError(w, r, h.log, err)

@@ -7,6 +7,7 @@ import (
 	"errors"
 
 	"taskjuice/internal/apperr"
+	"taskjuice/internal/catalog"
 	"taskjuice/internal/workflow"
 )
 
@@ -47,26 +48,54 @@ func TriggerSampleID(g workflow.Graph) string {
 	return g.Trigger.ID
 }
 
+// TriggerSample is where a workflow's trigger sample is kept (ID) and what
+// stands in for it while none was pasted and no run has come: its app
+// trigger's example.
+type TriggerSample struct {
+	ID      string
+	Example json.RawMessage
+}
+
+// TriggerSampleOf reads g's trigger sample's place, and its app trigger's
+// example from cat.
+func TriggerSampleOf(g workflow.Graph, cat *catalog.Catalog) TriggerSample {
+	t := TriggerSample{ID: TriggerSampleID(g)}
+	if g.Trigger == nil || g.Trigger.Kind != workflow.TriggerApp || cat == nil {
+		return t
+	}
+	var cfg workflow.AppTriggerConfig
+	if json.Unmarshal(g.Trigger.Config, &cfg) != nil {
+		return t
+	}
+	if app, ok := cat.App(cfg.App); ok {
+		if tr, ok := app.Trigger(cfg.Trigger); ok {
+			t.Example = tr.Example
+		}
+	}
+	return t
+}
+
 // Samples reads a workflow's samples by node id. With no sample pasted
-// for the trigger (named triggerID), the event of the workflow's last run
-// is the trigger's sample.
-func (e *Engine) Samples(ctx context.Context, workflowID, triggerID string) (map[string]Sample, error) {
+// for the trigger, the event of the workflow's last run is the trigger's
+// sample ("event"), else its app trigger's example ("example").
+func (e *Engine) Samples(ctx context.Context, workflowID string, trigger TriggerSample) (map[string]Sample, error) {
 	out, err := e.storedSamples(ctx, workflowID)
-	if err != nil || triggerID == "" {
+	if err != nil || trigger.ID == "" {
 		return out, err
 	}
-	if _, ok := out[triggerID]; ok {
+	if _, ok := out[trigger.ID]; ok {
 		return out, nil
 	}
 	var payload string
 	err = e.db.Read().QueryRowContext(ctx, `SELECT trigger_payload FROM runs WHERE workflow_id = $1 ORDER BY created_at DESC LIMIT 1`, workflowID).Scan(&payload)
 	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return out, nil
-	case err != nil:
+	case err == nil:
+		out[trigger.ID] = Sample{NodeID: trigger.ID, Source: "event", Data: json.RawMessage(nonEmpty(json.RawMessage(payload)))}
+	case !errors.Is(err, sql.ErrNoRows):
 		return nil, err
+	case len(trigger.Example) > 0:
+		out[trigger.ID] = Sample{NodeID: trigger.ID, Source: "example", Data: trigger.Example}
 	}
-	out[triggerID] = Sample{NodeID: triggerID, Source: "event", Data: json.RawMessage(nonEmpty(json.RawMessage(payload)))}
 	return out, nil
 }
 

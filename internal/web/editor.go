@@ -1075,7 +1075,7 @@ func (h *Handler) renderEditor(w http.ResponseWriter, r *http.Request, v view, s
 	}
 	samples := map[string]engine.Sample{}
 	if h.Engine != nil {
-		if samples, err = h.Engine.Samples(ctx, wf.ID, engine.TriggerSampleID(ver.Graph)); err != nil {
+		if samples, err = h.Engine.Samples(ctx, wf.ID, engine.TriggerSampleOf(ver.Graph, h.Catalog)); err != nil {
 			h.errorPage(w, r, v.P, err)
 			return
 		}

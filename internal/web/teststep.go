@@ -35,7 +35,7 @@ func (h *Handler) testStep(w http.ResponseWriter, r *http.Request, v view) {
 		return
 	}
 	node := ver.Graph.Nodes[i]
-	stored, err := h.Engine.Samples(ctx, wf.ID, engine.TriggerSampleID(ver.Graph))
+	stored, err := h.Engine.Samples(ctx, wf.ID, engine.TriggerSampleOf(ver.Graph, h.Catalog))
 	if err != nil {
 		h.errorPage(w, r, v.P, err)
 		return
