@@ -475,6 +475,12 @@ func TestNestedLoops(t *testing.T) {
 	})
 }
 
+// clockedEngine gives the fixture an engine with expressions on, the
+// fixture's clock and hc for HTTP steps.
+func (f *fixture) clockedEngine(hc *http.Client) {
+	f.eng = engine.New(f.d, f.wfs, engine.Builtins(f.cat, nil, hc), engine.Expressions(expr.Limits{}), engine.Options{Now: f.clk.Now})
+}
+
 // barrier is an HTTP receiver that answers each request only once n
 // requests are in (or after a deadline): requests that arrive one after
 // another, never together, see "together": false.
@@ -516,7 +522,7 @@ func TestParallelArmsRunTogether(t *testing.T) {
 			node("join", workflow.NodeMerge, `{"mode": "append"}`),
 		}, []workflow.Edge{{From: "start", To: "fan"}, {From: "fan", To: "a"}, {From: "a", To: "a2"}, {From: "fan", To: "b"},
 			{From: "a2", To: "join"}, {From: "b", To: "join"}})
-		f.eng = engine.New(d, f.wfs, engine.Builtins(f.cat, nil, privateOK), engine.Expressions(expr.Limits{}), engine.Options{Now: f.clk.Now})
+		f.clockedEngine(privateOK)
 		run, out := f.runChain(wf, `{}`)
 		if run.Status != engine.StatusCompleted {
 			t.Fatalf("run %s %+v", run.Status, run.Error)
@@ -560,7 +566,7 @@ func TestParallelArmSleepsAlone(t *testing.T) {
 			node("join", workflow.NodeMerge, `{"mode": "append"}`),
 		}, []workflow.Edge{{From: "start", To: "fan"}, {From: "fan", To: "wait"}, {From: "wait", To: "a"}, {From: "fan", To: "b"},
 			{From: "b", To: "b2"}, {From: "a", To: "join"}, {From: "b2", To: "join"}})
-		f.eng = engine.New(d, f.wfs, engine.Builtins(f.cat, nil, nil), engine.Expressions(expr.Limits{}), engine.Options{Now: f.clk.Now})
+		f.clockedEngine(nil)
 		id, err := f.eng.StartRun(f.ctx, wf, json.RawMessage(`{}`), "manual", "")
 		must(t, err)
 		f.drain()
@@ -609,7 +615,7 @@ func TestParallelApprovalBesideADelay(t *testing.T) {
 			node("ask", workflow.NodeApproval, `{"message": "Go?"}`),
 			node("join", workflow.NodeMerge, `{}`),
 		}, []workflow.Edge{{From: "start", To: "fan"}, {From: "fan", To: "wait"}, {From: "fan", To: "ask"}, {From: "wait", To: "join"}, {From: "ask", To: "join"}})
-		f.eng = engine.New(d, f.wfs, engine.Builtins(f.cat, nil, nil), engine.Expressions(expr.Limits{}), engine.Options{Now: f.clk.Now})
+		f.clockedEngine(nil)
 		id, err := f.eng.StartRun(f.ctx, wf, json.RawMessage(`{}`), "manual", "")
 		must(t, err)
 		f.drain()

@@ -8,7 +8,6 @@ import (
 	"taskjuice/internal/db"
 	"taskjuice/internal/db/dbtest"
 	"taskjuice/internal/engine"
-	"taskjuice/internal/expr"
 	"taskjuice/internal/workflow"
 )
 
@@ -25,7 +24,7 @@ func countRows(t *testing.T, d *db.DB, table string) int {
 func TestTestStep(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, d *db.DB) {
 		f := setup(t, d)
-		f.eng = engine.New(d, f.wfs, engine.Builtins(f.cat, nil, nil), engine.Expressions(expr.Limits{}), engine.Options{Now: f.clk.Now})
+		f.clockedEngine(nil)
 		scope := engine.Scope{
 			Trigger: json.RawMessage(`{"name":"Ada"}`),
 			Steps:   map[string]engine.StepData{"first": {Data: json.RawMessage(`{"total":41}`)}},
