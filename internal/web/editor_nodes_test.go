@@ -258,10 +258,17 @@ func edgeList(g workflow.Graph) string {
 func TestEditorParallelArmsOfSeveralSteps(t *testing.T) {
 	e := newEditorEnv(t)
 	id, base := e.workflow("Arms")
-	for i, kind := range []string{"parallel", "transform", "transform", "transform", "merge"} {
+	for i, kind := range []string{"parallel", "transform", "transform"} {
 		step := "step" + string(rune('1'+i))
 		wantSaved(t, "add "+kind, e.post(base+"/edit/steps", url.Values{"kind": {kind}}), base, "step-"+step)
 	}
+	// The "+" under the last arm's last step, at the end, adds where the
+	// arms join.
+	wantSaved(t, "add after the arms", e.post(base+"/edit/steps", url.Values{"kind": {"transform"}, "after": {"step3"}}), base, "step-step4")
+	if got, want := edgeList(e.graph(id)), "step1>step2 step1>step3 step2>step4 step3>step4 trigger>step1"; got != want {
+		t.Fatalf("a step after the arms: edges %s, want %s", got, want)
+	}
+	wantSaved(t, "add the merge", e.post(base+"/edit/steps", url.Values{"kind": {"merge"}}), base, "step-step5")
 	bad := e.post(base+"/edit/steps/step1", url.Values{"arms": {"2, x"}})
 	if bad.Status != 422 || !strings.Contains(card(bad.Body, "step1"), "Give the steps in each arm as whole numbers") {
 		t.Fatalf("arms 2, x: %d %.500s", bad.Status, card(bad.Body, "step1"))

@@ -153,7 +153,9 @@ func place(g workflow.Graph, after, path, to string) (placement, error) {
 	}
 	if path == "" || path == mainPath(n.Kind) {
 		p := placement{at: f + 1}
-		if s, ok := armAt(spans, f); ok {
+		// After the last arm's last step, at the end of the list, the step
+		// is where the arms join.
+		if s, ok := armAt(spans, f); ok && p.at < len(g.Nodes) {
 			p.arm = &s
 		}
 		return p, nil
