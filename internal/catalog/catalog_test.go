@@ -877,3 +877,46 @@ func TestGitHubCanCreateRepositoryWebhooks(t *testing.T) {
 		}
 	}
 }
+
+// Every built-in trigger carries an example event, and an example is a
+// JSON object: it stands for a run's trigger payload, which always is one.
+func TestTriggerExamples(t *testing.T) {
+	for _, a := range load(t, catalog.Options{}).Apps() {
+		for _, tr := range a.Triggers {
+			var obj map[string]json.RawMessage
+			if err := json.Unmarshal(tr.Example, &obj); err != nil || len(obj) == 0 {
+				t.Errorf("%s %s example: got %q, want a JSON object with the event's fields", a.Key, tr.Key, tr.Example)
+			}
+		}
+	}
+
+	withExample := func(example any) string {
+		tr := map[string]any{"key": "new-contact", "name": "New contact", "mode": "poll", "example": example}
+		return "[" + withJSON(t, acme, map[string]any{"triggers": []any{tr}}) + "]"
+	}
+	file := genericFile(t, withExample(map[string]any{"id": "c-1", "email": "ada@example.com"}))
+	tr, ok := mustApp(t, load(t, catalog.Options{GenericAppsFile: file}), "acme-crm").Trigger("new-contact")
+	if !ok || string(tr.Example) != `{"email":"ada@example.com","id":"c-1"}` {
+		t.Errorf("generic trigger example: got %q (found %v), want the object from the file", tr.Example, ok)
+	}
+
+	for _, tc := range []struct {
+		name    string
+		example any
+		want    string
+	}{
+		{"array", []any{map[string]any{"id": "c-1"}}, "triggers[0].example: got an array, want a JSON object"},
+		{"string", `{"id": "c-1"}`, "triggers[0].example: got a string, want a JSON object"},
+		{"number", 42, "triggers[0].example: got a number, want a JSON object"},
+		{"boolean", true, "triggers[0].example: got a boolean, want a JSON object"},
+		{"null", json.RawMessage("null"), "triggers[0].example: got null, want a JSON object"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			file := genericFile(t, withExample(tc.example))
+			_, err := catalog.Load(catalog.Options{Getenv: env(nil), GenericAppsFile: file})
+			if !errors.Is(err, catalog.ErrInvalid) || !strings.Contains(err.Error(), "apps.json[0] (acme-crm): "+tc.want) {
+				t.Errorf("load: got %v, want ErrInvalid containing %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -185,6 +185,12 @@ func validate(a *App) []error {
 		}
 		errs = append(errs, checkFields(where+".inputs", t.Inputs)...)
 		compilePatterns(a.Triggers[i].Inputs)
+		if len(t.Example) > 0 {
+			var obj map[string]json.RawMessage
+			if err := json.Unmarshal(t.Example, &obj); err != nil || obj == nil {
+				bad(where+".example", "got %s, want a JSON object (a run's trigger payload is always one)", jsonKind(t.Example))
+			}
+		}
 	}
 	compilePatterns(a.Fields)
 	return errs
@@ -381,6 +387,22 @@ func checkFlat(v any) error {
 		}
 	}
 	return nil
+}
+
+// jsonKind names the kind of a valid JSON value other than an object, for
+// messages.
+func jsonKind(raw json.RawMessage) string {
+	switch s := strings.TrimSpace(string(raw)); {
+	case strings.HasPrefix(s, "["):
+		return "an array"
+	case strings.HasPrefix(s, `"`):
+		return "a string"
+	case s == "null":
+		return "null"
+	case s == "true" || s == "false":
+		return "a boolean"
+	}
+	return "a number"
 }
 
 // walkStrings calls fn for every string in decoded JSON, keys excluded.

@@ -172,3 +172,25 @@ func TestTestStepWithAnEarlierRun(t *testing.T) {
 		}
 	})
 }
+
+// Before any event and with no sample pasted, an app trigger's example
+// event (from the catalog) is the trigger's sample: Test step uses it, and
+// the editor shows it, saying where it comes from.
+func TestTestStepWithTheAppTriggersExample(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		owner := e.signIn("owner@a.example")
+		base := "/api/v1/workspaces/acme/workflows"
+		d := decodeDetail(t, "create", owner.api("POST", base, `{"name": "From chat", "graph": {
+			"trigger": {"id": "chat", "kind": "app", "config": {"app": "sandbox-chat", "trigger": "new-message", "inputs": {"channel": "random"}}},
+			"nodes": [{"id": "who", "kind": "transform", "config": {"output": {"said": "{{ $trigger.text }}"}}}],
+			"edges": [{"from": "chat", "to": "who"}]}}`), 201)
+		res := owner.api("POST", base+"/"+d.Workflow.ID+"/steps/who/test", `{}`)
+		wantStatus(t, "test on the example", res, 200)
+		if !strings.Contains(res.Body, `"said":"New lead: Ada Lovelace \u003cada@example.com\u003e wants a demo"`) && !strings.Contains(res.Body, `"said":"New lead: Ada Lovelace <ada@example.com> wants a demo"`) {
+			t.Fatalf("tested before any event: %s; want the trigger's example", res.Body)
+		}
+		if ed := owner.get("/acme/workflows/" + d.Workflow.ID + "/edit"); !strings.Contains(ed.Body, "The app trigger’s example event") || !strings.Contains(ed.Body, "M0000000000000001") {
+			t.Fatal("the editor does not show the app trigger's example as the sample")
+		}
+	})
+}
