@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -632,6 +633,63 @@ func TestParallelApprovalBesideADelay(t *testing.T) {
 		f.drain()
 		if r := f.run(id); r.Status != engine.StatusCompleted {
 			t.Fatalf("after the delay: %s %+v", r.Status, r.Error)
+		}
+	})
+}
+
+// An arm that fails for good fails the run with its error; the other
+// arm's step, run at the same time, is still on record, and the join never
+// runs. An arm whose request fails once and is retried waits for its
+// retry while the other arm's result is kept; the join runs after it.
+func TestParallelArmFailsOrRetries(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		f := setup(t, d)
+		wf := f.publishGraph([]workflow.Node{
+			node("fan", workflow.NodeParallel, `{}`),
+			node("stop", workflow.NodeStopError, `{"code": "NO_GO", "message": "Stopped in one arm"}`),
+			node("b", workflow.NodeTransform, `{"output": {"b": true}}`),
+			node("join", workflow.NodeMerge, `{}`),
+		}, []workflow.Edge{{From: "start", To: "fan"}, {From: "fan", To: "stop"}, {From: "fan", To: "b"}, {From: "stop", To: "join"}, {From: "b", To: "join"}})
+		f.clockedEngine(privateOK)
+		r, out := f.runChain(wf, `{}`)
+		if r.Status != engine.StatusFailed || r.Error == nil || r.Error.Code != "NO_GO" {
+			t.Fatalf("an arm stopped with an error: run %s %+v", r.Status, r.Error)
+		}
+		if out["b"] != `{"b":true}` {
+			t.Fatalf("the other arm's step: %q; want it on record", out["b"])
+		}
+		if _, ran := out["join"]; ran {
+			t.Fatal("the join ran after an arm failed")
+		}
+
+		var calls atomic.Int64
+		flaky, _ := counter(t, "127.0.0.1", func(w http.ResponseWriter, r *http.Request) {
+			if calls.Add(1) == 1 {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				return
+			}
+			_, _ = w.Write([]byte(`{"ok": true}`))
+		})
+		call := node("call", workflow.NodeHTTP, `{"method": "POST", "url": "`+flaky.URL+`"}`)
+		call.Retry = &workflow.RetryPolicy{MaxAttempts: 3, BackoffSeconds: 30}
+		wf = f.publishGraph([]workflow.Node{
+			node("fan", workflow.NodeParallel, `{}`), call,
+			node("b", workflow.NodeTransform, `{"output": {"b": true}}`),
+			node("join", workflow.NodeMerge, `{}`),
+		}, []workflow.Edge{{From: "start", To: "fan"}, {From: "fan", To: "call"}, {From: "fan", To: "b"}, {From: "call", To: "join"}, {From: "b", To: "join"}})
+		f.clockedEngine(privateOK)
+		id, err := f.eng.StartRun(f.ctx, wf, json.RawMessage(`{}`), "manual", "")
+		must(t, err)
+		f.drain()
+		r, out = f.runSteps(id)
+		if r.Status != engine.StatusRunning || out["b"] != `{"b":true}` || calls.Load() != 1 {
+			t.Fatalf("after the first failure: run %s, b %q, %d calls; want running (the retry due), b on record, 1 call", r.Status, out["b"], calls.Load())
+		}
+		f.clk.Advance(31 * time.Second)
+		f.drain()
+		r, out = f.runSteps(id)
+		if r.Status != engine.StatusCompleted || calls.Load() != 2 || !strings.Contains(out["join"], `"count":2`) {
+			t.Fatalf("after the retry: run %s %+v, %d calls, join %s", r.Status, r.Error, calls.Load(), out["join"])
 		}
 	})
 }
