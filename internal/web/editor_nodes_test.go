@@ -18,10 +18,7 @@ import (
 func TestEditorItemAndCodeSteps(t *testing.T) {
 	e := newEditorEnv(t)
 	id, base := e.workflow("Orders")
-	for i, kind := range []string{"filter", "sort", "code", "stop-error"} {
-		step := "step" + string(rune('1'+i))
-		wantSaved(t, "add "+kind, e.post(base+"/edit/steps", url.Values{"kind": {kind}}), base, "step-"+step)
-	}
+	e.addSteps(base, "filter", "sort", "code", "stop-error")
 	refusals := []struct {
 		step    string
 		form    url.Values
@@ -235,6 +232,18 @@ func TestDiagramArmsSideBySide(t *testing.T) {
 	}
 }
 
+// addSteps adds steps of the kinds given, one after another, at the end
+// of the draft (step1, step2, … in a new workflow).
+func (e *editorEnv) addSteps(base string, kinds ...string) {
+	e.t.Helper()
+	for _, kind := range kinds {
+		res := e.post(base+"/edit/steps", url.Values{"kind": {kind}})
+		if res.Status != 303 {
+			e.t.Fatalf("add %s: %d %.300s", kind, res.Status, res.Body)
+		}
+	}
+}
+
 // edgeList writes a graph's edges as "from>to" (with ":path" when named),
 // sorted.
 func edgeList(g workflow.Graph) string {
@@ -258,10 +267,7 @@ func edgeList(g workflow.Graph) string {
 func TestEditorParallelArmsOfSeveralSteps(t *testing.T) {
 	e := newEditorEnv(t)
 	id, base := e.workflow("Arms")
-	for i, kind := range []string{"parallel", "transform", "transform"} {
-		step := "step" + string(rune('1'+i))
-		wantSaved(t, "add "+kind, e.post(base+"/edit/steps", url.Values{"kind": {kind}}), base, "step-"+step)
-	}
+	e.addSteps(base, "parallel", "transform", "transform")
 	// The "+" under the last arm's last step, at the end, adds where the
 	// arms join.
 	wantSaved(t, "add after the arms", e.post(base+"/edit/steps", url.Values{"kind": {"transform"}, "after": {"step3"}}), base, "step-step4")
@@ -313,10 +319,7 @@ func TestEditorParallelArmsOfSeveralSteps(t *testing.T) {
 func TestEditorPlusOnSidePaths(t *testing.T) {
 	e := newEditorEnv(t)
 	id, base := e.workflow("Sides")
-	for i, kind := range []string{"branch", "transform", "transform"} {
-		step := "step" + string(rune('1'+i))
-		wantSaved(t, "add "+kind, e.post(base+"/edit/steps", url.Values{"kind": {kind}}), base, "step-"+step)
-	}
+	e.addSteps(base, "branch", "transform", "transform")
 	wantSaved(t, "false path", e.post(base+"/edit/steps/step1", url.Values{"condition": {"{{ $trigger.big }}"}, "falseTo": {"step3"}}), base, "step-step1")
 	if strings.Contains(e.get(base+"/edit").Body, "path=false") {
 		t.Fatal("a + on a false path that meets the true path again")
@@ -343,10 +346,7 @@ func TestEditorPlusOnSidePaths(t *testing.T) {
 func TestEditorMoveStepTo(t *testing.T) {
 	e := newEditorEnv(t)
 	id, base := e.workflow("Moves")
-	for i, kind := range []string{"transform", "transform", "parallel", "transform", "transform", "merge"} {
-		step := "step" + string(rune('1'+i))
-		wantSaved(t, "add "+kind, e.post(base+"/edit/steps", url.Values{"kind": {kind}}), base, "step-"+step)
-	}
+	e.addSteps(base, "transform", "transform", "parallel", "transform", "transform", "merge")
 	order := func() string {
 		var ids []string
 		for _, n := range e.graph(id).Nodes {
