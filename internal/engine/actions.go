@@ -382,33 +382,68 @@ func (e *Engine) ResumeHeld(ctx context.Context, workspaceID, connID, actor stri
 
 // Decide records an approval decision on a run waiting for one and sets it
 // going again. The step's output is {"approved": bool, "comment": "...",
-// "by": userID}.
+// "by": userID}. In a run whose arms go on while an Approval in one of
+// them waits, the decision is taken by the first Approval waiting; its
+// step is marked decided (finished_at), which the worker reads.
 func (e *Engine) Decide(ctx context.Context, workspaceID, runID, actor string, approved bool, comment string) error {
+	notWaiting := apperr.Conflict("not_waiting_for_approval", "", "This run is not waiting for an approval")
 	err := e.act(ctx, workspaceID, runID, "decided", actor, func(tx db.Querier, st state) error {
-		if st.Status != StatusWaiting || st.WaitReason != "approval" {
-			return apperr.Conflict("not_waiting_for_approval", "", "This run is not waiting for an approval")
+		if !st.Status.active() {
+			return notWaiting
 		}
-		out, _ := json.Marshal(map[string]any{"approved": approved, "comment": comment, "by": actor})
-		// The approval's own step: a Delay may be sleeping in another arm.
-		g, err := e.graph(ctx, st.VersionID)
+		// The run's row first: a worker about to park the run for the
+		// decision locks it too, and then sees the decision (parallel.go).
+		now := e.now()
+		if _, err := tx.ExecContext(ctx, `UPDATE runs SET due_at = $1, updated_at = $1 WHERE id = $2`, now, runID); err != nil {
+			return err
+		}
+		entry, err := e.waitingApproval(ctx, tx, st)
 		if err != nil {
 			return err
 		}
-		for _, f := range st.frontier {
-			if n, ok := g.Node(EntryNode(f)); !ok || n.Kind != workflow.NodeApproval {
-				continue
-			}
-			if _, err := tx.ExecContext(ctx, `UPDATE run_steps SET output = $1 WHERE run_id = $2 AND node_id = $3 AND status = 'waiting'`, string(out), runID, f); err != nil {
-				return err
-			}
+		if entry == "" {
+			return notWaiting
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE runs SET due_at = $1, updated_at = $1 WHERE id = $2`, e.now(), runID)
+		out, _ := json.Marshal(map[string]any{"approved": approved, "comment": comment, "by": actor})
+		_, err = tx.ExecContext(ctx, `UPDATE run_steps SET output = $1, finished_at = $2 WHERE run_id = $3 AND node_id = $4 AND status = 'waiting'`,
+			string(out), now, runID, entry)
 		return err
 	})
 	if err == nil {
 		e.notify(ctx)
 	}
 	return err
+}
+
+// waitingApproval is the first entry of the run's frontier that is an
+// Approval waiting for its decision ("" when none is).
+func (e *Engine) waitingApproval(ctx context.Context, tx db.Querier, st state) (string, error) {
+	g, err := e.graph(ctx, st.VersionID)
+	if err != nil {
+		return "", err
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT node_id FROM run_steps WHERE run_id = $1 AND status = 'waiting' AND finished_at IS NULL`, st.ID)
+	if err != nil {
+		return "", err
+	}
+	defer rows.Close()
+	waiting := map[string]bool{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return "", err
+		}
+		waiting[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		return "", err
+	}
+	for _, f := range st.frontier {
+		if n, ok := g.Node(EntryNode(f)); ok && n.Kind == workflow.NodeApproval && waiting[f] {
+			return f, nil
+		}
+	}
+	return "", nil
 }
 
 // ListFilter selects runs.

@@ -693,3 +693,45 @@ func TestParallelArmFailsOrRetries(t *testing.T) {
 		}
 	})
 }
+
+// An Approval holds only its arm: the other arm runs to the join (a Delay
+// in it ends at its time although no one has decided yet); the run waits
+// for the decision, and the join runs once it is taken.
+func TestParallelApprovalHoldsOnlyItsArm(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		f := setup(t, d)
+		wf := f.publishGraph([]workflow.Node{
+			node("fan", workflow.NodeParallel, `{}`),
+			node("ask", workflow.NodeApproval, `{"message": "Go?"}`),
+			node("wait", workflow.NodeDelay, `{"duration": "1h"}`),
+			node("b", workflow.NodeTransform, `{"output": {"b": true}}`),
+			node("join", workflow.NodeMerge, `{}`),
+		}, []workflow.Edge{{From: "start", To: "fan"}, {From: "fan", To: "ask"}, {From: "fan", To: "wait"}, {From: "wait", To: "b"},
+			{From: "ask", To: "join"}, {From: "b", To: "join"}})
+		f.clockedEngine(nil)
+		id, err := f.eng.StartRun(f.ctx, wf, json.RawMessage(`{}`), "manual", "")
+		must(t, err)
+		f.drain()
+		if r := f.run(id); r.Status != engine.StatusWaiting || r.WaitReason != "approval" {
+			t.Fatalf("with the approval asked and the delay sleeping: %s (%s); want waiting for the approval", r.Status, r.WaitReason)
+		}
+		f.clk.Advance(61 * time.Minute)
+		f.drain()
+		r, out := f.runSteps(id)
+		if r.Status != engine.StatusWaiting || r.WaitReason != "approval" || out["b"] != `{"b":true}` {
+			t.Fatalf("after the delay, no decision yet: %s (%s), b %q; want the other arm done and the run waiting for the approval", r.Status, r.WaitReason, out["b"])
+		}
+		if _, ran := out["join"]; ran {
+			t.Fatal("the join ran before the decision")
+		}
+		must(t, f.eng.Decide(f.ctx, f.ws.ID, id, "", false, "no"))
+		if err := f.eng.Decide(f.ctx, f.ws.ID, id, "", true, "twice"); err == nil || !strings.Contains(err.Error(), "not waiting for an approval") {
+			t.Fatalf("a second decision: %v; want refused", err)
+		}
+		f.drain()
+		r, out = f.runSteps(id)
+		if r.Status != engine.StatusCompleted || !strings.Contains(out["ask"], `"approved":false`) || !strings.Contains(out["join"], `"count":2`) {
+			t.Fatalf("after the decision: %s %+v, ask %s, join %s", r.Status, r.Error, out["ask"], out["join"])
+		}
+	})
+}

@@ -3,6 +3,7 @@ package engine
 import (
 	"cmp"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"taskjuice/internal/db"
 	"taskjuice/internal/workflow"
 )
 
@@ -71,13 +73,25 @@ func (c *claimed) sleepsUntil(entry string) (time.Time, bool) {
 	return out.WaitedUntil, true
 }
 
-// canGo reports whether a frontier entry can be taken now: it is neither
-// a join still awaiting arms nor a Delay whose time has not come.
+// awaitsDecision reports whether entry is an Approval waiting for its
+// decision (Decide marks the step decided with its finished_at).
+func (c *claimed) awaitsDecision(entry string) bool {
+	s, ok := c.last[entry]
+	if !ok || s.Status != StepWaiting || s.FinishedAt != nil {
+		return false
+	}
+	node, ok := c.g.Node(EntryNode(entry))
+	return ok && node.Kind == workflow.NodeApproval
+}
+
+// canGo reports whether a frontier entry can be taken now: it is not a
+// join still awaiting arms, a Delay whose time has not come or an
+// Approval waiting for its decision.
 func (c *claimed) canGo(entry string, now time.Time) bool {
 	if until, ok := c.sleepsUntil(entry); ok && until.After(now) {
 		return false
 	}
-	return !c.awaitsArms(entry)
+	return !c.awaitsDecision(entry) && !c.awaitsArms(entry)
 }
 
 // othersCanGo reports whether an entry of the frontier other than entry
@@ -114,15 +128,47 @@ func (c *claimed) firstWake() (time.Time, bool) {
 	return first, !first.IsZero()
 }
 
-// sleep parks the run until its first Delay ends: every entry of its
-// frontier waits, for a Delay or for arms behind one.
-func (e *Engine) sleep(ctx context.Context, c *claimed, until time.Time) error {
-	_, err := e.db.Write().ExecContext(ctx, `UPDATE runs SET status = 'waiting', wait_reason = 'delay', due_at = $1, updated_at = $2
-		WHERE id = $3 AND lease_owner = $4 AND status IN ('pending', 'running', 'waiting')`, until.UTC(), e.now(), c.ID, c.token)
-	if err != nil {
-		return fmt.Errorf("wait for a delay: %w", err)
+// waitAll parks the run when every entry of its frontier waits — for an
+// approval's decision, a Delay's end, or arms behind them — until the
+// first Delay ends (or a decision wakes it). It reports true when a
+// decision came meanwhile: the run goes on instead (read again).
+func (e *Engine) waitAll(ctx context.Context, c *claimed) (bool, error) {
+	var due sql.NullTime
+	if until, ok := c.firstWake(); ok {
+		due = sql.NullTime{Time: until.UTC(), Valid: true}
 	}
-	return nil
+	reason := "delay"
+	for _, f := range c.frontier {
+		if c.awaitsDecision(f) {
+			reason = "approval"
+		}
+	}
+	decided := false
+	err := e.db.InTx(ctx, func(tx db.Querier) error {
+		// The run's row first, as Decide takes it: a decision is either
+		// seen here or wakes the run after this.
+		res, err := tx.ExecContext(ctx, `UPDATE runs SET updated_at = $1 WHERE id = $2 AND lease_owner = $3`, e.now(), c.ID, c.token)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err == nil && n == 0 {
+			return errLeaseLost
+		}
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM run_steps WHERE run_id = $1 AND status = 'waiting' AND finished_at IS NOT NULL`, c.ID).Scan(&n); err != nil {
+			return err
+		}
+		if decided = n > 0; decided {
+			return nil
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE runs SET status = 'waiting', wait_reason = $1, due_at = $2, updated_at = $3
+			WHERE id = $4 AND status IN ('pending', 'running', 'waiting')`, reason, due, e.now(), c.ID)
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("wait for the arms: %w", err)
+	}
+	return decided, nil
 }
 
 // armsReady are the frontier's entries that start together now, the head
@@ -320,4 +366,15 @@ func mergeByKey(lists [][]any, key string) ([]any, error) {
 		out[i] = merged[k]
 	}
 	return out, nil
+}
+
+// anyWaits reports whether an entry of the frontier is a Delay or an
+// Approval that waits.
+func (c *claimed) anyWaits() bool {
+	for _, f := range c.frontier {
+		if _, ok := c.sleepsUntil(f); ok || c.awaitsDecision(f) {
+			return true
+		}
+	}
+	return false
 }

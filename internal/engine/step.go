@@ -321,10 +321,12 @@ func (e *Engine) step(ctx context.Context, c *claimed) (bool, error) {
 	// a Loop; step rows carry the entry, so each iteration has its own
 	// attempts and idempotency keys.
 	now := e.now()
-	if !c.nextReady(now) {
-		if until, ok := c.firstWake(); ok {
-			return false, e.sleep(ctx, c, until)
+	if !c.nextReady(now) && c.anyWaits() {
+		decided, err := e.waitAll(ctx, c)
+		if err != nil || !decided {
+			return false, err
 		}
+		return true, e.reload(ctx, c)
 	}
 	if arms := c.armsReady(now); len(arms) > 1 {
 		return e.stepArms(ctx, c, arms)
@@ -350,11 +352,14 @@ func (e *Engine) step(ctx context.Context, c *claimed) (bool, error) {
 }
 
 // waitOver reports whether a waiting entry's wait has come due: a Delay's
-// time, or the run made due by what it waited for (an approval, a called
-// run's end).
+// time, an Approval's decision, or the run made due by what it waited
+// for (a called run's end, an agent's callback).
 func (c *claimed) waitOver(entry string, now time.Time) bool {
 	if until, ok := c.sleepsUntil(entry); ok {
 		return !until.After(now)
+	}
+	if node, ok := c.g.Node(EntryNode(entry)); ok && node.Kind == workflow.NodeApproval {
+		return !c.awaitsDecision(entry)
 	}
 	return c.due.Valid && !c.due.Time.After(now)
 }
@@ -612,20 +617,17 @@ func (e *Engine) commitTx(ctx context.Context, c *claimed, node workflow.Node, c
 			if !active {
 				return nil
 			}
-			if out.WaitUntil != nil && c.othersCanGo(cur.NodeID, now) {
-				// A Delay in one arm: the other arms go on meanwhile, and
-				// the run waits once they all wait (parallel.go).
+			if out.WaitUntil != nil || node.Kind == workflow.NodeApproval {
+				// A Delay or an Approval waits in its arm: the run goes on
+				// with whatever else can, and waits once every arm waits
+				// (waitAll, parallel.go).
 				more = true
 				return nil
 			}
-			var due sql.NullTime
-			reason := out.WaitFor
-			if out.WaitUntil != nil {
-				due = sql.NullTime{Time: out.WaitUntil.UTC(), Valid: true}
-				reason = "delay"
-			}
-			_, err := tx.ExecContext(ctx, `UPDATE runs SET status = 'waiting', wait_reason = $1, due_at = $2, updated_at = $3 WHERE id = $4`,
-				reason, due, now, c.ID)
+			// Waits for an event (a called run, an agent's callback, a
+			// client's connection) hold the whole run.
+			_, err := tx.ExecContext(ctx, `UPDATE runs SET status = 'waiting', wait_reason = $1, due_at = NULL, updated_at = $2 WHERE id = $3`,
+				out.WaitFor, now, c.ID)
 			return err
 		case runErr == nil:
 			output, err := json.Marshal(out.Output)
