@@ -90,12 +90,17 @@ func (e *Engine) wakeCaller(ctx context.Context, tx db.Querier, runID string, st
 		result["output"] = json.RawMessage(output.String)
 	}
 	b, _ := json.Marshal(result)
+	// The caller's row first, as a worker parking the caller takes it
+	// (waitAll, parallel.go): it sees the result or is woken by it. The
+	// caller may be going on with its other arms meanwhile.
+	if _, err := tx.ExecContext(ctx, `UPDATE runs SET due_at = $1, updated_at = $1 WHERE id = $2 AND status IN ('pending', 'running', 'waiting')`, now, parent.String); err != nil {
+		return fmt.Errorf("wake caller: %w", err)
+	}
 	if _, err := tx.ExecContext(ctx, `UPDATE run_steps SET output = $1 WHERE run_id = $2 AND node_id = $3 AND status = 'waiting'`,
 		string(b), parent.String, node.String); err != nil {
 		return fmt.Errorf("hand result to caller: %w", err)
 	}
-	_, err = tx.ExecContext(ctx, `UPDATE runs SET due_at = $1, updated_at = $1 WHERE id = $2 AND status = 'waiting' AND wait_reason = 'workflow'`, now, parent.String)
-	return err
+	return nil
 }
 
 // calledFailure turns a called run that did not complete into the calling

@@ -735,3 +735,37 @@ func TestParallelApprovalHoldsOnlyItsArm(t *testing.T) {
 		}
 	})
 }
+
+// A Call Workflow holds only its arm: the other arm runs while the called
+// run is under way (here asleep on a Delay); the caller waits (reason
+// workflow) once nothing else can go, and the called run's end sets it
+// going to the join.
+func TestParallelCallHoldsOnlyItsArm(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		f := setup(t, d)
+		child := f.publishGraph([]workflow.Node{
+			node("nap", workflow.NodeDelay, `{"duration": "1h"}`),
+			node("answer", workflow.NodeTransform, `{"output": {"n": "{{ $trigger.n * 2 }}"}}`),
+		}, []workflow.Edge{{From: "start", To: "nap"}, {From: "nap", To: "answer"}})
+		parent := f.publishGraph([]workflow.Node{
+			node("fan", workflow.NodeParallel, `{}`),
+			node("sub", workflow.NodeCallWorkflow, `{"workflowId": "`+child+`", "input": {"n": 21}}`),
+			node("b", workflow.NodeTransform, `{"output": {"b": true}}`),
+			node("join", workflow.NodeMerge, `{}`),
+		}, []workflow.Edge{{From: "start", To: "fan"}, {From: "fan", To: "sub"}, {From: "fan", To: "b"}, {From: "sub", To: "join"}, {From: "b", To: "join"}})
+		f.clockedEngine(nil)
+		id, err := f.eng.StartRun(f.ctx, parent, json.RawMessage(`{}`), "manual", "")
+		must(t, err)
+		f.drain()
+		r, out := f.runSteps(id)
+		if r.Status != engine.StatusWaiting || r.WaitReason != "workflow" || out["b"] != `{"b":true}` {
+			t.Fatalf("while the called run sleeps: %s (%s), b %q; want the other arm done and the caller waiting for the called run", r.Status, r.WaitReason, out["b"])
+		}
+		f.clk.Advance(61 * time.Minute)
+		f.drain()
+		r, out = f.runSteps(id)
+		if r.Status != engine.StatusCompleted || !strings.Contains(out["sub"], `"output":{"n":42}`) || !strings.Contains(out["join"], `"count":2`) {
+			t.Fatalf("after the called run: %s %+v, sub %s, join %s", r.Status, r.Error, out["sub"], out["join"])
+		}
+	})
+}

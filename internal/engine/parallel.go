@@ -73,25 +73,50 @@ func (c *claimed) sleepsUntil(entry string) (time.Time, bool) {
 	return out.WaitedUntil, true
 }
 
-// awaitsDecision reports whether entry is an Approval waiting for its
-// decision (Decide marks the step decided with its finished_at).
-func (c *claimed) awaitsDecision(entry string) bool {
+// awaitsEvent reports whether entry waits in its arm for an event: an
+// Approval for its decision (Decide marks the step decided with its
+// finished_at), a Call Workflow for its called run's end (which hands the
+// step the run's status).
+func (c *claimed) awaitsEvent(entry string) bool {
 	s, ok := c.last[entry]
-	if !ok || s.Status != StepWaiting || s.FinishedAt != nil {
+	return ok && c.stillAwaits(entry, s)
+}
+
+// stillAwaits reports whether s, a step of entry, waits for an event.
+func (c *claimed) stillAwaits(entry string, s Step) bool {
+	if s.Status != StepWaiting {
 		return false
 	}
 	node, ok := c.g.Node(EntryNode(entry))
-	return ok && node.Kind == workflow.NodeApproval
+	switch {
+	case !ok:
+		return false
+	case node.Kind == workflow.NodeApproval:
+		return s.FinishedAt == nil
+	case node.Kind == workflow.NodeCallWorkflow:
+		var out struct {
+			Status Status `json:"status"`
+		}
+		_ = json.Unmarshal(s.Output, &out)
+		return out.Status == ""
+	}
+	return false
+}
+
+// waitsInItsArm reports whether a step that waits holds only its arm (a
+// Delay, an Approval, a Call Workflow), not the whole run.
+func waitsInItsArm(node workflow.Node, out Outcome) bool {
+	return out.WaitUntil != nil || node.Kind == workflow.NodeApproval || node.Kind == workflow.NodeCallWorkflow
 }
 
 // canGo reports whether a frontier entry can be taken now: it is not a
-// join still awaiting arms, a Delay whose time has not come or an
-// Approval waiting for its decision.
+// join still awaiting arms, a Delay whose time has not come, or a step
+// waiting for an event.
 func (c *claimed) canGo(entry string, now time.Time) bool {
 	if until, ok := c.sleepsUntil(entry); ok && until.After(now) {
 		return false
 	}
-	return !c.awaitsDecision(entry) && !c.awaitsArms(entry)
+	return !c.awaitsEvent(entry) && !c.awaitsArms(entry)
 }
 
 // othersCanGo reports whether an entry of the frontier other than entry
@@ -129,9 +154,10 @@ func (c *claimed) firstWake() (time.Time, bool) {
 }
 
 // waitAll parks the run when every entry of its frontier waits — for an
-// approval's decision, a Delay's end, or arms behind them — until the
-// first Delay ends (or a decision wakes it). It reports true when a
-// decision came meanwhile: the run goes on instead (read again).
+// approval's decision, a called run's end, a Delay's end, or arms behind
+// them — until the first Delay ends (or the event wakes it). It reports
+// true when an event came meanwhile: the run goes on instead (read
+// again).
 func (e *Engine) waitAll(ctx context.Context, c *claimed) (bool, error) {
 	var due sql.NullTime
 	if until, ok := c.firstWake(); ok {
@@ -139,8 +165,13 @@ func (e *Engine) waitAll(ctx context.Context, c *claimed) (bool, error) {
 	}
 	reason := "delay"
 	for _, f := range c.frontier {
-		if c.awaitsDecision(f) {
-			reason = "approval"
+		if !c.awaitsEvent(f) {
+			continue
+		}
+		if node, _ := c.g.Node(EntryNode(f)); node.Kind == workflow.NodeApproval {
+			reason = "approval" // a person is to act: said first
+		} else if reason == "delay" {
+			reason = "workflow"
 		}
 	}
 	decided := false
@@ -154,12 +185,8 @@ func (e *Engine) waitAll(ctx context.Context, c *claimed) (bool, error) {
 		if n, err := res.RowsAffected(); err == nil && n == 0 {
 			return errLeaseLost
 		}
-		var n int
-		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM run_steps WHERE run_id = $1 AND status = 'waiting' AND finished_at IS NOT NULL`, c.ID).Scan(&n); err != nil {
+		if decided, err = e.answered(ctx, tx, c); err != nil || decided {
 			return err
-		}
-		if decided = n > 0; decided {
-			return nil
 		}
 		_, err = tx.ExecContext(ctx, `UPDATE runs SET status = 'waiting', wait_reason = $1, due_at = $2, updated_at = $3
 			WHERE id = $4 AND status IN ('pending', 'running', 'waiting')`, reason, due, e.now(), c.ID)
@@ -368,13 +395,45 @@ func mergeByKey(lists [][]any, key string) ([]any, error) {
 	return out, nil
 }
 
-// anyWaits reports whether an entry of the frontier is a Delay or an
-// Approval that waits.
+// anyWaits reports whether an entry of the frontier is a Delay, an
+// Approval or a Call Workflow that waits.
 func (c *claimed) anyWaits() bool {
 	for _, f := range c.frontier {
-		if _, ok := c.sleepsUntil(f); ok || c.awaitsDecision(f) {
+		if _, ok := c.sleepsUntil(f); ok || c.awaitsEvent(f) {
 			return true
 		}
 	}
 	return false
+}
+
+// answered reports, under the run's row lock, whether an event an entry
+// waited for has come since the worker read the run: a waiting step whose
+// event is recorded (a decision, a called run's end).
+func (e *Engine) answered(ctx context.Context, tx db.Querier, c *claimed) (bool, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT node_id, COALESCE(output, ''), finished_at FROM run_steps WHERE run_id = $1 AND status = 'waiting'`, c.ID)
+	if err != nil {
+		return false, err
+	}
+	defer rows.Close()
+	now := map[string]Step{}
+	for rows.Next() {
+		var s Step
+		var output string
+		var finished sql.NullTime
+		if err := rows.Scan(&s.NodeID, &output, &finished); err != nil {
+			return false, err
+		}
+		s.Status, s.Output, s.FinishedAt = StepWaiting, json.RawMessage(output), timePtr(finished)
+		now[s.NodeID] = s
+	}
+	if err := rows.Err(); err != nil {
+		return false, err
+	}
+	for _, f := range c.frontier {
+		// What the worker holds waits; what is recorded now may not.
+		if s, ok := now[f]; ok && c.awaitsEvent(f) && !c.stillAwaits(f, s) {
+			return true, nil
+		}
+	}
+	return false, nil
 }

@@ -352,14 +352,14 @@ func (e *Engine) step(ctx context.Context, c *claimed) (bool, error) {
 }
 
 // waitOver reports whether a waiting entry's wait has come due: a Delay's
-// time, an Approval's decision, or the run made due by what it waited
-// for (a called run's end, an agent's callback).
+// time, an Approval's decision, a called run's end, or the run made due by
+// what it waited for (an agent's callback, a client's connection).
 func (c *claimed) waitOver(entry string, now time.Time) bool {
 	if until, ok := c.sleepsUntil(entry); ok {
 		return !until.After(now)
 	}
-	if node, ok := c.g.Node(EntryNode(entry)); ok && node.Kind == workflow.NodeApproval {
-		return !c.awaitsDecision(entry)
+	if node, ok := c.g.Node(EntryNode(entry)); ok && (node.Kind == workflow.NodeApproval || node.Kind == workflow.NodeCallWorkflow) {
+		return !c.awaitsEvent(entry)
 	}
 	return c.due.Valid && !c.due.Time.After(now)
 }
@@ -617,15 +617,15 @@ func (e *Engine) commitTx(ctx context.Context, c *claimed, node workflow.Node, c
 			if !active {
 				return nil
 			}
-			if out.WaitUntil != nil || node.Kind == workflow.NodeApproval {
-				// A Delay or an Approval waits in its arm: the run goes on
-				// with whatever else can, and waits once every arm waits
-				// (waitAll, parallel.go).
+			if waitsInItsArm(node, out) {
+				// A Delay, an Approval or a Call Workflow waits in its arm:
+				// the run goes on with whatever else can, and waits once
+				// every arm waits (waitAll, parallel.go).
 				more = true
 				return nil
 			}
-			// Waits for an event (a called run, an agent's callback, a
-			// client's connection) hold the whole run.
+			// An agent's callback or a client's connection holds the whole
+			// run.
 			_, err := tx.ExecContext(ctx, `UPDATE runs SET status = 'waiting', wait_reason = $1, due_at = NULL, updated_at = $2 WHERE id = $3`,
 				out.WaitFor, now, c.ID)
 			return err
