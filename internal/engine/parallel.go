@@ -20,7 +20,8 @@ import (
 // have ready starts at once (up to maxArmsAtOnce steps): their effects run
 // side by side, and their results are committed one after the other. A
 // Delay in one arm does not hold the others: the arm sleeps while the
-// others go on, and the run waits only once every arm waits. A step with
+// others go on, and the run waits only once every arm waits; so does an
+// Approval or a Call Workflow, until its event comes. A step with
 // two or more steps leading into it (a Merge, or any join) waits while
 // another entry of the frontier can still reach it, so it runs once,
 // after every arm that can arrive has arrived. Inside an arm, $input is
@@ -88,16 +89,19 @@ func (c *claimed) stillAwaits(entry string, s Step) bool {
 		return false
 	}
 	node, ok := c.g.Node(EntryNode(entry))
-	switch {
-	case !ok:
+	if !ok || (node.Kind != workflow.NodeApproval && node.Kind != workflow.NodeCallWorkflow) {
 		return false
-	case node.Kind == workflow.NodeApproval:
-		return s.FinishedAt == nil
-	case node.Kind == workflow.NodeCallWorkflow:
-		var out struct {
-			Status Status `json:"status"`
-		}
-		_ = json.Unmarshal(s.Output, &out)
+	}
+	// What the event hands the step: a decision, a called run's status.
+	var out struct {
+		Approved *bool  `json:"approved"`
+		Status   Status `json:"status"`
+	}
+	_ = json.Unmarshal(s.Output, &out)
+	switch node.Kind {
+	case workflow.NodeApproval:
+		return s.FinishedAt == nil && out.Approved == nil
+	case workflow.NodeCallWorkflow:
 		return out.Status == ""
 	}
 	return false
@@ -117,17 +121,6 @@ func (c *claimed) canGo(entry string, now time.Time) bool {
 		return false
 	}
 	return !c.awaitsEvent(entry) && !c.awaitsArms(entry)
-}
-
-// othersCanGo reports whether an entry of the frontier other than entry
-// can be taken now.
-func (c *claimed) othersCanGo(entry string, now time.Time) bool {
-	for _, f := range c.frontier {
-		if f != entry && c.canGo(f, now) {
-			return true
-		}
-	}
-	return false
 }
 
 // nextReady moves the entries that cannot be taken now behind those that
