@@ -482,6 +482,19 @@ func (f *fixture) clockedEngine(hc *http.Client) {
 	f.eng = engine.New(f.d, f.wfs, engine.Builtins(f.cat, nil, hc), engine.Expressions(expr.Limits{}), engine.Options{Now: f.clk.Now})
 }
 
+// startGraph publishes a manual workflow of nodes and edges, gives the
+// fixture a clocked engine (hc for HTTP steps), starts a run with an empty
+// payload and works it as far as it goes; it returns the run's id.
+func (f *fixture) startGraph(nodes []workflow.Node, edges []workflow.Edge, hc *http.Client) string {
+	f.t.Helper()
+	wf := f.publishGraph(nodes, edges)
+	f.clockedEngine(hc)
+	id, err := f.eng.StartRun(f.ctx, wf, json.RawMessage(`{}`), "manual", "")
+	must(f.t, err)
+	f.drain()
+	return id
+}
+
 // barrier is an HTTP receiver that answers each request only once n
 // requests are in (or after a deadline): requests that arrive one after
 // another, never together, see "together": false.
@@ -558,7 +571,7 @@ func TestParallelArmsRunTogether(t *testing.T) {
 func TestParallelArmSleepsAlone(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, d *db.DB) {
 		f := setup(t, d)
-		wf := f.publishGraph([]workflow.Node{
+		id := f.startGraph([]workflow.Node{
 			node("fan", workflow.NodeParallel, `{}`),
 			node("wait", workflow.NodeDelay, `{"duration": "1h"}`),
 			node("a", workflow.NodeTransform, `{"output": [{"arm": "slow"}]}`),
@@ -566,11 +579,7 @@ func TestParallelArmSleepsAlone(t *testing.T) {
 			node("b2", workflow.NodeTransform, `{"output": {"items": "{{ $input }}"}}`),
 			node("join", workflow.NodeMerge, `{"mode": "append"}`),
 		}, []workflow.Edge{{From: "start", To: "fan"}, {From: "fan", To: "wait"}, {From: "wait", To: "a"}, {From: "fan", To: "b"},
-			{From: "b", To: "b2"}, {From: "a", To: "join"}, {From: "b2", To: "join"}})
-		f.clockedEngine(nil)
-		id, err := f.eng.StartRun(f.ctx, wf, json.RawMessage(`{}`), "manual", "")
-		must(t, err)
-		f.drain()
+			{From: "b", To: "b2"}, {From: "a", To: "join"}, {From: "b2", To: "join"}}, nil)
 		if r := f.run(id); r.Status != engine.StatusWaiting {
 			t.Fatalf("while the delay sleeps: run %s; want waiting", r.Status)
 		}
@@ -610,16 +619,12 @@ func TestParallelArmSleepsAlone(t *testing.T) {
 func TestParallelApprovalBesideADelay(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, d *db.DB) {
 		f := setup(t, d)
-		wf := f.publishGraph([]workflow.Node{
+		id := f.startGraph([]workflow.Node{
 			node("fan", workflow.NodeParallel, `{}`),
 			node("wait", workflow.NodeDelay, `{"duration": "1h"}`),
 			node("ask", workflow.NodeApproval, `{"message": "Go?"}`),
 			node("join", workflow.NodeMerge, `{}`),
-		}, []workflow.Edge{{From: "start", To: "fan"}, {From: "fan", To: "wait"}, {From: "fan", To: "ask"}, {From: "wait", To: "join"}, {From: "ask", To: "join"}})
-		f.clockedEngine(nil)
-		id, err := f.eng.StartRun(f.ctx, wf, json.RawMessage(`{}`), "manual", "")
-		must(t, err)
-		f.drain()
+		}, []workflow.Edge{{From: "start", To: "fan"}, {From: "fan", To: "wait"}, {From: "fan", To: "ask"}, {From: "wait", To: "join"}, {From: "ask", To: "join"}}, nil)
 		if r := f.run(id); r.Status != engine.StatusWaiting || r.WaitReason != "approval" {
 			t.Fatalf("before the decision: %s (%s); want waiting for the approval", r.Status, r.WaitReason)
 		}
@@ -672,15 +677,11 @@ func TestParallelArmFailsOrRetries(t *testing.T) {
 		})
 		call := node("call", workflow.NodeHTTP, `{"method": "POST", "url": "`+flaky.URL+`"}`)
 		call.Retry = &workflow.RetryPolicy{MaxAttempts: 3, BackoffSeconds: 30}
-		wf = f.publishGraph([]workflow.Node{
+		id := f.startGraph([]workflow.Node{
 			node("fan", workflow.NodeParallel, `{}`), call,
 			node("b", workflow.NodeTransform, `{"output": {"b": true}}`),
 			node("join", workflow.NodeMerge, `{}`),
-		}, []workflow.Edge{{From: "start", To: "fan"}, {From: "fan", To: "call"}, {From: "fan", To: "b"}, {From: "call", To: "join"}, {From: "b", To: "join"}})
-		f.clockedEngine(privateOK)
-		id, err := f.eng.StartRun(f.ctx, wf, json.RawMessage(`{}`), "manual", "")
-		must(t, err)
-		f.drain()
+		}, []workflow.Edge{{From: "start", To: "fan"}, {From: "fan", To: "call"}, {From: "fan", To: "b"}, {From: "call", To: "join"}, {From: "b", To: "join"}}, privateOK)
 		r, out = f.runSteps(id)
 		if r.Status != engine.StatusRunning || out["b"] != `{"b":true}` || calls.Load() != 1 {
 			t.Fatalf("after the first failure: run %s, b %q, %d calls; want running (the retry due), b on record, 1 call", r.Status, out["b"], calls.Load())
@@ -700,18 +701,14 @@ func TestParallelArmFailsOrRetries(t *testing.T) {
 func TestParallelApprovalHoldsOnlyItsArm(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, d *db.DB) {
 		f := setup(t, d)
-		wf := f.publishGraph([]workflow.Node{
+		id := f.startGraph([]workflow.Node{
 			node("fan", workflow.NodeParallel, `{}`),
 			node("ask", workflow.NodeApproval, `{"message": "Go?"}`),
 			node("wait", workflow.NodeDelay, `{"duration": "1h"}`),
 			node("b", workflow.NodeTransform, `{"output": {"b": true}}`),
 			node("join", workflow.NodeMerge, `{}`),
 		}, []workflow.Edge{{From: "start", To: "fan"}, {From: "fan", To: "ask"}, {From: "fan", To: "wait"}, {From: "wait", To: "b"},
-			{From: "ask", To: "join"}, {From: "b", To: "join"}})
-		f.clockedEngine(nil)
-		id, err := f.eng.StartRun(f.ctx, wf, json.RawMessage(`{}`), "manual", "")
-		must(t, err)
-		f.drain()
+			{From: "ask", To: "join"}, {From: "b", To: "join"}}, nil)
 		if r := f.run(id); r.Status != engine.StatusWaiting || r.WaitReason != "approval" {
 			t.Fatalf("with the approval asked and the delay sleeping: %s (%s); want waiting for the approval", r.Status, r.WaitReason)
 		}
@@ -747,16 +744,12 @@ func TestParallelCallHoldsOnlyItsArm(t *testing.T) {
 			node("nap", workflow.NodeDelay, `{"duration": "1h"}`),
 			node("answer", workflow.NodeTransform, `{"output": {"n": "{{ $trigger.n * 2 }}"}}`),
 		}, []workflow.Edge{{From: "start", To: "nap"}, {From: "nap", To: "answer"}})
-		parent := f.publishGraph([]workflow.Node{
+		id := f.startGraph([]workflow.Node{
 			node("fan", workflow.NodeParallel, `{}`),
 			node("sub", workflow.NodeCallWorkflow, `{"workflowId": "`+child+`", "input": {"n": 21}}`),
 			node("b", workflow.NodeTransform, `{"output": {"b": true}}`),
 			node("join", workflow.NodeMerge, `{}`),
-		}, []workflow.Edge{{From: "start", To: "fan"}, {From: "fan", To: "sub"}, {From: "fan", To: "b"}, {From: "sub", To: "join"}, {From: "b", To: "join"}})
-		f.clockedEngine(nil)
-		id, err := f.eng.StartRun(f.ctx, parent, json.RawMessage(`{}`), "manual", "")
-		must(t, err)
-		f.drain()
+		}, []workflow.Edge{{From: "start", To: "fan"}, {From: "fan", To: "sub"}, {From: "fan", To: "b"}, {From: "sub", To: "join"}, {From: "b", To: "join"}}, nil)
 		r, out := f.runSteps(id)
 		if r.Status != engine.StatusWaiting || r.WaitReason != "workflow" || out["b"] != `{"b":true}` {
 			t.Fatalf("while the called run sleeps: %s (%s), b %q; want the other arm done and the caller waiting for the called run", r.Status, r.WaitReason, out["b"])

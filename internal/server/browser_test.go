@@ -21,6 +21,15 @@ import (
 // newBrowser starts headless Chromium (Debian's chromium package) with a
 // desktop window. Without it the test is skipped, except in CI, where a
 // missing browser is a failure.
+// onceInBrowser skips the PostgreSQL half of a page story: the pages
+// behave the same on both engines, and one browser run is enough.
+func onceInBrowser(t *testing.T) {
+	t.Helper()
+	if !strings.HasSuffix(t.Name(), "sqlite") {
+		t.Skip("the pages behave the same on both engines; one browser run is enough")
+	}
+}
+
 func newBrowser(t *testing.T) context.Context {
 	t.Helper()
 	return newBrowserSized(t, 1280, 900)
@@ -81,9 +90,7 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 // the workspace and land on it.
 func TestBrowserSignInAndCreateWorkspace(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
-		if !strings.HasSuffix(t.Name(), "sqlite") {
-			t.Skip("the pages behave the same on both engines; one browser run is enough")
-		}
+		onceInBrowser(t)
 		ctx := newBrowser(t)
 		base := e.srv.URL
 		err := chromedp.Do(ctx,
@@ -154,9 +161,7 @@ func TestBrowserSignInAndCreateWorkspace(t *testing.T) {
 // is edited by hand.
 func TestBrowserNameSuggestsSlug(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
-		if !strings.HasSuffix(t.Name(), "sqlite") {
-			t.Skip("one browser run is enough")
-		}
+		onceInBrowser(t)
 		ctx := newBrowser(t)
 		err := chromedp.Do(ctx,
 			chromedp.Navigate(e.srv.URL+"/signin"),
@@ -194,9 +199,7 @@ func text(t *testing.T, ctx context.Context, sel string) string {
 // back on the connection's page.
 func TestBrowserConnectSandboxChat(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
-		if !strings.HasSuffix(t.Name(), "sqlite") {
-			t.Skip("one browser run is enough")
-		}
+		onceInBrowser(t)
 		ctx := newBrowser(t)
 		err := chromedp.Do(ctx,
 			chromedp.Navigate(e.srv.URL+"/signin"),
@@ -265,9 +268,7 @@ func TestBrowserConnectSandboxChat(t *testing.T) {
 // the mapped output.
 func TestBrowserBuildPublishAndCallWebhook(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
-		if !strings.HasSuffix(t.Name(), "sqlite") {
-			t.Skip("one browser run is enough")
-		}
+		onceInBrowser(t)
 		curl, err := exec.LookPath("curl")
 		if err != nil {
 			t.Skip("curl not installed")

@@ -22,9 +22,7 @@ import (
 // TASKJUICE_SCREENSHOTS names a folder.
 func TestBrowserBuildWorkflowFromScratch(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
-		if !strings.HasSuffix(t.Name(), "sqlite") {
-			t.Skip("the pages behave the same on both engines; one browser run is enough")
-		}
+		onceInBrowser(t)
 		e.runWorkers()
 		owner := e.signIn("owner@a.example")
 		connID := connectionFromLocation(t, owner.consent(t, "/acme/connections/new", url.Values{"app": {"sandbox-chat"}, "label": {"Team chat"}}, "Acme Chat"))
@@ -168,9 +166,7 @@ func TestBrowserBuildWorkflowFromScratch(t *testing.T) {
 // and a press on a box without dragging still opens its settings.
 func TestBrowserDragStepOnPicture(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
-		if !strings.HasSuffix(t.Name(), "sqlite") {
-			t.Skip("the pages behave the same on both engines; one browser run is enough")
-		}
+		onceInBrowser(t)
 		owner := e.signIn("owner@a.example")
 		base := "/api/v1/workspaces/acme/workflows"
 		d := decodeDetail(t, "create", owner.api("POST", base, `{"name": "Drag", "graph": {"trigger": {"id": "trigger", "kind": "manual"},

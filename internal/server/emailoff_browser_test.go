@@ -14,9 +14,7 @@ import (
 // portal. No email was queued.
 func TestBrowserEmailOffInvitation(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
-		if !strings.HasSuffix(t.Name(), "sqlite") {
-			t.Skip("one browser run is enough")
-		}
+		onceInBrowser(t)
 		bctx := newBrowser(t)
 		err := chromedp.Do(bctx,
 			chromedp.Navigate(e.srv.URL+"/signin"),

@@ -18,9 +18,7 @@ import (
 // typed, and a syntax error marks the field before anything is saved.
 func TestBrowserExpressionHelp(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
-		if !strings.HasSuffix(t.Name(), "sqlite") {
-			t.Skip("the pages behave the same on both engines; one browser run is enough")
-		}
+		onceInBrowser(t)
 		g := workflow.Graph{Schema: 1, Trigger: &workflow.Node{ID: "start", Kind: workflow.TriggerManual},
 			Nodes: []workflow.Node{{ID: "shape", Kind: workflow.NodeTransform, Config: json.RawMessage(`{"output": {"x": 1}}`)}},
 			Edges: []workflow.Edge{{From: "start", To: "shape"}}}

@@ -312,9 +312,7 @@ func TestModelProvidersPage(t *testing.T) {
 // person does, and looks at the cost page's tiles and chart.
 func TestBrowserCostsAndModels(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
-		if !strings.HasSuffix(t.Name(), "sqlite") {
-			t.Skip("one browser run is enough")
-		}
+		onceInBrowser(t)
 		// Spend on a few days of this period, as settled calls.
 		per := spend.PeriodOf(time.Now())
 		today := time.Now().UTC().Day()

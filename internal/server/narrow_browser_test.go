@@ -64,9 +64,7 @@ func browserSignIn(t *testing.T, ctx context.Context, base, email string) {
 // there without opening anything, and the table keeps its header row.
 func TestBrowserNarrowScreen(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
-		if !strings.HasSuffix(t.Name(), "sqlite") {
-			t.Skip("the pages behave the same on both engines; one browser run is enough")
-		}
+		onceInBrowser(t)
 		ctx := context.Background()
 		owner := e.signIn("owner@a.example")
 		g, err := workflow.ParseGraph([]byte(`{"schema":1,"trigger":{"id":"start","kind":"manual"},

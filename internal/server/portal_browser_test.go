@@ -22,9 +22,7 @@ import (
 // them completes.
 func TestBrowserClientRequest(t *testing.T) {
 	each(t, func(t *testing.T, e *env) {
-		if !strings.HasSuffix(t.Name(), "sqlite") {
-			t.Skip("one browser run is enough")
-		}
+		onceInBrowser(t)
 		ctx := context.Background()
 		box := e.mailbox()
 		w := e.clientWorkflow(t, e.acme, "Lead alerts", map[string]string{"post": "sandbox-chat", "read": "sandbox-inbox"})

@@ -1377,8 +1377,8 @@ func (h *Handler) addStep(w http.ResponseWriter, r *http.Request, v view) {
 		if !kind.IsNode() {
 			return "", nil, apperr.Invalid("kind", "Choose the kind of step to add.")
 		}
-		if len(g.Nodes) >= workflow.MaxNodes {
-			return "", nil, apperr.Invalid("kind", "A workflow holds at most "+strconv.Itoa(workflow.MaxNodes)+" steps.")
+		if err := roomForAStep(*g); err != nil {
+			return "", nil, err
 		}
 		id := newStepID(*g)
 		n := workflow.Node{ID: id, Kind: kind, Name: kind.Label(), Config: mustJSON(defaultConfig(kind))}
@@ -1400,8 +1400,8 @@ func (h *Handler) duplicateStep(w http.ResponseWriter, r *http.Request, v view) 
 		if i < 0 {
 			return "", nil, errNoStep
 		}
-		if len(g.Nodes) >= workflow.MaxNodes {
-			return "", nil, apperr.Invalid("kind", "A workflow holds at most "+strconv.Itoa(workflow.MaxNodes)+" steps.")
+		if err := roomForAStep(*g); err != nil {
+			return "", nil, err
 		}
 		n := g.Nodes[i]
 		n.ID = newStepID(*g)
@@ -1415,11 +1415,7 @@ func (h *Handler) duplicateStep(w http.ResponseWriter, r *http.Request, v view) 
 			rp := *n.Retry
 			n.Retry = &rp
 		}
-		p := placement{at: i + 1}
-		if s, ok := armAt(armSpans(*g), i); ok {
-			p.arm = &s
-		}
-		p.insert(g, n)
+		rightAfter(*g, i).insert(g, n)
 		return "step-" + n.ID, nil, nil
 	})
 }
@@ -1499,14 +1495,10 @@ func prevID(g workflow.Graph, i int) string {
 // moveTo takes the step at index i out of the list (and out of its arm)
 // and puts it where a step added on the arrow after/path/to would go.
 func moveTo(g *workflow.Graph, i int, after, path, to string) error {
-	n := g.Nodes[i]
-	if after == n.ID || to == n.ID {
+	if n := g.Nodes[i]; after == n.ID || to == n.ID {
 		return nil // onto an arrow of its own: where it is
 	}
-	if s, ok := armAt(armSpans(*g), i); ok {
-		resizeArm(g, s.parallel, s.arm, -1)
-	}
-	g.Nodes = append(g.Nodes[:i:i], g.Nodes[i+1:]...)
+	n := takeOut(g, i)
 	p, err := place(*g, after, path, to)
 	if err != nil {
 		return err
@@ -1522,10 +1514,7 @@ func (h *Handler) deleteStep(w http.ResponseWriter, r *http.Request, v view) {
 		if i < 0 {
 			return "", nil, errNoStep
 		}
-		if s, ok := armAt(armSpans(*g), i); ok {
-			resizeArm(g, s.parallel, s.arm, -1)
-		}
-		g.Nodes = append(g.Nodes[:i], g.Nodes[i+1:]...)
+		takeOut(g, i)
 		delete(ends, id)
 		if i > 0 {
 			return "step-" + g.Nodes[i-1].ID, nil, nil

@@ -152,13 +152,12 @@ func place(g workflow.Graph, after, path, to string) (placement, error) {
 		return placement{}, errNoPlace
 	}
 	if path == "" || path == mainPath(n.Kind) {
-		p := placement{at: f + 1}
-		// After the last arm's last step, at the end of the list, the step
-		// is where the arms join.
-		if s, ok := armAt(spans, f); ok && p.at < len(g.Nodes) {
-			p.arm = &s
+		if f == len(g.Nodes)-1 {
+			// After the last step (maybe the last arm's last): at the end,
+			// where the arms join.
+			return placement{at: f + 1}, nil
 		}
-		return p, nil
+		return rightAfter(g, f), nil
 	}
 	return placeOnPath(g, spans, f, path, to)
 }
@@ -193,6 +192,33 @@ func placeOnPath(g workflow.Graph, spans []armSpan, f int, path, to string) (pla
 		p.arm = &s
 	}
 	return p, nil
+}
+
+// rightAfter is the place right after the step at index i, in its arm.
+func rightAfter(g workflow.Graph, i int) placement {
+	p := placement{at: i + 1}
+	if s, ok := armAt(armSpans(g), i); ok {
+		p.arm = &s
+	}
+	return p
+}
+
+// takeOut removes the step at index i from the list, and from its arm.
+func takeOut(g *workflow.Graph, i int) workflow.Node {
+	n := g.Nodes[i]
+	if s, ok := armAt(armSpans(*g), i); ok {
+		resizeArm(g, s.parallel, s.arm, -1)
+	}
+	g.Nodes = append(g.Nodes[:i:i], g.Nodes[i+1:]...)
+	return n
+}
+
+// roomForAStep refuses a step past the most a workflow holds.
+func roomForAStep(g workflow.Graph) error {
+	if len(g.Nodes) >= workflow.MaxNodes {
+		return apperr.Invalid("kind", "A workflow holds at most "+strconv.Itoa(workflow.MaxNodes)+" steps.")
+	}
+	return nil
 }
 
 // insert puts n into g where p says, lengthening its arm and leading the
